@@ -1,0 +1,190 @@
+// RunningServer and ReplicaPool against real gRPC servers on loopback.
+#include "services/common/server_runner.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "proto/gateway.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
+#include "services/common/replica_pool.h"
+
+namespace pixtral {
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// Answers GetModelInfo with its own name, after an optional delay.
+class NamedGateway final : public v1::Gateway::Service {
+ public:
+  explicit NamedGateway(std::string name, absl::Duration delay = absl::ZeroDuration())
+      : name_(std::move(name)), delay_(delay) {}
+
+  grpc::Status GetModelInfo(grpc::ServerContext* context, const v1::GetModelInfoRequest*,
+                            v1::ModelInfo* info) override {
+    std::call_once(started_once_, [this] { started_.Notify(); });
+    const absl::Time until = absl::Now() + delay_;
+    while (absl::Now() < until) {
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    info->set_model_name(name_);
+    return grpc::Status::OK;
+  }
+
+  absl::Notification& started() { return started_; }
+
+ private:
+  std::string name_;
+  absl::Duration delay_;
+  std::once_flag started_once_;
+  absl::Notification started_;
+};
+
+std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
+
+std::shared_ptr<grpc::Channel> ChannelTo(int port) {
+  return grpc::CreateChannel(Loopback(port), grpc::InsecureChannelCredentials());
+}
+
+grpc::Status AskName(grpc::Channel& channel, std::string* name) {
+  auto stub = v1::Gateway::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ModelInfo info;
+  grpc::Status status = stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
+  *name = info.model_name();
+  return status;
+}
+
+HealthCheckResponse::ServingStatus HealthOf(int port) {
+  auto stub = Health::NewStub(ChannelTo(port));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  HealthCheckResponse response;
+  if (!stub->Check(&context, HealthCheckRequest(), &response).ok()) {
+    return HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
+}
+
+TEST(RunningServerTest, ServesAndReportsHealthy) {
+  NamedGateway service("a");
+  auto server = RunningServer::Start({&service}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_GT((*server)->port(), 0);
+  EXPECT_EQ(HealthOf((*server)->port()), HealthCheckResponse::SERVING);
+  std::string name;
+  EXPECT_TRUE(AskName(*ChannelTo((*server)->port()), &name).ok());
+  EXPECT_EQ(name, "a");
+}
+
+TEST(RunningServerTest, UnusableAddressIsAnError) {
+  NamedGateway service("a");
+  EXPECT_FALSE(RunningServer::Start({&service}, {.address = "256.1.1.1:1"}).ok());
+}
+
+TEST(RunningServerTest, ShutdownLetsInFlightCallsFinishWithinGrace) {
+  NamedGateway service("slow", absl::Milliseconds(300));
+  auto server = RunningServer::Start(
+      {&service}, {.address = "127.0.0.1:0", .shutdown_grace = absl::Seconds(5)});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  grpc::Status status;
+  std::string name;
+  std::thread call([&] { status = AskName(*ChannelTo(port), &name); });
+  service.started().WaitForNotification();
+  (*server)->Shutdown();
+  call.join();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(name, "slow");
+  // After shutdown nothing listens.
+  EXPECT_EQ(AskName(*ChannelTo(port), &name).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(RunningServerTest, ShutdownCancelsCallsThatOutlastGrace) {
+  NamedGateway service("stuck", absl::Seconds(30));
+  auto server = RunningServer::Start(
+      {&service}, {.address = "127.0.0.1:0", .shutdown_grace = absl::Milliseconds(100)});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  grpc::Status status;
+  std::string name;
+  std::thread call([&] { status = AskName(*ChannelTo(port), &name); });
+  service.started().WaitForNotification();
+  const absl::Time start = absl::Now();
+  (*server)->Shutdown();
+  call.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_FALSE(status.ok());
+}
+
+TEST(ReplicaPoolTest, RejectsEmptyLists) {
+  EXPECT_FALSE(ReplicaPool::Create({}, {}).ok());
+  EXPECT_FALSE(ReplicaPool::Create({""}, {}).ok());
+}
+
+TEST(ReplicaPoolTest, BalancesAndFailsOverToLiveReplicas) {
+  NamedGateway a("a"), b("b");
+  auto server_a = RunningServer::Start({&a}, {.address = "127.0.0.1:0"});
+  auto server_b = RunningServer::Start({&b}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server_a.ok() && server_b.ok());
+  // A replica that was never up: a closed port on loopback.
+  int dead_port;
+  {
+    NamedGateway gone("gone");
+    auto server = RunningServer::Start({&gone}, {.address = "127.0.0.1:0"});
+    dead_port = (*server)->port();
+  }
+  auto pool = ReplicaPool::Create(
+      {Loopback(dead_port), Loopback((*server_a)->port()), Loopback((*server_b)->port())}, {});
+  ASSERT_TRUE(pool.ok());
+  int seen_a = 0, seen_b = 0;
+  for (int i = 0; i < 12; ++i) {
+    std::string name;
+    grpc::Status status =
+        (*pool)->Call([&](grpc::Channel& channel, bool*) { return AskName(channel, &name); });
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    (name == "a" ? seen_a : seen_b)++;
+  }
+  EXPECT_GT(seen_a, 0);
+  EXPECT_GT(seen_b, 0);
+
+  // With every replica gone the call is UNAVAILABLE, promptly.
+  (*server_a)->Shutdown();
+  (*server_b)->Shutdown();
+  const absl::Time start = absl::Now();
+  std::string name;
+  grpc::Status status =
+      (*pool)->Call([&](grpc::Channel& channel, bool*) { return AskName(channel, &name); });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(ReplicaPoolTest, NoRetryAfterPartialResponse) {
+  NamedGateway a("a");
+  auto server = RunningServer::Start({&a}, {.address = "127.0.0.1:0"});
+  auto pool = ReplicaPool::Create({Loopback((*server)->port()), Loopback((*server)->port())}, {});
+  int attempts = 0;
+  grpc::Status status = (*pool)->Call([&](grpc::Channel&, bool* received) {
+    ++attempts;
+    *received = true;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "dropped mid-stream");
+  });
+  EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace pixtral
