@@ -53,8 +53,7 @@ int Main() {
   } else if (preset == "pixtral-12b") {
     config = Pixtral12BConfig();
   } else {
-    std::cerr << "make_random_model: unknown --preset \"" << preset
-              << "\" (toy | pixtral-12b)\n";
+    std::cerr << "make_random_model: unknown --preset \"" << preset << "\" (toy | pixtral-12b)\n";
     return 2;
   }
   DecoderConfig& d = config.decoder;

@@ -8,6 +8,7 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "common/model_folder.h"
@@ -29,12 +30,10 @@ struct Init {
 
 Init InitFor(const TensorSpec& spec) {
   const std::string& name = spec.name;
-  auto ends_with = [&name](absl::string_view suffix) {
-    return name.size() >= suffix.size() &&
-           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  if (ends_with("norm.weight") || ends_with("ln_pre.weight")) return {1.0, 0.1};
-  if (ends_with(".bias")) return {0.0, 0.1};
+  if (absl::EndsWith(name, "norm.weight") || absl::EndsWith(name, "ln_pre.weight")) {
+    return {1.0, 0.1};
+  }
+  if (absl::EndsWith(name, ".bias")) return {0.0, 0.1};
   if (name == "tok_embeddings.weight") return {0.0, 1.0};
   int64_t fan_in = 1;
   for (size_t i = 1; i < spec.shape.size(); ++i) fan_in *= spec.shape[i];
