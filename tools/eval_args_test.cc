@@ -1,0 +1,41 @@
+#include "tools/eval_args.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pixtral {
+namespace {
+
+absl::StatusOr<EvalArgs> Parse(std::vector<const char*> argv) {
+  return EvalArgs::Parse(static_cast<int>(argv.size()), argv.data(), {"model", "max-tokens"},
+                         {"ignore-eos"});
+}
+
+TEST(EvalArgsTest, ValuesAndSwitches) {
+  absl::StatusOr<EvalArgs> args = Parse({"--model", "/m", "--max-tokens=12", "--ignore-eos"});
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->Get("model"), "/m");
+  EXPECT_EQ(*args->GetInt("max-tokens", 0), 12);
+  EXPECT_TRUE(args->Has("ignore-eos"));
+  EXPECT_TRUE(args->Require({"model", "max-tokens"}).ok());
+}
+
+TEST(EvalArgsTest, Defaults) {
+  absl::StatusOr<EvalArgs> args = Parse({});
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_FALSE(args->Has("ignore-eos"));
+  EXPECT_EQ(*args->GetInt("max-tokens", 7), 7);
+  EXPECT_EQ(args->Require({"model"}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EvalArgsTest, RejectsMalformedCommandLines) {
+  EXPECT_FALSE(Parse({"--bogus", "1"}).ok());
+  EXPECT_FALSE(Parse({"--model"}).ok());
+  EXPECT_FALSE(Parse({"--ignore-eos=1"}).ok());
+  EXPECT_FALSE(Parse({"positional"}).ok());
+  EXPECT_FALSE(Parse({"--max-tokens", "ten"})->GetInt("max-tokens", 0).ok());
+}
+
+}  // namespace
+}  // namespace pixtral
