@@ -4,6 +4,7 @@
 #include <map>
 #include <vector>
 
+#include "decoder/testing/fake_sequence_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -13,78 +14,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-constexpr int kVocab = 16;
-
-// Scripted logits: after a sequence of length `len` ending in `last`, token (3 * last + len) %
-// kVocab is the clear favourite and the others get small, distinct logits, so sampling at
-// temperature 1 still spreads. Checks that the loop never exceeds a sequence's capacity.
-class FakeModel : public SequenceModel {
- public:
-  static std::vector<float> Logits(int32_t last, int len) {
-    std::vector<float> row(kVocab);
-    for (int v = 0; v < kVocab; ++v) row[v] = 0.1f * v;
-    row[(3 * last + len) % kVocab] = 3.0f;
-    return row;
-  }
-
-  int vocab_size() const override { return kVocab; }
-
-  absl::StatusOr<PrefillResult> Prefill(absl::Span<const Prompt* const> prompts,
-                                        absl::Span<const int> capacities) override {
-    ++prefill_calls;
-    PrefillResult result;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      for (int32_t t : prompts[i]->tokens) {
-        if (t < 0 || t >= kVocab) return absl::InvalidArgumentError("token out of range");
-      }
-      if (capacities[i] > max_capacity) return absl::ResourceExhaustedError("cache full");
-    }
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      const int len = static_cast<int>(prompts[i]->tokens.size());
-      const SequenceId id = next_id++;
-      live[id] = {prompts[i]->tokens.back(), len, capacities[i]};
-      result.ids.push_back(id);
-      std::vector<float> row = Logits(prompts[i]->tokens.back(), len);
-      result.logits.insert(result.logits.end(), row.begin(), row.end());
-    }
-    return result;
-  }
-
-  absl::StatusOr<std::vector<float>> Decode(absl::Span<const SequenceId> ids,
-                                            absl::Span<const int32_t> tokens) override {
-    decode_batch_sizes.push_back(static_cast<int>(ids.size()));
-    if (fail_decode_call == static_cast<int>(decode_batch_sizes.size())) {
-      return absl::InternalError("injected failure");
-    }
-    std::vector<float> logits;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto it = live.find(ids[i]);
-      if (it == live.end()) return absl::InternalError("decode of an unknown sequence");
-      Sequence& s = it->second;
-      if (s.len + 1 > s.capacity) return absl::InternalError("capacity exceeded");
-      s.last = tokens[i];
-      ++s.len;
-      std::vector<float> row = Logits(s.last, s.len);
-      logits.insert(logits.end(), row.begin(), row.end());
-    }
-    return logits;
-  }
-
-  void Release(SequenceId id) override { live.erase(id); }
-
-  struct Sequence {
-    int32_t last;
-    int len;
-    int capacity;
-  };
-  std::map<SequenceId, Sequence> live;
-  SequenceId next_id = 100;
-  int max_capacity = 1000;
-  int prefill_calls = 0;
-  int fail_decode_call = -1;  // 1-based Decode call that fails
-  std::vector<int> decode_batch_sizes;
-};
-
 GenerationRequest Request(std::vector<int32_t> tokens, int max_tokens) {
   GenerationRequest r;
   r.prompt.tokens = std::move(tokens);
@@ -92,7 +21,8 @@ GenerationRequest Request(std::vector<int32_t> tokens, int max_tokens) {
   return r;
 }
 
-std::vector<Completion> GenerateOk(FakeModel& model, const std::vector<GenerationRequest>& requests,
+std::vector<Completion> GenerateOk(FakeSequenceModel& model,
+                                   const std::vector<GenerationRequest>& requests,
                                    const GenerateOptions& options = {}) {
   absl::StatusOr<std::vector<Completion>> out = Generate(model, requests, options);
   EXPECT_TRUE(out.ok()) << out.status();
@@ -100,7 +30,7 @@ std::vector<Completion> GenerateOk(FakeModel& model, const std::vector<Generatio
 }
 
 TEST(GenerateTest, GreedyFollowsTheModel) {
-  FakeModel model;
+  FakeSequenceModel model;
   std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 4)});
   ASSERT_EQ(out.size(), 1u);
   // (3*2+2)%16 = 8, (3*8+3)%16 = 11, (3*11+4)%16 = 5, (3*5+5)%16 = 4.
@@ -119,12 +49,12 @@ TEST(GenerateTest, BatchedEqualsAlone) {
     requests[i].sampling = {.temperature = 1.0f, .top_p = 0.95f, .seed = uint64_t(10 + i)};
     requests[i].logprobs = true;
   }
-  FakeModel batched;
+  FakeSequenceModel batched;
   std::vector<Completion> together = GenerateOk(batched, requests);
   EXPECT_EQ(batched.prefill_calls, 1);
   EXPECT_EQ(batched.decode_batch_sizes.front(), 3);
   for (int i = 0; i < 3; ++i) {
-    FakeModel alone;
+    FakeSequenceModel alone;
     std::vector<Completion> one = GenerateOk(alone, {requests[i]});
     EXPECT_EQ(together[i].tokens, one[0].tokens) << "request " << i;
     EXPECT_EQ(together[i].logprobs, one[0].logprobs) << "request " << i;
@@ -134,7 +64,7 @@ TEST(GenerateTest, BatchedEqualsAlone) {
 }
 
 TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
-  FakeModel model;
+  FakeSequenceModel model;
   GenerationRequest r = Request({1, 2}, 3);
   r.logprobs = true;
   std::vector<Completion> out = GenerateOk(model, {r});
@@ -142,7 +72,7 @@ TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
   int32_t last = 2;
   int len = 2;
   for (size_t i = 0; i < 3; ++i) {
-    std::vector<float> row = FakeModel::Logits(last, len);
+    std::vector<float> row = FakeSequenceModel::Logits(last, len);
     double sum = 0;
     for (float x : row) sum += std::exp(x);
     EXPECT_NEAR(out[0].logprobs[i], row[out[0].tokens[i]] - std::log(sum), 1e-5);
@@ -153,7 +83,7 @@ TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
 
 TEST(GenerateTest, StopsAtEosUnlessIgnored) {
   // Greedy from {1, 2}: 8, 11, 5, 4, ...; make 5 the EOS.
-  FakeModel model;
+  FakeSequenceModel model;
   std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 10)}, {.eos_id = 5});
   EXPECT_THAT(out[0].tokens, ElementsAre(8, 11));
   EXPECT_EQ(out[0].finish_reason, FinishReason::kEos);
@@ -167,7 +97,7 @@ TEST(GenerateTest, StopsAtEosUnlessIgnored) {
 }
 
 TEST(GenerateTest, StopsAtStopTokenIds) {
-  FakeModel model;
+  FakeSequenceModel model;
   GenerationRequest r = Request({1, 2}, 10);
   r.stop_token_ids = {4, 11};
   r.ignore_eos = true;  // stop ids still stop
@@ -177,7 +107,7 @@ TEST(GenerateTest, StopsAtStopTokenIds) {
 }
 
 TEST(GenerateTest, StreamsEveryTokenInOrder) {
-  FakeModel model;
+  FakeSequenceModel model;
   std::map<int, std::vector<int32_t>> streamed;
   GenerateOptions options;
   options.on_token = [&](int request, const SampledToken& t) {
@@ -190,7 +120,7 @@ TEST(GenerateTest, StreamsEveryTokenInOrder) {
 }
 
 TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
-  FakeModel model;
+  FakeSequenceModel model;
   GenerateOptions options;
   options.on_token = [&](int request, const SampledToken&) {
     if (request == 0) {
@@ -208,14 +138,14 @@ TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
 }
 
 TEST(GenerateTest, ZeroMaxTokensRunsNothing) {
-  FakeModel model;
+  FakeSequenceModel model;
   std::vector<Completion> out = GenerateOk(model, {Request({1}, 0)});
   EXPECT_THAT(out[0].tokens, IsEmpty());
   EXPECT_EQ(model.prefill_calls, 0);
 }
 
 TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
-  FakeModel model;
+  FakeSequenceModel model;
   GenerationRequest bad_temperature = Request({1}, 3);
   bad_temperature.sampling.temperature = -1.0f;
   GenerationRequest bad_top_p = Request({1}, 3);
@@ -229,7 +159,7 @@ TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
 }
 
 TEST(GenerateTest, ModelErrorsPassThroughAndReleaseEverything) {
-  FakeModel model;
+  FakeSequenceModel model;
   absl::StatusOr<std::vector<Completion>> out = Generate(model, {Request({1, 99}, 3)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
 
