@@ -41,10 +41,13 @@ struct PromptImage {
   std::vector<float> pixels;
 };
 
-// Token ids with [IMG] placeholders, and the images for those placeholders in order.
+// Token ids with [IMG] placeholders, and what fills those placeholders: either the images, in
+// order, or their features already computed by a vision worker (the vision encoder's output
+// before the vision-language adapter, f32 [count of [IMG] tokens, encoder width], row-major).
 struct Prompt {
   std::vector<int32_t> tokens;
   std::vector<PromptImage> images;
+  std::vector<float> image_features;
 };
 
 // A model that holds sequences (each with its KV cache) and advances them in batches.

@@ -1,0 +1,190 @@
+#include "services/decoder_worker/decoder_service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+#include "services/common/tensor_proto.h"
+
+namespace pixtral {
+namespace {
+
+// What the scheduler thread reports for one call, handed to the call's own thread, which does
+// the (possibly slow) network writes.
+class CallEvents {
+ public:
+  bool OnToken(const SampledToken& token) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tokens_.push_back(token);
+    ready_.notify_one();
+    return true;
+  }
+
+  void OnDone(absl::StatusOr<Completion> result) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = std::move(result);
+    ready_.notify_one();
+  }
+
+  // Waits up to `timeout` for news; moves out the tokens so far and, once finished, the result.
+  void Take(std::chrono::milliseconds timeout, std::vector<SampledToken>* tokens,
+            std::optional<absl::StatusOr<Completion>>* done) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait_for(lock, timeout, [this] { return !tokens_.empty() || done_.has_value(); });
+    tokens->assign(tokens_.begin(), tokens_.end());
+    tokens_.clear();
+    if (done_.has_value()) *done = std::move(done_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<SampledToken> tokens_;
+  std::optional<absl::StatusOr<Completion>> done_;
+};
+
+// How often a call checks whether its client went away while no token arrives.
+constexpr std::chrono::milliseconds kCancelPollInterval(20);
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEos:
+    case FinishReason::kStopToken:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kCancelled:
+      break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+}  // namespace
+
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& header,
+                                                      std::vector<float> image_features,
+                                                      const DecoderServiceOptions& options) {
+  GenerationRequest request;
+  if (header.prompt_token_ids().empty()) return absl::InvalidArgumentError("empty prompt");
+  int64_t image_tokens = 0;
+  for (int32_t id : header.prompt_token_ids()) {
+    if (id < 0 || id >= options.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", id, " is outside the vocabulary [0, ", options.vocab_size, ")"));
+    }
+    image_tokens += id == options.image_token_id;
+  }
+  if (image_tokens != header.image_feature_rows()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt has ", image_tokens, " image tokens but ",
+                     header.image_feature_rows(), " feature rows were announced"));
+  }
+  if (static_cast<int64_t>(image_features.size()) != image_tokens * options.feature_width) {
+    return absl::InvalidArgumentError("image features do not match the announced rows");
+  }
+  const v1::SamplingParams& sampling = header.sampling();
+  if (sampling.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  request.max_tokens =
+      sampling.max_tokens() > 0 ? sampling.max_tokens() : options.default_max_tokens;
+  const int64_t total = int64_t{header.prompt_token_ids_size()} + request.max_tokens;
+  if (total > options.max_context_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", header.prompt_token_ids_size(), " tokens) plus max_tokens (",
+        request.max_tokens, ") exceeds the context of ", options.max_context_tokens, " tokens"));
+  }
+  request.prompt.tokens.assign(header.prompt_token_ids().begin(), header.prompt_token_ids().end());
+  request.prompt.image_features = std::move(image_features);
+  request.sampling.temperature = sampling.temperature();
+  request.sampling.top_p = sampling.top_p() == 0 ? 1.0f : sampling.top_p();
+  request.sampling.seed =
+      sampling.has_seed() ? sampling.seed() : absl::Uniform<uint64_t>(absl::BitGen());
+  request.stop_token_ids.assign(sampling.stop_token_ids().begin(), sampling.stop_token_ids().end());
+  request.ignore_eos = sampling.ignore_eos();
+  request.logprobs = sampling.logprobs();
+  if (absl::Status status = ValidateSamplingParams(request.sampling); !status.ok()) return status;
+  return request;
+}
+
+grpc::Status DecoderService::Generate(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::GenerateOutput, v1::GenerateInput>* stream) {
+  v1::GenerateInput input;
+  if (!stream->Read(&input) || !input.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a header");
+  }
+  const v1::GenerateHeader header = input.header();
+  if (header.image_feature_rows() < 0 ||
+      header.image_feature_rows() > header.prompt_token_ids_size()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "image_feature_rows must be between 0 and the prompt length");
+  }
+  std::vector<float> features;
+  int64_t rows = 0;
+  while (rows < header.image_feature_rows()) {
+    if (!stream->Read(&input) || !input.has_image_features()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("expected ", header.image_feature_rows() - rows,
+                                       " more image feature rows"));
+    }
+    absl::StatusOr<int64_t> added = AppendMatrix(input.image_features(), options_.feature_width,
+                                                 header.image_feature_rows() - rows, &features);
+    if (!added.ok()) return ToGrpcStatus(added.status());
+    rows += *added;
+  }
+  absl::StatusOr<GenerationRequest> request =
+      ToGenerationRequest(header, std::move(features), options_);
+  if (!request.ok()) return ToGrpcStatus(request.status());
+  const int prompt_tokens = static_cast<int>(request->prompt.tokens.size());
+
+  CallEvents events;
+  absl::StatusOr<Scheduler::Ticket> ticket = scheduler_.Submit(
+      *std::move(request),
+      {.on_token = [&events](const SampledToken& t) { return events.OnToken(t); },
+       .on_done = [&events](absl::StatusOr<Completion> c) { events.OnDone(std::move(c)); }});
+  if (!ticket.ok()) return ToGrpcStatus(ticket.status());
+
+  // Stream tokens until the scheduler reports the end. `events` must outlive the request, so
+  // every way out waits for on_done; a vanished client only cancels.
+  bool cancelled = false;
+  std::optional<absl::StatusOr<Completion>> done;
+  while (!done.has_value()) {
+    std::vector<SampledToken> tokens;
+    events.Take(kCancelPollInterval, &tokens, &done);
+    if (!cancelled && context->IsCancelled()) {
+      cancelled = true;
+      scheduler_.Cancel(*ticket);
+    }
+    if (tokens.empty() || cancelled) continue;
+    v1::GenerateOutput output;
+    for (const SampledToken& token : tokens) {
+      output.add_token_ids(token.id);
+      if (header.sampling().logprobs()) output.add_logprobs(token.logprob);
+    }
+    if (!stream->Write(output)) {
+      cancelled = true;
+      scheduler_.Cancel(*ticket);
+    }
+  }
+  if (cancelled) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  if (!done->ok()) return ToGrpcStatus(done->status());
+  const Completion& completion = **done;
+  if (completion.finish_reason == FinishReason::kCancelled) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  }
+  v1::GenerateOutput last;
+  last.set_finish_reason(ToProto(completion.finish_reason));
+  last.mutable_usage()->set_prompt_tokens(prompt_tokens);
+  last.mutable_usage()->set_completion_tokens(static_cast<int>(completion.tokens.size()));
+  stream->Write(last);
+  return grpc::Status::OK;
+}
+
+}  // namespace pixtral

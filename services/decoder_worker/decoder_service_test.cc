@@ -1,0 +1,211 @@
+// The decoder worker's service on a real gRPC server on loopback, over the scripted model.
+#include "services/decoder_worker/decoder_service.h"
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "decoder/testing/fake_sequence_model.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "services/common/server_runner.h"
+#include "services/common/tensor_proto.h"
+
+namespace pixtral {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+constexpr int kImageToken = 10;
+constexpr int kWidth = 4;
+
+class DecoderServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_.max_capacity = 1 << 22;  // room for the long-running generations below
+    scheduler_ = std::make_unique<Scheduler>(model_, Scheduler::Options{.max_batch_size = 8});
+    scheduler_->Start();
+    service_ = std::make_unique<DecoderService>(*scheduler_,
+                                                DecoderServiceOptions{.vocab_size = kFakeVocab,
+                                                                      .feature_width = kWidth,
+                                                                      .image_token_id = kImageToken,
+                                                                      .max_context_tokens = 1 << 22,
+                                                                      .default_max_tokens = 5});
+    auto server = RunningServer::Start({service_.get()}, {.address = "127.0.0.1:0"});
+    ASSERT_TRUE(server.ok());
+    server_ = *std::move(server);
+    stub_ = v1::Decoder::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                                     grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    server_->Shutdown();
+    scheduler_->Stop();
+  }
+
+  // Runs one call: the header, then `chunks`; returns the status and the streamed outputs.
+  grpc::Status Call(const v1::GenerateHeader& header, const std::vector<v1::Tensor>& chunks,
+                    std::vector<v1::GenerateOutput>* outputs,
+                    std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+    auto stream = stub_->Generate(&context);
+    v1::GenerateInput input;
+    *input.mutable_header() = header;
+    stream->Write(input);
+    for (const v1::Tensor& chunk : chunks) {
+      *input.mutable_image_features() = chunk;
+      stream->Write(input);
+    }
+    stream->WritesDone();
+    v1::GenerateOutput output;
+    while (stream->Read(&output)) outputs->push_back(output);
+    return stream->Finish();
+  }
+
+  static v1::GenerateHeader Header(std::vector<int32_t> prompt, int max_tokens, int rows = 0) {
+    v1::GenerateHeader header;
+    for (int32_t t : prompt) header.add_prompt_token_ids(t);
+    header.mutable_sampling()->set_max_tokens(max_tokens);
+    header.set_image_feature_rows(rows);
+    return header;
+  }
+
+  static std::vector<int32_t> Tokens(const std::vector<v1::GenerateOutput>& outputs) {
+    std::vector<int32_t> tokens;
+    for (const auto& o : outputs)
+      tokens.insert(tokens.end(), o.token_ids().begin(), o.token_ids().end());
+    return tokens;
+  }
+
+  static std::vector<int32_t> Alone(std::vector<int32_t> prompt, int max_tokens) {
+    FakeSequenceModel model;
+    GenerationRequest request;
+    request.prompt.tokens = std::move(prompt);
+    request.max_tokens = max_tokens;
+    return (*Generate(model, {request}, {}))[0].tokens;
+  }
+
+  // Cache is free once the scheduler has nothing left (then its thread does not touch the model).
+  bool CacheFreed() {
+    for (int i = 0; i < 500 && scheduler_->HasWork(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return !scheduler_->HasWork() && model_.live.empty();
+  }
+
+  FakeSequenceModel model_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<DecoderService> service_;
+  std::unique_ptr<RunningServer> server_;
+  std::unique_ptr<v1::Decoder::Stub> stub_;
+};
+
+TEST_F(DecoderServiceTest, StreamsTheGreedyCompletion) {
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status = Call(Header({1, 2}, 6), {}, &outputs);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(Tokens(outputs), ElementsAreArray(Alone({1, 2}, 6)));
+  const v1::GenerateOutput& last = outputs.back();
+  EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(last.usage().prompt_tokens(), 2);
+  EXPECT_EQ(last.usage().completion_tokens(), 6);
+}
+
+TEST_F(DecoderServiceTest, DefaultMaxTokensApplies) {
+  std::vector<v1::GenerateOutput> outputs;
+  ASSERT_TRUE(Call(Header({3}, 0), {}, &outputs).ok());
+  EXPECT_EQ(Tokens(outputs).size(), 5u);
+}
+
+TEST_F(DecoderServiceTest, ImageFeaturesArriveInChunks) {
+  const std::vector<float> rows(3 * kWidth, 0.5f);
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status = Call(
+      Header({1, kImageToken, kImageToken, 12, kImageToken, 2}, 3, /*rows=*/3),
+      {MatrixToTensor(absl::MakeSpan(rows).subspan(0, 2 * kWidth), 2, kWidth),
+       MatrixToTensor(absl::MakeSpan(rows).subspan(2 * kWidth), 1, kWidth, v1::Tensor::DTYPE_BF16)},
+      &outputs);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Tokens(outputs).size(), 3u);
+}
+
+TEST_F(DecoderServiceTest, BadRequestsAreInvalidArgumentAndServingGoesOn) {
+  const std::vector<float> row(kWidth, 1.0f);
+  v1::Tensor short_bytes = MatrixToTensor(row, 1, kWidth);
+  short_bytes.mutable_data()->resize(3);
+  v1::Tensor wrong_width = MatrixToTensor(row, 2, kWidth / 2);
+  struct Case {
+    const char* what;
+    v1::GenerateHeader header;
+    std::vector<v1::Tensor> chunks;
+    const char* message;
+  } cases[] = {
+      {"empty prompt", Header({}, 3), {}, "empty prompt"},
+      {"id out of range", Header({1, kFakeVocab}, 3), {}, "outside the vocabulary"},
+      {"negative id", Header({-1}, 3), {}, "outside the vocabulary"},
+      {"rows vs [IMG]", Header({1, kImageToken}, 3, 0), {}, "image tokens"},
+      {"missing rows", Header({1, kImageToken}, 3, 1), {}, "more image feature rows"},
+      {"truncated tensor", Header({1, kImageToken}, 3, 1), {short_bytes}, "bytes"},
+      {"wrong width", Header({1, kImageToken, kImageToken}, 3, 2), {wrong_width}, "columns"},
+      {"too many rows", Header({1}, 3, 5), {}, "between 0 and the prompt length"},
+      {"negative max_tokens", Header({1}, -4), {}, "max_tokens"},
+      {"past the context", Header({1}, (1 << 22)), {}, "exceeds the context"},
+  };
+  for (const Case& c : cases) {
+    std::vector<v1::GenerateOutput> outputs;
+    grpc::Status status = Call(c.header, c.chunks, &outputs);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
+  }
+  std::vector<v1::GenerateOutput> outputs;
+  EXPECT_TRUE(Call(Header({1, 2}, 2), {}, &outputs).ok());
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, ClientCancelFreesTheCache) {
+  grpc::ClientContext context;
+  auto stream = stub_->Generate(&context);
+  v1::GenerateInput input;
+  *input.mutable_header() = Header({1}, 1000000);
+  stream->Write(input);
+  v1::GenerateOutput output;
+  ASSERT_TRUE(stream->Read(&output));  // generation is under way
+  context.TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, DeadlineExpiryFreesTheCache) {
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status = Call(Header({1}, 1000000), {}, &outputs, std::chrono::milliseconds(200));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, ConcurrentStreamsGetTheirOwnTokens) {
+  constexpr int kClients = 32;
+  std::vector<std::vector<v1::GenerateOutput>> outputs(kClients);
+  std::vector<grpc::Status> statuses(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      statuses[i] = Call(Header({i % 8, 3}, 4 + i % 7), {}, &outputs[i]);
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_THAT(Tokens(outputs[i]), ElementsAreArray(Alone({i % 8, 3}, 4 + i % 7))) << i;
+  }
+  EXPECT_TRUE(CacheFreed());
+}
+
+}  // namespace
+}  // namespace pixtral
