@@ -117,6 +117,16 @@ for (let i = 0; i < 300; i++) {
   generated.push(s);
 }
 
+// Long single regex pieces (runs of letters with no boundary) take a different merge path in
+// common/tekken.cc than short ones; give it many to agree on.
+const letters = ['a', 'b', 'e', 'i', 'n', 'o', 'r', 's', 't', 'é', 'ü', 'и', 'а', 'ж'];
+for (let i = 0; i < 30; i++) {
+  const n = 65 + Math.floor(rand() * 400);
+  let s = rand() < 0.5 ? ' ' : '';
+  for (let j = 0; j < n; j++) s += pick(letters);
+  generated.push(s);
+}
+
 const tokenizer = getTokenizerForModel('open-mistral-nemo');
 const lines = [];
 for (const text of [...handWritten, ...generated]) {
