@@ -1,58 +1,16 @@
 #include "services/decoder_worker/decoder_service.h"
 
-#include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "decoder/run_on_scheduler.h"
 #include "services/common/grpc_status.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
 namespace {
-
-// What the scheduler thread reports for one call, handed to the call's own thread, which does
-// the (possibly slow) network writes.
-class CallEvents {
- public:
-  bool OnToken(const SampledToken& token) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    tokens_.push_back(token);
-    ready_.notify_one();
-    return true;
-  }
-
-  void OnDone(absl::StatusOr<Completion> result) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    done_ = std::move(result);
-    ready_.notify_one();
-  }
-
-  // Waits up to `timeout` for news; moves out the tokens so far and, once finished, the result.
-  void Take(std::chrono::milliseconds timeout, std::vector<SampledToken>* tokens,
-            std::optional<absl::StatusOr<Completion>>* done) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    ready_.wait_for(lock, timeout, [this] { return !tokens_.empty() || done_.has_value(); });
-    tokens->assign(tokens_.begin(), tokens_.end());
-    tokens_.clear();
-    if (done_.has_value()) *done = std::move(done_);
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<SampledToken> tokens_;
-  std::optional<absl::StatusOr<Completion>> done_;
-};
-
-// How often a call checks whether its client went away while no token arrives.
-constexpr std::chrono::milliseconds kCancelPollInterval(20);
 
 v1::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
@@ -144,45 +102,26 @@ grpc::Status DecoderService::Generate(
   if (!request.ok()) return ToGrpcStatus(request.status());
   const int prompt_tokens = static_cast<int>(request->prompt.tokens.size());
 
-  CallEvents events;
-  absl::StatusOr<Scheduler::Ticket> ticket = scheduler_.Submit(
-      *std::move(request),
-      {.on_token = [&events](const SampledToken& t) { return events.OnToken(t); },
-       .on_done = [&events](absl::StatusOr<Completion> c) { events.OnDone(std::move(c)); }});
-  if (!ticket.ok()) return ToGrpcStatus(ticket.status());
-
-  // Stream tokens until the scheduler reports the end. `events` must outlive the request, so
-  // every way out waits for on_done; a vanished client only cancels.
-  bool cancelled = false;
-  std::optional<absl::StatusOr<Completion>> done;
-  while (!done.has_value()) {
-    std::vector<SampledToken> tokens;
-    events.Take(kCancelPollInterval, &tokens, &done);
-    if (!cancelled && context->IsCancelled()) {
-      cancelled = true;
-      scheduler_.Cancel(*ticket);
-    }
-    if (tokens.empty() || cancelled) continue;
-    v1::GenerateOutput output;
-    for (const SampledToken& token : tokens) {
-      output.add_token_ids(token.id);
-      if (header.sampling().logprobs()) output.add_logprobs(token.logprob);
-    }
-    if (!stream->Write(output)) {
-      cancelled = true;
-      scheduler_.Cancel(*ticket);
-    }
-  }
-  if (cancelled) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-  if (!done->ok()) return ToGrpcStatus(done->status());
-  const Completion& completion = **done;
-  if (completion.finish_reason == FinishReason::kCancelled) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  const bool logprobs = header.sampling().logprobs();
+  absl::StatusOr<Completion> completion = RunOnScheduler(
+      scheduler_, *std::move(request),
+      [&](absl::Span<const SampledToken> tokens) {
+        v1::GenerateOutput output;
+        for (const SampledToken& token : tokens) {
+          output.add_token_ids(token.id);
+          if (logprobs) output.add_logprobs(token.logprob);
+        }
+        return stream->Write(output);
+      },
+      [&] { return context->IsCancelled(); });
+  if (!completion.ok()) return ToGrpcStatus(completion.status());
+  if (completion->finish_reason == FinishReason::kCancelled) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
   v1::GenerateOutput last;
-  last.set_finish_reason(ToProto(completion.finish_reason));
+  last.set_finish_reason(ToProto(completion->finish_reason));
   last.mutable_usage()->set_prompt_tokens(prompt_tokens);
-  last.mutable_usage()->set_completion_tokens(static_cast<int>(completion.tokens.size()));
+  last.mutable_usage()->set_completion_tokens(static_cast<int>(completion->tokens.size()));
   stream->Write(last);
   return grpc::Status::OK;
 }

@@ -1,0 +1,34 @@
+// One request on a shared Scheduler, driven from the caller's own thread.
+//
+// The scheduler thread only queues each sampled token; this call hands them to `on_tokens` on
+// the calling thread, so a slow consumer (a network write) never stalls the batch. It returns
+// once the request has ended, which makes it safe to keep per-call state on the caller's stack.
+//
+//   absl::StatusOr<Completion> completion = RunOnScheduler(
+//       scheduler, std::move(request),
+//       [&](absl::Span<const SampledToken> tokens) { return stream->Write(...); },
+//       [&] { return context->IsCancelled(); });
+#ifndef PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
+#define PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
+
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "decoder/generate.h"
+#include "decoder/scheduler.h"
+
+namespace pixtral {
+
+// Submits `request` and streams its tokens to `on_tokens` (several at once when they pile up).
+// The request is cancelled when `on_tokens` returns false or `cancelled` (polled every few
+// milliseconds; may be empty) returns true; it then ends with FinishReason::kCancelled. Submit
+// errors (invalid request, full queue) are returned as they are.
+absl::StatusOr<Completion> RunOnScheduler(
+    Scheduler& scheduler, GenerationRequest request,
+    const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+    const std::function<bool()>& cancelled);
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
