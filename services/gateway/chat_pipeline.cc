@@ -1,0 +1,115 @@
+#include "services/gateway/chat_pipeline.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "services/gateway/completion_text.h"
+
+namespace pixtral {
+
+ChatPipeline::ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& vision,
+                           DecoderStage& decoder, const ChatLimits& limits)
+    : tokenizer_(tokenizer), vision_(vision), decoder_(decoder), limits_(limits) {
+  const char* names[] = {"[IMG]", "[IMG_BREAK]", "[IMG_END]"};
+  for (int i = 0; i < 3; ++i) {
+    image_token_ids_[i] = tokenizer.tekken().SpecialTokenId(names[i]).value_or(-1);
+  }
+}
+
+absl::StatusOr<std::vector<int>> ChatPipeline::Tokenize(
+    const ChatCompletionRequest& request) const {
+  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(request);
+  if (!encoded.ok()) return encoded.status();
+  return std::move(encoded->tokens);
+}
+
+absl::StatusOr<ChatResult> ChatPipeline::Run(
+    const ChatCompletionRequest& request, const ChatParams& params, const CallContext& context,
+    const std::function<bool(const ChatDelta&)>& on_delta) {
+  if (params.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  if (absl::Status status = ValidateStopStrings(params.stop); !status.ok()) return status;
+  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(request);
+  if (!encoded.ok()) return encoded.status();
+
+  GenerationRequest generation;
+  generation.max_tokens = params.max_tokens > 0 ? params.max_tokens : limits_.default_max_tokens;
+  const int64_t total = static_cast<int64_t>(encoded->tokens.size()) + generation.max_tokens;
+  if (total > limits_.max_context_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt (", encoded->tokens.size(), " tokens) plus max_tokens (", generation.max_tokens,
+        ") exceeds the model's context of ", limits_.max_context_tokens, " tokens"));
+  }
+  if (!encoded->images.empty()) {
+    absl::StatusOr<std::vector<float>> features = vision_.Encode(encoded->images, context);
+    if (!features.ok()) return features.status();
+    generation.prompt.image_features = *std::move(features);
+  }
+  ChatResult result;
+  for (int id : encoded->tokens) {
+    result.usage.image_tokens +=
+        std::count(std::begin(image_token_ids_), std::end(image_token_ids_), id);
+  }
+  result.usage.prompt_tokens = static_cast<int>(encoded->tokens.size());
+  generation.prompt.tokens.assign(encoded->tokens.begin(), encoded->tokens.end());
+  generation.sampling.temperature = params.temperature;
+  generation.sampling.top_p = params.top_p == 0 ? 1.0f : params.top_p;
+  generation.sampling.seed =
+      params.seed.has_value() ? *params.seed : absl::Uniform<uint64_t>(absl::BitGen());
+  generation.stop_token_ids = params.stop_token_ids;
+  generation.ignore_eos = params.ignore_eos;
+  generation.logprobs = params.logprobs;
+
+  CompletionText text(tokenizer_.tekken(), params.stop);
+  bool client_cancelled = false;
+  absl::Status decode_error;
+  absl::StatusOr<Completion> completion = decoder_.Generate(
+      std::move(generation),
+      [&](absl::Span<const SampledToken> tokens) {
+        ChatDelta delta;
+        for (const SampledToken& token : tokens) {
+          absl::StatusOr<std::string> piece = text.Add(token.id);
+          if (!piece.ok()) {
+            decode_error = piece.status();
+            return false;
+          }
+          delta.text += *piece;
+          delta.token_ids.push_back(token.id);
+          if (params.logprobs) delta.logprobs.push_back(token.logprob);
+          if (text.stopped()) break;
+        }
+        result.text += delta.text;
+        result.token_ids.insert(result.token_ids.end(), delta.token_ids.begin(),
+                                delta.token_ids.end());
+        result.logprobs.insert(result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+        if (on_delta && !on_delta(delta)) {
+          client_cancelled = true;
+          return false;
+        }
+        return !text.stopped();
+      },
+      context);
+  if (!completion.ok()) return completion.status();
+  if (!decode_error.ok()) return decode_error;
+  if (client_cancelled) return absl::CancelledError("the client cancelled the completion");
+  if (completion->finish_reason == FinishReason::kCancelled && !text.stopped()) {
+    if (absl::Now() > context.deadline) {
+      return absl::DeadlineExceededError("the deadline passed during generation");
+    }
+    return absl::CancelledError("the completion was cancelled");
+  }
+
+  ChatDelta last{text.Finish()};
+  result.text += last.text;
+  if (!last.text.empty() && on_delta && !on_delta(last)) {
+    return absl::CancelledError("the client cancelled the completion");
+  }
+  result.finish = completion->finish_reason == FinishReason::kLength && !text.stopped()
+                      ? ChatFinish::kLength
+                      : ChatFinish::kStop;
+  result.usage.completion_tokens = static_cast<int>(result.token_ids.size());
+  return result;
+}
+
+}  // namespace pixtral

@@ -1,0 +1,92 @@
+// A chat completion from request to text: the gateway's work, and the whole of the embedded
+// mode. Encodes the chat with the tekken template (fetching and preprocessing its images),
+// sends the images to a VisionStage, the tokens and image features to a DecoderStage, and turns
+// the generated ids into UTF-8 text deltas, honouring stop strings.
+//
+//   ChatPipeline pipeline(tokenizer, vision, decoder, {.max_context_tokens = 131072});
+//   absl::StatusOr<ChatResult> result = pipeline.Run(request, {.max_tokens = 256,
+//       .temperature = 0.35f}, {}, [](const ChatDelta& d) { std::cout << d.text; return true; });
+#ifndef PIXTRAL_SERVICES_GATEWAY_CHAT_PIPELINE_H_
+#define PIXTRAL_SERVICES_GATEWAY_CHAT_PIPELINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/chat.h"
+#include "common/chat_encoder.h"
+#include "services/gateway/stages.h"
+
+namespace pixtral {
+
+struct ChatParams {
+  // 0: the pipeline's default.
+  int max_tokens = 0;
+  float temperature = 0.0f;
+  // 0 or 1: no nucleus cut.
+  float top_p = 1.0f;
+  // Unset: a fresh random seed.
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool logprobs = false;
+};
+
+struct ChatDelta {
+  std::string text;  // whole UTF-8 characters
+  std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;
+};
+
+enum class ChatFinish { kStop, kLength };
+
+struct ChatUsage {
+  int prompt_tokens = 0;
+  int image_tokens = 0;  // [IMG], [IMG_BREAK] and [IMG_END] among prompt_tokens
+  int completion_tokens = 0;
+};
+
+struct ChatResult {
+  std::string text;
+  std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;
+  ChatFinish finish = ChatFinish::kStop;
+  ChatUsage usage;
+};
+
+struct ChatLimits {
+  int max_context_tokens = 131072;
+  int default_max_tokens = 256;
+};
+
+class ChatPipeline {
+ public:
+  // All three must outlive the pipeline. Thread-safe if the stages are.
+  ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& vision, DecoderStage& decoder,
+               const ChatLimits& limits);
+
+  // Runs one chat completion. `on_delta` (may be empty) gets the text as it is generated;
+  // returning false cancels (CANCELLED). Bad requests are INVALID_ARGUMENT; image loading and the
+  // stages' errors pass through.
+  absl::StatusOr<ChatResult> Run(const ChatCompletionRequest& request, const ChatParams& params,
+                                 const CallContext& context,
+                                 const std::function<bool(const ChatDelta&)>& on_delta);
+
+  // The prompt ids the model would see for `request` (no generation).
+  absl::StatusOr<std::vector<int>> Tokenize(const ChatCompletionRequest& request) const;
+
+ private:
+  const MistralTokenizer& tokenizer_;
+  VisionStage& vision_;
+  DecoderStage& decoder_;
+  const ChatLimits limits_;
+  int image_token_ids_[3];  // [IMG], [IMG_BREAK], [IMG_END]
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_GATEWAY_CHAT_PIPELINE_H_

@@ -1,0 +1,32 @@
+// The public API's messages (proto/gateway.proto) to the library's chat types and back. Every
+// field of a request is checked here or by the chat encoder; nothing a client sends can make the
+// gateway misbehave.
+#ifndef PIXTRAL_SERVICES_GATEWAY_PROTO_CONVERT_H_
+#define PIXTRAL_SERVICES_GATEWAY_PROTO_CONVERT_H_
+
+#include "absl/status/statusor.h"
+#include "common/chat.h"
+#include "proto/gateway.pb.h"
+#include "services/gateway/chat_pipeline.h"
+
+namespace pixtral {
+
+struct RequestLimits {
+  // Encoded bytes of one image sent inline (ImageChunk); URLs are capped by the image fetcher.
+  int64_t max_image_bytes = 20 << 20;
+  int max_messages = 256;
+};
+
+// INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system or assistant
+// message, too many messages or an inline image over the limit.
+absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
+                                                const RequestLimits& limits);
+
+ChatParams FromProto(const v1::SamplingParams& sampling);
+
+v1::FinishReason ToProto(ChatFinish finish);
+void ToProto(const ChatUsage& usage, v1::Usage* out);
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_GATEWAY_PROTO_CONVERT_H_

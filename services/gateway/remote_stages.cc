@@ -1,0 +1,176 @@
+#include "services/gateway/remote_stages.h"
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/client_context.h"
+#include "proto/decoder_worker.grpc.pb.h"
+#include "proto/vision_worker.grpc.pb.h"
+#include "services/common/grpc_status.h"
+#include "services/common/tensor_proto.h"
+
+namespace pixtral {
+namespace {
+
+void SetDeadline(const CallContext& context, grpc::ClientContext* client) {
+  if (context.deadline != absl::InfiniteFuture()) {
+    client->set_deadline(absl::ToChronoTime(context.deadline));
+  }
+}
+
+// Cancels `client` once `context.cancelled` says so, until destroyed. gRPC's blocking calls
+// cannot poll, so a watcher thread does it.
+class CancelWatcher {
+ public:
+  CancelWatcher(const CallContext& context, grpc::ClientContext* client) {
+    if (!context.cancelled) return;
+    thread_ = std::thread([this, &context, client] {
+      while (!done_.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+        if (context.cancelled()) {
+          client->TryCancel();
+          return;
+        }
+      }
+    });
+  }
+  ~CancelWatcher() {
+    done_.Notify();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+FinishReason FromProto(v1::FinishReason reason) {
+  return reason == v1::FINISH_REASON_LENGTH ? FinishReason::kLength : FinishReason::kEos;
+}
+
+template <typename Stub>
+std::unique_ptr<typename Stub::Stub> StubFor(grpc::Channel& channel) {
+  // The pool owns the channel; the stub only borrows it for one call.
+  return Stub::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
+    absl::Span<const PreprocessedImage> images, const CallContext& context) {
+  v1::EncodeRequest request;
+  for (const PreprocessedImage& image : images) {
+    v1::Tensor* tensor = request.add_images();
+    tensor->set_dtype(v1::Tensor::DTYPE_F32);
+    tensor->add_shape(3);
+    tensor->add_shape(image.height);
+    tensor->add_shape(image.width);
+    tensor->set_data(reinterpret_cast<const char*>(image.pixels.data()),
+                     image.pixels.size() * sizeof(float));
+  }
+  int64_t total_rows = 0;
+  for (const PreprocessedImage& image : images) total_rows += image.grid.rows * image.grid.cols;
+
+  std::vector<float> features;
+  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+    features.clear();
+    grpc::ClientContext client;
+    SetDeadline(context, &client);
+    CancelWatcher watcher(context, &client);
+    auto reader = StubFor<v1::VisionEncoder>(channel)->Encode(&client, request);
+    v1::FeatureChunk chunk;
+    int64_t rows = 0;
+    absl::Status bad;
+    while (reader->Read(&chunk)) {
+      *received = true;
+      absl::StatusOr<int64_t> added =
+          AppendMatrix(chunk.features(), width_, total_rows - rows, &features);
+      if (!added.ok()) {
+        bad = absl::InternalError(absl::StrCat("vision worker: ", added.status().message()));
+        client.TryCancel();
+        break;
+      }
+      rows += *added;
+    }
+    grpc::Status finished = reader->Finish();
+    if (!bad.ok()) return ToGrpcStatus(bad);
+    if (finished.ok() && rows != total_rows) {
+      return grpc::Status(
+          grpc::StatusCode::INTERNAL,
+          absl::StrCat("vision worker returned ", rows, " feature rows, expected ", total_rows));
+    }
+    return finished;
+  });
+  if (!status.ok()) return ToAbslStatus(status);
+  return features;
+}
+
+absl::StatusOr<Completion> RemoteDecoderStage::Generate(
+    GenerationRequest request,
+    const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+    const CallContext& context) {
+  v1::GenerateInput header_message;
+  v1::GenerateHeader& header = *header_message.mutable_header();
+  for (int32_t id : request.prompt.tokens) header.add_prompt_token_ids(id);
+  const int64_t rows = static_cast<int64_t>(request.prompt.image_features.size()) / feature_width_;
+  header.set_image_feature_rows(static_cast<int32_t>(rows));
+  v1::SamplingParams& sampling = *header.mutable_sampling();
+  sampling.set_max_tokens(request.max_tokens);
+  sampling.set_temperature(request.sampling.temperature);
+  sampling.set_top_p(request.sampling.top_p);
+  sampling.set_seed(request.sampling.seed);
+  for (int32_t id : request.stop_token_ids) sampling.add_stop_token_ids(id);
+  sampling.set_ignore_eos(request.ignore_eos);
+  sampling.set_logprobs(request.logprobs);
+
+  Completion completion;
+  bool consumer_stopped = false;
+  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+    completion = Completion();
+    grpc::ClientContext client;
+    SetDeadline(context, &client);
+    CancelWatcher watcher(context, &client);
+    auto stream = StubFor<v1::Decoder>(channel)->Generate(&client);
+    bool sent = stream->Write(header_message);
+    const absl::Span<const float> features(request.prompt.image_features);
+    for (int64_t first = 0; sent && first < rows; first += kFeatureRowsPerMessage) {
+      const int64_t count = std::min<int64_t>(kFeatureRowsPerMessage, rows - first);
+      v1::GenerateInput chunk;
+      *chunk.mutable_image_features() = MatrixToTensor(
+          features.subspan(first * feature_width_, count * feature_width_), count, feature_width_);
+      sent = stream->Write(chunk);
+    }
+    if (sent) stream->WritesDone();
+    v1::GenerateOutput output;
+    std::vector<SampledToken> tokens;
+    while (stream->Read(&output)) {
+      *received = true;
+      tokens.clear();
+      for (int i = 0; i < output.token_ids_size(); ++i) {
+        tokens.push_back(
+            {output.token_ids(i), i < output.logprobs_size() ? output.logprobs(i) : 0});
+        completion.tokens.push_back(output.token_ids(i));
+        if (request.logprobs) completion.logprobs.push_back(tokens.back().logprob);
+      }
+      if (output.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        completion.finish_reason = FromProto(output.finish_reason());
+      }
+      if (!tokens.empty() && !on_tokens(tokens)) {
+        consumer_stopped = true;
+        client.TryCancel();
+        break;
+      }
+    }
+    return stream->Finish();
+  });
+  if (consumer_stopped) {
+    completion.finish_reason = FinishReason::kCancelled;
+    return completion;
+  }
+  if (!status.ok()) return ToAbslStatus(status);
+  return completion;
+}
+
+}  // namespace pixtral

@@ -1,0 +1,51 @@
+// The distributed mode's stages: vision and decoder workers over gRPC, each behind a
+// ReplicaPool (round-robin, failover to another replica while nothing was received yet).
+//
+//   auto vision_pool = ReplicaPool::Create({"vision-0:9001", "vision-1:9001"}, {});
+//   RemoteVisionStage vision(**vision_pool, /*width=*/1024);
+//   auto decoder_pool = ReplicaPool::Create({"decoder-0:9002"}, {});
+//   RemoteDecoderStage decoder(**decoder_pool);
+#ifndef PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
+#define PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
+
+#include "services/common/replica_pool.h"
+#include "services/gateway/stages.h"
+
+namespace pixtral {
+
+class RemoteVisionStage final : public VisionStage {
+ public:
+  // `width` is the vision encoder's hidden size (the model's params.json says it).
+  RemoteVisionStage(ReplicaPool& pool, int width) : pool_(pool), width_(width) {}
+
+  absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
+                                            const CallContext& context) override;
+  int width() const override { return width_; }
+
+ private:
+  ReplicaPool& pool_;
+  const int width_;
+};
+
+class RemoteDecoderStage final : public DecoderStage {
+ public:
+  // `feature_width` is the width of the image feature rows sent along with a prompt.
+  RemoteDecoderStage(ReplicaPool& pool, int feature_width)
+      : pool_(pool), feature_width_(feature_width) {}
+
+  absl::StatusOr<Completion> Generate(
+      GenerationRequest request,
+      const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+      const CallContext& context) override;
+
+ private:
+  ReplicaPool& pool_;
+  const int feature_width_;
+};
+
+// Feature rows per message: 512 rows of 1024 f32 are 2 MB, well under gRPC's default limit.
+inline constexpr int kFeatureRowsPerMessage = 512;
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_

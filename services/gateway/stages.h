@@ -1,0 +1,53 @@
+// The two halves of the model as the gateway sees them. Each has an in-process implementation
+// (embedded mode: one process, no network hop) and a gRPC one (distributed mode: vision and
+// decoder workers behind replica pools); the chat pipeline is written once against these.
+#ifndef PIXTRAL_SERVICES_GATEWAY_STAGES_H_
+#define PIXTRAL_SERVICES_GATEWAY_STAGES_H_
+
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/image_processing.h"
+#include "decoder/generate.h"
+
+namespace pixtral {
+
+// What a call may spend and whether its client is still there.
+struct CallContext {
+  absl::Time deadline = absl::InfiniteFuture();
+  // Polled while waiting; empty means never cancelled.
+  std::function<bool()> cancelled;
+};
+
+class VisionStage {
+ public:
+  virtual ~VisionStage() = default;
+
+  // The vision encoder's output for `images`, in order: f32 [sum of patches, width()], patches
+  // row-major within each image.
+  virtual absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
+                                                    const CallContext& context) = 0;
+
+  // Width of a feature row (the encoder's hidden size).
+  virtual int width() const = 0;
+};
+
+class DecoderStage {
+ public:
+  virtual ~DecoderStage() = default;
+
+  // Generates for `request` (prompt ids and, for its [IMG] tokens, features from a VisionStage),
+  // handing tokens to `on_tokens` as they come; returning false there cancels the request, which
+  // then ends with FinishReason::kCancelled.
+  virtual absl::StatusOr<Completion> Generate(
+      GenerationRequest request,
+      const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+      const CallContext& context) = 0;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_GATEWAY_STAGES_H_
