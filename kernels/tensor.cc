@@ -1,6 +1,5 @@
 #include "kernels/tensor.h"
 
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -8,29 +7,6 @@
 #include "glog/logging.h"
 
 namespace pixtral::kernels {
-
-size_t DTypeSize(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-    case DType::kI32:
-      return 4;
-    case DType::kBF16:
-      return 2;
-  }
-  return 0;
-}
-
-const char* DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "f32";
-    case DType::kBF16:
-      return "bf16";
-    case DType::kI32:
-      return "i32";
-  }
-  return "?";
-}
 
 Tensor::Tensor(std::shared_ptr<Buffer> buffer, size_t offset, DType dtype,
                std::vector<int64_t> shape)
@@ -63,14 +39,6 @@ Tensor Tensor::Reshape(std::vector<int64_t> shape) const {
   Tensor t(buffer_, offset_, dtype_, std::move(shape));
   CHECK_EQ(t.numel(), numel()) << "reshape of " << DebugString() << " to " << t.DebugString();
   return t;
-}
-
-uint16_t FloatToBf16(float value) {
-  uint32_t u;
-  std::memcpy(&u, &value, sizeof(u));
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
 }
 
 }  // namespace pixtral::kernels

@@ -20,13 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
+
 namespace pixtral::kernels {
 
-// Element types a backend stores. Weights are kBF16 or kF32, activations kF32, indices kI32.
-enum class DType { kF32, kBF16, kI32 };
-
-size_t DTypeSize(DType dtype);
-const char* DTypeName(DType dtype);
+// Backends store kBF16 and kF32 weights, kF32 activations and kI32 indices (common/dtype.h).
+using ::pixtral::DType;
 
 // One allocation made by a backend. `data()` is a host or a device address.
 class Buffer {
@@ -48,7 +47,7 @@ class Tensor {
   int64_t dim(int i) const { return shape_[i]; }
   int64_t numel() const;
   size_t bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype_); }
-  std::string DebugString() const;  // e.g. "f32[3, 64]"
+  std::string DebugString() const;  // e.g. "F32[3, 64]"
 
   // Rows [begin, begin + count) along the first dimension.
   Tensor Rows(int64_t begin, int64_t count) const;
@@ -66,15 +65,6 @@ class Tensor {
   DType dtype_ = DType::kF32;
   std::vector<int64_t> shape_;
 };
-
-// bfloat16 <-> float32 on the host. Float to bf16 rounds to nearest even.
-inline float Bf16ToFloat(uint16_t bits) {
-  uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  __builtin_memcpy(&f, &u, sizeof(f));
-  return f;
-}
-uint16_t FloatToBf16(float value);
 
 }  // namespace pixtral::kernels
 
