@@ -74,7 +74,7 @@ class Backend {
 
   // ---- Linear algebra ---------------------------------------------------------------------------
 
-  // y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]).  w: bf16 or f32.
+  // y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]).  w, bias: bf16 or f32.
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
   // out[T, D] = a + b.
   virtual void Add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
