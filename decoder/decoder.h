@@ -54,7 +54,8 @@ struct StepInput {
 
 class Decoder {
  public:
-  // `image_token_id` is the [IMG] token, or -1 for a text-only model.
+  // `image_token_id` is the [IMG] token, or -1 for a text-only model. The weights' shapes must
+  // have been checked against `config` (OpenModelFolder does).
   static absl::StatusOr<std::unique_ptr<Decoder>> Create(kernels::Backend* backend,
                                                          const DecoderConfig& config,
                                                          int image_token_id,

@@ -7,9 +7,9 @@
 // through CopyFromHost / CopyToHost. Ops run in the order they are issued (on the backend's
 // stream); CopyToHost waits for them.
 //
-// Layout conventions: tensors are row-major with tokens as rows. Activations, biases and norm
-// weights are f32; matmul weights and embedding tables are bf16 or f32 in the [out, in] layout of
-// the checkpoint; token ids and row indices are i32. Shapes are checked; a mismatch is a bug in
+// Layout conventions: tensors are row-major with tokens as rows. Activations are f32; weights
+// (matrices in the checkpoint's [out, in] layout, biases, norm scales, embedding tables) are bf16
+// or f32; token ids and row indices are i32. Shapes are checked; a mismatch is a bug in
 // the calling model code (CHECK), never a result of user input, which the model validates first.
 //
 // Example: one pre-norm SwiGLU MLP block over `x` [T, dim].

@@ -37,7 +37,8 @@ struct Image {
 
 class VisionEncoder {
  public:
-  // Loads "vision_encoder.*" and "vision_language_adapter.*"; `decoder_dim` is the adapter's width.
+  // Loads "vision_encoder.*" and "vision_language_adapter.*", whose shapes must have been checked
+  // against `config` (OpenModelFolder does); `decoder_dim` is the adapter's output width.
   static absl::StatusOr<std::unique_ptr<VisionEncoder>> Create(kernels::Backend* backend,
                                                                const VisionEncoderConfig& config,
                                                                int decoder_dim,
