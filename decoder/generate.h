@@ -18,8 +18,9 @@
 // after max_tokens tokens, and its KV cache is released at once. Each request samples from its
 // own seeded stream, so its completion does not depend on what it was batched with.
 //
-// The loop drives the model through SequenceModel, the narrow interface below, which the
-// decoder implements over its paged KV cache (and tests implement with scripted logits).
+// The loop drives the model through SequenceModel, the narrow interface below;
+// PixtralSequenceModel (decoder/pixtral_sequence_model.h) implements it over PixtralModel and
+// its paged KV cache, and tests implement it with scripted logits.
 
 #ifndef PIXTRAL_DECODER_GENERATE_H_
 #define PIXTRAL_DECODER_GENERATE_H_
