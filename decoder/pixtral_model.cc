@@ -13,6 +13,7 @@ absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::stri
                                                                  kernels::Backend* backend,
                                                                  const CacheOptions& cache) {
   std::unique_ptr<PixtralModel> m(new PixtralModel());
+  m->backend_ = backend;
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder folder, OpenModelFolder(dir));
   m->folder_ = std::make_shared<ModelFolder>(std::move(folder));
   kernels::WeightLoader loader(*backend, m->folder_->weights, m->folder_);
@@ -52,6 +53,39 @@ absl::StatusOr<std::vector<float>> PixtralModel::Prefill(SequenceId sequence,
   if (tokens.empty()) return absl::InvalidArgumentError("empty prompt");
   PIXTRAL_RETURN_IF_ERROR(decoder_->CheckTokens(tokens));
   PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor features, EmbedImages(tokens, images));
+  return PrefillEmbedded(sequence, tokens, features, options);
+}
+
+absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoded(
+    absl::Span<const int32_t> tokens, absl::Span<const float> encoder_features) {
+  if (encoder_features.empty()) return kernels::Tensor();
+  if (vision_ == nullptr) return absl::InvalidArgumentError("this model takes no images");
+  const int64_t width = config().vision->hidden_size;
+  const int64_t image_tokens =
+      std::count(tokens.begin(), tokens.end(), config().vision->image_token_id);
+  if (std::ssize(encoder_features) != image_tokens * width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt has ", image_tokens, " [IMG] tokens but ",
+                     encoder_features.size(), " feature values arrived (rows of ", width, ")"));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor encoded,
+                           backend_->Alloc(DType::kF32, {image_tokens, width}));
+  backend_->CopyFromHost(encoder_features.data(), encoded);
+  return vision_->Adapt(encoded);
+}
+
+absl::StatusOr<std::vector<float>> PixtralModel::PrefillEncoded(
+    SequenceId sequence, absl::Span<const int32_t> tokens,
+    absl::Span<const float> encoder_features, const PrefillOptions& options) {
+  if (tokens.empty()) return absl::InvalidArgumentError("empty prompt");
+  PIXTRAL_RETURN_IF_ERROR(decoder_->CheckTokens(tokens));
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor features, AdaptEncoded(tokens, encoder_features));
+  return PrefillEmbedded(sequence, tokens, features, options);
+}
+
+absl::StatusOr<std::vector<float>> PixtralModel::PrefillEmbedded(
+    SequenceId sequence, absl::Span<const int32_t> tokens, const kernels::Tensor& features,
+    const PrefillOptions& options) {
   PIXTRAL_RETURN_IF_ERROR(
       decoder_->Reserve(sequence, decoder_->Length(sequence) + std::ssize(tokens)));
 

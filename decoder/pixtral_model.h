@@ -58,9 +58,27 @@ class PixtralModel {
                                              absl::Span<const Image> images,
                                              const PrefillOptions& options = {});
 
+  // As Prefill, with the images already encoded by a vision worker: `encoder_features` is the
+  // vision encoder's output before the adapter, f32 [count of [IMG] in tokens, hidden_size]
+  // (VisionEncoder::Encode's rows); the adapter runs here.
+  absl::StatusOr<std::vector<float>> PrefillEncoded(SequenceId sequence,
+                                                    absl::Span<const int32_t> tokens,
+                                                    absl::Span<const float> encoder_features,
+                                                    const PrefillOptions& options = {});
+
  private:
   PixtralModel() = default;
 
+  // The adapted features of encoder output held on the host, checked against the prompt.
+  absl::StatusOr<kernels::Tensor> AdaptEncoded(absl::Span<const int32_t> tokens,
+                                               absl::Span<const float> encoder_features);
+  // Runs `tokens` with `features` (adapted, one row per [IMG]) after every check has passed.
+  absl::StatusOr<std::vector<float>> PrefillEmbedded(SequenceId sequence,
+                                                     absl::Span<const int32_t> tokens,
+                                                     const kernels::Tensor& features,
+                                                     const PrefillOptions& options);
+
+  kernels::Backend* backend_ = nullptr;
   std::shared_ptr<ModelFolder> folder_;  // the mapped weights the backend may compute on
   std::unique_ptr<VisionEncoder> vision_;
   std::unique_ptr<Decoder> decoder_;

@@ -118,6 +118,28 @@ TEST_F(PixtralModelTest, GreedyContinuationsMatchTheGolden) {
   EXPECT_EQ(Greedy(text_prompt_, {}, 12), Ids("greedy_text"));
 }
 
+// The distributed path: a vision worker encodes, the decoder adapts and prefills.
+TEST_F(PixtralModelTest, PrefillFromEncoderOutputMatchesTheGolden) {
+  auto encoded = model_->vision_encoder()->Encode(images_);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  const std::vector<float> encoder_rows = kernels::ToHost(*backend_, *encoded);
+  SequenceId seq = model_->decoder().AddSequence();
+  auto logits = model_->PrefillEncoded(seq, prompt_, encoder_rows, {.all_logits = true});
+  model_->decoder().Release(seq);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  EXPECT_LE(RelativeError(*logits, Golden("logits")), 1e-4);
+}
+
+TEST_F(PixtralModelTest, EncoderOutputMustMatchTheImageTokens) {
+  std::vector<float> one_row_short(
+      (std::count(prompt_.begin(), prompt_.end(), 10) - 1) * 64, 0.0f);
+  SequenceId seq = model_->decoder().AddSequence();
+  auto logits = model_->PrefillEncoded(seq, prompt_, one_row_short);
+  EXPECT_EQ(logits.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(model_->decoder().Length(seq), 0);
+  model_->decoder().Release(seq);
+}
+
 TEST_F(PixtralModelTest, ChunkedPrefillSplittingImagesEqualsOnePrefill) {
   auto whole = Run(prompt_, images_, {.all_logits = true});
   auto chunked = Run(prompt_, images_, {.chunk_tokens = 5, .all_logits = true});

@@ -28,9 +28,16 @@ absl::StatusOr<SequenceModel::PrefillResult> PixtralSequenceModel::Prefill(
     result.ids.push_back(id);
     // Room for the whole completion up front, so no sequence runs out of cache halfway.
     PIXTRAL_RETURN_IF_ERROR(decoder.Reserve(id, capacities[i]));
-    PIXTRAL_ASSIGN_OR_RETURN(std::vector<float> logits,
-                             model_.Prefill(id, prompts[i]->tokens, ImageViews(*prompts[i]),
-                                            {.chunk_tokens = prefill_chunk_tokens_}));
+    const Prompt& prompt = *prompts[i];
+    if (!prompt.images.empty() && !prompt.image_features.empty()) {
+      return absl::InvalidArgumentError("a prompt carries images and image features at once");
+    }
+    const PrefillOptions options{.chunk_tokens = prefill_chunk_tokens_};
+    PIXTRAL_ASSIGN_OR_RETURN(
+        std::vector<float> logits,
+        prompt.image_features.empty()
+            ? model_.Prefill(id, prompt.tokens, ImageViews(prompt), options)
+            : model_.PrefillEncoded(id, prompt.tokens, prompt.image_features, options));
     result.logits.insert(result.logits.end(), logits.begin(), logits.end());
   }
   std::move(release_all).Cancel();
