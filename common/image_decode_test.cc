@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -367,6 +368,47 @@ TEST(DecodeImageToRgbTest, LimitsAreConfigurable) {
 TEST(DecodeImageToRgbTest, ZeroSizedHeaderIsInvalid) {
   ExpectInvalid(DecodeImageToRgb(WithPngSize(Encode(".png", MakeTestImage(4, 4).bgr), 0, 4)),
                 "size 0x4");
+}
+
+TEST(DecodeImageToRgbTest, MutatedFilesNeverCrash) {
+  // Random byte damage and truncation in every format: each decode succeeds within the limits or
+  // fails cleanly (run under --config=asan to check memory safety too).
+  const TestImage image = MakeTestImage(40, 30);
+  GifSpec gif{.screen_width = 40,
+              .screen_height = 30,
+              .width = 40,
+              .height = 30,
+              .interlace = true,
+              .transparent = 1};
+  gif.palette = kPalette;
+  for (int y = 0; y < 30; ++y) {
+    std::vector<GifPixelType> row;
+    for (int x = 0; x < 40; ++x) row.push_back(static_cast<GifPixelType>((x * y) % 4));
+    gif.stored_rows.push_back(row);
+  }
+  const ImageDecodeLimits limits{.max_pixels = 1 << 16, .max_side = 1 << 10};
+  std::mt19937 random(20261125);
+  for (const std::string& seed :
+       {Encode(".png", image.bgr), Encode(".jpg", image.bgr), Encode(".bmp", image.bgr),
+        Encode(".webp", image.bgr, {cv::IMWRITE_WEBP_QUALITY, 101}),
+        Encode(".webp", image.bgr, {cv::IMWRITE_WEBP_QUALITY, 50}), EncodeGif(gif)}) {
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string bytes = seed;
+      for (int flips = 1 + random() % 8; flips > 0; --flips) {
+        bytes[random() % bytes.size()] = static_cast<char>(random());
+      }
+      if (random() % 4 == 0) bytes.resize(1 + random() % bytes.size());
+      const absl::StatusOr<cv::Mat> result = DecodeImageToRgb(bytes, limits);
+      if (result.ok()) {
+        EXPECT_EQ(result->type(), CV_8UC3);
+        EXPECT_LE(result->total(), size_t{1} << 16);
+      } else {
+        EXPECT_TRUE(result.status().code() == absl::StatusCode::kInvalidArgument ||
+                    result.status().code() == absl::StatusCode::kResourceExhausted)
+            << result.status();
+      }
+    }
+  }
 }
 
 }  // namespace
