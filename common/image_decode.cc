@@ -16,12 +16,14 @@
 namespace pixtral {
 namespace {
 
+constexpr int kPngColorTypeGray = 0;
 constexpr int kPngColorTypeRgb = 2;
 
 // ReadImageHeader's result plus what decoding needs to know from the header.
 struct HeaderDetails {
   ImageHeader header;
   int png_color_type = -1;
+  int png_gray_key = -1;        // an 8-bit gray PNG's transparent value (tRNS), if any
   size_t jpeg_scan_offset = 0;  // first byte after the first SOS marker
 };
 
@@ -56,7 +58,19 @@ absl::StatusOr<HeaderDetails> ReadPngHeader(const uint8_t* p, size_t n) {
     return absl::InvalidArgumentError("PNG does not start with an IHDR chunk");
   }
   absl::StatusOr<HeaderDetails> details = Dimensions(ImageFormat::kPng, Be32(p + 16), Be32(p + 20));
-  if (details.ok()) details->png_color_type = p[25];
+  if (!details.ok()) return details;
+  details->png_color_type = p[25];
+  if (p[25] == kPngColorTypeGray && p[24] == 8) {
+    // Chunks (length, type, data, CRC) up to the first IDAT; tRNS must come before it.
+    for (uint64_t pos = 8; pos + 8 <= n;) {
+      const uint32_t length = Be32(p + pos);
+      if (std::memcmp(p + pos + 4, "IDAT", 4) == 0) break;
+      if (std::memcmp(p + pos + 4, "tRNS", 4) == 0 && length == 2 && pos + 10 <= n) {
+        details->png_gray_key = static_cast<int>(Be16(p + pos + 8));
+      }
+      pos += uint64_t{12} + length;
+    }
+  }
   return details;
 }
 
@@ -390,6 +404,11 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     return absl::InvalidArgumentError(absl::StrCat(what, " decoded to ", decoded.cols, "x",
                                                    decoded.rows, " but its header says ",
                                                    header.width, "x", header.height));
+  }
+  // PIL turns an 8-bit gray PNG's color key transparent, which compositing makes white. OpenCV
+  // ignores the key.
+  if (details->png_gray_key >= 0 && decoded.type() == CV_8UC1) {
+    decoded.setTo(255, decoded == details->png_gray_key);
   }
   // PIL keeps an RGB PNG with a tRNS color key in mode RGB, so mistral_common ignores the key.
   return ToRgb(std::move(decoded), details->png_color_type == kPngColorTypeRgb);

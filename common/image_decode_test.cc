@@ -225,6 +225,21 @@ TEST(DecodeImageToRgbTest, RgbPngColorKeyIsIgnoredLikePil) {
   ExpectPixels(*rgb, {{0, 100, 200}, {3, 2, 1}});
 }
 
+TEST(DecodeImageToRgbTest, GrayPngColorKeyBecomesWhiteLikePil) {
+  cv::Mat gray(1, 3, CV_8UC1);
+  gray.data[0] = 41;
+  gray.data[1] = 42;
+  gray.data[2] = 41;
+  std::string png = Encode(".png", gray);
+  std::string trns("\0\0\0\2tRNS\0\x29", 10);  // gray value 41 is transparent
+  std::string crc(4, '\0');
+  PutBe32(crc, 0, crc32(0, reinterpret_cast<const Bytef*>(trns.data() + 4), 6));
+  png.insert(33, trns + crc);
+  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(png);
+  ASSERT_TRUE(rgb.ok()) << rgb.status();
+  ExpectPixels(*rgb, {{255, 255, 255}, {42, 42, 42}, {255, 255, 255}});
+}
+
 TEST(DecodeImageToRgbTest, GifFirstFrameWithTransparencyAndOffset) {
   // A 4x2 screen with background color 3; a 2x2 frame at (1, 0) whose index 2 is transparent.
   GifSpec spec{.screen_width = 4,
