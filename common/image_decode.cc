@@ -204,8 +204,7 @@ absl::Status GifError(int code) {
       absl::StrCat("GIF is corrupt or truncated: ", message != nullptr ? message : "unknown"));
 }
 
-// Decodes the first frame onto the logical screen as BGRA. Pixels the frame does not cover are
-// transparent when the frame has a transparent color, else the background color.
+// Decodes the first frame onto the logical screen as BGRA, as PIL does.
 absl::StatusOr<cv::Mat> DecodeGifFirstFrame(absl::string_view bytes,
                                             const ImageDecodeLimits& limits) {
   GifSource source{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 0};
@@ -242,18 +241,18 @@ absl::StatusOr<cv::Mat> DecodeGifFirstFrame(absl::string_view bytes,
       !status.ok()) {
     return status;
   }
+  // Without any color table PIL reads the indices as gray levels.
   const ColorMapObject* colors = frame.ColorMap != nullptr ? frame.ColorMap : gif->SColorMap;
-  if (colors == nullptr) return absl::InvalidArgumentError("GIF has no color table");
-
   auto bgra = [&](int index) {
     if (index == transparent) return cv::Vec4b(255, 255, 255, 0);
-    if (index < 0 || index >= colors->ColorCount) return cv::Vec4b(0, 0, 0, 255);
+    if (colors == nullptr) return cv::Vec4b(index, index, index, 255);
+    if (index >= colors->ColorCount) return cv::Vec4b(0, 0, 0, 255);
     const GifColorType& c = colors->Colors[index];
     return cv::Vec4b(c.Blue, c.Green, c.Red, 255);
   };
-  cv::Mat image(
-      gif->SHeight, gif->SWidth, CV_8UC4,
-      transparent >= 0 ? cv::Scalar(255, 255, 255, 0) : cv::Scalar(bgra(gif->SBackGroundColor)));
+  // PIL starts the first frame's canvas at index 0, or at the transparent index if there is one.
+  cv::Mat image(gif->SHeight, gif->SWidth, CV_8UC4,
+                cv::Scalar(bgra(transparent >= 0 ? transparent : 0)));
 
   // Interlaced frames store rows in four passes: every 8th from 0, every 8th from 4, every 4th
   // from 2, every 2nd from 1.

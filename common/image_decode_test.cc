@@ -264,13 +264,27 @@ TEST(DecodeImageToRgbTest, GifFirstFrameWithTransparencyAndOffset) {
                       white});
 }
 
-TEST(DecodeImageToRgbTest, GifWithoutTransparencyFillsTheBackground) {
+TEST(DecodeImageToRgbTest, GifWithoutTransparencyFillsWithColorZero) {
+  // PIL fills what the first frame leaves uncovered with index 0, not the background color.
   GifSpec spec{.screen_width = 3, .screen_height = 1, .background = 1, .width = 1, .height = 1};
   spec.palette = kPalette;
   spec.stored_rows = {{2}};
   absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(EncodeGif(spec));
   ASSERT_TRUE(rgb.ok()) << rgb.status();
-  ExpectPixels(*rgb, {{0, 255, 0}, {200, 100, 50}, {200, 100, 50}});
+  ExpectPixels(*rgb, {{0, 255, 0}, {10, 20, 30}, {10, 20, 30}});
+}
+
+TEST(DecodeImageToRgbTest, GifWithoutColorTableIsGray) {
+  // giflib will not write such a file: write one with a 4-entry global table, then cut it out.
+  GifSpec spec{.screen_width = 2, .screen_height = 1, .width = 2, .height = 1};
+  spec.palette = kPalette;
+  spec.stored_rows = {{3, 2}};
+  std::string gif = EncodeGif(spec);
+  gif[10] = static_cast<char>(gif[10] & 0x7F);  // no global color table
+  gif.erase(13, 3 * kPalette.size());
+  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(gif);
+  ASSERT_TRUE(rgb.ok()) << rgb.status();
+  ExpectPixels(*rgb, {{3, 3, 3}, {2, 2, 2}});
 }
 
 TEST(DecodeImageToRgbTest, InterlacedGifRowsLandInPlace) {
