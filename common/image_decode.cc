@@ -16,6 +16,7 @@
 namespace pixtral {
 namespace {
 
+constexpr int kMaxJpegScans = 500;
 constexpr int kPngColorTypeGray = 0;
 constexpr int kPngColorTypeRgb = 2;
 
@@ -171,6 +172,25 @@ absl::Status CheckLimits(const char* what, int width, int height, const ImageDec
     return absl::ResourceExhaustedError(
         absl::StrCat(what, " is ", width, "x", height, " pixels; the limit is ", limits.max_side,
                      " pixels a side and ", limits.max_pixels, " in all"));
+  }
+  return absl::OkStatus();
+}
+
+// libjpeg fills a truncated scan with gray and only warns, so insist on the end-of-image marker.
+// And a progressive JPEG of thousands of tiny scans takes libjpeg minutes to decode, so cap the
+// scans as libjpeg-turbo's TJFLAG_LIMITSCANS does. Entropy-coded data escapes 0xFF bytes, so
+// markers can be counted by searching.
+absl::Status CheckJpegBody(absl::string_view bytes, size_t first_scan_offset) {
+  if (bytes.find("\xFF\xD9", first_scan_offset) == absl::string_view::npos) {
+    return Truncated("JPEG");
+  }
+  int scans = 1;
+  for (size_t at = bytes.find("\xFF\xDA", first_scan_offset); at != absl::string_view::npos;
+       at = bytes.find("\xFF\xDA", at + 2)) {
+    if (++scans > kMaxJpegScans) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("JPEG has more than ", kMaxJpegScans, " scans"));
+    }
   }
   return absl::OkStatus();
 }
@@ -381,10 +401,11 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     if (!gif.ok()) return gif.status();
     decoded = *std::move(gif);
   } else {
-    // libjpeg fills a truncated scan with gray and only warns; insist on the end-of-image marker.
-    if (header.format == ImageFormat::kJpeg &&
-        encoded_bytes.find("\xFF\xD9", details->jpeg_scan_offset) == absl::string_view::npos) {
-      return Truncated("JPEG");
+    if (header.format == ImageFormat::kJpeg) {
+      if (absl::Status status = CheckJpegBody(encoded_bytes, details->jpeg_scan_offset);
+          !status.ok()) {
+        return status;
+      }
     }
     const cv::Mat buffer(1, static_cast<int>(encoded_bytes.size()), CV_8U,
                          const_cast<char*>(encoded_bytes.data()));

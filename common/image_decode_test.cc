@@ -375,6 +375,17 @@ TEST(DecodeImageToRgbTest, DecompressionBombsAreRefusedFromTheHeader) {
   ExpectExhausted(DecodeImageToRgb(EncodeGif(gif)));
 }
 
+TEST(DecodeImageToRgbTest, JpegWithTooManyScansIsRefused) {
+  std::string jpeg = Encode(".jpg", MakeTestImage(8, 8).bgr, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  EXPECT_TRUE(DecodeImageToRgb(jpeg).ok());
+  // Start-of-scan markers (with an empty, invalid scan header each) ahead of the real ones.
+  const size_t first_scan = jpeg.find("\xFF\xDA");
+  std::string fake_scans;
+  for (int i = 0; i < 500; ++i) fake_scans += std::string("\xFF\xDA\x00\x02", 4);
+  jpeg.insert(first_scan + 2, fake_scans);
+  ExpectInvalid(DecodeImageToRgb(jpeg), "more than 500 scans");
+}
+
 TEST(DecodeImageToRgbTest, OversizedGifFrameOnASmallScreenIsRefused) {
   GifSpec spec{.screen_width = 2, .screen_height = 2, .width = 2, .height = 2};
   spec.palette = kPalette;

@@ -54,8 +54,6 @@ class ImageFetcher {
   // Thread-safe; each call uses its own connection.
   absl::StatusOr<std::string> Fetch(absl::string_view url) const;
 
-  const Options& options() const { return options_; }
-
  private:
   absl::StatusOr<std::string> FetchDataUri(absl::string_view uri) const;
   absl::StatusOr<std::string> FetchLocalFile(absl::string_view path) const;
