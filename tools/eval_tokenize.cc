@@ -37,7 +37,8 @@ int RunTokenize(const std::vector<std::string>& args) {
     const nlohmann::json input = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     auto text = input.is_object() ? input.find("text") : input.end();
     if (input.is_discarded() || !input.is_object() || text == input.end() || !text->is_string()) {
-      std::cerr << "tokenize: line " << number << ": expected a JSON object with a string \"text\"\n";
+      std::cerr << "tokenize: line " << number
+                << ": expected a JSON object with a string \"text\"\n";
       return 1;
     }
     absl::StatusOr<std::vector<int>> ids =

@@ -21,7 +21,8 @@ constexpr Subcommand kSubcommands[] = {
 
 int Usage() {
   std::cerr << "usage: pixtral_eval SUBCOMMAND [ARGS...]\n";
-  for (const Subcommand& command : kSubcommands) std::cerr << "  pixtral_eval " << command.usage << "\n";
+  for (const Subcommand& command : kSubcommands)
+    std::cerr << "  pixtral_eval " << command.usage << "\n";
   return 2;
 }
 

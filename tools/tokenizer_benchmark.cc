@@ -89,15 +89,17 @@ int Run() {
       tokens += ids->size();
       for (int id : *ids) id_sum += id;
     }
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   const double mb = bytes / 1e6;
   absl::PrintF("corpus: %.1f MB in %d documents, %d tokens\n", mb, docs.size(), tokens);
   absl::PrintF("common/tekken (C++, 1 thread): %8.2f MB/s\n", mb / best);
 
   // The npm side, on the same documents.
-  const std::string corpus_path = absl::StrCat(
-      std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp", "/tekken_bench_corpus.jsonl");
+  const std::string corpus_path =
+      absl::StrCat(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp",
+                   "/tekken_bench_corpus.jsonl");
   {
     std::ofstream corpus(corpus_path);
     for (const std::string& doc : docs) corpus << Json{{"text", doc}}.dump() << "\n";
