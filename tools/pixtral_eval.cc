@@ -1,6 +1,10 @@
-// pixtral_eval SUBCOMMAND [ARGS...]: runs one of the reference-check subcommands declared in
-// tools/eval_commands.h.
-#include <iostream>
+// pixtral_eval: runs one part of the system on given inputs and writes what it computed, for
+// comparison with reference implementations (see the README).
+//
+//   pixtral_eval preprocess --image cat.png --max-image-size 1024 --out pixels.safetensors
+//   pixtral_eval tokenize --tokenizer tekken.json < texts.jsonl > ids.jsonl
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -8,21 +12,20 @@
 
 namespace {
 
-struct Subcommand {
+struct Command {
   const char* name;
   int (*run)(const std::vector<std::string>& args);
-  const char* usage;
 };
 
-constexpr Subcommand kSubcommands[] = {
-    {"tokenize", pixtral::RunTokenize,
-     "tokenize --tokenizer PATH  < {\"text\": ...} lines  > {\"ids\": [...]} lines"},
+constexpr Command kCommands[] = {
+    {"preprocess", pixtral::RunPreprocess},
+    {"tokenize", pixtral::RunTokenize},
 };
 
 int Usage() {
-  std::cerr << "usage: pixtral_eval SUBCOMMAND [ARGS...]\n";
-  for (const Subcommand& command : kSubcommands)
-    std::cerr << "  pixtral_eval " << command.usage << "\n";
+  std::fprintf(stderr, "usage: pixtral_eval COMMAND [ARGS...]\ncommands:");
+  for (const Command& command : kCommands) std::fprintf(stderr, " %s", command.name);
+  std::fprintf(stderr, "\n");
   return 2;
 }
 
@@ -30,10 +33,10 @@ int Usage() {
 
 int main(int argc, char** argv) {
   if (argc < 2) return Usage();
-  const std::string name = argv[1];
-  for (const Subcommand& command : kSubcommands) {
-    if (name == command.name) return command.run(std::vector<std::string>(argv + 2, argv + argc));
+  for (const Command& command : kCommands) {
+    if (std::strcmp(argv[1], command.name) == 0) {
+      return command.run(std::vector<std::string>(argv + 2, argv + argc));
+    }
   }
-  std::cerr << "pixtral_eval: unknown subcommand \"" << name << "\"\n";
   return Usage();
 }

@@ -1,0 +1,222 @@
+#include "decoder/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/rope.h"
+
+namespace pixtral {
+
+using kernels::Backend;
+using kernels::BlockWeights;
+using kernels::DType;
+using kernels::PagedSequence;
+using kernels::Tensor;
+
+absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
+                                                         const DecoderConfig& config,
+                                                         int image_token_id,
+                                                         kernels::WeightLoader& loader,
+                                                         const CacheOptions& cache) {
+  if (config.sliding_window.has_value()) {
+    return absl::UnimplementedError("sliding-window attention is not supported");
+  }
+  std::unique_ptr<Decoder> d(new Decoder(backend, config, image_token_id));
+  PIXTRAL_ASSIGN_OR_RETURN(d->tok_embeddings_, loader.Get("tok_embeddings.weight"));
+  PIXTRAL_ASSIGN_OR_RETURN(d->norm_, loader.Get("norm.weight"));
+  PIXTRAL_ASSIGN_OR_RETURN(d->output_, loader.Get("output.weight"));
+  for (int i = 0; i < config.n_layers; ++i) {
+    PIXTRAL_ASSIGN_OR_RETURN(BlockWeights layer,
+                             kernels::LoadBlock(loader, absl::StrCat("layers.", i)));
+    d->layers_.push_back(std::move(layer));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
+                           PagedKvCache::Create(*backend, {.num_layers = config.n_layers,
+                                                           .num_kv_heads = config.n_kv_heads,
+                                                           .head_dim = config.head_dim,
+                                                           .block_size = cache.block_size,
+                                                           .num_blocks = cache.num_blocks}));
+  return d;
+}
+
+SequenceId Decoder::AddSequence() {
+  const SequenceId id = next_id_++;
+  sequences_[id] = Sequence{};
+  return id;
+}
+
+absl::Status Decoder::Reserve(SequenceId sequence, int64_t num_positions) {
+  auto it = sequences_.find(sequence);
+  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", sequence));
+  return cache_->Reserve(num_positions, it->second.blocks);
+}
+
+void Decoder::Release(SequenceId sequence) {
+  auto it = sequences_.find(sequence);
+  if (it == sequences_.end()) return;
+  cache_->Free(it->second.blocks);
+  sequences_.erase(it);
+}
+
+int64_t Decoder::Length(SequenceId sequence) const {
+  auto it = sequences_.find(sequence);
+  return it == sequences_.end() ? 0 : it->second.length;
+}
+
+absl::Status Decoder::CheckTokens(absl::Span<const int32_t> tokens) const {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at index ", i,
+                                                     " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::Validate(absl::Span<const StepInput> batch) const {
+  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  absl::flat_hash_set<SequenceId> seen;
+  int64_t blocks_needed = 0;
+  const int64_t block = cache_->layout().block_size;
+  for (const StepInput& in : batch) {
+    auto it = sequences_.find(in.sequence);
+    if (it == sequences_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("no sequence ", in.sequence));
+    }
+    if (!seen.insert(in.sequence).second) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", in.sequence, " twice in a step"));
+    }
+    if (in.tokens.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", in.sequence, ": no tokens"));
+    }
+    PIXTRAL_RETURN_IF_ERROR(CheckTokens(in.tokens));
+    const int64_t image_tokens = std::count(in.tokens.begin(), in.tokens.end(), image_token_id_);
+    const int64_t rows = in.image_features.defined() ? in.image_features.dim(0) : 0;
+    if (rows != image_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", in.sequence, ": ", image_tokens, " [IMG] tokens but ", rows,
+          " image feature rows (the images' patch counts must match the [IMG] tokens)"));
+    }
+    if (rows > 0 && (in.image_features.dtype() != DType::kF32 ||
+                     in.image_features.shape() != std::vector<int64_t>{rows, config_.dim})) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image features are ", in.image_features.DebugString(), ", expected F32[",
+                       rows, ", ", config_.dim, "]"));
+    }
+    const Sequence& s = it->second;
+    const int64_t length = s.length + static_cast<int64_t>(in.tokens.size());
+    if (length > cache_->capacity()) {
+      return absl::ResourceExhaustedError(absl::StrCat("sequence ", in.sequence, " of ", length,
+                                                       " tokens is longer than the KV cache (",
+                                                       cache_->capacity(), " positions)"));
+    }
+    blocks_needed +=
+        std::max<int64_t>(0, (length + block - 1) / block - static_cast<int64_t>(s.blocks.size()));
+  }
+  if (blocks_needed > cache_->num_free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat("this step needs ", blocks_needed,
+                                                     " KV cache blocks, ",
+                                                     cache_->num_free_blocks(), " are free"));
+  }
+  return absl::OkStatus();
+}
+
+// The multimodal merge: text embeddings, then each [IMG] row overwritten by its image feature.
+absl::Status Decoder::Embed(absl::Span<const StepInput> batch, const Tensor& ids, const Tensor& x) {
+  backend_->Gather(tok_embeddings_, ids, x);
+  int64_t offset = 0;
+  for (const StepInput& in : batch) {
+    std::vector<int32_t> rows;
+    for (size_t i = 0; i < in.tokens.size(); ++i) {
+      if (in.tokens[i] == image_token_id_) rows.push_back(static_cast<int32_t>(offset + i));
+    }
+    if (!rows.empty()) {
+      PIXTRAL_ASSIGN_OR_RETURN(Tensor r, kernels::ToBackend(*backend_, rows, {std::ssize(rows)}));
+      backend_->Scatter(in.image_features, r, x);
+    }
+    offset += std::ssize(in.tokens);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
+    absl::Span<const StepInput> batch) {
+  PIXTRAL_RETURN_IF_ERROR(Validate(batch));
+  Backend& b = *backend_;
+  const DecoderConfig& c = config_;
+
+  // Flatten the batch: token ids, their positions, attention ranges and the rows to project.
+  std::vector<int32_t> ids, positions, logit_rows;
+  std::vector<PagedSequence> attention;
+  for (const StepInput& in : batch) {
+    Sequence& s = sequences_[in.sequence];
+    const int32_t begin = static_cast<int32_t>(ids.size()), n = std::ssize(in.tokens);
+    PIXTRAL_RETURN_IF_ERROR(cache_->Reserve(s.length + n, s.blocks));  // Validate counted them
+    attention.push_back({begin, n, static_cast<int32_t>(s.length), s.blocks});
+    for (int32_t i = 0; i < n; ++i) {
+      ids.push_back(in.tokens[i]);
+      positions.push_back(static_cast<int32_t>(s.length) + i);
+      if (in.all_logits || i == n - 1) logit_rows.push_back(begin + i);
+    }
+  }
+  const int64_t t = std::ssize(ids), r = std::ssize(logit_rows);
+  const int64_t hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor ids_t, kernels::ToBackend(b, ids, {t}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor rows_t, kernels::ToBackend(b, logit_rows, {r}));
+  PIXTRAL_ASSIGN_OR_RETURN(
+      Tensor rope,
+      kernels::ToBackend(b, kernels::RopeTable1D(positions, hd, c.rope_theta), {t, hd / 2, 2}));
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::PagedBatch paged, kernels::MakePagedBatch(b, attention));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor x, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor q, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor k, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor v, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor attn, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(DType::kF32, {t, c.hidden_dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor up, b.Alloc(DType::kF32, {t, c.hidden_dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor last, b.Alloc(DType::kF32, {r, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, b.Alloc(DType::kF32, {r, c.vocab_size}));
+
+  PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, x));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const BlockWeights& w = layers_[l];
+    b.RmsNorm(x, w.attention_norm, c.norm_eps, h);
+    b.MatMul(h, w.wq, nullptr, q.Reshape({t, nh * hd}));
+    b.MatMul(h, w.wk, nullptr, k.Reshape({t, nkv * hd}));
+    b.MatMul(h, w.wv, nullptr, v.Reshape({t, nkv * hd}));
+    b.Rope(q, rope);
+    b.Rope(k, rope);
+    b.PagedAttention(q, k, v, paged, scale, cache_->keys(l), cache_->values(l), attn);
+    b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
+    b.Add(x, h, x);
+    b.RmsNorm(x, w.ffn_norm, c.norm_eps, h);
+    b.MatMul(h, w.w1, nullptr, gate);
+    b.MatMul(h, w.w3, nullptr, up);
+    b.SiluMul(gate, up, gate);
+    b.MatMul(gate, w.w2, nullptr, h);
+    b.Add(x, h, x);
+  }
+  b.Gather(x, rows_t, last);  // only the positions whose logits were asked for
+  b.RmsNorm(last, norm_, c.norm_eps, last);
+  b.MatMul(last, output_, nullptr, logits);
+  const std::vector<float> host = kernels::ToHost(b, logits);
+
+  std::vector<std::vector<float>> out;
+  auto next = host.begin();
+  for (const StepInput& in : batch) {
+    sequences_[in.sequence].length += std::ssize(in.tokens);
+    const int64_t rows = in.all_logits ? std::ssize(in.tokens) : 1;
+    out.emplace_back(next, next + rows * c.vocab_size);
+    next += rows * c.vocab_size;
+  }
+  return out;
+}
+
+}  // namespace pixtral

@@ -1,0 +1,167 @@
+#include "decoder/decoder.h"
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "decoder/pixtral_model.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace pixtral {
+namespace {
+
+constexpr int kNumBlocks = 32;
+
+double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    norm += double{want[i]} * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+class DecoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto model = PixtralModel::Load("tests/data/pixtral-tiny", backend_.get(),
+                                    {.block_size = 4, .num_blocks = kNumBlocks});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *std::move(model);
+  }
+
+  Decoder& decoder() { return model_->decoder(); }
+
+  // Logits of the last token of `tokens` after feeding them in chunks of the given sizes.
+  std::vector<float> FeedInChunks(const std::vector<int32_t>& tokens, std::vector<int> chunks) {
+    SequenceId seq = decoder().AddSequence();
+    std::vector<float> last;
+    size_t begin = 0;
+    for (int n : chunks) {
+      auto out = decoder().Forward(
+          {{.sequence = seq, .tokens = absl::MakeConstSpan(tokens).subspan(begin, n)}});
+      EXPECT_TRUE(out.ok()) << out.status();
+      if (out.ok()) last = (*out)[0];
+      begin += n;
+    }
+    EXPECT_EQ(begin, tokens.size());
+    EXPECT_EQ(decoder().Length(seq), static_cast<int64_t>(tokens.size()));
+    decoder().Release(seq);
+    return last;
+  }
+
+  std::unique_ptr<kernels::Backend> backend_ = kernels::NewCpuBackend();
+  std::unique_ptr<PixtralModel> model_;
+  const std::vector<int32_t> prompt_ = {1, 3, 500, 600, 700, 800, 900, 1000, 1100, 1200, 4};
+};
+
+TEST_F(DecoderTest, ChunkedPrefillEqualsOnePrefill) {
+  const std::vector<float> whole = FeedInChunks(prompt_, {11});
+  ASSERT_EQ(whole.size(), 2048u);
+  EXPECT_LE(RelativeError(FeedInChunks(prompt_, {3, 5, 3}), whole), 1e-6);
+  EXPECT_LE(RelativeError(FeedInChunks(prompt_, {4, 4, 1, 1, 1}), whole), 1e-6);
+}
+
+TEST_F(DecoderTest, AllLogitsEndWithTheLastPositionsLogits) {
+  SequenceId seq = decoder().AddSequence();
+  auto out = decoder().Forward({{.sequence = seq, .tokens = prompt_, .all_logits = true}});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ((*out)[0].size(), prompt_.size() * 2048);
+  const std::vector<float> last((*out)[0].end() - 2048, (*out)[0].end());
+  EXPECT_LE(RelativeError(last, FeedInChunks(prompt_, {11})), 1e-6);
+}
+
+TEST_F(DecoderTest, BatchedStepsEqualEachSequenceAlone) {
+  const std::vector<int32_t> a = {1, 100, 200, 300, 400, 500, 7}, b = {1, 42, 43}, c = {1, 9};
+  // Alone: prefill, then two decode tokens each.
+  std::vector<std::vector<float>> alone;
+  for (const auto* p : {&a, &b, &c}) {
+    std::vector<int32_t> tokens = *p;
+    tokens.push_back(77);
+    tokens.push_back(88);
+    alone.push_back(FeedInChunks(tokens, {static_cast<int>(p->size()), 1, 1}));
+  }
+  // Together: one batched prefill of three lengths, then batched decode steps.
+  SequenceId ids[3] = {decoder().AddSequence(), decoder().AddSequence(), decoder().AddSequence()};
+  ASSERT_TRUE(decoder()
+                  .Forward({{.sequence = ids[0], .tokens = a},
+                            {.sequence = ids[1], .tokens = b},
+                            {.sequence = ids[2], .tokens = c}})
+                  .ok());
+  const int32_t t1 = 77, t2 = 88;
+  std::vector<std::vector<float>> together;
+  for (const int32_t* t : {&t1, &t2}) {
+    auto out = decoder().Forward({{.sequence = ids[0], .tokens = {t, 1}},
+                                  {.sequence = ids[1], .tokens = {t, 1}},
+                                  {.sequence = ids[2], .tokens = {t, 1}}});
+    ASSERT_TRUE(out.ok()) << out.status();
+    together = *out;
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_LE(RelativeError(together[i], alone[i]), 1e-6) << i;
+}
+
+TEST_F(DecoderTest, ReleasingASequenceReturnsAllItsBlocks) {
+  SequenceId keep = decoder().AddSequence();
+  ASSERT_TRUE(decoder().Forward({{.sequence = keep, .tokens = prompt_}}).ok());
+  const int free_before = decoder().cache().num_free_blocks();
+  SequenceId cancelled = decoder().AddSequence();
+  ASSERT_TRUE(decoder().Forward({{.sequence = cancelled, .tokens = prompt_}}).ok());
+  EXPECT_EQ(decoder().cache().num_free_blocks(), free_before - 3);  // 11 tokens, blocks of 4
+  decoder().Release(cancelled);
+  EXPECT_EQ(decoder().cache().num_free_blocks(), free_before);
+  EXPECT_EQ(decoder().Length(cancelled), 0);
+  decoder().Release(keep);
+  EXPECT_EQ(decoder().cache().num_free_blocks(), kNumBlocks);
+}
+
+TEST_F(DecoderTest, BadStepsChangeNothing) {
+  SequenceId seq = decoder().AddSequence();
+  ASSERT_TRUE(decoder().Forward({{.sequence = seq, .tokens = prompt_}}).ok());
+  const std::vector<int32_t> bad_id = {5, 2048};
+  const std::vector<int32_t> image_token = {10};
+  const std::vector<int32_t> too_long(kNumBlocks * 4, 5);
+  EXPECT_EQ(decoder().Forward({{.sequence = seq, .tokens = bad_id}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder().Forward({{.sequence = seq, .tokens = image_token}}).status().code(),
+            absl::StatusCode::kInvalidArgument);  // [IMG] without features
+  EXPECT_EQ(decoder().Forward({{.sequence = seq, .tokens = {}}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder().Forward({{.sequence = 999, .tokens = prompt_}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      decoder()
+          .Forward({{.sequence = seq, .tokens = prompt_}, {.sequence = seq, .tokens = prompt_}})
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder().Forward({{.sequence = seq, .tokens = too_long}}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(decoder().Length(seq), 11);
+  EXPECT_EQ(decoder().cache().num_free_blocks(), kNumBlocks - 3);
+  // Still usable: the sequence continues as if nothing happened.
+  const int32_t next = 77;
+  std::vector<int32_t> tokens = prompt_;
+  tokens.push_back(next);
+  auto out = decoder().Forward({{.sequence = seq, .tokens = {&next, 1}}});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_LE(RelativeError((*out)[0], FeedInChunks(tokens, {12})), 1e-6);
+}
+
+TEST_F(DecoderTest, StepsThatDoNotFitTogetherAreRejectedWhole) {
+  // 20 blocks' worth and 16 blocks' worth do not fit in 32 together; neither is applied.
+  SequenceId a = decoder().AddSequence(), b = decoder().AddSequence();
+  const std::vector<int32_t> big(80, 5), medium(64, 5);
+  EXPECT_EQ(decoder()
+                .Forward({{.sequence = a, .tokens = big}, {.sequence = b, .tokens = medium}})
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(decoder().cache().num_free_blocks(), kNumBlocks);
+  EXPECT_EQ(decoder().Length(a), 0);
+  EXPECT_TRUE(decoder().Forward({{.sequence = a, .tokens = big}}).ok());
+}
+
+}  // namespace
+}  // namespace pixtral

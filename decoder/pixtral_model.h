@@ -1,0 +1,71 @@
+// Pixtral-12B as one object: a model folder loaded onto a backend, the vision encoder and the
+// decoder, and the multimodal prefill that joins them.
+//
+// This is what the embedded mode and the generation API drive; the distributed mode uses the
+// VisionEncoder and the Decoder in separate workers.
+//
+//   PIXTRAL_ASSIGN_OR_RETURN(auto model, PixtralModel::Load(dir, backend.get()));
+//   SequenceId seq = model->decoder().AddSequence();
+//   PIXTRAL_ASSIGN_OR_RETURN(std::vector<float> logits, model->Prefill(seq, prompt, images));
+//   ... decode with model->decoder().Forward(...), then
+//   model->decoder().Release(seq);
+#ifndef PIXTRAL_DECODER_PIXTRAL_MODEL_H_
+#define PIXTRAL_DECODER_PIXTRAL_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model_config.h"
+#include "common/model_folder.h"
+#include "decoder/decoder.h"
+#include "kernels/backend.h"
+#include "vision_encoder/vision_encoder.h"
+
+namespace pixtral {
+
+struct PrefillOptions {
+  int64_t chunk_tokens = 0;  // feed the prompt in chunks of at most this many tokens; 0: one
+  bool all_logits = false;   // logits for every prompt position, not only the last
+};
+
+class PixtralModel {
+ public:
+  // Opens the folder (params.json + safetensors, checked against each other) and loads its weights
+  // onto `backend`, which must outlive the model.
+  static absl::StatusOr<std::unique_ptr<PixtralModel>> Load(const std::string& dir,
+                                                            kernels::Backend* backend,
+                                                            const CacheOptions& cache = {});
+
+  const ModelConfig& config() const { return folder_->config; }
+  Decoder& decoder() { return *decoder_; }
+  // nullptr for a text-only model.
+  VisionEncoder* vision_encoder() { return vision_.get(); }
+
+  // The adapted image features for a prompt, f32 [count of [IMG] in tokens, dim]; undefined when
+  // there are no images. InvalidArgument if the images are invalid or their patch counts do not
+  // add up to the prompt's [IMG] tokens.
+  absl::StatusOr<kernels::Tensor> EmbedImages(absl::Span<const int32_t> tokens,
+                                              absl::Span<const Image> images);
+
+  // Appends a prompt (tokens with [IMG] blocks, and their images in order) to `sequence`: encodes
+  // the images, reserves cache for the whole prompt, then runs it in chunks. Returns the logits,
+  // f32 [rows, vocab]. Every check runs before any compute: on error the sequence is unchanged.
+  absl::StatusOr<std::vector<float>> Prefill(SequenceId sequence, absl::Span<const int32_t> tokens,
+                                             absl::Span<const Image> images,
+                                             const PrefillOptions& options = {});
+
+ private:
+  PixtralModel() = default;
+
+  std::shared_ptr<ModelFolder> folder_;  // the mapped weights the backend may compute on
+  std::unique_ptr<VisionEncoder> vision_;
+  std::unique_ptr<Decoder> decoder_;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_DECODER_PIXTRAL_MODEL_H_

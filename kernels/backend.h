@@ -1,0 +1,144 @@
+// The op interface: everything the Pixtral model computes, behind one abstract Backend.
+//
+// Model code (vision_encoder/, decoder/) is written once against this interface; kernels/cpu is
+// the float32 reference implementation and a CUDA backend (device memory, one stream) plugs in
+// behind the same calls. A backend owns the memory of every tensor it computes on: weights are
+// loaded into it, activations are allocated from it, and host data crosses the boundary only
+// through CopyFromHost / CopyToHost. Ops run in the order they are issued (on the backend's
+// stream); CopyToHost waits for them.
+//
+// Layout conventions: tensors are row-major with tokens as rows. Activations are f32; weights
+// (matrices in the checkpoint's [out, in] layout, biases, norm scales, embedding tables) are bf16
+// or f32; token ids and row indices are i32. Shapes are checked; a mismatch is a bug in
+// the calling model code (CHECK), never a result of user input, which the model validates first.
+//
+// Example: one pre-norm SwiGLU MLP block over `x` [T, dim].
+//
+//   Backend& b = *backend;
+//   Tensor h    = *b.Alloc(DType::kF32, {T, dim});
+//   Tensor gate = *b.Alloc(DType::kF32, {T, hidden});
+//   Tensor up   = *b.Alloc(DType::kF32, {T, hidden});
+//   b.RmsNorm(x, ffn_norm, 1e-5f, h);
+//   b.MatMul(h, w1, nullptr, gate);
+//   b.MatMul(h, w3, nullptr, up);
+//   b.SiluMul(gate, up, gate);          // in place is allowed for element-wise ops
+//   b.MatMul(gate, w2, nullptr, h);
+//   b.Add(x, h, x);                     // residual
+//   std::vector<float> out(x.numel());
+//   b.CopyToHost(x, out.data());
+#ifndef PIXTRAL_KERNELS_BACKEND_H_
+#define PIXTRAL_KERNELS_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "kernels/tensor.h"
+
+namespace pixtral::kernels {
+
+// One sequence's share of a batched attention step over the paged KV cache. Its new tokens are
+// rows [q_begin, q_begin + q_len) of q/k/v and sit at positions start_pos, start_pos + 1, ...;
+// the cache already holds its positions [0, start_pos). Position p lives in cache block
+// block_table[p / block_size] at slot p % block_size.
+struct PagedSequence {
+  int32_t q_begin;
+  int32_t q_len;
+  int32_t start_pos;
+  absl::Span<const int32_t> block_table;
+};
+
+// The PagedSequences of one step in backend memory, made once per step by MakePagedBatch and read
+// by PagedAttention in every layer (a device backend uploads the metadata once, not per layer).
+struct PagedBatch {
+  Tensor sequences;     // i32 [S, 3]: q_begin, q_len, start_pos
+  Tensor block_tables;  // i32 [S, max blocks]: one block table per row, padded with -1
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;
+
+  // ---- Memory -----------------------------------------------------------------------------------
+
+  // An uninitialized tensor in backend memory.
+  virtual absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) = 0;
+  // A weight whose bytes are in host memory that stays valid while `owner` lives (e.g. a
+  // memory-mapped checkpoint). Host backends may use the bytes in place; device backends copy.
+  virtual absl::StatusOr<Tensor> LoadWeight(DType dtype, std::vector<int64_t> shape,
+                                            const void* host,
+                                            std::shared_ptr<const void> owner) = 0;
+  // dst.bytes() bytes from host to backend / backend to host. CopyToHost waits for queued ops.
+  virtual void CopyFromHost(const void* host, const Tensor& dst) = 0;
+  virtual void CopyToHost(const Tensor& src, void* host) = 0;
+  // The element type the KV cache is stored in (f32 on the CPU, bf16 on the GPU).
+  virtual DType KvCacheDType() const = 0;
+
+  // ---- Linear algebra ---------------------------------------------------------------------------
+
+  // y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]).  w, bias: bf16 or f32.
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // out[T, D] = a + b.
+  virtual void Add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // ---- Normalization and activations ------------------------------------------------------------
+
+  // y = x / sqrt(mean(x²) + eps) * weight, per row.  weight[D]: f32 or bf16.
+  virtual void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) = 0;
+  // out = silu(gate) * up, element-wise (SwiGLU).
+  virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // y = gelu(x) with the exact erf form (torch.nn.GELU()).
+  virtual void Gelu(const Tensor& x, const Tensor& y) = 0;
+  // y = softmax(x) along the last dimension.
+  virtual void Softmax(const Tensor& x, const Tensor& y) = 0;
+
+  // ---- Positions --------------------------------------------------------------------------------
+
+  // Rotates x[T, H, D] in place, Mistral's interleaved layout: elements (2i, 2i+1) of each head
+  // are one complex number, multiplied by cos_sin[t, i] = (cos θ, sin θ), cos_sin: f32[T, D/2, 2].
+  // The same op serves 1D (decoder) and 2D (vision) RoPE; kernels/rope.h builds the tables.
+  virtual void Rope(const Tensor& x, const Tensor& cos_sin) = 0;
+
+  // ---- Attention --------------------------------------------------------------------------------
+
+  // Bidirectional attention confined to segments: q, k, v, out [T, H, D]; consecutive token
+  // ranges of the lengths in `segment_lengths` (i32 [S], summing to T) attend only within
+  // themselves. The vision encoder's per-image (block-diagonal) attention.
+  virtual void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                const Tensor& segment_lengths, float scale, const Tensor& out) = 0;
+  // Appends each sequence's new k, v [T, Hkv, D] to the paged cache k_cache, v_cache
+  // [num_blocks, block_size, Hkv, D], then computes causal attention of q [T, H, D] over all of
+  // that sequence's cached positions into out [T, H, D]. H must be a multiple of Hkv (GQA).
+  virtual void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const PagedBatch& batch, float scale, const Tensor& k_cache,
+                              const Tensor& v_cache, const Tensor& out) = 0;
+
+  // ---- Gather / scatter -------------------------------------------------------------------------
+
+  // out[i, :] = table[ids[i], :].  table: bf16 or f32 [V, D]; ids: i32 [N]; out: f32 [N, D].
+  virtual void Gather(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
+  // dst[rows[i], :] = src[i, :].  src: f32 [N, D]; rows: i32 [N]; dst: f32 [T, D].
+  virtual void Scatter(const Tensor& src, const Tensor& rows, const Tensor& dst) = 0;
+  // out[(r * W/p + c), :] = image[:, r*p : (r+1)*p, c*p : (c+1)*p] flattened (channel, y, x),
+  // i.e. the im2col of a stride-p, p×p convolution.  image: f32 [C, H, W].
+  virtual void Patchify(const Tensor& image, int patch_size, const Tensor& out) = 0;
+};
+
+// Host data to a new backend tensor, and back.
+absl::StatusOr<Tensor> ToBackend(Backend& backend, absl::Span<const float> data,
+                                 std::vector<int64_t> shape);
+absl::StatusOr<Tensor> ToBackend(Backend& backend, absl::Span<const int32_t> data,
+                                 std::vector<int64_t> shape);
+std::vector<float> ToHost(Backend& backend, const Tensor& tensor);  // f32 tensors
+
+absl::StatusOr<PagedBatch> MakePagedBatch(Backend& backend,
+                                          absl::Span<const PagedSequence> sequences);
+
+}  // namespace pixtral::kernels
+
+#endif  // PIXTRAL_KERNELS_BACKEND_H_

@@ -1,0 +1,221 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace pixtral::kernels {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::FloatNear;
+using ::testing::Pointwise;
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+class CpuBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override { cpu::SetNumThreads(2); }
+
+  Tensor F32(const std::vector<float>& data, std::vector<int64_t> shape) {
+    return *ToBackend(*backend_, data, std::move(shape));
+  }
+  Tensor I32(const std::vector<int32_t>& data) {
+    return *ToBackend(*backend_, data, {static_cast<int64_t>(data.size())});
+  }
+  Tensor Bf16(const std::vector<float>& data, std::vector<int64_t> shape) {
+    std::vector<uint16_t> bits;
+    for (float f : data) bits.push_back(FloatToBf16(f));
+    Tensor t = *backend_->Alloc(DType::kBF16, std::move(shape));
+    backend_->CopyFromHost(bits.data(), t);
+    return t;
+  }
+  Tensor Empty(std::vector<int64_t> shape) { return *backend_->Alloc(DType::kF32, shape); }
+  std::vector<float> Host(const Tensor& t) { return ToHost(*backend_, t); }
+
+  std::unique_ptr<Backend> backend_ = NewCpuBackend();
+};
+
+TEST_F(CpuBackendTest, MatMulWithBiasHandComputed) {
+  Tensor x = F32({1, 2}, {1, 2});
+  Tensor w = Bf16({1, 0, 0, 1, 1, 1}, {3, 2});
+  Tensor b = F32({0.5, 0, -1}, {3});
+  Tensor y = Empty({1, 3});
+  backend_->MatMul(x, w, &b, y);
+  EXPECT_THAT(Host(y), ElementsAre(1.5f, 2.0f, 2.0f));
+}
+
+TEST_F(CpuBackendTest, MatMulBf16ManyThreadsMatchesNaive) {
+  const int t = 37, k = 96, n = 300;
+  std::vector<float> xs = Random(t * k, 1), ws = Random(n * k, 2);
+  for (float& v : ws) v = Bf16ToFloat(FloatToBf16(v));  // exactly representable weights
+  Tensor y = Empty({t, n});
+  backend_->MatMul(F32(xs, {t, k}), Bf16(ws, {n, k}), nullptr, y);
+  std::vector<float> expected(t * n);
+  for (int i = 0; i < t; ++i) {
+    for (int j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int c = 0; c < k; ++c) sum += double{xs[i * k + c]} * ws[j * k + c];
+      expected[i * n + j] = static_cast<float>(sum);
+    }
+  }
+  EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-4), expected));
+}
+
+TEST_F(CpuBackendTest, MatMulF32Weights) {
+  Tensor y = Empty({2, 1});
+  backend_->MatMul(F32({1, 2, 3, 4}, {2, 2}), F32({10, 1}, {1, 2}), nullptr, y);
+  EXPECT_THAT(Host(y), ElementsAre(12.0f, 34.0f));
+}
+
+TEST_F(CpuBackendTest, AddIsElementWise) {
+  Tensor a = F32({1, 2, 3}, {3});
+  backend_->Add(a, F32({10, 20, 30}, {3}), a);
+  EXPECT_THAT(Host(a), ElementsAre(11.0f, 22.0f, 33.0f));
+}
+
+TEST_F(CpuBackendTest, RmsNormHandComputed) {
+  Tensor y = Empty({2, 2});
+  backend_->RmsNorm(F32({3, 4, 0, 2}, {2, 2}), Bf16({1, 2}, {2}), 1e-5f, y);
+  const float a = 1 / std::sqrt(12.5f + 1e-5f), b = 1 / std::sqrt(2.0f + 1e-5f);
+  EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-6), {3 * a, 8 * a, 0.0f, 4 * b}));
+}
+
+TEST_F(CpuBackendTest, SiluMulHandComputed) {
+  Tensor out = Empty({3});
+  backend_->SiluMul(F32({0, 1, -2}, {3}), F32({5, 2, 3}, {3}), out);
+  EXPECT_THAT(Host(out), Pointwise(FloatNear(1e-6), {0.0f, 2 * 0.7310586f, 3 * -0.2384058f}));
+}
+
+TEST_F(CpuBackendTest, GeluIsTheErfForm) {
+  Tensor y = Empty({3});
+  backend_->Gelu(F32({0, 1, -1}, {3}), y);
+  EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-6), {0.0f, 0.8413447f, -0.1586553f}));
+}
+
+TEST_F(CpuBackendTest, SoftmaxPerRow) {
+  Tensor y = Empty({2, 3});
+  backend_->Softmax(F32({1, 2, 3, 1000, 1000, 1000}, {2, 3}), y);
+  const float third = 1.0f / 3;
+  EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-6),
+                                 {0.0900306f, 0.2447285f, 0.6652410f, third, third, third}));
+}
+
+TEST_F(CpuBackendTest, RopeRotatesInterleavedPairs) {
+  // One token, two heads of dim 4: pairs (x0, x1), (x2, x3) rotate by 90° and 180°.
+  Tensor x = F32({1, 0, 1, 2, 3, 4, 5, 6}, {1, 2, 4});
+  backend_->Rope(x, F32({0, 1, -1, 0}, {1, 2, 2}));
+  EXPECT_THAT(Host(x), Pointwise(FloatNear(1e-6), {0, 1, -1, -2, -4, 3, -5, -6}));
+}
+
+TEST_F(CpuBackendTest, GatherWidensBf16Rows) {
+  Tensor out = Empty({3, 2});
+  backend_->Gather(Bf16({1, 2, 3, 4, 5, 6}, {3, 2}), I32({2, 0, 2}), out);
+  EXPECT_THAT(Host(out), ElementsAre(5, 6, 1, 2, 5, 6));
+}
+
+TEST_F(CpuBackendTest, ScatterWritesOnlyTheGivenRows) {
+  Tensor dst = F32({0, 0, 0, 0, 0, 0}, {3, 2});
+  backend_->Scatter(F32({1, 2, 3, 4}, {2, 2}), I32({2, 0}), dst);
+  EXPECT_THAT(Host(dst), ElementsAre(3, 4, 0, 0, 1, 2));
+}
+
+TEST_F(CpuBackendTest, PatchifyIsRowMajorIm2col) {
+  // C=1, H=2, W=4, patch 2: two patches side by side.
+  Tensor out = Empty({2, 4});
+  backend_->Patchify(F32({0, 1, 2, 3, 4, 5, 6, 7}, {1, 2, 4}), 2, out);
+  EXPECT_THAT(Host(out), ElementsAre(0, 1, 4, 5, 2, 3, 6, 7));
+}
+
+// Naive attention of query i over keys [begin, end) of contiguous [T, Hkv, D] k/v, GQA.
+std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector<float>& k,
+                                  const std::vector<float>& v, int h, int hkv, int d,
+                                  const std::vector<std::pair<int, int>>& key_range, float scale) {
+  const int t = static_cast<int>(key_range.size());
+  std::vector<float> out(t * h * d, 0.0f);
+  for (int i = 0; i < t; ++i) {
+    for (int head = 0; head < h; ++head) {
+      const int kvh = head / (h / hkv);
+      std::vector<double> s;
+      double mx = -1e30;
+      for (int j = key_range[i].first; j < key_range[i].second; ++j) {
+        double dot = 0;
+        for (int c = 0; c < d; ++c) dot += q[(i * h + head) * d + c] * k[(j * hkv + kvh) * d + c];
+        s.push_back(dot * scale);
+        mx = std::max(mx, s.back());
+      }
+      double z = 0;
+      for (double& e : s) z += (e = std::exp(e - mx));
+      for (int j = key_range[i].first; j < key_range[i].second; ++j) {
+        for (int c = 0; c < d; ++c) {
+          out[(i * h + head) * d + c] += s[j - key_range[i].first] / z * v[(j * hkv + kvh) * d + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+TEST_F(CpuBackendTest, SegmentAttentionIsBlockDiagonal) {
+  const int t = 7, h = 2, d = 4;
+  std::vector<float> q = Random(t * h * d, 3), k = Random(t * h * d, 4), v = Random(t * h * d, 5);
+  Tensor out = Empty({t, h, d});
+  backend_->SegmentAttention(F32(q, {t, h, d}), F32(k, {t, h, d}), F32(v, {t, h, d}), I32({3, 4}),
+                             0.5f, out);
+  std::vector<std::pair<int, int>> ranges = {{0, 3}, {0, 3}, {0, 3}, {3, 7},
+                                             {3, 7}, {3, 7}, {3, 7}};
+  EXPECT_THAT(Host(out),
+              Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, h, d, ranges, 0.5f)));
+}
+
+TEST_F(CpuBackendTest, PagedAttentionIsCausalGqaOverScatteredBlocks) {
+  const int h = 4, hkv = 2, d = 4, block = 2, num_blocks = 8;
+  // Two sequences in one step: A has 3 new tokens from position 0, B has 2 from position 0.
+  const int t = 5;
+  std::vector<float> q = Random(t * h * d, 6), k = Random(t * hkv * d, 7),
+                     v = Random(t * hkv * d, 8);
+  Tensor kc = Empty({num_blocks, block, hkv, d}), vc = Empty({num_blocks, block, hkv, d});
+  std::vector<int32_t> table_a = {5, 1}, table_b = {3};
+  std::vector<PagedSequence> seqs = {{0, 3, 0, table_a}, {3, 2, 0, table_b}};
+  Tensor out = Empty({t, h, d});
+  backend_->PagedAttention(F32(q, {t, h, d}), F32(k, {t, hkv, d}), F32(v, {t, hkv, d}),
+                           *MakePagedBatch(*backend_, seqs), 0.5f, kc, vc, out);
+  std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {3, 4}, {3, 5}};
+  EXPECT_THAT(Host(out),
+              Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));
+}
+
+TEST_F(CpuBackendTest, PagedAttentionContinuesFromTheCache) {
+  const int h = 2, hkv = 1, d = 4, block = 2;
+  const int t = 5;
+  std::vector<float> q = Random(t * h * d, 9), k = Random(t * hkv * d, 10),
+                     v = Random(t * hkv * d, 11);
+  Tensor qt = F32(q, {t, h, d}), kt = F32(k, {t, hkv, d}), vt = F32(v, {t, hkv, d});
+  Tensor kc = Empty({4, block, hkv, d}), vc = Empty({4, block, hkv, d});
+  std::vector<int32_t> table = {2, 0, 3};
+  Tensor out = Empty({t, h, d});
+  // Positions [0, 3) first, then [3, 5) as a second call.
+  std::vector<PagedSequence> first = {{0, 3, 0, table}};
+  backend_->PagedAttention(qt.Rows(0, 3), kt.Rows(0, 3), vt.Rows(0, 3),
+                           *MakePagedBatch(*backend_, first), 0.5f, kc, vc, out.Rows(0, 3));
+  std::vector<PagedSequence> second = {{0, 2, 3, table}};
+  backend_->PagedAttention(qt.Rows(3, 2), kt.Rows(3, 2), vt.Rows(3, 2),
+                           *MakePagedBatch(*backend_, second), 0.5f, kc, vc, out.Rows(3, 2));
+  std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}};
+  EXPECT_THAT(Host(out),
+              Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));
+}
+
+}  // namespace
+}  // namespace pixtral::kernels
