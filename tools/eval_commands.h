@@ -25,6 +25,10 @@ int RunForward(const std::vector<std::string>& args);
 // Prints {"ids": [...]}, the continuation of IN's prompt.
 int RunGenerate(const std::vector<std::string>& args);
 
+// tokenize --tokenizer PATH: JSON lines {"text": ...} on stdin, {"ids": [...]} lines on stdout
+// (raw encoding, no BOS/EOS).
+int RunTokenize(const std::vector<std::string>& args);
+
 }  // namespace pixtral
 
 #endif  // PIXTRAL_TOOLS_EVAL_COMMANDS_H_

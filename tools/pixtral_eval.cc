@@ -4,6 +4,7 @@
 //   pixtral_eval preprocess --image cat.png --max-image-size 1024 --out pixels.safetensors
 //   pixtral_eval forward --model DIR --inputs in.safetensors --out logits.safetensors
 //   pixtral_eval generate --model DIR --inputs in.safetensors --max-tokens 12 --ignore-eos
+//   pixtral_eval tokenize --tokenizer tekken.json < texts.jsonl > ids.jsonl
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -22,6 +23,7 @@ constexpr Command kCommands[] = {
     {"preprocess", pixtral::RunPreprocess},
     {"forward", pixtral::RunForward},
     {"generate", pixtral::RunGenerate},
+    {"tokenize", pixtral::RunTokenize},
 };
 
 int Usage() {

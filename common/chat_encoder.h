@@ -1,0 +1,85 @@
+// Chat requests to model input, token for token as mistral_common's MistralTokenizer encodes them
+// for Pixtral (tekken, instruct template v3):
+//
+//   <s>[INST]user text[/INST]assistant text</s>[INST]system prompt\n\nlast user text[/INST]
+//
+// - Consecutive messages of one role merge into one (their texts joined by "\n\n").
+// - All system messages join (by "\n\n") into one system prompt, written at the start of the
+//   last user message, followed by "\n\n".
+// - Each image becomes rows of [IMG] tokens, each row ending in [IMG_BREAK] except the last,
+//   which ends in [IMG_END]; text and images keep their order, except that a user message made
+//   of text followed by one image puts the image first (mistral_common does the same).
+//
+//   absl::StatusOr<std::unique_ptr<MistralTokenizer>> tokenizer =
+//       MistralTokenizer::FromFile("/models/pixtral/tekken.json", options);
+//   absl::StatusOr<EncodedChat> encoded = (*tokenizer)->EncodeChatCompletion(request);
+//   // encoded->tokens for the decoder, encoded->images for the vision encoder (in [IMG] order).
+//
+// Requests come from clients: every structural problem (no messages, wrong role order, an empty
+// assistant message, too many images, a prompt longer than the context, an image that cannot be
+// loaded) is an error status, never a crash.
+#ifndef PIXTRAL_COMMON_CHAT_ENCODER_H_
+#define PIXTRAL_COMMON_CHAT_ENCODER_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/chat.h"
+#include "common/image_processing.h"
+#include "common/tekken.h"
+
+namespace pixtral {
+
+struct EncodedChat {
+  std::vector<int> tokens;
+  std::vector<PreprocessedImage> images;  // In the order of their [IMG] runs in `tokens`.
+  std::string text;                       // `tokens` decoded with control tokens kept.
+};
+
+struct MistralTokenizerOptions {
+  // Loads the bytes behind an ImageURLChunk (ImageFetcher::Fetch fits). Without it, requests
+  // with image URLs are FailedPrecondition errors; ImageChunk bytes need no fetcher.
+  std::function<absl::StatusOr<std::string>(absl::string_view url)> fetch_image;
+  // Replaces the tokenizer file's `image` section (tests use tiny patches).
+  std::optional<ImageEncoderConfig> image_config;
+  ImageDecodeLimits decode_limits;
+  int max_images = 16;
+  // The model's context: a longer prompt is an InvalidArgument error.
+  int max_prompt_tokens = 131072;
+};
+
+class MistralTokenizer {
+ public:
+  using Options = MistralTokenizerOptions;
+
+  static absl::StatusOr<std::unique_ptr<MistralTokenizer>> FromFile(const std::string& path,
+                                                                    Options options = {});
+  static absl::StatusOr<std::unique_ptr<MistralTokenizer>> Create(
+      std::unique_ptr<TekkenTokenizer> tekken, Options options = {});
+
+  // Validates, normalizes and encodes `request`. InvalidArgument for a malformed request; the
+  // image fetcher's and decoder's statuses pass through, prefixed with the message and chunk.
+  absl::StatusOr<EncodedChat> EncodeChatCompletion(const ChatCompletionRequest& request) const;
+
+  const TekkenTokenizer& tekken() const { return *tekken_; }
+
+ private:
+  MistralTokenizer(std::unique_ptr<TekkenTokenizer> tekken, Options options);
+
+  std::unique_ptr<TekkenTokenizer> tekken_;
+  Options options_;
+  int begin_inst_ = 0;
+  int end_inst_ = 0;
+  int img_ = 0;
+  int img_break_ = 0;
+  int img_end_ = 0;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_COMMON_CHAT_ENCODER_H_
