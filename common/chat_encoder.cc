@@ -51,23 +51,28 @@ absl::Status Validate(const ChatCompletionRequest& request, int max_images) {
   }
   if (messages.size() > 1) {
     const auto* assistant = std::get_if<AssistantMessage>(&last);
-    if (std::holds_alternative<SystemMessage>(last) || (assistant != nullptr && !assistant->prefix)) {
-      return Invalid(absl::StrCat("the last message must be a user message or an assistant prefix, "
-                                  "not a ", RoleName(last), " message"));
+    if (std::holds_alternative<SystemMessage>(last) ||
+        (assistant != nullptr && !assistant->prefix)) {
+      return Invalid(
+          absl::StrCat("the last message must be a user message or an assistant prefix, "
+                       "not a ",
+                       RoleName(last), " message"));
     }
   }
   int images = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
     if (i > 0 && std::holds_alternative<AssistantMessage>(messages[i - 1]) &&
         std::holds_alternative<SystemMessage>(messages[i])) {
-      return Invalid(absl::StrCat("message ", i, ": a system message cannot follow an assistant message"));
+      return Invalid(
+          absl::StrCat("message ", i, ": a system message cannot follow an assistant message"));
     }
     if (const auto* assistant = std::get_if<AssistantMessage>(&messages[i])) {
       if (assistant->content.empty()) {
         return Invalid(absl::StrCat("message ", i, ": an assistant message needs content"));
       }
       if (assistant->prefix && i + 1 != messages.size()) {
-        return Invalid(absl::StrCat("message ", i, ": an assistant prefix must be the last message"));
+        return Invalid(
+            absl::StrCat("message ", i, ": an assistant prefix must be the last message"));
       }
     }
     const auto* user = std::get_if<UserMessage>(&messages[i]);
@@ -86,8 +91,8 @@ absl::Status Validate(const ChatCompletionRequest& request, int max_images) {
     }
   }
   if (images > max_images) {
-    return Invalid(absl::StrCat("the request has ", images, " images; at most ", max_images,
-                                " are allowed"));
+    return Invalid(
+        absl::StrCat("the request has ", images, " images; at most ", max_images, " are allowed"));
   }
   return absl::OkStatus();
 }
@@ -223,7 +228,8 @@ absl::StatusOr<std::unique_ptr<MistralTokenizer>> MistralTokenizer::Create(
     absl::Status status = ValidateImageEncoderConfig(*options.image_config);
     if (!status.ok()) return status;
   }
-  return std::unique_ptr<MistralTokenizer>(new MistralTokenizer(std::move(tekken), std::move(options)));
+  return std::unique_ptr<MistralTokenizer>(
+      new MistralTokenizer(std::move(tekken), std::move(options)));
 }
 
 MistralTokenizer::MistralTokenizer(std::unique_ptr<TekkenTokenizer> tekken, Options options)
@@ -266,7 +272,8 @@ absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
       if (!options_.fetch_image) {
         return WithPlace(absl::FailedPreconditionError("no image fetcher is configured"), part);
       }
-      absl::StatusOr<std::string> loaded = options_.fetch_image(std::get<ImageURLChunk>(*part.image).url);
+      absl::StatusOr<std::string> loaded =
+          options_.fetch_image(std::get<ImageURLChunk>(*part.image).url);
       if (!loaded.ok()) return WithPlace(loaded.status(), part);
       fetched = *std::move(loaded);
       bytes = fetched;

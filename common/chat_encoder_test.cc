@@ -71,7 +71,8 @@ absl::Status EncodeStatus(const MistralTokenizer& tokenizer, std::vector<ChatMes
 }
 
 // The expected ids are mistral_common's own, from test_image_tokenization_integration in
-// tests/test_tokenizer_v3_mm.py ("a" = 1097, "A" = 1065, " B" = 1398, "\n\n" = 1267, "C" = 1067...).
+// tests/test_tokenizer_v3_mm.py ("a" = 1097, "A" = 1065, " B" = 1398, "\n\n" = 1267, "C" =
+// 1067...).
 TEST(ChatEncoderTest, MatchesMistralCommonsImageIntegrationCases) {
   auto tokenizer = Tokenizer();
   const std::vector<int> img = ImageTokens(2, 2);
@@ -83,11 +84,17 @@ TEST(ChatEncoderTest, MatchesMistralCommonsImageIntegrationCases) {
             Cat({{kBos, kInst, 1065, 1398, 1267}, img, {1067, kEndInst}}));
   EXPECT_EQ(Encode(*tokenizer, {SystemMessage{"A B"}, User({Img(), Img(), Txt("C")}),
                                 AssistantMessage{"D"}, User({Img(), Txt("E"), Img()})}),
-            Cat({{kBos, kInst}, img, img, {1067, kEndInst, 1068, kEos, kInst, 1065, 1398, 1267},
-                 img, {1069}, img, {kEndInst}}));
-  EXPECT_EQ(Encode(*tokenizer, {User({Txt("A"), Img(), Txt("B"), Txt("C"), Img(), Txt("D"),
-                                      Txt("E")})}),
-            Cat({{kBos, kInst, 1065}, img, {1066, 1267, 1067}, img, {1068, 1267, 1069, kEndInst}}));
+            Cat({{kBos, kInst},
+                 img,
+                 img,
+                 {1067, kEndInst, 1068, kEos, kInst, 1065, 1398, 1267},
+                 img,
+                 {1069},
+                 img,
+                 {kEndInst}}));
+  EXPECT_EQ(
+      Encode(*tokenizer, {User({Txt("A"), Img(), Txt("B"), Txt("C"), Img(), Txt("D"), Txt("E")})}),
+      Cat({{kBos, kInst, 1065}, img, {1066, 1267, 1067}, img, {1068, 1267, 1069, kEndInst}}));
 }
 
 TEST(ChatEncoderTest, KeepsTheOrderOfSeveralImages) {
@@ -131,14 +138,24 @@ TEST(ChatEncoderTest, EncodesTextConversationsAsMistralCommon) {
   const auto& t = *tokenizer;
   EXPECT_EQ(Encode(t, {User("hello"), User({Txt("bbb"), Txt("ccc")}), AssistantMessage{"aaa"},
                        User("goodbye")}),
-            Cat({{kBos, kInst}, Text(t, "hello\n\nbbb\n\nccc"), {kEndInst}, Text(t, "aaa"),
-                 {kEos, kInst}, Text(t, "goodbye"), {kEndInst}}));
+            Cat({{kBos, kInst},
+                 Text(t, "hello\n\nbbb\n\nccc"),
+                 {kEndInst},
+                 Text(t, "aaa"),
+                 {kEos, kInst},
+                 Text(t, "goodbye"),
+                 {kEndInst}}));
   EXPECT_EQ(Encode(t, {User("hello")}), Cat({{kBos, kInst}, Text(t, "hello"), {kEndInst}}));
   EXPECT_EQ(Encode(t, {User({Txt("")})}), (std::vector<int>{kBos, kInst, kEndInst}));
   EXPECT_EQ(Encode(t, {SystemMessage{"You are an AI assistant"}, User({Txt("aaa"), Txt("bbb")}),
                        AssistantMessage{"aaa"}, User("goodbye")}),
-            Cat({{kBos, kInst}, Text(t, "aaa\n\nbbb"), {kEndInst}, Text(t, "aaa"), {kEos, kInst},
-                 Text(t, "You are an AI assistant\n\ngoodbye"), {kEndInst}}));
+            Cat({{kBos, kInst},
+                 Text(t, "aaa\n\nbbb"),
+                 {kEndInst},
+                 Text(t, "aaa"),
+                 {kEos, kInst},
+                 Text(t, "You are an AI assistant\n\ngoodbye"),
+                 {kEndInst}}));
   // test_tokenize_v3.py: "a" alone is [1, 3, 1097, 4].
   EXPECT_EQ(Encode(t, {User("a")}), (std::vector<int>{kBos, kInst, 1097, kEndInst}));
 }
@@ -166,9 +183,9 @@ TEST(ChatEncoderTest, MergesSystemPromptsAndStripsAssistantTrailingSpaces) {
 TEST(ChatEncoderTest, SystemPromptBeforeImagesIsItsOwnEncode) {
   auto tokenizer = Tokenizer();
   const auto& t = *tokenizer;
-  EXPECT_EQ(Encode(t, {SystemMessage{"Look:"}, User({Img(), Txt("hi")})}),
-            Cat({{kBos, kInst}, Text(t, "Look:\n\n"), ImageTokens(2, 2), Text(t, "hi"),
-                 {kEndInst}}));
+  EXPECT_EQ(
+      Encode(t, {SystemMessage{"Look:"}, User({Img(), Txt("hi")})}),
+      Cat({{kBos, kInst}, Text(t, "Look:\n\n"), ImageTokens(2, 2), Text(t, "hi"), {kEndInst}}));
 }
 
 TEST(ChatEncoderTest, SystemOnlyRequestGetsAnEmptyUserTurn) {

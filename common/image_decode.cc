@@ -16,12 +16,15 @@
 namespace pixtral {
 namespace {
 
+constexpr int kMaxJpegScans = 500;
+constexpr int kPngColorTypeGray = 0;
 constexpr int kPngColorTypeRgb = 2;
 
 // ReadImageHeader's result plus what decoding needs to know from the header.
 struct HeaderDetails {
   ImageHeader header;
   int png_color_type = -1;
+  int png_gray_key = -1;        // an 8-bit gray PNG's transparent value (tRNS), if any
   size_t jpeg_scan_offset = 0;  // first byte after the first SOS marker
 };
 
@@ -56,7 +59,19 @@ absl::StatusOr<HeaderDetails> ReadPngHeader(const uint8_t* p, size_t n) {
     return absl::InvalidArgumentError("PNG does not start with an IHDR chunk");
   }
   absl::StatusOr<HeaderDetails> details = Dimensions(ImageFormat::kPng, Be32(p + 16), Be32(p + 20));
-  if (details.ok()) details->png_color_type = p[25];
+  if (!details.ok()) return details;
+  details->png_color_type = p[25];
+  if (p[25] == kPngColorTypeGray && p[24] == 8) {
+    // Chunks (length, type, data, CRC) up to the first IDAT; tRNS must come before it.
+    for (uint64_t pos = 8; pos + 8 <= n;) {
+      const uint32_t length = Be32(p + pos);
+      if (std::memcmp(p + pos + 4, "IDAT", 4) == 0) break;
+      if (std::memcmp(p + pos + 4, "tRNS", 4) == 0 && length == 2 && pos + 10 <= n) {
+        details->png_gray_key = static_cast<int>(Be16(p + pos + 8));
+      }
+      pos += uint64_t{12} + length;
+    }
+  }
   return details;
 }
 
@@ -161,6 +176,25 @@ absl::Status CheckLimits(const char* what, int width, int height, const ImageDec
   return absl::OkStatus();
 }
 
+// libjpeg fills a truncated scan with gray and only warns, so insist on the end-of-image marker.
+// And a progressive JPEG of thousands of tiny scans takes libjpeg minutes to decode, so cap the
+// scans as libjpeg-turbo's TJFLAG_LIMITSCANS does. Entropy-coded data escapes 0xFF bytes, so
+// markers can be counted by searching.
+absl::Status CheckJpegBody(absl::string_view bytes, size_t first_scan_offset) {
+  if (bytes.find("\xFF\xD9", first_scan_offset) == absl::string_view::npos) {
+    return Truncated("JPEG");
+  }
+  int scans = 1;
+  for (size_t at = bytes.find("\xFF\xDA", first_scan_offset); at != absl::string_view::npos;
+       at = bytes.find("\xFF\xDA", at + 2)) {
+    if (++scans > kMaxJpegScans) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("JPEG has more than ", kMaxJpegScans, " scans"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // --- GIF, through giflib (OpenCV 4.6 has no GIF decoder) ---
 
 struct GifSource {
@@ -190,8 +224,7 @@ absl::Status GifError(int code) {
       absl::StrCat("GIF is corrupt or truncated: ", message != nullptr ? message : "unknown"));
 }
 
-// Decodes the first frame onto the logical screen as BGRA. Pixels the frame does not cover are
-// transparent when the frame has a transparent color, else the background color.
+// Decodes the first frame onto the logical screen as BGRA, as PIL does.
 absl::StatusOr<cv::Mat> DecodeGifFirstFrame(absl::string_view bytes,
                                             const ImageDecodeLimits& limits) {
   GifSource source{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 0};
@@ -228,18 +261,18 @@ absl::StatusOr<cv::Mat> DecodeGifFirstFrame(absl::string_view bytes,
       !status.ok()) {
     return status;
   }
+  // Without any color table PIL reads the indices as gray levels.
   const ColorMapObject* colors = frame.ColorMap != nullptr ? frame.ColorMap : gif->SColorMap;
-  if (colors == nullptr) return absl::InvalidArgumentError("GIF has no color table");
-
   auto bgra = [&](int index) {
     if (index == transparent) return cv::Vec4b(255, 255, 255, 0);
-    if (index < 0 || index >= colors->ColorCount) return cv::Vec4b(0, 0, 0, 255);
+    if (colors == nullptr) return cv::Vec4b(index, index, index, 255);
+    if (index >= colors->ColorCount) return cv::Vec4b(0, 0, 0, 255);
     const GifColorType& c = colors->Colors[index];
     return cv::Vec4b(c.Blue, c.Green, c.Red, 255);
   };
-  cv::Mat image(
-      gif->SHeight, gif->SWidth, CV_8UC4,
-      transparent >= 0 ? cv::Scalar(255, 255, 255, 0) : cv::Scalar(bgra(gif->SBackGroundColor)));
+  // PIL starts the first frame's canvas at index 0, or at the transparent index if there is one.
+  cv::Mat image(gif->SHeight, gif->SWidth, CV_8UC4,
+                cv::Scalar(bgra(transparent >= 0 ? transparent : 0)));
 
   // Interlaced frames store rows in four passes: every 8th from 0, every 8th from 4, every 4th
   // from 2, every 2nd from 1.
@@ -368,10 +401,11 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     if (!gif.ok()) return gif.status();
     decoded = *std::move(gif);
   } else {
-    // libjpeg fills a truncated scan with gray and only warns; insist on the end-of-image marker.
-    if (header.format == ImageFormat::kJpeg &&
-        encoded_bytes.find("\xFF\xD9", details->jpeg_scan_offset) == absl::string_view::npos) {
-      return Truncated("JPEG");
+    if (header.format == ImageFormat::kJpeg) {
+      if (absl::Status status = CheckJpegBody(encoded_bytes, details->jpeg_scan_offset);
+          !status.ok()) {
+        return status;
+      }
     }
     const cv::Mat buffer(1, static_cast<int>(encoded_bytes.size()), CV_8U,
                          const_cast<char*>(encoded_bytes.data()));
@@ -390,6 +424,11 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     return absl::InvalidArgumentError(absl::StrCat(what, " decoded to ", decoded.cols, "x",
                                                    decoded.rows, " but its header says ",
                                                    header.width, "x", header.height));
+  }
+  // PIL turns an 8-bit gray PNG's color key transparent, which compositing makes white. OpenCV
+  // ignores the key.
+  if (details->png_gray_key >= 0 && decoded.type() == CV_8UC1) {
+    decoded.setTo(255, decoded == details->png_gray_key);
   }
   // PIL keeps an RGB PNG with a tRNS color key in mode RGB, so mistral_common ignores the key.
   return ToRgb(std::move(decoded), details->png_color_type == kPngColorTypeRgb);

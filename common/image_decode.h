@@ -9,6 +9,11 @@
 //
 //   absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(bytes);  // CV_8UC3, R,G,B order
 //   if (!rgb.ok()) return rgb.status();                     // InvalidArgument / ResourceExhausted
+//
+// Where this differs from PIL: animated WebP is refused (OpenCV 4.6 cannot decode it); the tRNS
+// color key of a gray PNG under 8 bits deep is ignored; 16-bit gray keeps its high byte (PIL clips
+// it to 255); CMYK JPEGs go through libjpeg's conversion, not PIL's. Truncated files are errors, as
+// they are for PIL by default.
 #ifndef PIXTRAL_COMMON_IMAGE_DECODE_H_
 #define PIXTRAL_COMMON_IMAGE_DECODE_H_
 

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -224,6 +225,21 @@ TEST(DecodeImageToRgbTest, RgbPngColorKeyIsIgnoredLikePil) {
   ExpectPixels(*rgb, {{0, 100, 200}, {3, 2, 1}});
 }
 
+TEST(DecodeImageToRgbTest, GrayPngColorKeyBecomesWhiteLikePil) {
+  cv::Mat gray(1, 3, CV_8UC1);
+  gray.data[0] = 41;
+  gray.data[1] = 42;
+  gray.data[2] = 41;
+  std::string png = Encode(".png", gray);
+  std::string trns("\0\0\0\2tRNS\0\x29", 10);  // gray value 41 is transparent
+  std::string crc(4, '\0');
+  PutBe32(crc, 0, crc32(0, reinterpret_cast<const Bytef*>(trns.data() + 4), 6));
+  png.insert(33, trns + crc);
+  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(png);
+  ASSERT_TRUE(rgb.ok()) << rgb.status();
+  ExpectPixels(*rgb, {{255, 255, 255}, {42, 42, 42}, {255, 255, 255}});
+}
+
 TEST(DecodeImageToRgbTest, GifFirstFrameWithTransparencyAndOffset) {
   // A 4x2 screen with background color 3; a 2x2 frame at (1, 0) whose index 2 is transparent.
   GifSpec spec{.screen_width = 4,
@@ -248,13 +264,27 @@ TEST(DecodeImageToRgbTest, GifFirstFrameWithTransparencyAndOffset) {
                       white});
 }
 
-TEST(DecodeImageToRgbTest, GifWithoutTransparencyFillsTheBackground) {
+TEST(DecodeImageToRgbTest, GifWithoutTransparencyFillsWithColorZero) {
+  // PIL fills what the first frame leaves uncovered with index 0, not the background color.
   GifSpec spec{.screen_width = 3, .screen_height = 1, .background = 1, .width = 1, .height = 1};
   spec.palette = kPalette;
   spec.stored_rows = {{2}};
   absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(EncodeGif(spec));
   ASSERT_TRUE(rgb.ok()) << rgb.status();
-  ExpectPixels(*rgb, {{0, 255, 0}, {200, 100, 50}, {200, 100, 50}});
+  ExpectPixels(*rgb, {{0, 255, 0}, {10, 20, 30}, {10, 20, 30}});
+}
+
+TEST(DecodeImageToRgbTest, GifWithoutColorTableIsGray) {
+  // giflib will not write such a file: write one with a 4-entry global table, then cut it out.
+  GifSpec spec{.screen_width = 2, .screen_height = 1, .width = 2, .height = 1};
+  spec.palette = kPalette;
+  spec.stored_rows = {{3, 2}};
+  std::string gif = EncodeGif(spec);
+  gif[10] = static_cast<char>(gif[10] & 0x7F);  // no global color table
+  gif.erase(13, 3 * kPalette.size());
+  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(gif);
+  ASSERT_TRUE(rgb.ok()) << rgb.status();
+  ExpectPixels(*rgb, {{3, 3, 3}, {2, 2, 2}});
 }
 
 TEST(DecodeImageToRgbTest, InterlacedGifRowsLandInPlace) {
@@ -345,6 +375,17 @@ TEST(DecodeImageToRgbTest, DecompressionBombsAreRefusedFromTheHeader) {
   ExpectExhausted(DecodeImageToRgb(EncodeGif(gif)));
 }
 
+TEST(DecodeImageToRgbTest, JpegWithTooManyScansIsRefused) {
+  std::string jpeg = Encode(".jpg", MakeTestImage(8, 8).bgr, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  EXPECT_TRUE(DecodeImageToRgb(jpeg).ok());
+  // Start-of-scan markers (with an empty, invalid scan header each) ahead of the real ones.
+  const size_t first_scan = jpeg.find("\xFF\xDA");
+  std::string fake_scans;
+  for (int i = 0; i < 500; ++i) fake_scans += std::string("\xFF\xDA\x00\x02", 4);
+  jpeg.insert(first_scan + 2, fake_scans);
+  ExpectInvalid(DecodeImageToRgb(jpeg), "more than 500 scans");
+}
+
 TEST(DecodeImageToRgbTest, OversizedGifFrameOnASmallScreenIsRefused) {
   GifSpec spec{.screen_width = 2, .screen_height = 2, .width = 2, .height = 2};
   spec.palette = kPalette;
@@ -367,6 +408,47 @@ TEST(DecodeImageToRgbTest, LimitsAreConfigurable) {
 TEST(DecodeImageToRgbTest, ZeroSizedHeaderIsInvalid) {
   ExpectInvalid(DecodeImageToRgb(WithPngSize(Encode(".png", MakeTestImage(4, 4).bgr), 0, 4)),
                 "size 0x4");
+}
+
+TEST(DecodeImageToRgbTest, MutatedFilesNeverCrash) {
+  // Random byte damage and truncation in every format: each decode succeeds within the limits or
+  // fails cleanly (run under --config=asan to check memory safety too).
+  const TestImage image = MakeTestImage(40, 30);
+  GifSpec gif{.screen_width = 40,
+              .screen_height = 30,
+              .width = 40,
+              .height = 30,
+              .interlace = true,
+              .transparent = 1};
+  gif.palette = kPalette;
+  for (int y = 0; y < 30; ++y) {
+    std::vector<GifPixelType> row;
+    for (int x = 0; x < 40; ++x) row.push_back(static_cast<GifPixelType>((x * y) % 4));
+    gif.stored_rows.push_back(row);
+  }
+  const ImageDecodeLimits limits{.max_pixels = 1 << 16, .max_side = 1 << 10};
+  std::mt19937 random(20261125);
+  for (const std::string& seed :
+       {Encode(".png", image.bgr), Encode(".jpg", image.bgr), Encode(".bmp", image.bgr),
+        Encode(".webp", image.bgr, {cv::IMWRITE_WEBP_QUALITY, 101}),
+        Encode(".webp", image.bgr, {cv::IMWRITE_WEBP_QUALITY, 50}), EncodeGif(gif)}) {
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string bytes = seed;
+      for (int flips = 1 + random() % 8; flips > 0; --flips) {
+        bytes[random() % bytes.size()] = static_cast<char>(random());
+      }
+      if (random() % 4 == 0) bytes.resize(1 + random() % bytes.size());
+      const absl::StatusOr<cv::Mat> result = DecodeImageToRgb(bytes, limits);
+      if (result.ok()) {
+        EXPECT_EQ(result->type(), CV_8UC3);
+        EXPECT_LE(result->total(), size_t{1} << 16);
+      } else {
+        EXPECT_TRUE(result.status().code() == absl::StatusCode::kInvalidArgument ||
+                    result.status().code() == absl::StatusCode::kResourceExhausted)
+            << result.status();
+      }
+    }
+  }
 }
 
 }  // namespace

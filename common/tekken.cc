@@ -32,11 +32,26 @@ constexpr const char* kKnownVersions[] = {"v1", "v2", "v3", "v7", "v11", "v13", 
 // mistral_common's Tekkenizer.DEPRECATED_SPECIAL_TOKENS, at ids 0..19. <SPECIAL_n> fills the
 // rest of the special range.
 constexpr const char* kDefaultSpecialTokens[] = {
-    "<unk>",          "<s>",         "</s>",          "[INST]",
-    "[/INST]",        "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
-    "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]",         "<pad>",
-    "[IMG_BREAK]",    "[IMG_END]",   "[PREFIX]",      "[MIDDLE]",
-    "[SUFFIX]",       "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]",
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    "[TOOL_CALLS]",
+    "[IMG]",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[PREFIX]",
+    "[MIDDLE]",
+    "[SUFFIX]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[TOOL_CONTENT]",
 };
 
 // tiktoken's regex engine reads `\s` as the Unicode White_Space property. PCRE2 10.42's UCP `\s`
@@ -112,14 +127,15 @@ struct TekkenTokenizer::Pcre2 {
 TekkenTokenizer::TekkenTokenizer() = default;
 TekkenTokenizer::~TekkenTokenizer() = default;
 
-absl::StatusOr<std::unique_ptr<TekkenTokenizer>> TekkenTokenizer::FromFile(
-    const std::string& path, const Options& options) {
+absl::StatusOr<std::unique_ptr<TekkenTokenizer>> TekkenTokenizer::FromFile(const std::string& path,
+                                                                           const Options& options) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return absl::NotFoundError(absl::StrCat("cannot open tokenizer file ", path));
   file.seekg(0, std::ios::end);
   const std::streamoff size = file.tellg();
   if (size < 0 || static_cast<size_t>(size) > kMaxFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a tokenizer file (size ", size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a tokenizer file (size ", size, ")"));
   }
   std::string json(static_cast<size_t>(size), '\0');
   file.seekg(0);
@@ -134,8 +150,8 @@ absl::StatusOr<std::unique_ptr<TekkenTokenizer>> TekkenTokenizer::FromFile(
   return tokenizer;
 }
 
-absl::StatusOr<std::unique_ptr<TekkenTokenizer>> TekkenTokenizer::FromJson(
-    absl::string_view json, const Options& options) {
+absl::StatusOr<std::unique_ptr<TekkenTokenizer>> TekkenTokenizer::FromJson(absl::string_view json,
+                                                                           const Options& options) {
   std::unique_ptr<TekkenTokenizer> tokenizer(new TekkenTokenizer());
   absl::Status status = tokenizer->Init(json, options);
   if (!status.ok()) return status;
@@ -168,8 +184,8 @@ absl::Status TekkenTokenizer::Init(absl::string_view json_text, const Options& o
   if (!vocab_size.ok()) return vocab_size.status();
   vocab_size_ = options.vocab_size.value_or(*vocab_size);
   if (vocab_size_ <= *num_special) {
-    return Invalid(absl::StrCat("vocab size ", vocab_size_, " leaves no room after ",
-                                *num_special, " special tokens"));
+    return Invalid(absl::StrCat("vocab size ", vocab_size_, " leaves no room after ", *num_special,
+                                " special tokens"));
   }
 
   // Control tokens: the file's list, else the default list; <SPECIAL_n> up to num_special.
@@ -187,8 +203,8 @@ absl::Status TekkenTokenizer::Init(absl::string_view json_text, const Options& o
       absl::StatusOr<int> rank = IntField(entry, "rank", where, 0);
       if (!rank.ok()) return rank.status();
       if (*rank != static_cast<int>(special_tokens_.size())) {
-        return Invalid(absl::StrCat(where, ".rank is ", *rank, ", expected ",
-                                    special_tokens_.size()));
+        return Invalid(
+            absl::StrCat(where, ".rank is ", *rank, ", expected ", special_tokens_.size()));
       }
       absl::StatusOr<std::string> name = StringField(entry, "token_str", where);
       if (!name.ok()) return name.status();
@@ -196,8 +212,8 @@ absl::Status TekkenTokenizer::Init(absl::string_view json_text, const Options& o
     }
   }
   if (static_cast<int>(special_tokens_.size()) > *num_special) {
-    return Invalid(absl::StrCat(special_tokens_.size(), " special tokens do not fit in ",
-                                *num_special));
+    return Invalid(
+        absl::StrCat(special_tokens_.size(), " special tokens do not fit in ", *num_special));
   }
   for (int i = static_cast<int>(special_tokens_.size()); i < *num_special; ++i) {
     special_tokens_.push_back(absl::StrCat("<SPECIAL_", i, ">"));
@@ -290,8 +306,8 @@ absl::Status TekkenTokenizer::CompilePattern(absl::string_view pattern) {
   if (pcre2_->code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof(message));
-    return Invalid(absl::StrCat("config.pattern does not compile: ",
-                                reinterpret_cast<const char*>(message)));
+    return Invalid(
+        absl::StrCat("config.pattern does not compile: ", reinterpret_cast<const char*>(message)));
   }
   // Without JIT (an exotic platform) matching still works, only slower.
   pcre2_jit_compile(pcre2_->code, PCRE2_JIT_COMPLETE);
@@ -406,8 +422,8 @@ void TekkenTokenizer::MergeShortPiece(absl::string_view piece, std::vector<int>*
 // ordered by (rank, position); a pair whose parts changed since it was pushed is skipped.
 void TekkenTokenizer::MergeLongPiece(absl::string_view piece, std::vector<int>* out) const {
   const size_t n = piece.size();
-  std::vector<uint32_t> end(n);     // Part starting at i covers [i, end[i]); 0 if merged away.
-  std::vector<uint32_t> prev(n);    // Start of the previous part (valid when i > 0).
+  std::vector<uint32_t> end(n);       // Part starting at i covers [i, end[i]); 0 if merged away.
+  std::vector<uint32_t> prev(n);      // Start of the previous part (valid when i > 0).
   std::vector<uint32_t> stamp(n, 0);  // Bumped whenever the pair starting at i changes.
   for (size_t i = 0; i < n; ++i) {
     end[i] = static_cast<uint32_t>(i + 1);
@@ -503,8 +519,8 @@ absl::StatusOr<std::string> TekkenStreamDecoder::Add(int id) {
   std::string text;
   if (tokenizer_.IsSpecial(id)) {
     if (policy_ == SpecialTokenPolicy::kRaise) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot decode special token ", id, " (",
-                                                     tokenizer_.TokenBytes(id), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot decode special token ", id, " (", tokenizer_.TokenBytes(id), ")"));
     }
     // A control token ends the byte run, as in Decode: an unfinished character stays unfinished.
     text = Finish();

@@ -10,8 +10,9 @@
 //   absl::StatusOr<std::unique_ptr<TekkenTokenizer>> tekken =
 //       TekkenTokenizer::FromFile("/models/pixtral/tekken.json");
 //   if (!tekken.ok()) return tekken.status();
-//   absl::StatusOr<std::vector<int>> ids = (*tekken)->Encode("Hello!", /*bos=*/true, /*eos=*/false);
-//   absl::StatusOr<std::string> text = (*tekken)->Decode(*ids, SpecialTokenPolicy::kIgnore);
+//   absl::StatusOr<std::vector<int>> ids = (*tekken)->Encode("Hello!", /*bos=*/true,
+//   /*eos=*/false); absl::StatusOr<std::string> text = (*tekken)->Decode(*ids,
+//   SpecialTokenPolicy::kIgnore);
 //
 // A loaded tokenizer is immutable; Encode and Decode may be called from many threads at once.
 // For streaming generated text use TekkenStreamDecoder, which never splits a UTF-8 character.

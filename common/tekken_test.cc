@@ -25,7 +25,8 @@ constexpr char kVectorsPath[] = "tests/data/tokenizer_vectors.jsonl";
 
 const TekkenTokenizer& Tekken() {
   static const TekkenTokenizer* tekken = [] {
-    absl::StatusOr<std::unique_ptr<TekkenTokenizer>> loaded = TekkenTokenizer::FromFile(kTekkenPath);
+    absl::StatusOr<std::unique_ptr<TekkenTokenizer>> loaded =
+        TekkenTokenizer::FromFile(kTekkenPath);
     if (!loaded.ok()) {
       ADD_FAILURE() << loaded.status() << " (run tools/setup.sh to write it)";
       std::abort();
@@ -70,7 +71,8 @@ Json TinyTekken(const std::vector<std::string>& extra = {"ab", "abc"}) {
   for (int b = 0; b < 256; ++b) tokens.push_back(std::string(1, static_cast<char>(b)));
   tokens.insert(tokens.end(), extra.begin(), extra.end());
   for (size_t r = 0; r < tokens.size(); ++r) {
-    vocab.push_back({{"rank", r}, {"token_bytes", absl::Base64Escape(tokens[r])}, {"token_str", nullptr}});
+    vocab.push_back(
+        {{"rank", r}, {"token_bytes", absl::Base64Escape(tokens[r])}, {"token_str", nullptr}});
   }
   return {{"config",
            {{"pattern", "\\p{L}+|\\s+|."},
@@ -341,7 +343,8 @@ TEST(TekkenLoadTest, RejectsMalformedFiles) {
   expect_invalid(json, "image_patch_size");
 
   json = TinyTekken();
-  json["special_tokens"] = {{{"rank", 0}, {"token_str", "<s>"}}, {{"rank", 1}, {"token_str", "<s>"}}};
+  json["special_tokens"] = {{{"rank", 0}, {"token_str", "<s>"}},
+                            {{"rank", 1}, {"token_str", "<s>"}}};
   expect_invalid(json, "twice");
 
   EXPECT_EQ(TekkenTokenizer::FromFile("/nonexistent/tekken.json").status().code(),

@@ -9,7 +9,7 @@ constexpr char kReplacement[] = "\xEF\xBF\xBD";
 
 // The byte ranges a well-formed sequence allows after its lead byte (Unicode Table 3-7).
 struct SequenceShape {
-  int length;             // 0: the byte cannot start a character.
+  int length;                // 0: the byte cannot start a character.
   uint8_t second_lo = 0x80;  // The second byte's range; later bytes are always 80..BF.
   uint8_t second_hi = 0xBF;
 };

@@ -171,6 +171,7 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
   PIXTRAL_ASSIGN_OR_RETURN(
       Tensor rope,
       kernels::ToBackend(b, kernels::RopeTable1D(positions, hd, c.rope_theta), {t, hd / 2, 2}));
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::PagedBatch paged, kernels::MakePagedBatch(b, attention));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor x, b.Alloc(DType::kF32, {t, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {t, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor q, b.Alloc(DType::kF32, {t, nh, hd}));
@@ -192,7 +193,7 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
     b.MatMul(h, w.wv, nullptr, v.Reshape({t, nkv * hd}));
     b.Rope(q, rope);
     b.Rope(k, rope);
-    b.PagedAttention(q, k, v, attention, scale, cache_->keys(l), cache_->values(l), attn);
+    b.PagedAttention(q, k, v, paged, scale, cache_->keys(l), cache_->values(l), attn);
     b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
     b.Add(x, h, x);
     b.RmsNorm(x, w.ffn_norm, c.norm_eps, h);

@@ -1,5 +1,6 @@
 #include "kernels/backend.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -39,6 +40,27 @@ std::vector<float> ToHost(Backend& backend, const Tensor& tensor) {
   std::vector<float> out(tensor.numel());
   backend.CopyToHost(tensor, out.data());
   return out;
+}
+
+absl::StatusOr<PagedBatch> MakePagedBatch(Backend& backend,
+                                          absl::Span<const PagedSequence> sequences) {
+  const int64_t n = static_cast<int64_t>(sequences.size());
+  size_t max_blocks = 1;
+  for (const PagedSequence& s : sequences) max_blocks = std::max(max_blocks, s.block_table.size());
+  std::vector<int32_t> info, tables(n * max_blocks, -1);
+  for (int64_t i = 0; i < n; ++i) {
+    const PagedSequence& s = sequences[i];
+    info.insert(info.end(), {s.q_begin, s.q_len, s.start_pos});
+    std::copy(s.block_table.begin(), s.block_table.end(), tables.begin() + i * max_blocks);
+  }
+  PagedBatch batch;
+  absl::StatusOr<Tensor> t = ToBackend(backend, info, {n, 3});
+  if (!t.ok()) return t.status();
+  batch.sequences = *std::move(t);
+  t = ToBackend(backend, tables, {n, static_cast<int64_t>(max_blocks)});
+  if (!t.ok()) return t.status();
+  batch.block_tables = *std::move(t);
+  return batch;
 }
 
 }  // namespace pixtral::kernels

@@ -51,6 +51,13 @@ struct PagedSequence {
   absl::Span<const int32_t> block_table;
 };
 
+// The PagedSequences of one step in backend memory, made once per step by MakePagedBatch and read
+// by PagedAttention in every layer (a device backend uploads the metadata once, not per layer).
+struct PagedBatch {
+  Tensor sequences;     // i32 [S, 3]: q_begin, q_len, start_pos
+  Tensor block_tables;  // i32 [S, max blocks]: one block table per row, padded with -1
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -100,16 +107,16 @@ class Backend {
   // ---- Attention --------------------------------------------------------------------------------
 
   // Bidirectional attention confined to segments: q, k, v, out [T, H, D]; consecutive token
-  // ranges of the given lengths (summing to T) attend only within themselves. Used per image.
+  // ranges of the lengths in `segment_lengths` (i32 [S], summing to T) attend only within
+  // themselves. The vision encoder's per-image (block-diagonal) attention.
   virtual void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                absl::Span<const int32_t> segment_lengths, float scale,
-                                const Tensor& out) = 0;
+                                const Tensor& segment_lengths, float scale, const Tensor& out) = 0;
   // Appends each sequence's new k, v [T, Hkv, D] to the paged cache k_cache, v_cache
   // [num_blocks, block_size, Hkv, D], then computes causal attention of q [T, H, D] over all of
   // that sequence's cached positions into out [T, H, D]. H must be a multiple of Hkv (GQA).
   virtual void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                              absl::Span<const PagedSequence> sequences, float scale,
-                              const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) = 0;
+                              const PagedBatch& batch, float scale, const Tensor& k_cache,
+                              const Tensor& v_cache, const Tensor& out) = 0;
 
   // ---- Gather / scatter -------------------------------------------------------------------------
 
@@ -128,6 +135,9 @@ absl::StatusOr<Tensor> ToBackend(Backend& backend, absl::Span<const float> data,
 absl::StatusOr<Tensor> ToBackend(Backend& backend, absl::Span<const int32_t> data,
                                  std::vector<int64_t> shape);
 std::vector<float> ToHost(Backend& backend, const Tensor& tensor);  // f32 tensors
+
+absl::StatusOr<PagedBatch> MakePagedBatch(Backend& backend,
+                                          absl::Span<const PagedSequence> sequences);
 
 }  // namespace pixtral::kernels
 

@@ -6,11 +6,11 @@
 
 namespace pixtral {
 
-absl::StatusOr<EvalArgs> EvalArgs::Parse(int argc, const char* const* argv,
+absl::StatusOr<EvalArgs> EvalArgs::Parse(const std::vector<std::string>& argv,
                                          const std::set<std::string>& valued,
                                          const std::set<std::string>& switches) {
   EvalArgs args;
-  for (int i = 0; i < argc; ++i) {
+  for (size_t i = 0; i < argv.size(); ++i) {
     std::string arg = argv[i];
     if (!absl::StartsWith(arg, "--")) {
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", arg, "\""));
@@ -29,7 +29,7 @@ absl::StatusOr<EvalArgs> EvalArgs::Parse(int argc, const char* const* argv,
       }
     } else if (valued.count(arg) > 0) {
       if (!inline_value) {
-        if (i + 1 >= argc)
+        if (i + 1 >= argv.size())
           return absl::InvalidArgumentError(absl::StrCat("--", arg, " needs a value"));
         value = argv[++i];
       }

@@ -1,7 +1,7 @@
 // Command-line arguments of one pixtral_eval subcommand: "--name value", "--name=value" and
 // boolean "--name" switches, checked against the names the subcommand accepts.
 //
-//   absl::StatusOr<EvalArgs> args = EvalArgs::Parse(argc, argv, {"model", "inputs"},
+//   absl::StatusOr<EvalArgs> args = EvalArgs::Parse(args_after_name, {"model", "inputs"},
 //   {"ignore-eos"}); std::string model = args->Get("model");          // "" if absent bool
 //   ignore_eos = args->Has("ignore-eos");
 #ifndef PIXTRAL_TOOLS_EVAL_ARGS_H_
@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -17,9 +18,9 @@ namespace pixtral {
 
 class EvalArgs {
  public:
-  // argv[0..argc) are the arguments after the subcommand's name. Unknown names, a valued flag
+  // `args` are the arguments after the subcommand's name. Unknown names, a valued flag
   // without a value, a value given to a switch and positional arguments are INVALID_ARGUMENT.
-  static absl::StatusOr<EvalArgs> Parse(int argc, const char* const* argv,
+  static absl::StatusOr<EvalArgs> Parse(const std::vector<std::string>& args,
                                         const std::set<std::string>& valued,
                                         const std::set<std::string>& switches);
 

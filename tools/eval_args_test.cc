@@ -1,5 +1,6 @@
 #include "tools/eval_args.h"
 
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -7,9 +8,8 @@
 namespace pixtral {
 namespace {
 
-absl::StatusOr<EvalArgs> Parse(std::vector<const char*> argv) {
-  return EvalArgs::Parse(static_cast<int>(argv.size()), argv.data(), {"model", "max-tokens"},
-                         {"ignore-eos"});
+absl::StatusOr<EvalArgs> Parse(const std::vector<std::string>& args) {
+  return EvalArgs::Parse(args, {"model", "max-tokens"}, {"ignore-eos"});
 }
 
 TEST(EvalArgsTest, ValuesAndSwitches) {

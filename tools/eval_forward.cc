@@ -3,6 +3,7 @@
 
 #include <iostream>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/safetensors.h"
@@ -15,13 +16,12 @@
 
 namespace pixtral {
 
-int EvalForward(int argc, const char* const* argv) {
+int RunForward(const std::vector<std::string>& argv) {
   auto usage_error = [](const absl::Status& status) {
     std::cerr << "pixtral_eval forward: " << status.message() << "\n";
     return 2;
   };
-  absl::StatusOr<EvalArgs> args =
-      EvalArgs::Parse(argc, argv, {"model", "inputs", "out", "backend"}, {});
+  absl::StatusOr<EvalArgs> args = EvalArgs::Parse(argv, {"model", "inputs", "out", "backend"}, {});
   if (!args.ok()) return usage_error(args.status());
   if (absl::Status s = args->Require({"model", "inputs", "out"}); !s.ok()) return usage_error(s);
   auto fail = [](const absl::Status& status) {

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "decoder/generate.h"
@@ -44,14 +45,13 @@ absl::StatusOr<GenerationRequest> RequestFromArgs(const EvalArgs& args) {
 
 }  // namespace
 
-int EvalGenerate(int argc, const char* const* argv) {
+int RunGenerate(const std::vector<std::string>& argv) {
   auto usage_error = [](const absl::Status& status) {
     std::cerr << "pixtral_eval generate: " << status.message() << "\n";
     return 2;
   };
   absl::StatusOr<EvalArgs> args = EvalArgs::Parse(
-      argc, argv,
-      {"model", "inputs", "max-tokens", "temperature", "top-p", "seed", "eos-id", "backend"},
+      argv, {"model", "inputs", "max-tokens", "temperature", "top-p", "seed", "eos-id", "backend"},
       {"ignore-eos"});
   if (!args.ok()) return usage_error(args.status());
   if (absl::Status s = args->Require({"model", "inputs", "max-tokens"}); !s.ok()) {

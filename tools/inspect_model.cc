@@ -28,18 +28,16 @@ int Inspect(const std::string& dir) {
   }
   const DecoderConfig& d = model->config.decoder;
   absl::PrintF("model folder %s\n", dir);
-  absl::PrintF(
-      "decoder: dim %d, %d layers, %d heads (%d kv) of %d, hidden %d, vocab %d, "
-      "rope theta %g\n",
-      d.dim, d.n_layers, d.n_heads, d.n_kv_heads, d.head_dim, d.hidden_dim, d.vocab_size,
-      d.rope_theta);
+  absl::PrintF("decoder: dim %d, %d layers, %d heads (%d kv) of %d, hidden %d, vocab %d, "
+               "rope theta %g\n",
+               d.dim, d.n_layers, d.n_heads, d.n_kv_heads, d.head_dim, d.hidden_dim, d.vocab_size,
+               d.rope_theta);
   if (model->config.vision.has_value()) {
     const VisionEncoderConfig& v = *model->config.vision;
-    absl::PrintF(
-        "vision encoder: hidden %d, %d layers, %d heads, patch %d, images up to %d px, "
-        "[IMG] id %d\n",
-        v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.patch_size, v.image_size,
-        v.image_token_id);
+    absl::PrintF("vision encoder: hidden %d, %d layers, %d heads, patch %d, images up to %d px, "
+                 "[IMG] id %d\n",
+                 v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.patch_size,
+                 v.image_size, v.image_token_id);
   }
   std::map<std::string, std::pair<int, int64_t>> groups;  // tensors, parameters
   int64_t total = 0;

@@ -1,8 +1,14 @@
-// pixtral_eval SUBCOMMAND [flags]: runs the project's code on files, for comparison with
-// reference implementations. See tools/eval_commands.h for the subcommands.
-
+// pixtral_eval: runs one part of the system on given inputs and writes what it computed, for
+// comparison with reference implementations (see the README).
+//
+//   pixtral_eval preprocess --image cat.png --max-image-size 1024 --out pixels.safetensors
+//   pixtral_eval forward --model DIR --inputs in.safetensors --out logits.safetensors
+//   pixtral_eval generate --model DIR --inputs in.safetensors --max-tokens 12 --ignore-eos
+//   pixtral_eval tokenize --tokenizer tekken.json < texts.jsonl > ids.jsonl
+#include <cstdio>
 #include <cstring>
-#include <iostream>
+#include <string>
+#include <vector>
 
 #include "tools/eval_commands.h"
 
@@ -10,22 +16,20 @@ namespace {
 
 struct Command {
   const char* name;
-  int (*run)(int argc, const char* const* argv);
-  const char* usage;
+  int (*run)(const std::vector<std::string>& args);
 };
 
 constexpr Command kCommands[] = {
-    {"forward", pixtral::EvalForward,
-     "--model DIR --inputs IN.safetensors --out OUT.safetensors [--backend cpu]"},
-    {"generate", pixtral::EvalGenerate,
-     "--model DIR --inputs IN.safetensors --max-tokens N [--temperature T] [--top-p P] "
-     "[--seed S] [--ignore-eos] [--eos-id ID] [--backend cpu]"},
+    {"preprocess", pixtral::RunPreprocess},
+    {"forward", pixtral::RunForward},
+    {"generate", pixtral::RunGenerate},
+    {"tokenize", pixtral::RunTokenize},
 };
 
 int Usage() {
-  std::cerr << "usage:\n";
-  for (const Command& c : kCommands)
-    std::cerr << "  pixtral_eval " << c.name << " " << c.usage << "\n";
+  std::fprintf(stderr, "usage: pixtral_eval COMMAND [ARGS...]\ncommands:");
+  for (const Command& command : kCommands) std::fprintf(stderr, " %s", command.name);
+  std::fprintf(stderr, "\n");
   return 2;
 }
 
@@ -33,9 +37,10 @@ int Usage() {
 
 int main(int argc, char** argv) {
   if (argc < 2) return Usage();
-  for (const Command& c : kCommands) {
-    if (std::strcmp(argv[1], c.name) == 0) return c.run(argc - 2, argv + 2);
+  for (const Command& command : kCommands) {
+    if (std::strcmp(argv[1], command.name) == 0) {
+      return command.run(std::vector<std::string>(argv + 2, argv + argc));
+    }
   }
-  std::cerr << "pixtral_eval: unknown subcommand \"" << argv[1] << "\"\n";
   return Usage();
 }

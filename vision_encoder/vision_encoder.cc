@@ -104,6 +104,8 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
       Tensor rope, kernels::ToBackend(b, kernels::RopeTable2D(rows, cols, hd, config_.rope_theta),
                                       {t, hd / 2, 2}));
 
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor segments, kernels::ToBackend(b, lengths, {std::ssize(lengths)}));
+
   int64_t offset = 0;  // patch convolution = im2col + one matmul
   for (const Image& im : images) {
     PIXTRAL_ASSIGN_OR_RETURN(Tensor pixels,
@@ -122,7 +124,7 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
     b.MatMul(h, w.wv, nullptr, v2);
     b.Rope(q, rope);
     b.Rope(k, rope);
-    b.SegmentAttention(q, k, v, lengths, 1.0f / std::sqrt(static_cast<float>(hd)), attn);
+    b.SegmentAttention(q, k, v, segments, 1.0f / std::sqrt(static_cast<float>(hd)), attn);
     b.MatMul(attn.Reshape({t, d}), w.wo, nullptr, h);
     b.Add(x, h, x);
     b.RmsNorm(x, w.ffn_norm, kNormEps, h);

@@ -64,9 +64,17 @@ void ReadRow(const Tensor& m, int64_t r, int64_t cols, float* out) {
   for (int64_t i = 0; i < cols; ++i) out[i] = Bf16ToFloat(src[i]);
 }
 
+// Eight independent partial sums, so that the compiler vectorizes the loop without -ffast-math.
 float Dot(const float* a, const float* b, int64_t n) {
+  constexpr int kLanes = 8;
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
+  }
   float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (float lane : acc) sum += lane;
   return sum;
 }
 
@@ -103,6 +111,22 @@ void AttendOne(const float* q, int64_t n, int64_t head_dim, float scale, KeyFn k
     const float* v = values(j);
     for (int64_t d = 0; d < head_dim; ++d) out[d] += w * v[d];
   }
+}
+
+// The host view of a PagedBatch: block tables without their -1 padding.
+std::vector<PagedSequence> ReadBatch(const PagedBatch& batch) {
+  CHECK(batch.sequences.dtype() == DType::kI32 && batch.block_tables.dtype() == DType::kI32);
+  CHECK(batch.sequences.rank() == 2 && batch.sequences.dim(1) == 3 &&
+        batch.block_tables.rank() == 2 && batch.block_tables.dim(0) == batch.sequences.dim(0));
+  const int64_t width = batch.block_tables.dim(1);
+  std::vector<PagedSequence> out;
+  for (int64_t i = 0; i < batch.sequences.dim(0); ++i) {
+    const int32_t* info = batch.sequences.data<int32_t>() + i * 3;
+    const int32_t* table = batch.block_tables.data<int32_t>() + i * width;
+    const int64_t blocks = std::find(table, table + width, -1) - table;
+    out.push_back({info[0], info[1], info[2], absl::MakeConstSpan(table, blocks)});
+  }
+  return out;
 }
 
 class CpuBackend : public Backend {
@@ -249,8 +273,7 @@ class CpuBackend : public Backend {
   }
 
   void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                        absl::Span<const int32_t> segment_lengths, float scale,
-                        const Tensor& out) override {
+                        const Tensor& segment_lengths, float scale, const Tensor& out) override {
     for (const Tensor* t : {&q, &k, &v, &out}) {
       CheckF32(*t);
       CheckSameShape(q, *t);
@@ -259,7 +282,9 @@ class CpuBackend : public Backend {
     const int64_t h = q.dim(1), d = q.dim(2);
     std::vector<std::pair<int64_t, int64_t>> segment_of(q.dim(0));  // (begin, length)
     int64_t begin = 0;
-    for (int32_t len : segment_lengths) {
+    CHECK(segment_lengths.dtype() == DType::kI32 && segment_lengths.rank() == 1);
+    for (int64_t s = 0; s < segment_lengths.dim(0); ++s) {
+      const int32_t len = segment_lengths.data<int32_t>()[s];
       CHECK_GE(len, 0);
       CHECK_LE(begin + len, q.dim(0));
       for (int64_t i = begin; i < begin + len; ++i) segment_of[i] = {begin, len};
@@ -283,9 +308,10 @@ class CpuBackend : public Backend {
     });
   }
 
-  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                      absl::Span<const PagedSequence> sequences, float scale, const Tensor& k_cache,
-                      const Tensor& v_cache, const Tensor& out) override {
+  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const PagedBatch& batch,
+                      float scale, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& out) override {
+    const std::vector<PagedSequence> sequences = ReadBatch(batch);
     for (const Tensor* t : {&q, &k, &v, &out, &k_cache, &v_cache}) CheckF32(*t);
     CheckSameShape(q, out);
     CheckSameShape(k, v);

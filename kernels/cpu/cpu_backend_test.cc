@@ -171,8 +171,8 @@ TEST_F(CpuBackendTest, SegmentAttentionIsBlockDiagonal) {
   const int t = 7, h = 2, d = 4;
   std::vector<float> q = Random(t * h * d, 3), k = Random(t * h * d, 4), v = Random(t * h * d, 5);
   Tensor out = Empty({t, h, d});
-  backend_->SegmentAttention(F32(q, {t, h, d}), F32(k, {t, h, d}), F32(v, {t, h, d}), {3, 4}, 0.5f,
-                             out);
+  backend_->SegmentAttention(F32(q, {t, h, d}), F32(k, {t, h, d}), F32(v, {t, h, d}), I32({3, 4}),
+                             0.5f, out);
   std::vector<std::pair<int, int>> ranges = {{0, 3}, {0, 3}, {0, 3}, {3, 7},
                                              {3, 7}, {3, 7}, {3, 7}};
   EXPECT_THAT(Host(out),
@@ -189,8 +189,8 @@ TEST_F(CpuBackendTest, PagedAttentionIsCausalGqaOverScatteredBlocks) {
   std::vector<int32_t> table_a = {5, 1}, table_b = {3};
   std::vector<PagedSequence> seqs = {{0, 3, 0, table_a}, {3, 2, 0, table_b}};
   Tensor out = Empty({t, h, d});
-  backend_->PagedAttention(F32(q, {t, h, d}), F32(k, {t, hkv, d}), F32(v, {t, hkv, d}), seqs, 0.5f,
-                           kc, vc, out);
+  backend_->PagedAttention(F32(q, {t, h, d}), F32(k, {t, hkv, d}), F32(v, {t, hkv, d}),
+                           *MakePagedBatch(*backend_, seqs), 0.5f, kc, vc, out);
   std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {3, 4}, {3, 5}};
   EXPECT_THAT(Host(out),
               Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));
@@ -207,11 +207,11 @@ TEST_F(CpuBackendTest, PagedAttentionContinuesFromTheCache) {
   Tensor out = Empty({t, h, d});
   // Positions [0, 3) first, then [3, 5) as a second call.
   std::vector<PagedSequence> first = {{0, 3, 0, table}};
-  backend_->PagedAttention(qt.Rows(0, 3), kt.Rows(0, 3), vt.Rows(0, 3), first, 0.5f, kc, vc,
-                           out.Rows(0, 3));
+  backend_->PagedAttention(qt.Rows(0, 3), kt.Rows(0, 3), vt.Rows(0, 3),
+                           *MakePagedBatch(*backend_, first), 0.5f, kc, vc, out.Rows(0, 3));
   std::vector<PagedSequence> second = {{0, 2, 3, table}};
-  backend_->PagedAttention(qt.Rows(3, 2), kt.Rows(3, 2), vt.Rows(3, 2), second, 0.5f, kc, vc,
-                           out.Rows(3, 2));
+  backend_->PagedAttention(qt.Rows(3, 2), kt.Rows(3, 2), vt.Rows(3, 2),
+                           *MakePagedBatch(*backend_, second), 0.5f, kc, vc, out.Rows(3, 2));
   std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}};
   EXPECT_THAT(Host(out),
               Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));
