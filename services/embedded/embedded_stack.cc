@@ -1,0 +1,79 @@
+#include "services/embedded/embedded_stack.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/create_backend.h"
+
+namespace pixtral {
+
+// Pixtral-12B-2409 was trained with a 128k-token context.
+constexpr int kModelContextTokens = 131072;
+
+absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
+    const EmbeddedStackOptions& options) {
+  if (options.cache_tokens <= 0 || options.cache_block_size <= 0) {
+    return absl::InvalidArgumentError("cache_tokens and cache_block_size must be positive");
+  }
+  std::unique_ptr<EmbeddedStack> stack(new EmbeddedStack());
+  stack->options_ = options;
+  PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, kernels::CreateBackend(options.backend));
+  const CacheOptions cache{.block_size = options.cache_block_size,
+                           .num_blocks = (options.cache_tokens + options.cache_block_size - 1) /
+                                         options.cache_block_size};
+  PIXTRAL_ASSIGN_OR_RETURN(stack->model_,
+                           PixtralModel::Load(options.model_dir, stack->backend_.get(), cache));
+  const std::string tekken = (std::filesystem::path(options.model_dir) / "tekken.json").string();
+  stack->max_context_tokens_ = std::min(kModelContextTokens, options.cache_tokens);
+
+  stack->fetcher_ = std::make_unique<ImageFetcher>(options.fetch);
+  MistralTokenizerOptions tokenizer_options;
+  tokenizer_options.fetch_image = [fetcher = stack->fetcher_.get()](absl::string_view url) {
+    return fetcher->Fetch(url);
+  };
+  tokenizer_options.max_images = options.max_images_per_request;
+  tokenizer_options.max_prompt_tokens = stack->max_context_tokens_;
+  PIXTRAL_ASSIGN_OR_RETURN(stack->tokenizer_,
+                           MistralTokenizer::FromFile(tekken, std::move(tokenizer_options)));
+
+  stack->sequences_ = std::make_unique<PixtralSequenceModel>(*stack->model_);
+  stack->scheduler_ = std::make_unique<Scheduler>(
+      *stack->sequences_, Scheduler::Options{.eos_id = stack->tokenizer_->tekken().eos_id(),
+                                             .max_batch_size = options.max_batch_size});
+  stack->scheduler_->Start();
+  int vision_width = 0;
+  if (VisionEncoder* encoder = stack->model_->vision_encoder(); encoder != nullptr) {
+    stack->batcher_ =
+        std::make_unique<EncodeBatcher>(*encoder, *stack->backend_, EncodeBatcher::Options{});
+    vision_width = stack->model_->config().vision->hidden_size;
+  }
+  stack->vision_ = std::make_unique<EmbeddedVisionStage>(stack->batcher_.get(), vision_width);
+  stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(*stack->scheduler_);
+  stack->pipeline_ =
+      std::make_unique<ChatPipeline>(*stack->tokenizer_, *stack->vision_, *stack->decoder_,
+                                     ChatLimits{.max_context_tokens = stack->max_context_tokens_,
+                                                .default_max_tokens = options.default_max_tokens});
+  return stack;
+}
+
+EmbeddedStack::~EmbeddedStack() {
+  if (scheduler_ != nullptr) scheduler_->Stop();
+}
+
+v1::ModelInfo EmbeddedStack::model_info() const {
+  v1::ModelInfo info;
+  info.set_model_name(std::filesystem::path(options_.model_dir).filename().string());
+  info.set_vocab_size(config().decoder.vocab_size);
+  info.set_max_context_tokens(max_context_tokens_);
+  if (config().vision.has_value()) {
+    info.set_max_image_size(config().vision->image_size);
+    info.set_image_patch_size(config().vision->patch_size);
+  }
+  info.set_max_images_per_request(options_.max_images_per_request);
+  return info;
+}
+
+}  // namespace pixtral

@@ -1,0 +1,75 @@
+// The embedded mode: tokenizer, vision encoder and decoder in one process, with no network hop
+// between them. `mistral-chat MODEL_DIR` runs on this, and so do the tests that drive the whole
+// system; the distributed mode runs the same components behind gRPC.
+//
+//   absl::StatusOr<std::unique_ptr<EmbeddedStack>> stack =
+//       EmbeddedStack::Create({.model_dir = "/models/Pixtral-12B-2409"});
+//   absl::StatusOr<ChatResult> result = (*stack)->pipeline().Run(request, params, {}, on_delta);
+#ifndef PIXTRAL_SERVICES_EMBEDDED_EMBEDDED_STACK_H_
+#define PIXTRAL_SERVICES_EMBEDDED_EMBEDDED_STACK_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/chat_encoder.h"
+#include "common/image_fetcher.h"
+#include "decoder/pixtral_model.h"
+#include "decoder/pixtral_sequence_model.h"
+#include "decoder/scheduler.h"
+#include "kernels/backend.h"
+#include "proto/gateway.pb.h"
+#include "services/gateway/chat_pipeline.h"
+#include "services/gateway/embedded_decoder_stage.h"
+#include "services/gateway/embedded_vision_stage.h"
+#include "vision_encoder/encode_batcher.h"
+
+namespace pixtral {
+
+struct EmbeddedStackOptions {
+  std::string model_dir;
+  std::string backend = "cpu";
+  // KV cache capacity in tokens, shared by every running sequence.
+  int cache_tokens = 32768;
+  int cache_block_size = 16;
+  int max_batch_size = 32;
+  int max_images_per_request = 8;
+  int default_max_tokens = 256;
+  // How image URLs are loaded (http(s) limits, private addresses, local files).
+  ImageFetcher::Options fetch;
+};
+
+class EmbeddedStack {
+ public:
+  // Loads the model folder (params.json, weights, tekken.json) onto the backend and starts the
+  // decoder's scheduler.
+  static absl::StatusOr<std::unique_ptr<EmbeddedStack>> Create(const EmbeddedStackOptions& options);
+
+  ~EmbeddedStack();  // stops the scheduler: requests still running end as cancelled
+
+  ChatPipeline& pipeline() { return *pipeline_; }
+  const MistralTokenizer& tokenizer() const { return *tokenizer_; }
+  const ModelConfig& config() const { return model_->config(); }
+  // What the gateway's GetModelInfo reports for this model.
+  v1::ModelInfo model_info() const;
+
+ private:
+  EmbeddedStack() = default;
+
+  EmbeddedStackOptions options_;
+  int max_context_tokens_ = 0;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::unique_ptr<PixtralModel> model_;
+  std::unique_ptr<PixtralSequenceModel> sequences_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<EncodeBatcher> batcher_;
+  std::unique_ptr<ImageFetcher> fetcher_;
+  std::unique_ptr<MistralTokenizer> tokenizer_;
+  std::unique_ptr<EmbeddedVisionStage> vision_;
+  std::unique_ptr<EmbeddedDecoderStage> decoder_;
+  std::unique_ptr<ChatPipeline> pipeline_;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_EMBEDDED_EMBEDDED_STACK_H_

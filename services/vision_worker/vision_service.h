@@ -1,0 +1,42 @@
+// The vision worker's gRPC service: a thin shell over EncodeBatcher. Checks every received
+// image tensor, encodes the request's images (batched with concurrent requests) and streams the
+// encoder output back in chunks of rows.
+//
+// What crosses the wire is the encoder's output before the vision-language adapter, as f32: for
+// Pixtral-12B that is 1024 values per patch, a fifth of the 5120-wide adapted features, and the
+// decoder applies the adapter (see services/README.md for the measured sizes).
+#ifndef PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
+#define PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
+
+#include "proto/vision_worker.grpc.pb.h"
+#include "vision_encoder/encode_batcher.h"
+
+namespace pixtral {
+
+struct VisionServiceOptions {
+  int num_channels = 3;
+  int patch_size = 16;
+  // Largest image side in pixels (params.json's vision_encoder.image_size).
+  int max_image_size = 1024;
+  int max_images_per_request = 16;
+  // Rows per FeatureChunk: 512 rows of 1024 f32 are 2 MB, under gRPC's default 4 MB.
+  int rows_per_chunk = 512;
+};
+
+class VisionService final : public v1::VisionEncoder::Service {
+ public:
+  // `batcher` must outlive the service.
+  VisionService(EncodeBatcher& batcher, const VisionServiceOptions& options)
+      : batcher_(batcher), options_(options) {}
+
+  grpc::Status Encode(grpc::ServerContext* context, const v1::EncodeRequest* request,
+                      grpc::ServerWriter<v1::FeatureChunk>* writer) override;
+
+ private:
+  EncodeBatcher& batcher_;
+  const VisionServiceOptions options_;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
