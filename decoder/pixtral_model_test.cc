@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/testing/compare.h"
+#include "common/testing/files.h"
 #include "common/testing/pixtral_tiny.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
@@ -173,8 +174,7 @@ TEST(PixtralModelLoadTest, TensorsThatDisagreeWithParamsAreAnError) {
   fs::create_directories(dir);
   fs::copy_file(fs::path(kPixtralTinyDir) / "consolidated.safetensors",
                 dir / "consolidated.safetensors", fs::copy_options::overwrite_existing);
-  std::ifstream in(fs::path(kPixtralTinyDir) / "params.json");
-  std::string params((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string params = ReadFileOrFail((fs::path(kPixtralTinyDir) / "params.json").string());
   params.replace(params.find("\"hidden_dim\": 128"), 17, "\"hidden_dim\": 96");
   std::ofstream(dir / "params.json") << params;
   std::unique_ptr<kernels::Backend> backend = kernels::NewCpuBackend();
