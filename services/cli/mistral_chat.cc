@@ -301,8 +301,9 @@ int main(int argc, char** argv) {
       "  mistral-chat --gateway HOST:PORT [...]                             through a gateway");
   std::vector<char*> args(argv, argv + argc);
   std::vector<std::string> images = pixtral::TakeRepeatedFlag("image", args);
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  absl::SetFlag(&FLAGS_image, std::move(images));
+  const int remaining = static_cast<int>(args.size());
+  args.push_back(nullptr);  // argv[argc], as main's
+  std::vector<char*> positional = absl::ParseCommandLine(remaining, args.data());
+  if (!images.empty()) absl::SetFlag(&FLAGS_image, std::move(images));
   return pixtral::Main(positional);
 }
