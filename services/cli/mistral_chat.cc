@@ -249,7 +249,7 @@ int Main(const std::vector<char*>& positional) {
     EmbeddedStackOptions options{.model_dir = positional[1],
                                  .backend = absl::GetFlag(FLAGS_backend),
                                  .cache_tokens = absl::GetFlag(FLAGS_cache_tokens)};
-    options.fetch.allow_private_addresses = absl::GetFlag(FLAGS_allow_private_urls);
+    options.front_end.fetch.allow_private_addresses = absl::GetFlag(FLAGS_allow_private_urls);
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<std::unique_ptr<EmbeddedStack>> created = EmbeddedStack::Create(options);
     if (!created.ok()) {

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/common/server_runner.h"
@@ -54,6 +55,16 @@ absl::Status ServeUntilTerminated(const std::string& name,
   (*server)->Shutdown();
   std::cerr << name << ": stopped" << std::endl;
   return absl::OkStatus();
+}
+
+int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*run)()) {
+  BlockTerminationSignals();
+  absl::ParseCommandLine(argc, argv);
+  if (absl::Status status = run(); !status.ok()) {
+    std::cerr << name << ": " << status << std::endl;
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace pixtral

@@ -2,12 +2,11 @@
 // --shutdown_grace, --max_message_bytes), then serving until SIGTERM or SIGINT, then a graceful
 // shutdown that gives in-flight calls --shutdown_grace before cancelling them.
 //
-//   int main(int argc, char** argv) {
-//     pixtral::BlockTerminationSignals();      // before any thread starts
-//     absl::ParseCommandLine(argc, argv);
+//   absl::Status Run() {
 //     ... load the model, build the service ...
-//     absl::Status status = pixtral::ServeUntilTerminated("vision_worker", {&service});
-//     return status.ok() ? 0 : 1;
+//     return pixtral::ServeUntilTerminated("vision_worker", {&service});
+//   }
+//   int main(int argc, char** argv) { return pixtral::ServerMain(argc, argv, "vision_worker", Run);
 //   }
 //
 // Start the server only once the model is loaded: health checks then report SERVING exactly
@@ -28,6 +27,11 @@ namespace pixtral {
 // UNAVAILABLE if the port cannot be bound; the port file's error if it cannot be written.
 absl::Status ServeUntilTerminated(const std::string& name,
                                   const std::vector<grpc::Service*>& services);
+
+// A server's whole main(): blocks SIGTERM and SIGINT before any thread starts (so only
+// ServeUntilTerminated receives them), parses the flags, calls `run`, and exits 0, or 1 with
+// `run`'s error on stderr.
+int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*run)());
 
 }  // namespace pixtral
 

@@ -5,12 +5,10 @@
 //   decoder_worker --model_dir=/models/Pixtral-12B-2409 --backend=cuda --port=9002
 //       --cache_tokens=262144 --max_batch_size=64
 #include <algorithm>
-#include <iostream>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "common/status_macros.h"
 #include "common/tekken.h"
@@ -79,11 +77,5 @@ absl::Status Run() {
 }  // namespace pixtral
 
 int main(int argc, char** argv) {
-  pixtral::BlockTerminationSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status status = pixtral::Run(); !status.ok()) {
-    std::cerr << "decoder_worker: " << status << std::endl;
-    return 1;
-  }
-  return 0;
+  return pixtral::ServerMain(argc, argv, "decoder_worker", pixtral::Run);
 }

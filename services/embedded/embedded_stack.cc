@@ -27,27 +27,15 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
                                          options.cache_block_size};
   PIXTRAL_ASSIGN_OR_RETURN(stack->model_,
                            PixtralModel::Load(options.model_dir, stack->backend_.get(), cache));
-  const std::string tekken = (std::filesystem::path(options.model_dir) / "tekken.json").string();
   stack->max_context_tokens_ = std::min(kModelContextTokens, options.cache_tokens);
-
-  stack->fetcher_ = std::make_unique<ImageFetcher>(options.fetch);
-  MistralTokenizerOptions tokenizer_options;
-  tokenizer_options.fetch_image = [fetcher = stack->fetcher_.get()](absl::string_view url) {
-    return fetcher->Fetch(url);
-  };
-  tokenizer_options.max_images = options.max_images_per_request;
-  tokenizer_options.decode_limits = options.decode_limits;
-  tokenizer_options.max_prompt_tokens =
-      options.max_prompt_tokens > 0
-          ? std::min(options.max_prompt_tokens, stack->max_context_tokens_)
-          : stack->max_context_tokens_;
-  PIXTRAL_ASSIGN_OR_RETURN(stack->tokenizer_,
-                           MistralTokenizer::FromFile(tekken, std::move(tokenizer_options)));
+  PIXTRAL_ASSIGN_OR_RETURN(stack->front_end_, LoadFrontEnd(options.model_dir, options.front_end,
+                                                           stack->max_context_tokens_));
 
   stack->sequences_ = std::make_unique<PixtralSequenceModel>(*stack->model_);
   stack->scheduler_ = std::make_unique<Scheduler>(
-      *stack->sequences_, Scheduler::Options{.eos_id = stack->tokenizer_->tekken().eos_id(),
-                                             .max_batch_size = options.max_batch_size});
+      *stack->sequences_,
+      Scheduler::Options{.eos_id = stack->front_end_.tokenizer->tekken().eos_id(),
+                         .max_batch_size = options.max_batch_size});
   stack->scheduler_->Start();
   int vision_width = 0;
   if (VisionEncoder* encoder = stack->model_->vision_encoder(); encoder != nullptr) {
@@ -57,10 +45,10 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   }
   stack->vision_ = std::make_unique<EmbeddedVisionStage>(stack->batcher_.get(), vision_width);
   stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(*stack->scheduler_);
-  stack->pipeline_ =
-      std::make_unique<ChatPipeline>(*stack->tokenizer_, *stack->vision_, *stack->decoder_,
-                                     ChatLimits{.max_context_tokens = stack->max_context_tokens_,
-                                                .default_max_tokens = options.default_max_tokens});
+  stack->pipeline_ = std::make_unique<ChatPipeline>(
+      *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,
+      ChatLimits{.max_context_tokens = stack->max_context_tokens_,
+                 .default_max_tokens = options.front_end.default_max_tokens});
   return stack;
 }
 
@@ -70,7 +58,7 @@ EmbeddedStack::~EmbeddedStack() {
 
 v1::ModelInfo EmbeddedStack::model_info() const {
   return ToModelInfo(options_.model_dir, config(), max_context_tokens_,
-                     options_.max_images_per_request);
+                     options_.front_end.max_images_per_request);
 }
 
 }  // namespace pixtral

@@ -13,7 +13,6 @@
 
 #include "absl/status/statusor.h"
 #include "common/chat_encoder.h"
-#include "common/image_fetcher.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/pixtral_sequence_model.h"
 #include "decoder/scheduler.h"
@@ -22,6 +21,7 @@
 #include "services/gateway/chat_pipeline.h"
 #include "services/gateway/embedded_decoder_stage.h"
 #include "services/gateway/embedded_vision_stage.h"
+#include "services/gateway/front_end.h"
 #include "vision_encoder/encode_batcher.h"
 
 namespace pixtral {
@@ -33,14 +33,8 @@ struct EmbeddedStackOptions {
   int cache_tokens = 32768;
   int cache_block_size = 16;
   int max_batch_size = 32;
-  int max_images_per_request = 8;
-  // Longest prompt accepted, images included; 0: the context (the cache, at most 128k tokens).
-  int max_prompt_tokens = 0;
-  int default_max_tokens = 256;
-  // How image URLs are loaded (http(s) limits, private addresses, local files).
-  ImageFetcher::Options fetch;
-  // Encoded bytes, pixels and sides of one image, whatever its source.
-  ImageDecodeLimits decode_limits;
+  // Request limits and image loading; the context is the cache (at most 128k tokens).
+  FrontEndOptions front_end;
 };
 
 class EmbeddedStack {
@@ -52,7 +46,7 @@ class EmbeddedStack {
   ~EmbeddedStack();  // stops the scheduler: requests still running end as cancelled
 
   ChatPipeline& pipeline() { return *pipeline_; }
-  const MistralTokenizer& tokenizer() const { return *tokenizer_; }
+  const MistralTokenizer& tokenizer() const { return *front_end_.tokenizer; }
   const ModelConfig& config() const { return model_->config(); }
   // What the gateway's GetModelInfo reports for this model.
   v1::ModelInfo model_info() const;
@@ -67,8 +61,7 @@ class EmbeddedStack {
   std::unique_ptr<PixtralSequenceModel> sequences_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<EncodeBatcher> batcher_;
-  std::unique_ptr<ImageFetcher> fetcher_;
-  std::unique_ptr<MistralTokenizer> tokenizer_;
+  FrontEnd front_end_;
   std::unique_ptr<EmbeddedVisionStage> vision_;
   std::unique_ptr<EmbeddedDecoderStage> decoder_;
   std::unique_ptr<ChatPipeline> pipeline_;

@@ -16,11 +16,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/chat_encoder.h"
-#include "common/image_fetcher.h"
 #include "common/model_config.h"
 #include "proto/gateway.pb.h"
 #include "services/common/replica_pool.h"
 #include "services/gateway/chat_pipeline.h"
+#include "services/gateway/front_end.h"
 #include "services/gateway/remote_stages.h"
 
 namespace pixtral {
@@ -32,14 +32,8 @@ struct DistributedStackOptions {
   std::vector<std::string> vision_workers;
   std::vector<std::string> decoder_workers;
   ChannelOptions channel;
-  int max_images_per_request = 8;
-  // Longest prompt accepted, images included; 0: the model's context.
-  int max_prompt_tokens = 0;
-  int default_max_tokens = 256;
-  // How image URLs are loaded (http(s) limits, private addresses, local files).
-  ImageFetcher::Options fetch;
-  // Encoded bytes, pixels and sides of one image, whatever its source.
-  ImageDecodeLimits decode_limits;
+  // Request limits and image loading.
+  FrontEndOptions front_end;
 };
 
 class DistributedStack {
@@ -50,7 +44,7 @@ class DistributedStack {
       const DistributedStackOptions& options);
 
   ChatPipeline& pipeline() { return *pipeline_; }
-  const MistralTokenizer& tokenizer() const { return *tokenizer_; }
+  const MistralTokenizer& tokenizer() const { return *front_end_.tokenizer; }
   // What the gateway's GetModelInfo reports.
   v1::ModelInfo model_info() const;
 
@@ -59,8 +53,7 @@ class DistributedStack {
 
   DistributedStackOptions options_;
   ModelConfig config_;
-  std::unique_ptr<ImageFetcher> fetcher_;
-  std::unique_ptr<MistralTokenizer> tokenizer_;
+  FrontEnd front_end_;
   std::unique_ptr<ReplicaPool> vision_pool_;
   std::unique_ptr<ReplicaPool> decoder_pool_;
   std::unique_ptr<RemoteVisionStage> vision_;

@@ -6,13 +6,11 @@
 //       --vision_workers=vision-0:9001,vision-1:9001 --decoder_workers=decoder-0:9002
 //   gateway_server --model_dir=/models/Pixtral-12B-2409 --embedded --backend=cuda
 #include <cstdint>
-#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
@@ -60,6 +58,11 @@ absl::Status Run() {
   ImageDecodeLimits decode_limits;
   decode_limits.max_encoded_bytes = max_image_bytes;
   decode_limits.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  const FrontEndOptions front_end{.max_images_per_request = max_images,
+                                  .max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens),
+                                  .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens),
+                                  .fetch = fetch,
+                                  .decode_limits = decode_limits};
 
   std::unique_ptr<EmbeddedStack> embedded;
   std::unique_ptr<DistributedStack> distributed;
@@ -69,16 +72,11 @@ absl::Status Run() {
                          .request_limits = {.max_image_bytes = max_image_bytes}};
   if (absl::GetFlag(FLAGS_embedded)) {
     PIXTRAL_ASSIGN_OR_RETURN(
-        embedded,
-        EmbeddedStack::Create({.model_dir = model_dir,
-                               .backend = absl::GetFlag(FLAGS_backend),
-                               .cache_tokens = absl::GetFlag(FLAGS_cache_tokens),
-                               .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
-                               .max_images_per_request = max_images,
-                               .max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens),
-                               .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens),
-                               .fetch = fetch,
-                               .decode_limits = decode_limits}));
+        embedded, EmbeddedStack::Create({.model_dir = model_dir,
+                                         .backend = absl::GetFlag(FLAGS_backend),
+                                         .cache_tokens = absl::GetFlag(FLAGS_cache_tokens),
+                                         .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
+                                         .front_end = front_end}));
     pipeline = &embedded->pipeline();
     tokenizer = &embedded->tokenizer();
     options.model_info = embedded->model_info();
@@ -88,11 +86,7 @@ absl::Status Run() {
         DistributedStack::Create({.model_dir = model_dir,
                                   .vision_workers = absl::GetFlag(FLAGS_vision_workers),
                                   .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
-                                  .max_images_per_request = max_images,
-                                  .max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens),
-                                  .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens),
-                                  .fetch = fetch,
-                                  .decode_limits = decode_limits}));
+                                  .front_end = front_end}));
     pipeline = &distributed->pipeline();
     tokenizer = &distributed->tokenizer();
     options.model_info = distributed->model_info();
@@ -104,12 +98,4 @@ absl::Status Run() {
 }  // namespace
 }  // namespace pixtral
 
-int main(int argc, char** argv) {
-  pixtral::BlockTerminationSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status status = pixtral::Run(); !status.ok()) {
-    std::cerr << "gateway: " << status << std::endl;
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return pixtral::ServerMain(argc, argv, "gateway", pixtral::Run); }

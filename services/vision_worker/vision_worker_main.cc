@@ -2,12 +2,10 @@
 // serves pixtral.v1.VisionEncoder, batching concurrent requests.
 //
 //   vision_worker --model_dir=/models/Pixtral-12B-2409 --backend=cuda --port=9001
-#include <iostream>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "common/model_folder.h"
 #include "common/status_macros.h"
@@ -55,11 +53,5 @@ absl::Status Run() {
 }  // namespace pixtral
 
 int main(int argc, char** argv) {
-  pixtral::BlockTerminationSignals();
-  absl::ParseCommandLine(argc, argv);
-  if (absl::Status status = pixtral::Run(); !status.ok()) {
-    std::cerr << "vision_worker: " << status << std::endl;
-    return 1;
-  }
-  return 0;
+  return pixtral::ServerMain(argc, argv, "vision_worker", pixtral::Run);
 }
