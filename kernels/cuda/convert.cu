@@ -1,6 +1,6 @@
-#include "kernels/cuda/convert.h"
-
 #include <cuda_bf16.h>
+
+#include "kernels/cuda/convert.h"
 
 namespace pixtral::cuda {
 namespace {
