@@ -1,6 +1,6 @@
-#include <cuda_bf16.h>
-
 #include "kernels/cuda/convert.h"
+
+#include <cuda_bf16.h>
 
 namespace pixtral::cuda {
 namespace {
