@@ -60,12 +60,13 @@ class CudaContext {
   }
 
   ~CudaContext() {
-    if (stream_ != nullptr) {
-      cudaError_t error = cudaStreamSynchronize(stream_);
+    if (cublas_ != nullptr && cublasDestroy(cublas_) != CUBLAS_STATUS_SUCCESS) {
+      LOG(ERROR) << "CUDA backend: cublasDestroy failed";
+    }
+    if (stream_ == nullptr) return;
+    for (const cudaError_t error : {cudaStreamSynchronize(stream_), cudaStreamDestroy(stream_)}) {
       if (error != cudaSuccess) LOG(ERROR) << "CUDA backend: " << cudaGetErrorString(error);
     }
-    if (cublas_ != nullptr) cublasDestroy(cublas_);
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
   cudaStream_t stream() const { return stream_; }
