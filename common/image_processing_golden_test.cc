@@ -5,9 +5,7 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,19 +13,13 @@
 #include "absl/status/statusor.h"
 #include "common/image_processing.h"
 #include "common/safetensors.h"
+#include "common/testing/files.h"
 #include "gtest/gtest.h"
 
 namespace pixtral {
 namespace {
 
 constexpr char kDataDir[] = "tests/data/images/";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 absl::StatusOr<std::string> Gunzip(const std::string& compressed) {
   z_stream stream{};
@@ -81,7 +73,7 @@ class PreprocessGoldenTest : public ::testing::TestWithParam<GoldenCase> {
  protected:
   static void SetUpTestSuite() {
     absl::StatusOr<std::string> bytes =
-        Gunzip(ReadFile(std::string(kDataDir) + "preprocess_golden.safetensors.gz"));
+        Gunzip(ReadFileOrFail(std::string(kDataDir) + "preprocess_golden.safetensors.gz"));
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
         SafetensorsFile::FromBytes(*std::move(bytes), "preprocess_golden");
@@ -106,7 +98,7 @@ TEST_P(PreprocessGoldenTest, MatchesMistralCommon) {
   absl::StatusOr<std::vector<float>> expected = Unpack(*tensor, &shape);
   ASSERT_TRUE(expected.ok()) << expected.status();
 
-  const std::string encoded = ReadFile(std::string(kDataDir) + golden.file);
+  const std::string encoded = ReadFileOrFail(std::string(kDataDir) + golden.file);
   ASSERT_FALSE(encoded.empty()) << golden.file;
   absl::StatusOr<PreprocessedImage> image =
       PreprocessImage(encoded, {.patch_size = 16, .max_image_size = golden.max_image_size});

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -53,11 +54,21 @@ TEST(ModelFolderTest, OpensTheTinyModel) {
 
 TEST(ModelFolderTest, ExpectedTensorsOfPixtral12B) {
   ModelConfig config;
-  config.decoder = {.dim = 5120, .n_layers = 40, .head_dim = 128, .hidden_dim = 14336,
-                    .n_heads = 32, .n_kv_heads = 8, .norm_eps = 1e-5, .vocab_size = 131072};
-  config.vision = VisionEncoderConfig{.hidden_size = 1024, .num_channels = 3, .image_size = 1024,
-                                      .patch_size = 16, .intermediate_size = 4096,
-                                      .num_hidden_layers = 24, .num_attention_heads = 16};
+  config.decoder = {.dim = 5120,
+                    .n_layers = 40,
+                    .head_dim = 128,
+                    .hidden_dim = 14336,
+                    .n_heads = 32,
+                    .n_kv_heads = 8,
+                    .norm_eps = 1e-5,
+                    .vocab_size = 131072};
+  config.vision = VisionEncoderConfig{.hidden_size = 1024,
+                                      .num_channels = 3,
+                                      .image_size = 1024,
+                                      .patch_size = 16,
+                                      .intermediate_size = 4096,
+                                      .num_hidden_layers = 24,
+                                      .num_attention_heads = 16};
   std::vector<TensorSpec> specs = ExpectedTensors(config);
   // 3 + 40*9 decoder, 2 + 24*9 vision, 4 adapter.
   EXPECT_EQ(specs.size(), 3u + 360 + 2 + 216 + 4);
@@ -86,7 +97,8 @@ TEST(ModelFolderTest, ShardedWeightsLoad) {
     ASSERT_TRUE(whole.ok());
     std::vector<TensorToWrite> first, second;
     for (const TensorView& t : (*whole)->tensors()) {
-      (t.name.rfind("vision", 0) == 0 ? second : first).push_back({{t.name, t.dtype, t.shape}, t.bytes});
+      (t.name.rfind("vision", 0) == 0 ? second : first)
+          .push_back({{t.name, t.dtype, t.shape}, t.bytes});
     }
     ASSERT_TRUE(WriteSafetensors(dir + "/model-00001-of-00002.safetensors", first).ok());
     ASSERT_TRUE(WriteSafetensors(dir + "/model-00002-of-00002.safetensors", second).ok());
@@ -123,8 +135,7 @@ TEST(ModelFolderTest, MissingTensorIsNamed) {
 
 TEST(ModelFolderTest, ParamsDisagreeingWithWeightsIsNamed) {
   const std::string dir = CopyOfTinyModel("wrong_params");
-  std::ifstream in(dir + "/params.json");
-  std::string params((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string params = ReadFileOrFail(dir + "/params.json");
   params.replace(params.find("\"n_kv_heads\": 2"), 15, "\"n_kv_heads\": 4");
   std::ofstream(dir + "/params.json") << params;
   absl::Status status = OpenModelFolder(dir).status();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -35,11 +36,10 @@ std::string ValidImage() {
   const float a[2] = {1.5f, -2.0f};
   std::string data(reinterpret_cast<const char*>(a), sizeof(a));
   data += std::string("\x07\x08\x09", 3);
-  return FileImage(
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]},)"
-      R"("__metadata__":{"format":"pt"}})",
-      data);
+  return FileImage(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                   R"("b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]},)"
+                   R"("__metadata__":{"format":"pt"}})",
+                   data);
 }
 
 absl::Status ParseError(const std::string& header, const std::string& data) {
@@ -70,8 +70,7 @@ TEST(SafetensorsTest, ReadsTheTinyModel) {
   ASSERT_EQ(norm->size(), 64u);
   EXPECT_EQ((*norm)[0], 1.3359375f);
   EXPECT_EQ((*norm)[63], 0.6640625f);
-  EXPECT_EQ((*ToFloat32(*(*file)->Find("vision_language_adapter.w_out.bias")))[5],
-            0.043212890625f);
+  EXPECT_EQ((*ToFloat32(*(*file)->Find("vision_language_adapter.w_out.bias")))[5], 0.043212890625f);
   EXPECT_EQ((*file)->Find("no.such.tensor"), nullptr);
 }
 
@@ -146,8 +145,7 @@ TEST(SafetensorsTest, EveryTruncationIsAnError) {
 }
 
 TEST(SafetensorsTest, TruncatedRealFileNamesTheTensor) {
-  std::ifstream in(kTinyWeights, std::ios::binary);
-  std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string image = ReadFileOrFail(kTinyWeights);
   image.resize(image.size() - 1000);
   absl::Status status = SafetensorsFile::FromBytes(image, "cut.safetensors").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -166,27 +164,26 @@ TEST(SafetensorsTest, MalformedHeadersAreErrors) {
   EXPECT_THAT(ParseError("{not json", "").message(), HasSubstr("not valid JSON"));
   EXPECT_THAT(ParseError("[1,2]", "").message(), HasSubstr("not a JSON object"));
   EXPECT_THAT(ParseError(R"({"x":5})", "").message(), HasSubstr("not an object"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})",
-                         std::string(8, '\0'))
-                  .message(),
-              HasSubstr("unsupported dtype"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0'))
+          .message(),
+      HasSubstr("unsupported dtype"));
   EXPECT_THAT(ParseError(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", four).message(),
               HasSubstr("dtype"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", four)
-                  .message(),
-              HasSubstr("non-negative"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", four)
-                  .message(),
-              HasSubstr("non-negative"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", four)
-                  .message(),
-              HasSubstr("reversed"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", four)
-                  .message(),
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", four).message(),
+      HasSubstr("non-negative"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", four).message(),
+      HasSubstr("non-negative"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", four).message(),
+      HasSubstr("reversed"));
+  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", four).message(),
               HasSubstr("[begin, end]"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", four)
-                  .message(),
-              HasSubstr("needs 8 bytes"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", four).message(),
+      HasSubstr("needs 8 bytes"));
   EXPECT_THAT(ParseError(R"({"__metadata__":{"k":1}})", "").message(), HasSubstr("not a string"));
 }
 
@@ -198,9 +195,9 @@ TEST(SafetensorsTest, ShapeOverflowIsAnError) {
 }
 
 TEST(SafetensorsTest, OffsetsPastTheDataAreErrors) {
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", "abcd")
-                  .message(),
-              HasSubstr("truncated"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", "abcd").message(),
+      HasSubstr("truncated"));
   EXPECT_THAT(ParseError(R"({"x":{"dtype":"U8","shape":[0],"data_offsets":)"
                          R"([18446744073709551615,18446744073709551615]}})",
                          "")
@@ -215,12 +212,12 @@ TEST(SafetensorsTest, OverlapsGapsAndTrailingBytesAreErrors) {
                          eight)
                   .message(),
               HasSubstr("overlaps"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", eight)
-                  .message(),
-              HasSubstr("gap"));
-  EXPECT_THAT(ParseError(R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", eight)
-                  .message(),
-              HasSubstr("trailing"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", eight).message(),
+      HasSubstr("gap"));
+  EXPECT_THAT(
+      ParseError(R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", eight).message(),
+      HasSubstr("trailing"));
 }
 
 // Keeps the reads of fuzzed views from being optimized away.

@@ -1,9 +1,10 @@
 #include "decoder/decoder.h"
 
-#include <cmath>
 #include <memory>
 #include <vector>
 
+#include "common/testing/compare.h"
+#include "common/testing/pixtral_tiny.h"
 #include "decoder/pixtral_model.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
@@ -14,19 +15,10 @@ namespace {
 
 constexpr int kNumBlocks = 32;
 
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 class DecoderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto model = PixtralModel::Load("tests/data/pixtral-tiny", backend_.get(),
+    auto model = PixtralModel::Load(kPixtralTinyDir, backend_.get(),
                                     {.block_size = 4, .num_blocks = kNumBlocks});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);

@@ -10,7 +10,9 @@
 //   requests[1].max_tokens = 64;
 //   absl::StatusOr<std::vector<Completion>> out = Generate(model, requests, {
 //       .eos_id = 2,
-//       .on_token = [](int request, const SampledToken& t) { Print(request, t.id); return true;
+//       .on_token = [](int request, const SampledToken& t) {
+//         Print(request, t.id);
+//         return true;  // false cancels the request
 //       }});
 //
 // All prompts are prefilled together, then decoded in batched steps, one token per unfinished

@@ -14,13 +14,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-GenerationRequest Request(std::vector<int32_t> tokens, int max_tokens) {
-  GenerationRequest r;
-  r.prompt.tokens = std::move(tokens);
-  r.max_tokens = max_tokens;
-  return r;
-}
-
 std::vector<Completion> GenerateOk(FakeSequenceModel& model,
                                    const std::vector<GenerationRequest>& requests,
                                    const GenerateOptions& options = {}) {
@@ -31,7 +24,7 @@ std::vector<Completion> GenerateOk(FakeSequenceModel& model,
 
 TEST(GenerateTest, GreedyFollowsTheModel) {
   FakeSequenceModel model;
-  std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 4)});
+  std::vector<Completion> out = GenerateOk(model, {TextRequest({1, 2}, 4)});
   ASSERT_EQ(out.size(), 1u);
   // (3*2+2)%16 = 8, (3*8+3)%16 = 11, (3*11+4)%16 = 5, (3*5+5)%16 = 4.
   EXPECT_THAT(out[0].tokens, ElementsAre(8, 11, 5, 4));
@@ -43,8 +36,8 @@ TEST(GenerateTest, GreedyFollowsTheModel) {
 }
 
 TEST(GenerateTest, BatchedEqualsAlone) {
-  std::vector<GenerationRequest> requests = {Request({1, 2, 3}, 6), Request({4}, 3),
-                                             Request({5, 6}, 9)};
+  std::vector<GenerationRequest> requests = {TextRequest({1, 2, 3}, 6), TextRequest({4}, 3),
+                                             TextRequest({5, 6}, 9)};
   for (int i = 0; i < 3; ++i) {
     requests[i].sampling = {.temperature = 1.0f, .top_p = 0.95f, .seed = uint64_t(10 + i)};
     requests[i].logprobs = true;
@@ -65,7 +58,7 @@ TEST(GenerateTest, BatchedEqualsAlone) {
 
 TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
   FakeSequenceModel model;
-  GenerationRequest r = Request({1, 2}, 3);
+  GenerationRequest r = TextRequest({1, 2}, 3);
   r.logprobs = true;
   std::vector<Completion> out = GenerateOk(model, {r});
   ASSERT_EQ(out[0].logprobs.size(), 3u);
@@ -84,12 +77,12 @@ TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
 TEST(GenerateTest, StopsAtEosUnlessIgnored) {
   // Greedy from {1, 2}: 8, 11, 5, 4, ...; make 5 the EOS.
   FakeSequenceModel model;
-  std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 10)}, {.eos_id = 5});
+  std::vector<Completion> out = GenerateOk(model, {TextRequest({1, 2}, 10)}, {.eos_id = 5});
   EXPECT_THAT(out[0].tokens, ElementsAre(8, 11));
   EXPECT_EQ(out[0].finish_reason, FinishReason::kEos);
   EXPECT_THAT(model.live, IsEmpty());
 
-  GenerationRequest r = Request({1, 2}, 4);
+  GenerationRequest r = TextRequest({1, 2}, 4);
   r.ignore_eos = true;
   out = GenerateOk(model, {r}, {.eos_id = 5});
   EXPECT_THAT(out[0].tokens, ElementsAre(8, 11, 5, 4));
@@ -98,7 +91,7 @@ TEST(GenerateTest, StopsAtEosUnlessIgnored) {
 
 TEST(GenerateTest, StopsAtStopTokenIds) {
   FakeSequenceModel model;
-  GenerationRequest r = Request({1, 2}, 10);
+  GenerationRequest r = TextRequest({1, 2}, 10);
   r.stop_token_ids = {4, 11};
   r.ignore_eos = true;  // stop ids still stop
   std::vector<Completion> out = GenerateOk(model, {r}, {.eos_id = 5});
@@ -114,7 +107,8 @@ TEST(GenerateTest, StreamsEveryTokenInOrder) {
     streamed[request].push_back(t.id);
     return true;
   };
-  std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 4), Request({3}, 2)}, options);
+  std::vector<Completion> out =
+      GenerateOk(model, {TextRequest({1, 2}, 4), TextRequest({3}, 2)}, options);
   EXPECT_EQ(streamed[0], out[0].tokens);
   EXPECT_EQ(streamed[1], out[1].tokens);
 }
@@ -129,7 +123,8 @@ TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
     }
     return true;
   };
-  std::vector<Completion> out = GenerateOk(model, {Request({1, 2}, 5), Request({3}, 5)}, options);
+  std::vector<Completion> out =
+      GenerateOk(model, {TextRequest({1, 2}, 5), TextRequest({3}, 5)}, options);
   EXPECT_EQ(out[0].finish_reason, FinishReason::kCancelled);
   EXPECT_EQ(out[0].tokens.size(), 1u);
   EXPECT_EQ(out[1].tokens.size(), 5u);
@@ -139,20 +134,20 @@ TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
 
 TEST(GenerateTest, ZeroMaxTokensRunsNothing) {
   FakeSequenceModel model;
-  std::vector<Completion> out = GenerateOk(model, {Request({1}, 0)});
+  std::vector<Completion> out = GenerateOk(model, {TextRequest({1}, 0)});
   EXPECT_THAT(out[0].tokens, IsEmpty());
   EXPECT_EQ(model.prefill_calls, 0);
 }
 
 TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
   FakeSequenceModel model;
-  GenerationRequest bad_temperature = Request({1}, 3);
+  GenerationRequest bad_temperature = TextRequest({1}, 3);
   bad_temperature.sampling.temperature = -1.0f;
-  GenerationRequest bad_top_p = Request({1}, 3);
+  GenerationRequest bad_top_p = TextRequest({1}, 3);
   bad_top_p.sampling.top_p = 0.0f;
   for (const GenerationRequest& bad :
-       {bad_temperature, bad_top_p, Request({1}, -1), Request({}, 3)}) {
-    absl::StatusOr<std::vector<Completion>> out = Generate(model, {Request({1}, 3), bad}, {});
+       {bad_temperature, bad_top_p, TextRequest({1}, -1), TextRequest({}, 3)}) {
+    absl::StatusOr<std::vector<Completion>> out = Generate(model, {TextRequest({1}, 3), bad}, {});
     EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
   }
   EXPECT_EQ(model.prefill_calls, 0);
@@ -160,22 +155,22 @@ TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
 
 TEST(GenerateTest, ModelErrorsPassThroughAndReleaseEverything) {
   FakeSequenceModel model;
-  absl::StatusOr<std::vector<Completion>> out = Generate(model, {Request({1, 99}, 3)}, {});
+  absl::StatusOr<std::vector<Completion>> out = Generate(model, {TextRequest({1, 99}, 3)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
 
   model.max_capacity = 10;
-  out = Generate(model, {Request({1, 2}, 20)}, {});
+  out = Generate(model, {TextRequest({1, 2}, 20)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted);
   model.max_capacity = 1000;
 
   model.fail_decode_call = 2;
-  out = Generate(model, {Request({1, 2}, 5), Request({3}, 5)}, {});
+  out = Generate(model, {TextRequest({1, 2}, 5), TextRequest({3}, 5)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(model.live, IsEmpty());
 
   // The model is still usable.
   model.fail_decode_call = -1;
-  std::vector<Completion> ok = GenerateOk(model, {Request({1, 2}, 4)});
+  std::vector<Completion> ok = GenerateOk(model, {TextRequest({1, 2}, 4)});
   EXPECT_THAT(ok[0].tokens, ElementsAre(8, 11, 5, 4));
 }
 

@@ -1,13 +1,15 @@
 #include "decoder/pixtral_model.h"
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <vector>
 
-#include "common/safetensors.h"
+#include "common/testing/compare.h"
+#include "common/testing/files.h"
+#include "common/testing/pixtral_tiny.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -17,41 +19,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kModelDir[] = "tests/data/pixtral-tiny";
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 class PixtralModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto model = PixtralModel::Load(kModelDir, backend_.get(), {.block_size = 4, .num_blocks = 64});
+    auto model =
+        PixtralModel::Load(kPixtralTinyDir, backend_.get(), {.block_size = 4, .num_blocks = 64});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
-    auto golden = SafetensorsFile::Open(std::string(kModelDir) + "/golden.safetensors");
+    absl::StatusOr<PixtralTinyGolden> golden = PixtralTinyGolden::Open();
     ASSERT_TRUE(golden.ok()) << golden.status();
-    golden_ = *std::move(golden);
-    for (const char* name : {"pixel_values_0", "pixel_values_1"}) {
-      const TensorView* view = golden_->Find(name);
-      ASSERT_NE(view, nullptr);
-      pixels_.push_back(*ToFloat32(*view));
-      images_.push_back({view->shape[1], view->shape[2], pixels_.back()});
+    golden_.emplace(*std::move(golden));
+    golden_images_ = golden_->Images();
+    ASSERT_EQ(golden_images_.size(), 2u);
+    for (const GoldenImage& image : golden_images_) {
+      images_.push_back({image.height, image.width, image.pixels});
     }
-    prompt_ = Ids("input_ids");
-    text_prompt_ = Ids("text_input_ids");
+    prompt_ = golden_->Ids("input_ids");
+    text_prompt_ = golden_->Ids("text_input_ids");
   }
-
-  std::vector<int32_t> Ids(const char* name) {
-    std::vector<int64_t> wide = *ToInt64(*golden_->Find(name));
-    return std::vector<int32_t>(wide.begin(), wide.end());
-  }
-  std::vector<float> Golden(const char* name) { return *ToFloat32(*golden_->Find(name)); }
 
   // Prefill in a new sequence, which is released afterwards.
   absl::StatusOr<std::vector<float>> Run(absl::Span<const int32_t> tokens,
@@ -85,22 +70,23 @@ class PixtralModelTest : public ::testing::Test {
 
   std::unique_ptr<kernels::Backend> backend_ = kernels::NewCpuBackend();
   std::unique_ptr<PixtralModel> model_;
-  std::unique_ptr<SafetensorsFile> golden_;
-  std::vector<std::vector<float>> pixels_;
-  std::vector<Image> images_;
+  std::optional<PixtralTinyGolden> golden_;
+  std::vector<GoldenImage> golden_images_;
+  std::vector<Image> images_;  // views of golden_images_
   std::vector<int32_t> prompt_, text_prompt_;
 };
 
 TEST_F(PixtralModelTest, ImageFeaturesMatchTheGolden) {
   auto features = model_->EmbedImages(prompt_, images_);
   ASSERT_TRUE(features.ok()) << features.status();
-  EXPECT_LE(RelativeError(kernels::ToHost(*backend_, *features), Golden("image_features")), 1e-4);
+  EXPECT_LE(RelativeError(kernels::ToHost(*backend_, *features), golden_->Floats("image_features")),
+            1e-4);
 }
 
 TEST_F(PixtralModelTest, MultimodalLogitsMatchTheGolden) {
   auto logits = Run(prompt_, images_, {.all_logits = true});
   ASSERT_TRUE(logits.ok()) << logits.status();
-  std::vector<float> want = Golden("logits");
+  std::vector<float> want = golden_->Floats("logits");
   ASSERT_EQ(logits->size(), want.size());
   EXPECT_LE(RelativeError(*logits, want), 1e-4);
 }
@@ -108,14 +94,14 @@ TEST_F(PixtralModelTest, MultimodalLogitsMatchTheGolden) {
 TEST_F(PixtralModelTest, TextLogitsMatchTheGolden) {
   auto logits = Run(text_prompt_, {}, {.all_logits = true});
   ASSERT_TRUE(logits.ok()) << logits.status();
-  std::vector<float> want = Golden("text_logits");
+  std::vector<float> want = golden_->Floats("text_logits");
   ASSERT_EQ(logits->size(), want.size());
   EXPECT_LE(RelativeError(*logits, want), 1e-4);
 }
 
 TEST_F(PixtralModelTest, GreedyContinuationsMatchTheGolden) {
-  EXPECT_EQ(Greedy(prompt_, images_, 12), Ids("greedy_multimodal"));
-  EXPECT_EQ(Greedy(text_prompt_, {}, 12), Ids("greedy_text"));
+  EXPECT_EQ(Greedy(prompt_, images_, 12), golden_->Ids("greedy_multimodal"));
+  EXPECT_EQ(Greedy(text_prompt_, {}, 12), golden_->Ids("greedy_text"));
 }
 
 // The distributed path: a vision worker encodes, the decoder adapts and prefills.
@@ -127,12 +113,11 @@ TEST_F(PixtralModelTest, PrefillFromEncoderOutputMatchesTheGolden) {
   auto logits = model_->PrefillEncoded(seq, prompt_, encoder_rows, {.all_logits = true});
   model_->decoder().Release(seq);
   ASSERT_TRUE(logits.ok()) << logits.status();
-  EXPECT_LE(RelativeError(*logits, Golden("logits")), 1e-4);
+  EXPECT_LE(RelativeError(*logits, golden_->Floats("logits")), 1e-4);
 }
 
 TEST_F(PixtralModelTest, EncoderOutputMustMatchTheImageTokens) {
-  std::vector<float> one_row_short(
-      (std::count(prompt_.begin(), prompt_.end(), 10) - 1) * 64, 0.0f);
+  std::vector<float> one_row_short((std::count(prompt_.begin(), prompt_.end(), 10) - 1) * 64, 0.0f);
   SequenceId seq = model_->decoder().AddSequence();
   auto logits = model_->PrefillEncoded(seq, prompt_, one_row_short);
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kInvalidArgument);
@@ -187,10 +172,9 @@ TEST_F(PixtralModelTest, PromptLongerThanTheCacheIsResourceExhausted) {
 TEST(PixtralModelLoadTest, TensorsThatDisagreeWithParamsAreAnError) {
   const fs::path dir = fs::path(testing::TempDir()) / "wrong-params";
   fs::create_directories(dir);
-  fs::copy_file(fs::path(kModelDir) / "consolidated.safetensors", dir / "consolidated.safetensors",
-                fs::copy_options::overwrite_existing);
-  std::ifstream in(fs::path(kModelDir) / "params.json");
-  std::string params((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  fs::copy_file(fs::path(kPixtralTinyDir) / "consolidated.safetensors",
+                dir / "consolidated.safetensors", fs::copy_options::overwrite_existing);
+  std::string params = ReadFileOrFail((fs::path(kPixtralTinyDir) / "params.json").string());
   params.replace(params.find("\"hidden_dim\": 128"), 17, "\"hidden_dim\": 96");
   std::ofstream(dir / "params.json") << params;
   std::unique_ptr<kernels::Backend> backend = kernels::NewCpuBackend();

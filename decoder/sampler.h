@@ -14,9 +14,8 @@
 // probability are ordered by id) and renormalized, and one uniform draw picks a token by inverse
 // CDF over the kept tokens in id order.
 //
-// The random stream is specified here rather than left to the standard library, whose
-// distributions differ between implementations: SplitMix64 (Steele, Lea, Flood 2014) seeded with
-// `seed`, and a uniform double in [0, 1) from the top 53 bits of each 64-bit output.
+// The random stream is common/splitmix64.h seeded with `seed`, one Uniform() per draw, so it is
+// the same with every standard library.
 
 #ifndef PIXTRAL_DECODER_SAMPLER_H_
 #define PIXTRAL_DECODER_SAMPLER_H_
@@ -27,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/splitmix64.h"
 
 namespace pixtral {
 
@@ -45,19 +45,6 @@ struct SampledToken {
   int32_t id = 0;
   // log_softmax of the raw (untempered, uncut) logits at `id`, as mistral-inference reports it.
   float logprob = 0.0f;
-};
-
-// The SplitMix64 generator and the uniform doubles the sampler draws.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-
-  uint64_t Next();
-  // In [0, 1), a multiple of 2^-53.
-  double Uniform();
-
- private:
-  uint64_t state_;
 };
 
 // The distribution a non-greedy draw samples from: softmax(logits / temperature) cut to the

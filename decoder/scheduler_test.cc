@@ -18,13 +18,6 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::IsEmpty;
 
-GenerationRequest Request(std::vector<int32_t> tokens, int max_tokens) {
-  GenerationRequest r;
-  r.prompt.tokens = std::move(tokens);
-  r.max_tokens = max_tokens;
-  return r;
-}
-
 // Collects what the callbacks report for one request.
 struct Outcome {
   std::vector<int32_t> streamed;
@@ -61,8 +54,8 @@ TEST(SchedulerTest, RequestsJoinAndLeaveTheRunningBatch) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome a, b;
-  const GenerationRequest request_a = Request({1, 2}, 6);
-  const GenerationRequest request_b = Request({7}, 2);
+  const GenerationRequest request_a = TextRequest({1, 2}, 6);
+  const GenerationRequest request_b = TextRequest({7}, 2);
   ASSERT_TRUE(scheduler.Submit(request_a, a.Callbacks()).ok());
   scheduler.Step();
   scheduler.Step();
@@ -84,7 +77,7 @@ TEST(SchedulerTest, CancelFreesTheCacheAtTheNextStep) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome a;
-  absl::StatusOr<Scheduler::Ticket> ticket = scheduler.Submit(Request({1}, 100), a.Callbacks());
+  absl::StatusOr<Scheduler::Ticket> ticket = scheduler.Submit(TextRequest({1}, 100), a.Callbacks());
   ASSERT_TRUE(ticket.ok());
   scheduler.Step();
   EXPECT_EQ(model.live.size(), 1u);
@@ -102,7 +95,7 @@ TEST(SchedulerTest, CancelBeforeAdmissionNeverTouchesTheModel) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome a;
-  absl::StatusOr<Scheduler::Ticket> ticket = scheduler.Submit(Request({1}, 5), a.Callbacks());
+  absl::StatusOr<Scheduler::Ticket> ticket = scheduler.Submit(TextRequest({1}, 5), a.Callbacks());
   scheduler.Cancel(*ticket);
   RunUntilIdle(scheduler);
   EXPECT_EQ(model.prefill_calls, 0);
@@ -113,7 +106,7 @@ TEST(SchedulerTest, CallbackReturningFalseCancels) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome a;
-  ASSERT_TRUE(scheduler.Submit(Request({1}, 50), a.Callbacks(/*cancel_after=*/3)).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 50), a.Callbacks(/*cancel_after=*/3)).ok());
   RunUntilIdle(scheduler);
   EXPECT_EQ((*a.done)->finish_reason, FinishReason::kCancelled);
   EXPECT_EQ((*a.done)->tokens.size(), 3u);
@@ -124,9 +117,9 @@ TEST(SchedulerTest, FullQueueIsResourceExhausted) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {.max_waiting = 2});
   Outcome a, b, c;
-  EXPECT_TRUE(scheduler.Submit(Request({1}, 3), a.Callbacks()).ok());
-  EXPECT_TRUE(scheduler.Submit(Request({1}, 3), b.Callbacks()).ok());
-  absl::StatusOr<Scheduler::Ticket> third = scheduler.Submit(Request({1}, 3), c.Callbacks());
+  EXPECT_TRUE(scheduler.Submit(TextRequest({1}, 3), a.Callbacks()).ok());
+  EXPECT_TRUE(scheduler.Submit(TextRequest({1}, 3), b.Callbacks()).ok());
+  absl::StatusOr<Scheduler::Ticket> third = scheduler.Submit(TextRequest({1}, 3), c.Callbacks());
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_FALSE(c.done.has_value());
   RunUntilIdle(scheduler);
@@ -137,11 +130,11 @@ TEST(SchedulerTest, InvalidRequestsAreRejectedAtSubmit) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome a;
-  EXPECT_EQ(scheduler.Submit(Request({}, 3), a.Callbacks()).status().code(),
+  EXPECT_EQ(scheduler.Submit(TextRequest({}, 3), a.Callbacks()).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(scheduler.Submit(Request({1}, -1), a.Callbacks()).status().code(),
+  EXPECT_EQ(scheduler.Submit(TextRequest({1}, -1), a.Callbacks()).status().code(),
             absl::StatusCode::kInvalidArgument);
-  GenerationRequest hot = Request({1}, 3);
+  GenerationRequest hot = TextRequest({1}, 3);
   hot.sampling.temperature = -1;
   EXPECT_EQ(scheduler.Submit(hot, a.Callbacks()).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -152,11 +145,11 @@ TEST(SchedulerTest, ABadPromptFailsOnlyItself) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {});
   Outcome good, bad;
-  ASSERT_TRUE(scheduler.Submit(Request({1, 2}, 4), good.Callbacks()).ok());
-  ASSERT_TRUE(scheduler.Submit(Request({1, kFakeVocab + 5}, 4), bad.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1, 2}, 4), good.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1, kFakeVocab + 5}, 4), bad.Callbacks()).ok());
   RunUntilIdle(scheduler);
   ASSERT_TRUE(good.done->ok());
-  EXPECT_EQ((*good.done)->tokens, Alone(Request({1, 2}, 4)));
+  EXPECT_EQ((*good.done)->tokens, Alone(TextRequest({1, 2}, 4)));
   EXPECT_EQ(bad.done->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(model.live, IsEmpty());
 }
@@ -166,13 +159,13 @@ TEST(SchedulerTest, OutOfCacheWaitsForRunningRequestsToFinish) {
   model.max_total_capacity = 12;  // room for one request of 2 + 8 at a time
   Scheduler scheduler(model, {});
   Outcome a, b;
-  ASSERT_TRUE(scheduler.Submit(Request({1, 2}, 8), a.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1, 2}, 8), a.Callbacks()).ok());
   scheduler.Step();
-  ASSERT_TRUE(scheduler.Submit(Request({3, 4}, 8), b.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({3, 4}, 8), b.Callbacks()).ok());
   RunUntilIdle(scheduler);
   ASSERT_TRUE(a.done->ok());
   ASSERT_TRUE(b.done->ok()) << b.done->status();
-  EXPECT_EQ((*b.done)->tokens, Alone(Request({3, 4}, 8)));
+  EXPECT_EQ((*b.done)->tokens, Alone(TextRequest({3, 4}, 8)));
   // Never two at once.
   for (int size : model.decode_batch_sizes) EXPECT_EQ(size, 1);
 }
@@ -182,7 +175,7 @@ TEST(SchedulerTest, RequestThatCanNeverFitFails) {
   model.max_total_capacity = 5;
   Scheduler scheduler(model, {});
   Outcome a;
-  ASSERT_TRUE(scheduler.Submit(Request({1, 2}, 8), a.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1, 2}, 8), a.Callbacks()).ok());
   RunUntilIdle(scheduler);
   EXPECT_EQ(a.done->status().code(), absl::StatusCode::kResourceExhausted);
 }
@@ -192,23 +185,24 @@ TEST(SchedulerTest, DecodeFailureEndsTheBatchAndTheSchedulerStaysUsable) {
   model.fail_decode_call = 2;
   Scheduler scheduler(model, {});
   Outcome a, b, c;
-  ASSERT_TRUE(scheduler.Submit(Request({1}, 5), a.Callbacks()).ok());
-  ASSERT_TRUE(scheduler.Submit(Request({2}, 5), b.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 5), a.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({2}, 5), b.Callbacks()).ok());
   RunUntilIdle(scheduler);
   EXPECT_EQ(a.done->status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(b.done->status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(model.live, IsEmpty());
-  ASSERT_TRUE(scheduler.Submit(Request({3}, 4), c.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(TextRequest({3}, 4), c.Callbacks()).ok());
   RunUntilIdle(scheduler);
   ASSERT_TRUE(c.done->ok());
-  EXPECT_EQ((*c.done)->tokens, Alone(Request({3}, 4)));
+  EXPECT_EQ((*c.done)->tokens, Alone(TextRequest({3}, 4)));
 }
 
 TEST(SchedulerTest, BatchSizeIsCapped) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {.max_batch_size = 2});
   Outcome outcomes[5];
-  for (Outcome& o : outcomes) ASSERT_TRUE(scheduler.Submit(Request({1}, 3), o.Callbacks()).ok());
+  for (Outcome& o : outcomes)
+    ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 3), o.Callbacks()).ok());
   RunUntilIdle(scheduler);
   for (Outcome& o : outcomes) EXPECT_TRUE(o.done->ok());
   for (int size : model.decode_batch_sizes) EXPECT_LE(size, 2);
@@ -221,7 +215,7 @@ TEST(SchedulerTest, ThreadServesConcurrentSubmittersWithTheirOwnTokens) {
   constexpr int kClients = 32;
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < kClients; ++i) {
-    requests.push_back(Request({i % kFakeVocab, (i * 7) % kFakeVocab}, 3 + i % 5));
+    requests.push_back(TextRequest({i % kFakeVocab, (i * 7) % kFakeVocab}, 3 + i % 5));
     if (i % 2) requests.back().sampling = {.temperature = 0.8f, .top_p = 0.9f, .seed = uint64_t(i)};
   }
   std::vector<Outcome> outcomes(kClients);
@@ -256,11 +250,11 @@ TEST(SchedulerTest, StopCancelsWhatIsLeft) {
   Outcome running, waiting;
   {
     Scheduler scheduler(model, {.max_batch_size = 1});
-    ASSERT_TRUE(scheduler.Submit(Request({1}, 100), running.Callbacks()).ok());
-    ASSERT_TRUE(scheduler.Submit(Request({2}, 100), waiting.Callbacks()).ok());
+    ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 100), running.Callbacks()).ok());
+    ASSERT_TRUE(scheduler.Submit(TextRequest({2}, 100), waiting.Callbacks()).ok());
     scheduler.Step();
     scheduler.Stop();
-    EXPECT_EQ(scheduler.Submit(Request({1}, 1), Outcome().Callbacks()).status().code(),
+    EXPECT_EQ(scheduler.Submit(TextRequest({1}, 1), Outcome().Callbacks()).status().code(),
               absl::StatusCode::kUnavailable);
   }
   EXPECT_EQ((*running.done)->finish_reason, FinishReason::kCancelled);

@@ -1,5 +1,7 @@
 #include "tools/eval_args.h"
 
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -53,16 +55,6 @@ absl::Status EvalArgs::Require(const std::set<std::string>& names) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> EvalArgs::GetInt(const std::string& name, int64_t fallback) const {
-  if (!Has(name)) return fallback;
-  int64_t value;
-  if (!absl::SimpleAtoi(Get(name), &value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, " must be an integer, got \"", Get(name), "\""));
-  }
-  return value;
-}
-
 absl::StatusOr<double> EvalArgs::GetDouble(const std::string& name, double fallback) const {
   if (!Has(name)) return fallback;
   double value;
@@ -71,6 +63,16 @@ absl::StatusOr<double> EvalArgs::GetDouble(const std::string& name, double fallb
         absl::StrCat("--", name, " must be a number, got \"", Get(name), "\""));
   }
   return value;
+}
+
+int ReportUsageError(absl::string_view command, const absl::Status& status) {
+  std::cerr << "pixtral_eval " << command << ": " << status.message() << "\n";
+  return 2;
+}
+
+int ReportFailure(absl::string_view command, const absl::Status& status) {
+  std::cerr << "pixtral_eval " << command << ": " << status << "\n";
+  return 1;
 }
 
 }  // namespace pixtral

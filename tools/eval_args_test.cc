@@ -37,5 +37,17 @@ TEST(EvalArgsTest, RejectsMalformedCommandLines) {
   EXPECT_FALSE(Parse({"--max-tokens", "ten"})->GetInt("max-tokens", 0).ok());
 }
 
+TEST(EvalArgsTest, IntegersMustFitTheirType) {
+  absl::StatusOr<EvalArgs> args = Parse({"--max-tokens", "3000000000"});
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->GetInt("max-tokens", 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*args->GetInt<int64_t>("max-tokens", 0), 3000000000);
+}
+
+TEST(EvalArgsTest, UsageErrorsExitWithTwoAndFailuresWithOne) {
+  EXPECT_EQ(ReportUsageError("test", absl::InvalidArgumentError("--x is required")), 2);
+  EXPECT_EQ(ReportFailure("test", absl::NotFoundError("no such file")), 1);
+}
+
 }  // namespace
 }  // namespace pixtral

@@ -1,7 +1,6 @@
 // pixtral_eval forward: logits at every position of a prompt (and the adapted image features),
 // written to a safetensors file.
 
-#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,38 +16,33 @@
 namespace pixtral {
 
 int RunForward(const std::vector<std::string>& argv) {
-  auto usage_error = [](const absl::Status& status) {
-    std::cerr << "pixtral_eval forward: " << status.message() << "\n";
-    return 2;
-  };
+  constexpr char kCommand[] = "forward";
   absl::StatusOr<EvalArgs> args = EvalArgs::Parse(argv, {"model", "inputs", "out", "backend"}, {});
-  if (!args.ok()) return usage_error(args.status());
-  if (absl::Status s = args->Require({"model", "inputs", "out"}); !s.ok()) return usage_error(s);
-  auto fail = [](const absl::Status& status) {
-    std::cerr << "pixtral_eval forward: " << status << "\n";
-    return 1;
-  };
-
+  if (!args.ok()) return ReportUsageError(kCommand, args.status());
+  if (absl::Status s = args->Require({"model", "inputs", "out"}); !s.ok()) {
+    return ReportUsageError(kCommand, s);
+  }
   if (args->Get("backend", "cpu") != "cpu") {
-    return usage_error(absl::InvalidArgumentError("--backend: only cpu is built in"));
+    return ReportUsageError(kCommand,
+                            absl::InvalidArgumentError("--backend: only cpu is built in"));
   }
 
   absl::StatusOr<Prompt> prompt = LoadEvalInputs(args->Get("inputs"));
-  if (!prompt.ok()) return fail(prompt.status());
+  if (!prompt.ok()) return ReportFailure(kCommand, prompt.status());
   const int64_t tokens = static_cast<int64_t>(prompt->tokens.size());
   std::unique_ptr<kernels::Backend> backend = kernels::NewCpuBackend();
   CacheOptions cache;  // one sequence of exactly this prompt
   cache.num_blocks = static_cast<int>((tokens + cache.block_size - 1) / cache.block_size);
   absl::StatusOr<std::unique_ptr<PixtralModel>> model =
       PixtralModel::Load(args->Get("model"), backend.get(), cache);
-  if (!model.ok()) return fail(model.status());
+  if (!model.ok()) return ReportFailure(kCommand, model.status());
 
   const std::vector<Image> images = ImageViews(*prompt);
   const SequenceId sequence = (*model)->decoder().AddSequence();
   absl::StatusOr<std::vector<float>> logits =
       (*model)->Prefill(sequence, prompt->tokens, images, {.all_logits = true});
   (*model)->decoder().Release(sequence);
-  if (!logits.ok()) return fail(logits.status());
+  if (!logits.ok()) return ReportFailure(kCommand, logits.status());
   std::vector<TensorToWrite> out = {
       {{"logits", DType::kF32, {tokens, (*model)->config().decoder.vocab_size}}, AsBytes(*logits)}};
 
@@ -56,11 +50,13 @@ int RunForward(const std::vector<std::string>& argv) {
   if (!images.empty()) {
     // Encoded a second time: Prefill keeps its features to itself.
     absl::StatusOr<kernels::Tensor> features = (*model)->EmbedImages(prompt->tokens, images);
-    if (!features.ok()) return fail(features.status());
+    if (!features.ok()) return ReportFailure(kCommand, features.status());
     image_features = kernels::ToHost(*backend, *features);
     out.push_back({{"image_features", DType::kF32, features->shape()}, AsBytes(image_features)});
   }
-  if (absl::Status s = WriteSafetensors(args->Get("out"), out); !s.ok()) return fail(s);
+  if (absl::Status s = WriteSafetensors(args->Get("out"), out); !s.ok()) {
+    return ReportFailure(kCommand, s);
+  }
   return 0;
 }
 

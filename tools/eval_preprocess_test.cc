@@ -1,13 +1,12 @@
 #include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/image_processing.h"
 #include "common/safetensors.h"
+#include "common/testing/files.h"
 #include "gtest/gtest.h"
 #include "tools/eval_commands.h"
 
@@ -31,10 +30,8 @@ TEST(EvalPreprocessTest, WritesThePixelsTensor) {
   EXPECT_EQ(pixels->dtype, DType::kF32);
   EXPECT_EQ(pixels->shape, (std::vector<int64_t>{3, 176, 256}));  // chelsea.max256's golden shape
 
-  std::ifstream in(kImage, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  absl::StatusOr<PreprocessedImage> direct = PreprocessImage(bytes.str(), {.max_image_size = 256});
+  absl::StatusOr<PreprocessedImage> direct =
+      PreprocessImage(ReadFileOrFail(kImage), {.max_image_size = 256});
   ASSERT_TRUE(direct.ok()) << direct.status();
   absl::StatusOr<std::vector<float>> written = ToFloat32(*pixels);
   ASSERT_TRUE(written.ok()) << written.status();

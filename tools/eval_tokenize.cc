@@ -5,49 +5,49 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/tekken.h"
 #include "nlohmann/json.hpp"
+#include "tools/eval_args.h"
 #include "tools/eval_commands.h"
 
 namespace pixtral {
+namespace {
 
-int RunTokenize(const std::vector<std::string>& args) {
-  std::string path;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--tokenizer" && i + 1 < args.size()) {
-      path = args[++i];
-    } else if (args[i].rfind("--tokenizer=", 0) == 0) {
-      path = args[i].substr(sizeof("--tokenizer=") - 1);
-    } else {
-      std::cerr << "tokenize: unexpected argument \"" << args[i] << "\"\n";
-      return 2;
-    }
-  }
-  if (path.empty()) {
-    std::cerr << "usage: pixtral_eval tokenize --tokenizer PATH < lines\n";
-    return 2;
-  }
-  absl::StatusOr<std::unique_ptr<TekkenTokenizer>> tekken = TekkenTokenizer::FromFile(path);
-  if (!tekken.ok()) {
-    std::cerr << "tokenize: " << tekken.status() << "\n";
-    return 1;
-  }
+// One {"ids": [...]} line on `out` for each {"text": ...} line of `in`; errors name the line.
+absl::Status TokenizeLines(const TekkenTokenizer& tekken, std::istream& in, std::ostream& out) {
   std::string line;
-  for (int number = 1; std::getline(std::cin, line); ++number) {
+  for (int number = 1; std::getline(in, line); ++number) {
     const nlohmann::json input = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     auto text = input.is_object() ? input.find("text") : input.end();
     if (input.is_discarded() || !input.is_object() || text == input.end() || !text->is_string()) {
-      std::cerr << "tokenize: line " << number
-                << ": expected a JSON object with a string \"text\"\n";
-      return 1;
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", number, ": expected a JSON object with a string \"text\""));
     }
     absl::StatusOr<std::vector<int>> ids =
-        (*tekken)->Encode(text->get_ref<const std::string&>(), false, false);
+        tekken.Encode(text->get_ref<const std::string&>(), /*bos=*/false, /*eos=*/false);
     if (!ids.ok()) {
-      std::cerr << "tokenize: line " << number << ": " << ids.status() << "\n";
-      return 1;
+      return absl::Status(ids.status().code(),
+                          absl::StrCat("line ", number, ": ", ids.status().message()));
     }
-    std::cout << nlohmann::json{{"ids", *ids}}.dump() << "\n";
+    out << nlohmann::json{{"ids", *ids}}.dump() << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunTokenize(const std::vector<std::string>& argv) {
+  constexpr char kCommand[] = "tokenize";
+  absl::StatusOr<EvalArgs> args = EvalArgs::Parse(argv, {"tokenizer"}, {});
+  if (!args.ok()) return ReportUsageError(kCommand, args.status());
+  if (absl::Status s = args->Require({"tokenizer"}); !s.ok()) return ReportUsageError(kCommand, s);
+  absl::StatusOr<std::unique_ptr<TekkenTokenizer>> tekken =
+      TekkenTokenizer::FromFile(args->Get("tokenizer"));
+  if (!tekken.ok()) return ReportFailure(kCommand, tekken.status());
+  if (absl::Status s = TokenizeLines(**tekken, std::cin, std::cout); !s.ok()) {
+    return ReportFailure(kCommand, s);
   }
   return 0;
 }

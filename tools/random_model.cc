@@ -13,7 +13,7 @@
 #include "common/dtype.h"
 #include "common/model_folder.h"
 #include "common/safetensors.h"
-#include "decoder/sampler.h"
+#include "common/splitmix64.h"
 #include "nlohmann/json.hpp"
 
 namespace pixtral {

@@ -4,12 +4,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/model_folder.h"
 #include "common/safetensors.h"
+#include "common/testing/files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -22,13 +22,6 @@ constexpr char kTinyDir[] = "tests/data/pixtral-tiny";
 
 std::string TempDir(const std::string& name) {
   return (fs::path(testing::TempDir()) / name).string();
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::unique_ptr<SafetensorsFile> OpenOrDie(const std::string& path) {
@@ -61,8 +54,8 @@ TEST(RandomModelTest, TinyShapeReproducesGoldenLayoutAndParams) {
   ASSERT_NE(golden, nullptr);
   EXPECT_EQ(Layout(*ours), Layout(*golden));
 
-  EXPECT_EQ(nlohmann::json::parse(ReadFile(dir + "/params.json")),
-            nlohmann::json::parse(ReadFile(std::string(kTinyDir) + "/params.json")));
+  EXPECT_EQ(nlohmann::json::parse(ReadFileOrFail(dir + "/params.json")),
+            nlohmann::json::parse(ReadFileOrFail(std::string(kTinyDir) + "/params.json")));
 }
 
 TEST(RandomModelTest, FolderOpensWithTokenizer) {
@@ -74,7 +67,7 @@ TEST(RandomModelTest, FolderOpensWithTokenizer) {
   absl::StatusOr<ModelFolder> folder = OpenModelFolder(dir);
   ASSERT_TRUE(folder.ok()) << folder.status();
   EXPECT_EQ(folder->config.decoder.vocab_size, 131072);
-  EXPECT_EQ(ReadFile(folder->tokenizer_path), "{\"fake\": true}");
+  EXPECT_EQ(ReadFileOrFail(folder->tokenizer_path), "{\"fake\": true}");
 }
 
 TEST(RandomModelTest, LayerCountsGeneralize) {
@@ -106,9 +99,9 @@ TEST(RandomModelTest, SeedDeterminesWeights) {
   ASSERT_TRUE(WriteRandomModel(TempDir("a"), TinyConfig(), 5, "").ok());
   ASSERT_TRUE(WriteRandomModel(TempDir("b"), TinyConfig(), 5, "").ok());
   ASSERT_TRUE(WriteRandomModel(TempDir("c"), TinyConfig(), 6, "").ok());
-  const std::string a = ReadFile(TempDir("a") + "/consolidated.safetensors");
-  EXPECT_EQ(a, ReadFile(TempDir("b") + "/consolidated.safetensors"));
-  EXPECT_NE(a, ReadFile(TempDir("c") + "/consolidated.safetensors"));
+  const std::string a = ReadFileOrFail(TempDir("a") + "/consolidated.safetensors");
+  EXPECT_EQ(a, ReadFileOrFail(TempDir("b") + "/consolidated.safetensors"));
+  EXPECT_NE(a, ReadFileOrFail(TempDir("c") + "/consolidated.safetensors"));
 }
 
 TEST(RandomModelTest, WeightsHaveTheDocumentedScale) {

@@ -1,12 +1,12 @@
 #include "vision_encoder/encode_batcher.h"
 
-#include <cmath>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/barrier.h"
-#include "common/safetensors.h"
+#include "common/testing/compare.h"
+#include "common/testing/pixtral_tiny.h"
 #include "decoder/pixtral_model.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -14,20 +14,18 @@
 namespace pixtral {
 namespace {
 
-constexpr char kModelDir[] = "tests/data/pixtral-tiny";
-
 class EncodeBatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto model = PixtralModel::Load(kModelDir, backend_.get());
+    auto model = PixtralModel::Load(kPixtralTinyDir, backend_.get());
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
-    auto golden = SafetensorsFile::Open(std::string(kModelDir) + "/golden.safetensors");
-    ASSERT_TRUE(golden.ok());
-    for (const char* name : {"pixel_values_0", "pixel_values_1"}) {
-      const TensorView* view = (*golden)->Find(name);
-      pixels_.push_back(*ToFloat32(*view));
-      images_.push_back({view->shape[1], view->shape[2], pixels_.back()});
+    absl::StatusOr<PixtralTinyGolden> golden = PixtralTinyGolden::Open();
+    ASSERT_TRUE(golden.ok()) << golden.status();
+    golden_images_ = golden->Images();
+    ASSERT_EQ(golden_images_.size(), 2u);
+    for (const GoldenImage& image : golden_images_) {
+      images_.push_back({image.height, image.width, image.pixels});
     }
   }
 
@@ -40,16 +38,9 @@ class EncodeBatcherTest : public ::testing::Test {
 
   std::unique_ptr<kernels::Backend> backend_ = kernels::NewCpuBackend();
   std::unique_ptr<PixtralModel> model_;
-  std::vector<std::vector<float>> pixels_;
-  std::vector<Image> images_;
+  std::vector<GoldenImage> golden_images_;
+  std::vector<Image> images_;  // views of golden_images_
 };
-
-double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  double worst = a.size() == b.size() ? 0 : INFINITY;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-    worst = std::max(worst, double(std::fabs(a[i] - b[i])));
-  return worst;
-}
 
 TEST_F(EncodeBatcherTest, ConcurrentRequestsShareBatchesAndGetTheirOwnFeatures) {
   EncodeBatcher batcher(*model_->vision_encoder(), *backend_, {});

@@ -1,11 +1,12 @@
 #include "vision_encoder/vision_encoder.h"
 
-#include <cmath>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/model_folder.h"
-#include "common/safetensors.h"
+#include "common/testing/compare.h"
+#include "common/testing/pixtral_tiny.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -14,21 +15,10 @@
 namespace pixtral {
 namespace {
 
-constexpr char kModelDir[] = "tests/data/pixtral-tiny";
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 class VisionEncoderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<ModelFolder> folder = OpenModelFolder(kModelDir);
+    absl::StatusOr<ModelFolder> folder = OpenModelFolder(kPixtralTinyDir);
     ASSERT_TRUE(folder.ok()) << folder.status();
     folder_ = std::make_shared<ModelFolder>(*std::move(folder));
     kernels::WeightLoader loader(*backend_, folder_->weights, folder_);
@@ -36,14 +26,13 @@ class VisionEncoderTest : public ::testing::Test {
         backend_.get(), *folder_->config.vision, folder_->config.decoder.dim, loader);
     ASSERT_TRUE(encoder.ok()) << encoder.status();
     encoder_ = *std::move(encoder);
-    auto golden = SafetensorsFile::Open(std::string(kModelDir) + "/golden.safetensors");
+    absl::StatusOr<PixtralTinyGolden> golden = PixtralTinyGolden::Open();
     ASSERT_TRUE(golden.ok()) << golden.status();
-    golden_ = *std::move(golden);
-    for (const char* name : {"pixel_values_0", "pixel_values_1"}) {
-      const TensorView* view = golden_->Find(name);
-      ASSERT_NE(view, nullptr);
-      pixels_.push_back(*ToFloat32(*view));
-      images_.push_back({view->shape[1], view->shape[2], pixels_.back()});
+    golden_.emplace(*std::move(golden));
+    golden_images_ = golden_->Images();
+    ASSERT_EQ(golden_images_.size(), 2u);
+    for (const GoldenImage& image : golden_images_) {
+      images_.push_back({image.height, image.width, image.pixels});
     }
   }
 
@@ -59,13 +48,13 @@ class VisionEncoderTest : public ::testing::Test {
   std::unique_ptr<kernels::Backend> backend_ = kernels::NewCpuBackend();
   std::shared_ptr<ModelFolder> folder_;
   std::unique_ptr<VisionEncoder> encoder_;
-  std::unique_ptr<SafetensorsFile> golden_;
-  std::vector<std::vector<float>> pixels_;
-  std::vector<Image> images_;
+  std::optional<PixtralTinyGolden> golden_;
+  std::vector<GoldenImage> golden_images_;
+  std::vector<Image> images_;  // views of golden_images_
 };
 
 TEST_F(VisionEncoderTest, TwoImagesMatchTheGoldenFeatures) {
-  std::vector<float> want = *ToFloat32(*golden_->Find("image_features"));
+  std::vector<float> want = golden_->Floats("image_features");
   std::vector<float> got = EncodeAndAdapt(images_);
   ASSERT_EQ(got.size(), want.size());
   EXPECT_LE(RelativeError(got, want), 1e-4);

@@ -1,10 +1,12 @@
 // A scripted SequenceModel for tests of the generation loop and the scheduler: no weights, just
 // logits that follow a fixed rule, with the bookkeeping a real KV cache has (capacity per
-// sequence, a total budget, release) and switches to inject failures.
+// sequence, a total budget, release) and switches to inject failures; and the requests those
+// tests send it.
 #ifndef PIXTRAL_DECODER_TESTING_FAKE_SEQUENCE_MODEL_H_
 #define PIXTRAL_DECODER_TESTING_FAKE_SEQUENCE_MODEL_H_
 
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -13,6 +15,14 @@
 namespace pixtral {
 
 constexpr int kFakeVocab = 16;
+
+// A text prompt of `tokens` asking for `max_tokens` greedy tokens.
+inline GenerationRequest TextRequest(std::vector<int32_t> tokens, int max_tokens) {
+  GenerationRequest r;
+  r.prompt.tokens = std::move(tokens);
+  r.max_tokens = max_tokens;
+  return r;
+}
 
 // Scripted logits: after a sequence of length `len` ending in `last`, token (3 * last + len) %
 // kFakeVocab is the clear favourite and the others get small, distinct logits, so sampling at

@@ -11,52 +11,16 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/chat.h"
 #include "common/chat_encoder.h"
+#include "services/gateway/chat_types.h"
 #include "services/gateway/stages.h"
 
 namespace pixtral {
-
-struct ChatParams {
-  // 0: the pipeline's default.
-  int max_tokens = 0;
-  float temperature = 0.0f;
-  // 0 or 1: no nucleus cut.
-  float top_p = 1.0f;
-  // Unset: a fresh random seed.
-  std::optional<uint64_t> seed;
-  std::vector<std::string> stop;
-  std::vector<int32_t> stop_token_ids;
-  bool ignore_eos = false;
-  bool logprobs = false;
-};
-
-struct ChatDelta {
-  std::string text;  // whole UTF-8 characters
-  std::vector<int32_t> token_ids;
-  std::vector<float> logprobs;
-};
-
-enum class ChatFinish { kStop, kLength };
-
-struct ChatUsage {
-  int prompt_tokens = 0;
-  int image_tokens = 0;  // [IMG], [IMG_BREAK] and [IMG_END] among prompt_tokens
-  int completion_tokens = 0;
-};
-
-struct ChatResult {
-  std::string text;
-  std::vector<int32_t> token_ids;
-  std::vector<float> logprobs;
-  ChatFinish finish = ChatFinish::kStop;
-  ChatUsage usage;
-};
 
 struct ChatLimits {
   int max_context_tokens = 131072;

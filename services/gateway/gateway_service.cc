@@ -41,11 +41,7 @@ grpc::Status GatewayService::CreateChatCompletion(grpc::ServerContext* context,
   ChatResult result;
   grpc::Status status = Complete(context, *request, nullptr, &result);
   if (!status.ok()) return status;
-  response->set_text(result.text);
-  response->mutable_token_ids()->Assign(result.token_ids.begin(), result.token_ids.end());
-  response->mutable_logprobs()->Assign(result.logprobs.begin(), result.logprobs.end());
-  response->set_finish_reason(ToProto(result.finish));
-  ToProto(result.usage, response->mutable_usage());
+  ToProto(result, response);
   return grpc::Status::OK;
 }
 
@@ -57,9 +53,7 @@ grpc::Status GatewayService::StreamChatCompletion(
       context, *request,
       [writer](const ChatDelta& delta) {
         v1::ChatCompletionChunk chunk;
-        chunk.set_delta(delta.text);
-        chunk.mutable_token_ids()->Assign(delta.token_ids.begin(), delta.token_ids.end());
-        chunk.mutable_logprobs()->Assign(delta.logprobs.begin(), delta.logprobs.end());
+        ToProto(delta, &chunk);
         return writer->Write(chunk);
       },
       &result);

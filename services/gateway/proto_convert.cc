@@ -1,6 +1,7 @@
 #include "services/gateway/proto_convert.h"
 
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,11 @@ absl::StatusOr<std::string> TextOnly(const v1::ChatMessage& message, int index) 
     text += chunk.text();
   }
   return text;
+}
+
+void TextMessage(v1::ChatMessage::Role role, const std::string& text, v1::ChatMessage* out) {
+  out->set_role(role);
+  out->add_content()->set_text(text);
 }
 
 }  // namespace
@@ -74,6 +80,92 @@ absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest&
     }
   }
   return chat;
+}
+
+void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out) {
+  out->set_text(result.text);
+  out->mutable_token_ids()->Assign(result.token_ids.begin(), result.token_ids.end());
+  out->mutable_logprobs()->Assign(result.logprobs.begin(), result.logprobs.end());
+  out->set_finish_reason(ToProto(result.finish));
+  ToProto(result.usage, out->mutable_usage());
+}
+
+void ToProto(const ChatDelta& delta, v1::ChatCompletionChunk* out) {
+  out->set_delta(delta.text);
+  out->mutable_token_ids()->Assign(delta.token_ids.begin(), delta.token_ids.end());
+  out->mutable_logprobs()->Assign(delta.logprobs.begin(), delta.logprobs.end());
+}
+
+absl::StatusOr<v1::ChatCompletionRequest> ToProto(const ChatCompletionRequest& request,
+                                                  const ChatParams& params) {
+  v1::ChatCompletionRequest out;
+  for (size_t i = 0; i < request.messages.size(); ++i) {
+    const ChatMessage& message = request.messages[i];
+    v1::ChatMessage* proto = out.add_messages();
+    if (const auto* system = std::get_if<SystemMessage>(&message)) {
+      TextMessage(v1::ChatMessage::ROLE_SYSTEM, system->content, proto);
+    } else if (const auto* assistant = std::get_if<AssistantMessage>(&message)) {
+      if (assistant->prefix) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("message ", i, ": the gateway API has no assistant prefix messages"));
+      }
+      TextMessage(v1::ChatMessage::ROLE_ASSISTANT, assistant->content, proto);
+    } else {
+      const UserMessage& user = std::get<UserMessage>(message);
+      if (const auto* text = std::get_if<std::string>(&user.content)) {
+        TextMessage(v1::ChatMessage::ROLE_USER, *text, proto);
+        continue;
+      }
+      proto->set_role(v1::ChatMessage::ROLE_USER);
+      for (const ContentChunk& chunk : std::get<std::vector<ContentChunk>>(user.content)) {
+        v1::ContentChunk* out_chunk = proto->add_content();
+        if (const auto* text = std::get_if<TextChunk>(&chunk)) {
+          out_chunk->set_text(text->text);
+        } else if (const auto* url = std::get_if<ImageURLChunk>(&chunk)) {
+          out_chunk->set_image_url(url->url);
+        } else {
+          out_chunk->set_image(std::get<ImageChunk>(chunk).data);
+        }
+      }
+    }
+  }
+  ToProto(params, out.mutable_sampling());
+  return out;
+}
+
+void ToProto(const ChatParams& params, v1::SamplingParams* out) {
+  out->set_max_tokens(params.max_tokens);
+  out->set_temperature(params.temperature);
+  out->set_top_p(params.top_p);
+  if (params.seed.has_value()) out->set_seed(*params.seed);
+  out->mutable_stop()->Assign(params.stop.begin(), params.stop.end());
+  out->mutable_stop_token_ids()->Assign(params.stop_token_ids.begin(), params.stop_token_ids.end());
+  out->set_ignore_eos(params.ignore_eos);
+  out->set_logprobs(params.logprobs);
+}
+
+ChatFinish FromProto(v1::FinishReason finish) {
+  return finish == v1::FINISH_REASON_LENGTH ? ChatFinish::kLength : ChatFinish::kStop;
+}
+
+ChatUsage FromProto(const v1::Usage& usage) {
+  return {.prompt_tokens = usage.prompt_tokens(),
+          .image_tokens = usage.image_tokens(),
+          .completion_tokens = usage.completion_tokens()};
+}
+
+ChatResult FromProto(const v1::ChatCompletionResponse& response) {
+  return {.text = response.text(),
+          .token_ids = {response.token_ids().begin(), response.token_ids().end()},
+          .logprobs = {response.logprobs().begin(), response.logprobs().end()},
+          .finish = FromProto(response.finish_reason()),
+          .usage = FromProto(response.usage())};
+}
+
+ChatDelta FromProto(const v1::ChatCompletionChunk& chunk) {
+  return {.text = chunk.delta(),
+          .token_ids = {chunk.token_ids().begin(), chunk.token_ids().end()},
+          .logprobs = {chunk.logprobs().begin(), chunk.logprobs().end()}};
 }
 
 ChatParams FromProto(const v1::SamplingParams& sampling) {

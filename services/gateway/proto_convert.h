@@ -1,13 +1,15 @@
-// The public API's messages (proto/gateway.proto) to the library's chat types and back. Every
-// field of a request is checked here or by the chat encoder; nothing a client sends can make the
-// gateway misbehave.
+// The public API's messages (proto/gateway.proto) to the library's chat types and back, both
+// ways in one place: the gateway reads requests and writes results, the client library
+// (services/client) writes requests and reads results. Every field of a request the gateway
+// receives is checked here or by the chat encoder; nothing a client sends can make the gateway
+// misbehave.
 #ifndef PIXTRAL_SERVICES_GATEWAY_PROTO_CONVERT_H_
 #define PIXTRAL_SERVICES_GATEWAY_PROTO_CONVERT_H_
 
 #include "absl/status/statusor.h"
 #include "common/chat.h"
 #include "proto/gateway.pb.h"
-#include "services/gateway/chat_pipeline.h"
+#include "services/gateway/chat_types.h"
 
 namespace pixtral {
 
@@ -21,6 +23,22 @@ struct RequestLimits {
 // message, too many messages or an inline image over the limit.
 absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
                                                 const RequestLimits& limits);
+
+// The gateway's answers, whole or streamed.
+void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out);
+// A streamed chunk before the last: the delta's text, ids and logprobs.
+void ToProto(const ChatDelta& delta, v1::ChatCompletionChunk* out);
+
+// The client's direction. INVALID_ARGUMENT for an assistant prefix message, which the public API
+// cannot express; a user message's plain string becomes one text chunk.
+absl::StatusOr<v1::ChatCompletionRequest> ToProto(const ChatCompletionRequest& request,
+                                                  const ChatParams& params);
+void ToProto(const ChatParams& params, v1::SamplingParams* out);
+
+ChatFinish FromProto(v1::FinishReason finish);
+ChatUsage FromProto(const v1::Usage& usage);
+ChatResult FromProto(const v1::ChatCompletionResponse& response);
+ChatDelta FromProto(const v1::ChatCompletionChunk& chunk);
 
 ChatParams FromProto(const v1::SamplingParams& sampling);
 

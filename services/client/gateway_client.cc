@@ -1,0 +1,109 @@
+#include "services/client/gateway_client.h"
+
+#include <utility>
+
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "services/common/grpc_status.h"
+#include "services/gateway/proto_convert.h"
+
+namespace pixtral {
+
+std::unique_ptr<GatewayClient> GatewayClient::Create(const std::string& address,
+                                                     const GatewayClientOptions& options) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
+  arguments.SetMaxSendMessageSize(options.max_message_bytes);
+  return std::make_unique<GatewayClient>(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments), options);
+}
+
+GatewayClient::GatewayClient(std::shared_ptr<grpc::Channel> channel,
+                             const GatewayClientOptions& options)
+    : stub_(v1::Gateway::NewStub(std::move(channel))), options_(options) {}
+
+std::unique_ptr<grpc::ClientContext> GatewayClient::NewContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (options_.timeout != absl::InfiniteDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  }
+  return context;
+}
+
+absl::StatusOr<ChatResult> GatewayClient::Complete(const ChatCompletionRequest& request,
+                                                   const ChatParams& params) const {
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, params);
+  if (!proto.ok()) return proto.status();
+  v1::ChatCompletionResponse response;
+  grpc::Status status = stub_->CreateChatCompletion(NewContext().get(), *proto, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return FromProto(response);
+}
+
+absl::StatusOr<ChatResult> GatewayClient::Stream(
+    const ChatCompletionRequest& request, const ChatParams& params,
+    const std::function<bool(const ChatDelta&)>& on_delta) const {
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, params);
+  if (!proto.ok()) return proto.status();
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  std::unique_ptr<grpc::ClientReader<v1::ChatCompletionChunk>> reader =
+      stub_->StreamChatCompletion(context.get(), *proto);
+  ChatResult result;
+  bool finished = false;
+  v1::ChatCompletionChunk chunk;
+  while (reader->Read(&chunk)) {
+    ChatDelta delta = FromProto(chunk);
+    result.text += delta.text;
+    result.token_ids.insert(result.token_ids.end(), delta.token_ids.begin(), delta.token_ids.end());
+    result.logprobs.insert(result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+    if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      finished = true;
+      result.finish = FromProto(chunk.finish_reason());
+      result.usage = FromProto(chunk.usage());
+    }
+    if ((!delta.text.empty() || !delta.token_ids.empty()) && on_delta && !on_delta(delta)) {
+      context->TryCancel();
+      reader->Finish();
+      return absl::CancelledError("the client cancelled the completion");
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return ToAbslStatus(status);
+  if (!finished) {
+    return absl::UnavailableError("the gateway ended the stream without a finish reason");
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(
+    const ChatCompletionRequest& request) const {
+  absl::StatusOr<v1::ChatCompletionRequest> chat = ToProto(request, {});
+  if (!chat.ok()) return chat.status();
+  v1::TokenizeRequest proto;
+  *proto.mutable_chat() = *std::move(chat);
+  return Tokenize(proto);
+}
+
+absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(absl::string_view text) const {
+  v1::TokenizeRequest proto;
+  proto.set_text(std::string(text));
+  return Tokenize(proto);
+}
+
+absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(const v1::TokenizeRequest& request) const {
+  v1::TokenizeResponse response;
+  grpc::Status status = stub_->Tokenize(NewContext().get(), request, &response);
+  if (!status.ok()) return ToAbslStatus(status);
+  return std::vector<int>(response.token_ids().begin(), response.token_ids().end());
+}
+
+absl::StatusOr<v1::ModelInfo> GatewayClient::GetModelInfo() const {
+  v1::ModelInfo info;
+  grpc::Status status = stub_->GetModelInfo(NewContext().get(), v1::GetModelInfoRequest(), &info);
+  if (!status.ok()) return ToAbslStatus(status);
+  return info;
+}
+
+}  // namespace pixtral

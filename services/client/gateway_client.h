@@ -1,0 +1,85 @@
+// A C++ client of the public Gateway API (proto/gateway.proto), in the library's own types: a
+// service builds the same ChatCompletionRequest it would hand to the embedded pipeline, and gets
+// a ChatResult back, whole or as deltas while the gateway generates. The release notes' Python
+// example, in C++:
+//
+//   std::unique_ptr<GatewayClient> client = GatewayClient::Create("gateway.internal:8000");
+//   ChatCompletionRequest request;
+//   request.messages.push_back(UserMessage{std::vector<ContentChunk>{
+//       ImageURLChunk{"https://picsum.photos/id/237/200/300"}, TextChunk{"Describe the image."}}});
+//   absl::StatusOr<ChatResult> result =
+//       client->Complete(request, {.max_tokens = 256, .temperature = 0.35f});
+//
+//   // The same, printed as it is generated:
+//   client->Stream(request, {.max_tokens = 256}, [](const ChatDelta& delta) {
+//     std::cout << delta.text << std::flush;
+//     return true;  // false cancels the completion
+//   });
+//
+// Errors keep the gateway's status code and message (INVALID_ARGUMENT for a bad request,
+// RESOURCE_EXHAUSTED when the gateway is full, UNAVAILABLE when it cannot be reached...).
+#ifndef PIXTRAL_SERVICES_CLIENT_GATEWAY_CLIENT_H_
+#define PIXTRAL_SERVICES_CLIENT_GATEWAY_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/chat.h"
+#include "grpcpp/channel.h"
+#include "proto/gateway.grpc.pb.h"
+#include "services/gateway/chat_types.h"
+
+namespace pixtral {
+
+struct GatewayClientOptions {
+  // Deadline of each call, from its start; infinite: none.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Requests carry images inline (ImageChunk), so both directions allow more than gRPC's 4 MB.
+  int max_message_bytes = 64 << 20;
+};
+
+class GatewayClient {
+ public:
+  // A client of the gateway at `address` (host:port), over plaintext gRPC. Connects lazily: an
+  // unreachable gateway shows as UNAVAILABLE on the first call.
+  static std::unique_ptr<GatewayClient> Create(const std::string& address,
+                                               const GatewayClientOptions& options = {});
+
+  GatewayClient(std::shared_ptr<grpc::Channel> channel, const GatewayClientOptions& options);
+
+  // Thread-safe: calls may run concurrently from several threads.
+
+  // The whole completion (CreateChatCompletion).
+  absl::StatusOr<ChatResult> Complete(const ChatCompletionRequest& request,
+                                      const ChatParams& params) const;
+
+  // StreamChatCompletion: `on_delta` gets each chunk of text (whole UTF-8 characters) and its
+  // token ids as they arrive; returning false cancels the call (CANCELLED). The result is the
+  // same as Complete's: the deltas joined, with the finish reason and usage.
+  absl::StatusOr<ChatResult> Stream(const ChatCompletionRequest& request, const ChatParams& params,
+                                    const std::function<bool(const ChatDelta&)>& on_delta) const;
+
+  // The prompt ids the model would see for `request`, image tokens included.
+  absl::StatusOr<std::vector<int>> Tokenize(const ChatCompletionRequest& request) const;
+  // Raw tekken ids of `text`, without BOS or EOS.
+  absl::StatusOr<std::vector<int>> Tokenize(absl::string_view text) const;
+
+  absl::StatusOr<v1::ModelInfo> GetModelInfo() const;
+
+ private:
+  // A context carrying the call deadline.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+  absl::StatusOr<std::vector<int>> Tokenize(const v1::TokenizeRequest& request) const;
+
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  const GatewayClientOptions options_;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_CLIENT_GATEWAY_CLIENT_H_

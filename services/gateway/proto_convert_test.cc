@@ -1,0 +1,153 @@
+#include "services/gateway/proto_convert.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace pixtral {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+template <typename Message>
+Message ParseText(const std::string& text) {
+  Message message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
+  return message;
+}
+
+ChatCompletionRequest EveryKindOfMessage() {
+  ChatCompletionRequest request;
+  request.messages.push_back(SystemMessage{"Be brief."});
+  request.messages.push_back(UserMessage{std::vector<ContentChunk>{
+      ImageURLChunk{"https://example.com/cat.png"}, TextChunk{"What is it?"},
+      ImageChunk{std::string("\x89PNG\0\x01", 6)}}});
+  request.messages.push_back(AssistantMessage{"A cat."});
+  request.messages.push_back(UserMessage{"And its colour?"});
+  return request;
+}
+
+TEST(RequestToProtoTest, WritesEveryMessageAndChunkInOrder) {
+  absl::StatusOr<v1::ChatCompletionRequest> proto =
+      ToProto(EveryKindOfMessage(), {.max_tokens = 64,
+                                     .temperature = 0.35f,
+                                     .top_p = 0.9f,
+                                     .seed = 42,
+                                     .stop = {"\n\n", "###"},
+                                     .stop_token_ids = {7},
+                                     .ignore_eos = true,
+                                     .logprobs = true});
+  ASSERT_TRUE(proto.ok()) << proto.status();
+  const auto expected = ParseText<v1::ChatCompletionRequest>(R"pb(
+    messages {
+      role: ROLE_SYSTEM
+      content { text: "Be brief." }
+    }
+    messages {
+      role: ROLE_USER
+      content { image_url: "https://example.com/cat.png" }
+      content { text: "What is it?" }
+      content { image: "\x89PNG\x00\x01" }
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      content { text: "A cat." }
+    }
+    messages {
+      role: ROLE_USER
+      content { text: "And its colour?" }
+    }
+    sampling {
+      max_tokens: 64
+      temperature: 0.35
+      top_p: 0.9
+      seed: 42
+      stop: [ "\n\n", "###" ]
+      stop_token_ids: 7
+      ignore_eos: true
+      logprobs: true
+    }
+  )pb");
+  EXPECT_TRUE(MessageDifferencer::Equals(*proto, expected)) << proto->DebugString();
+}
+
+TEST(RequestToProtoTest, UnsetSeedStaysUnset) {
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(EveryKindOfMessage(), {});
+  ASSERT_TRUE(proto.ok());
+  EXPECT_FALSE(proto->sampling().has_seed());
+}
+
+TEST(RequestToProtoTest, AssistantPrefixIsRefused) {
+  ChatCompletionRequest request;
+  request.messages.push_back(UserMessage{"Hi"});
+  request.messages.push_back(AssistantMessage{"Hel", /*prefix=*/true});
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, {});
+  EXPECT_EQ(proto.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(proto.status().message(), HasSubstr("message 1"));
+}
+
+TEST(RequestToProtoTest, TheGatewayReadsBackWhatTheClientWrote) {
+  const ChatParams params{.max_tokens = 9, .temperature = 0.5f, .seed = 3, .stop = {"x"}};
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(EveryKindOfMessage(), params);
+  ASSERT_TRUE(proto.ok());
+  absl::StatusOr<ChatCompletionRequest> read = FromProto(*proto, RequestLimits());
+  ASSERT_TRUE(read.ok()) << read.status();
+  // Written again, the request is the same message: nothing was lost either way.
+  absl::StatusOr<v1::ChatCompletionRequest> again = ToProto(*read, FromProto(proto->sampling()));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(*proto, *again)) << again->DebugString();
+}
+
+TEST(ResultFromProtoTest, ReadsEveryField) {
+  const ChatResult result = FromProto(ParseText<v1::ChatCompletionResponse>(R"pb(
+    text: "A cat."
+    token_ids: [ 5, 6 ]
+    logprobs: [ -0.5, -1.5 ]
+    finish_reason: FINISH_REASON_LENGTH
+    usage { prompt_tokens: 20 image_tokens: 12 completion_tokens: 2 }
+  )pb"));
+  EXPECT_EQ(result.text, "A cat.");
+  EXPECT_THAT(result.token_ids, ElementsAre(5, 6));
+  EXPECT_THAT(result.logprobs, ElementsAre(-0.5f, -1.5f));
+  EXPECT_EQ(result.finish, ChatFinish::kLength);
+  EXPECT_EQ(result.usage.prompt_tokens, 20);
+  EXPECT_EQ(result.usage.image_tokens, 12);
+  EXPECT_EQ(result.usage.completion_tokens, 2);
+}
+
+TEST(ResultFromProtoTest, ResultAndDeltaSurviveTheWire) {
+  const ChatResult result{.text = "héllo",
+                          .token_ids = {1, 2, 3},
+                          .logprobs = {-1, -2, -3},
+                          .finish = ChatFinish::kStop,
+                          .usage = {.prompt_tokens = 4, .completion_tokens = 3}};
+  v1::ChatCompletionResponse response;
+  ToProto(result, &response);
+  const ChatResult read = FromProto(response);
+  EXPECT_EQ(read.text, result.text);
+  EXPECT_EQ(read.token_ids, result.token_ids);
+  EXPECT_EQ(read.logprobs, result.logprobs);
+  EXPECT_EQ(read.finish, ChatFinish::kStop);
+  EXPECT_EQ(read.usage.prompt_tokens, 4);
+  EXPECT_EQ(read.usage.completion_tokens, 3);
+
+  v1::ChatCompletionChunk chunk;
+  ToProto(ChatDelta{.text = "é", .token_ids = {9}, .logprobs = {-0.25f}}, &chunk);
+  const ChatDelta delta = FromProto(chunk);
+  EXPECT_EQ(delta.text, "é");
+  EXPECT_THAT(delta.token_ids, ElementsAre(9));
+  EXPECT_THAT(delta.logprobs, ElementsAre(-0.25f));
+}
+
+TEST(ResultFromProtoTest, UnspecifiedFinishReadsAsStop) {
+  EXPECT_EQ(FromProto(v1::FINISH_REASON_UNSPECIFIED), ChatFinish::kStop);
+  EXPECT_EQ(FromProto(v1::FINISH_REASON_STOP), ChatFinish::kStop);
+}
+
+}  // namespace
+}  // namespace pixtral
