@@ -6,10 +6,11 @@
 #include <cmath>
 #include <iostream>
 #include <memory>
-#include <string>
+#include <optional>
 #include <vector>
 
-#include "common/safetensors.h"
+#include "common/testing/compare.h"
+#include "common/testing/pixtral_tiny.h"
 #include "decoder/pixtral_model.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
@@ -18,21 +19,10 @@
 namespace pixtral {
 namespace {
 
-constexpr char kModelDir[] = "tests/data/pixtral-tiny";
 constexpr double kBf16Tolerance = 3e-2;
 // A greedy pick may differ from the golden only where the golden token's logit is within this
 // fraction of the logits' RMS of the top one: bf16 rounding moves logits by about that much.
 constexpr double kTinyMarginOfRms = 3e-2;
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
-    norm += double{want[i]} * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 class CudaGoldenTest : public ::testing::Test {
  protected:
@@ -40,25 +30,18 @@ class CudaGoldenTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<kernels::Backend>> gpu = kernels::NewCudaBackend();
     if (!gpu.ok()) GTEST_SKIP() << gpu.status();
     backend_ = *std::move(gpu);
-    auto model = PixtralModel::Load(kModelDir, backend_.get(), {.block_size = 4, .num_blocks = 64});
+    auto model =
+        PixtralModel::Load(kPixtralTinyDir, backend_.get(), {.block_size = 4, .num_blocks = 64});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
-    auto golden = SafetensorsFile::Open(std::string(kModelDir) + "/golden.safetensors");
+    absl::StatusOr<PixtralTinyGolden> golden = PixtralTinyGolden::Open();
     ASSERT_TRUE(golden.ok()) << golden.status();
-    golden_ = *std::move(golden);
-    for (const char* name : {"pixel_values_0", "pixel_values_1"}) {
-      const TensorView* view = golden_->Find(name);
-      ASSERT_NE(view, nullptr);
-      pixels_.push_back(*ToFloat32(*view));
-      images_.push_back({view->shape[1], view->shape[2], pixels_.back()});
+    golden_.emplace(*std::move(golden));
+    golden_images_ = golden_->Images();
+    for (const GoldenImage& image : golden_images_) {
+      images_.push_back({image.height, image.width, image.pixels});
     }
   }
-
-  std::vector<int32_t> Ids(const char* name) {
-    std::vector<int64_t> wide = *ToInt64(*golden_->Find(name));
-    return std::vector<int32_t>(wide.begin(), wide.end());
-  }
-  std::vector<float> Golden(const char* name) { return *ToFloat32(*golden_->Find(name)); }
 
   // Feeds the golden continuation token by token (teacher forcing) and checks each greedy pick:
   // equal to the golden token, or behind it by a tiny margin only.
@@ -94,16 +77,16 @@ class CudaGoldenTest : public ::testing::Test {
 
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<PixtralModel> model_;
-  std::unique_ptr<SafetensorsFile> golden_;
-  std::vector<std::vector<float>> pixels_;
-  std::vector<Image> images_;
+  std::optional<PixtralTinyGolden> golden_;
+  std::vector<GoldenImage> golden_images_;
+  std::vector<Image> images_;  // views of golden_images_
 };
 
 TEST_F(CudaGoldenTest, ImageFeaturesMatchTheGolden) {
-  auto features = model_->EmbedImages(Ids("input_ids"), images_);
+  auto features = model_->EmbedImages(golden_->Ids("input_ids"), images_);
   ASSERT_TRUE(features.ok()) << features.status();
   const double error =
-      RelativeError(kernels::ToHost(*backend_, *features), Golden("image_features"));
+      RelativeError(kernels::ToHost(*backend_, *features), golden_->Floats("image_features"));
   EXPECT_LE(error, kBf16Tolerance);
   std::cout << "image_features: relative error " << error << "\n";
 }
@@ -117,13 +100,13 @@ TEST_F(CudaGoldenTest, LogitsMatchTheGoldens) {
   for (const Case& c :
        {Case{"input_ids", "logits", true}, Case{"text_input_ids", "text_logits", false}}) {
     SequenceId seq = model_->decoder().AddSequence();
-    const std::vector<int32_t> ids = Ids(c.ids);
+    const std::vector<int32_t> ids = golden_->Ids(c.ids);
     auto logits = model_->Prefill(
         seq, ids, c.with_images ? absl::MakeConstSpan(images_) : absl::Span<const Image>(),
         {.all_logits = true});
     model_->decoder().Release(seq);
     ASSERT_TRUE(logits.ok()) << logits.status();
-    const std::vector<float> want = Golden(c.logits);
+    const std::vector<float> want = golden_->Floats(c.logits);
     ASSERT_EQ(logits->size(), want.size());
     const double error = RelativeError(*logits, want);
     EXPECT_LE(error, kBf16Tolerance) << c.logits;
@@ -132,8 +115,8 @@ TEST_F(CudaGoldenTest, LogitsMatchTheGoldens) {
 }
 
 TEST_F(CudaGoldenTest, GreedyContinuationsMatchTheGoldens) {
-  ExpectGreedyMatches(Ids("input_ids"), images_, Ids("greedy_multimodal"));
-  ExpectGreedyMatches(Ids("text_input_ids"), {}, Ids("greedy_text"));
+  ExpectGreedyMatches(golden_->Ids("input_ids"), images_, golden_->Ids("greedy_multimodal"));
+  ExpectGreedyMatches(golden_->Ids("text_input_ids"), {}, golden_->Ids("greedy_text"));
 }
 
 }  // namespace
