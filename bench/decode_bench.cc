@@ -87,9 +87,8 @@ int Main() {
   std::printf(
       "decode, batch 1, %d layers, dim %d, vocab %d: median %.2f ms/token, mean %.2f, min %.2f, "
       "max %.2f over %d steps (positions %d..%d)\n",
-      config.n_layers, config.dim, config.vocab_size, times[times.size() / 2],
-      sum / times.size(), times.front(), times.back(), steps, prompt_tokens + warmup,
-      positions - 1);
+      config.n_layers, config.dim, config.vocab_size, times[times.size() / 2], sum / times.size(),
+      times.front(), times.back(), steps, prompt_tokens + warmup, positions - 1);
   return 0;
 }
 

@@ -14,6 +14,9 @@ absl::StatusOr<std::unique_ptr<ReplicaPool>> ReplicaPool::Create(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetMaxSendMessageSize(options.max_send_message_bytes);
+  // An address that resolves to several hosts (a Kubernetes headless Service: one A record per
+  // ready pod) spreads its calls over all of them instead of pinning the first.
+  args.SetLoadBalancingPolicyName("round_robin");
   for (const std::string& address : addresses) {
     if (address.empty()) return absl::InvalidArgumentError("empty replica address");
     pool->channels_.push_back(

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/create_backend.h"
+#include "services/gateway/proto_convert.h"
 
 namespace pixtral {
 
@@ -35,7 +36,11 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
     return fetcher->Fetch(url);
   };
   tokenizer_options.max_images = options.max_images_per_request;
-  tokenizer_options.max_prompt_tokens = stack->max_context_tokens_;
+  tokenizer_options.decode_limits = options.decode_limits;
+  tokenizer_options.max_prompt_tokens =
+      options.max_prompt_tokens > 0
+          ? std::min(options.max_prompt_tokens, stack->max_context_tokens_)
+          : stack->max_context_tokens_;
   PIXTRAL_ASSIGN_OR_RETURN(stack->tokenizer_,
                            MistralTokenizer::FromFile(tekken, std::move(tokenizer_options)));
 
@@ -64,16 +69,8 @@ EmbeddedStack::~EmbeddedStack() {
 }
 
 v1::ModelInfo EmbeddedStack::model_info() const {
-  v1::ModelInfo info;
-  info.set_model_name(std::filesystem::path(options_.model_dir).filename().string());
-  info.set_vocab_size(config().decoder.vocab_size);
-  info.set_max_context_tokens(max_context_tokens_);
-  if (config().vision.has_value()) {
-    info.set_max_image_size(config().vision->image_size);
-    info.set_image_patch_size(config().vision->patch_size);
-  }
-  info.set_max_images_per_request(options_.max_images_per_request);
-  return info;
+  return ToModelInfo(options_.model_dir, config(), max_context_tokens_,
+                     options_.max_images_per_request);
 }
 
 }  // namespace pixtral

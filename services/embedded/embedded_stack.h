@@ -34,9 +34,13 @@ struct EmbeddedStackOptions {
   int cache_block_size = 16;
   int max_batch_size = 32;
   int max_images_per_request = 8;
+  // Longest prompt accepted, images included; 0: the context (the cache, at most 128k tokens).
+  int max_prompt_tokens = 0;
   int default_max_tokens = 256;
   // How image URLs are loaded (http(s) limits, private addresses, local files).
   ImageFetcher::Options fetch;
+  // Encoded bytes, pixels and sides of one image, whatever its source.
+  ImageDecodeLimits decode_limits;
 };
 
 class EmbeddedStack {

@@ -1,5 +1,6 @@
 #include "services/gateway/proto_convert.h"
 
+#include <filesystem>
 #include <string>
 #include <variant>
 #include <vector>
@@ -189,6 +190,23 @@ void ToProto(const ChatUsage& usage, v1::Usage* out) {
   out->set_prompt_tokens(usage.prompt_tokens);
   out->set_image_tokens(usage.image_tokens);
   out->set_completion_tokens(usage.completion_tokens);
+}
+
+v1::ModelInfo ToModelInfo(const std::string& model_dir, const ModelConfig& config,
+                          int max_context_tokens, int max_images_per_request) {
+  v1::ModelInfo info;
+  // "/models/Pixtral-12B-2409/" names the model as well as "/models/Pixtral-12B-2409".
+  std::filesystem::path dir = std::filesystem::path(model_dir).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();
+  info.set_model_name(dir.filename().string());
+  info.set_vocab_size(config.decoder.vocab_size);
+  info.set_max_context_tokens(max_context_tokens);
+  if (config.vision.has_value()) {
+    info.set_max_image_size(config.vision->image_size);
+    info.set_image_patch_size(config.vision->patch_size);
+  }
+  info.set_max_images_per_request(max_images_per_request);
+  return info;
 }
 
 }  // namespace pixtral

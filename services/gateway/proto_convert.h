@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/chat.h"
+#include "common/model_config.h"
 #include "proto/gateway.pb.h"
 #include "services/gateway/chat_types.h"
 
@@ -44,6 +45,11 @@ ChatParams FromProto(const v1::SamplingParams& sampling);
 
 v1::FinishReason ToProto(ChatFinish finish);
 void ToProto(const ChatUsage& usage, v1::Usage* out);
+
+// What GetModelInfo reports: the model folder's name and what its config and the serving limits
+// allow.
+v1::ModelInfo ToModelInfo(const std::string& model_dir, const ModelConfig& config,
+                          int max_context_tokens, int max_images_per_request);
 
 }  // namespace pixtral
 

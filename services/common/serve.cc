@@ -1,0 +1,59 @@
+#include "services/common/serve.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "services/common/server_runner.h"
+
+ABSL_FLAG(int, port, 0, "Port to listen on (all interfaces); 0 picks a free one.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound port is written here once the server is up.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "After SIGTERM, how long in-flight calls may finish before they are cancelled.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message received or sent.");
+
+namespace pixtral {
+namespace {
+
+// Written to a temporary name and renamed, so a reader never sees a partial number.
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << port << "\n";
+    if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", temporary));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", temporary, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ServeUntilTerminated(const std::string& name,
+                                  const std::vector<grpc::Service*>& services) {
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
+      services, {.address = absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_port)),
+                 .max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
+                 .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
+                 .shutdown_grace = grace});
+  if (!server.ok()) return server.status();
+  std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    if (absl::Status status = WritePortFile(path, (*server)->port()); !status.ok()) return status;
+  }
+  const int signal = WaitForTerminationSignal();
+  std::cerr << name << ": signal " << signal << ", shutting down (grace "
+            << absl::FormatDuration(grace) << ")" << std::endl;
+  (*server)->Shutdown();
+  std::cerr << name << ": stopped" << std::endl;
+  return absl::OkStatus();
+}
+
+}  // namespace pixtral

@@ -1,0 +1,34 @@
+// The part of main() every Pixtral server shares: the listening flags (--port, --port_file,
+// --shutdown_grace, --max_message_bytes), then serving until SIGTERM or SIGINT, then a graceful
+// shutdown that gives in-flight calls --shutdown_grace before cancelling them.
+//
+//   int main(int argc, char** argv) {
+//     pixtral::BlockTerminationSignals();      // before any thread starts
+//     absl::ParseCommandLine(argc, argv);
+//     ... load the model, build the service ...
+//     absl::Status status = pixtral::ServeUntilTerminated("vision_worker", {&service});
+//     return status.ok() ? 0 : 1;
+//   }
+//
+// Start the server only once the model is loaded: health checks then report SERVING exactly
+// when the process can do its work.
+#ifndef PIXTRAL_SERVICES_COMMON_SERVE_H_
+#define PIXTRAL_SERVICES_COMMON_SERVE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "grpcpp/impl/service_type.h"
+
+namespace pixtral {
+
+// Starts `services` on the flags' address, writes the bound port to --port_file if set (so tests
+// and scripts can use --port=0), blocks until SIGTERM or SIGINT, then shuts down gracefully.
+// UNAVAILABLE if the port cannot be bound; the port file's error if it cannot be written.
+absl::Status ServeUntilTerminated(const std::string& name,
+                                  const std::vector<grpc::Service*>& services);
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_COMMON_SERVE_H_

@@ -1,0 +1,89 @@
+// The decoder worker: loads the decoder (and the vision-language adapter it applies to received
+// encoder features) from a model folder, runs the continuous-batching scheduler and serves
+// pixtral.v1.Decoder.
+//
+//   decoder_worker --model_dir=/models/Pixtral-12B-2409 --backend=cuda --port=9002
+//       --cache_tokens=262144 --max_batch_size=64
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "common/status_macros.h"
+#include "common/tekken.h"
+#include "decoder/pixtral_model.h"
+#include "decoder/pixtral_sequence_model.h"
+#include "decoder/scheduler.h"
+#include "kernels/create_backend.h"
+#include "services/common/serve.h"
+#include "services/common/server_runner.h"
+#include "services/decoder_worker/decoder_service.h"
+
+ABSL_FLAG(std::string, model_dir, "",
+          "Model folder (params.json, the safetensors weights, tekken.json for the EOS id).");
+ABSL_FLAG(std::string, backend, "cpu", "Compute backend: cpu | cuda.");
+ABSL_FLAG(int, cache_tokens, 32768,
+          "KV cache capacity in tokens, shared by all running requests; also bounds one "
+          "request's prompt plus max_tokens.");
+ABSL_FLAG(int, cache_block_size, 16, "Positions per KV cache block.");
+ABSL_FLAG(int, max_batch_size, 32, "Sequences decoded together in one step.");
+ABSL_FLAG(int, max_waiting, 256,
+          "Requests waiting to join the batch; beyond this calls are RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0.");
+
+namespace pixtral {
+namespace {
+
+// Pixtral-12B-2409 was trained with a 128k-token context.
+constexpr int kModelContextTokens = 131072;
+
+absl::Status Run() {
+  const std::string dir = absl::GetFlag(FLAGS_model_dir);
+  const int cache_tokens = absl::GetFlag(FLAGS_cache_tokens);
+  const int block_size = absl::GetFlag(FLAGS_cache_block_size);
+  if (cache_tokens <= 0 || block_size <= 0) {
+    return absl::InvalidArgumentError("--cache_tokens and --cache_block_size must be positive");
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
+                           kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  PIXTRAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<PixtralModel> model,
+      PixtralModel::Load(
+          dir, backend.get(),
+          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size}));
+  if (!model->config().vision.has_value()) {
+    return absl::FailedPreconditionError("the model has no vision encoder");
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<TekkenTokenizer> tekken,
+                           TekkenTokenizer::FromFile(dir + "/tekken.json"));
+  PixtralSequenceModel sequences(*model);
+  Scheduler scheduler(sequences, {.eos_id = tekken->eos_id(),
+                                  .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
+                                  .max_waiting = absl::GetFlag(FLAGS_max_waiting)});
+  scheduler.Start();
+  DecoderService service(scheduler,
+                         {.vocab_size = model->config().decoder.vocab_size,
+                          .feature_width = model->config().vision->hidden_size,
+                          .image_token_id = model->config().vision->image_token_id,
+                          .max_context_tokens = std::min(kModelContextTokens, cache_tokens),
+                          .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens)});
+  absl::Status served = ServeUntilTerminated("decoder_worker", {&service});
+  scheduler.Stop();
+  return served;
+}
+
+}  // namespace
+}  // namespace pixtral
+
+int main(int argc, char** argv) {
+  pixtral::BlockTerminationSignals();
+  absl::ParseCommandLine(argc, argv);
+  if (absl::Status status = pixtral::Run(); !status.ok()) {
+    std::cerr << "decoder_worker: " << status << std::endl;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,59 @@
+#include "services/gateway/distributed_stack.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+
+#include "common/status_macros.h"
+#include "services/gateway/proto_convert.h"
+
+namespace pixtral {
+
+// Pixtral-12B-2409 was trained with a 128k-token context; each decoder worker also bounds a
+// request by its KV cache.
+constexpr int kModelContextTokens = 131072;
+
+absl::StatusOr<std::unique_ptr<DistributedStack>> DistributedStack::Create(
+    const DistributedStackOptions& options) {
+  std::unique_ptr<DistributedStack> stack(new DistributedStack());
+  stack->options_ = options;
+  const std::filesystem::path dir(options.model_dir);
+  PIXTRAL_ASSIGN_OR_RETURN(stack->config_, LoadModelConfig((dir / "params.json").string()));
+  if (!stack->config_.vision.has_value()) {
+    return absl::FailedPreconditionError("the model has no vision encoder");
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(stack->vision_pool_,
+                           ReplicaPool::Create(options.vision_workers, options.channel));
+  PIXTRAL_ASSIGN_OR_RETURN(stack->decoder_pool_,
+                           ReplicaPool::Create(options.decoder_workers, options.channel));
+
+  stack->fetcher_ = std::make_unique<ImageFetcher>(options.fetch);
+  MistralTokenizerOptions tokenizer_options;
+  tokenizer_options.fetch_image = [fetcher = stack->fetcher_.get()](absl::string_view url) {
+    return fetcher->Fetch(url);
+  };
+  tokenizer_options.decode_limits = options.decode_limits;
+  tokenizer_options.max_images = options.max_images_per_request;
+  tokenizer_options.max_prompt_tokens =
+      options.max_prompt_tokens > 0 ? std::min(options.max_prompt_tokens, kModelContextTokens)
+                                    : kModelContextTokens;
+  PIXTRAL_ASSIGN_OR_RETURN(
+      stack->tokenizer_,
+      MistralTokenizer::FromFile((dir / "tekken.json").string(), std::move(tokenizer_options)));
+
+  const int width = stack->config_.vision->hidden_size;
+  stack->vision_ = std::make_unique<RemoteVisionStage>(*stack->vision_pool_, width);
+  stack->decoder_ = std::make_unique<RemoteDecoderStage>(*stack->decoder_pool_, width);
+  stack->pipeline_ =
+      std::make_unique<ChatPipeline>(*stack->tokenizer_, *stack->vision_, *stack->decoder_,
+                                     ChatLimits{.max_context_tokens = kModelContextTokens,
+                                                .default_max_tokens = options.default_max_tokens});
+  return stack;
+}
+
+v1::ModelInfo DistributedStack::model_info() const {
+  return ToModelInfo(options_.model_dir, config_, kModelContextTokens,
+                     options_.max_images_per_request);
+}
+
+}  // namespace pixtral

@@ -1,0 +1,73 @@
+// The gateway's distributed mode: the tokenizer in process, the vision encoder and the decoder on
+// workers behind replica pools. The counterpart of EmbeddedStack (services/embedded), with the
+// same ChatPipeline on top; the gateway needs only params.json and tekken.json, no weights.
+//
+//   absl::StatusOr<std::unique_ptr<DistributedStack>> stack = DistributedStack::Create({
+//       .model_dir = "/models/Pixtral-12B-2409",
+//       .vision_workers = {"vision-0:9001", "vision-1:9001"},
+//       .decoder_workers = {"decoder-0:9002"}});
+//   absl::StatusOr<ChatResult> result = (*stack)->pipeline().Run(request, params, {}, on_delta);
+#ifndef PIXTRAL_SERVICES_GATEWAY_DISTRIBUTED_STACK_H_
+#define PIXTRAL_SERVICES_GATEWAY_DISTRIBUTED_STACK_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/chat_encoder.h"
+#include "common/image_fetcher.h"
+#include "common/model_config.h"
+#include "proto/gateway.pb.h"
+#include "services/common/replica_pool.h"
+#include "services/gateway/chat_pipeline.h"
+#include "services/gateway/remote_stages.h"
+
+namespace pixtral {
+
+struct DistributedStackOptions {
+  // Holds params.json and tekken.json.
+  std::string model_dir;
+  // host:port of each replica.
+  std::vector<std::string> vision_workers;
+  std::vector<std::string> decoder_workers;
+  ChannelOptions channel;
+  int max_images_per_request = 8;
+  // Longest prompt accepted, images included; 0: the model's context.
+  int max_prompt_tokens = 0;
+  int default_max_tokens = 256;
+  // How image URLs are loaded (http(s) limits, private addresses, local files).
+  ImageFetcher::Options fetch;
+  // Encoded bytes, pixels and sides of one image, whatever its source.
+  ImageDecodeLimits decode_limits;
+};
+
+class DistributedStack {
+ public:
+  // Reads the config and the tokenizer and makes the channels; workers need not be up yet
+  // (calls to them are UNAVAILABLE until they are). InvalidArgument for an empty worker list.
+  static absl::StatusOr<std::unique_ptr<DistributedStack>> Create(
+      const DistributedStackOptions& options);
+
+  ChatPipeline& pipeline() { return *pipeline_; }
+  const MistralTokenizer& tokenizer() const { return *tokenizer_; }
+  // What the gateway's GetModelInfo reports.
+  v1::ModelInfo model_info() const;
+
+ private:
+  DistributedStack() = default;
+
+  DistributedStackOptions options_;
+  ModelConfig config_;
+  std::unique_ptr<ImageFetcher> fetcher_;
+  std::unique_ptr<MistralTokenizer> tokenizer_;
+  std::unique_ptr<ReplicaPool> vision_pool_;
+  std::unique_ptr<ReplicaPool> decoder_pool_;
+  std::unique_ptr<RemoteVisionStage> vision_;
+  std::unique_ptr<RemoteDecoderStage> decoder_;
+  std::unique_ptr<ChatPipeline> pipeline_;
+};
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_GATEWAY_DISTRIBUTED_STACK_H_

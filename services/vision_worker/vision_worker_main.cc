@@ -1,0 +1,65 @@
+// The vision-encoder worker: loads only the vision encoder's weights from a model folder and
+// serves pixtral.v1.VisionEncoder, batching concurrent requests.
+//
+//   vision_worker --model_dir=/models/Pixtral-12B-2409 --backend=cuda --port=9001
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "common/model_folder.h"
+#include "common/status_macros.h"
+#include "kernels/create_backend.h"
+#include "kernels/weights.h"
+#include "services/common/serve.h"
+#include "services/common/server_runner.h"
+#include "services/vision_worker/vision_service.h"
+#include "vision_encoder/encode_batcher.h"
+#include "vision_encoder/vision_encoder.h"
+
+ABSL_FLAG(std::string, model_dir, "", "Model folder (params.json and the safetensors weights).");
+ABSL_FLAG(std::string, backend, "cpu", "Compute backend: cpu | cuda.");
+ABSL_FLAG(int, max_images_per_request, 16, "Images in one Encode call at most.");
+ABSL_FLAG(int64_t, max_batch_patches, 16384,
+          "Patches encoded together at most when batching concurrent requests.");
+
+namespace pixtral {
+namespace {
+
+absl::Status Run() {
+  PIXTRAL_ASSIGN_OR_RETURN(ModelFolder opened, OpenModelFolder(absl::GetFlag(FLAGS_model_dir)));
+  auto folder = std::make_shared<ModelFolder>(std::move(opened));
+  if (!folder->config.vision.has_value()) {
+    return absl::FailedPreconditionError("the model has no vision encoder");
+  }
+  const VisionEncoderConfig& vision = *folder->config.vision;
+  PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
+                           kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  kernels::WeightLoader loader(*backend, folder->weights, folder);
+  PIXTRAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<VisionEncoder> encoder,
+      VisionEncoder::Create(backend.get(), vision, folder->config.decoder.dim, loader));
+  EncodeBatcher batcher(*encoder, *backend,
+                        {.max_patches_per_batch = absl::GetFlag(FLAGS_max_batch_patches)});
+  VisionService service(batcher,
+                        {.num_channels = vision.num_channels,
+                         .patch_size = vision.patch_size,
+                         .max_image_size = vision.image_size,
+                         .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)});
+  return ServeUntilTerminated("vision_worker", {&service});
+}
+
+}  // namespace
+}  // namespace pixtral
+
+int main(int argc, char** argv) {
+  pixtral::BlockTerminationSignals();
+  absl::ParseCommandLine(argc, argv);
+  if (absl::Status status = pixtral::Run(); !status.ok()) {
+    std::cerr << "vision_worker: " << status << std::endl;
+    return 1;
+  }
+  return 0;
+}
