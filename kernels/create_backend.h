@@ -10,8 +10,8 @@
 
 namespace pixtral::kernels {
 
-// "cpu": the float32 reference backend. "cuda" is UNIMPLEMENTED until the CUDA backend lands;
-// any other name is INVALID_ARGUMENT.
+// "cpu": the float32 reference backend. "cuda": the GPU backend, UNAVAILABLE where no CUDA
+// device is present. Any other name is INVALID_ARGUMENT.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& name);
 
 }  // namespace pixtral::kernels

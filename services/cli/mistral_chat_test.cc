@@ -181,9 +181,11 @@ TEST_F(MistralChatTest, ScriptErrorsExitNonZeroWithAClearMessage) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_THAT(run.err, HasSubstr("cannot load"));
 
-  run = RunChat(Flags({*dir_, "--prompt=Hi", "--backend=cuda"}));
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.err, HasSubstr("UNIMPLEMENTED"));
+  run = RunChat(Flags({*dir_, "--prompt=Hi", "--backend=cuda"}));  // runs where a GPU is
+  if (run.exit_code != 0) {
+    EXPECT_EQ(run.exit_code, 1);
+    EXPECT_THAT(run.err, HasSubstr("UNAVAILABLE"));
+  }
 
   run = RunChat(Flags({"--gateway=127.0.0.1:1", "--prompt=Hi"}));
   EXPECT_EQ(run.exit_code, 1);

@@ -1,0 +1,69 @@
+// Attention kernels of the CUDA backend: block-diagonal attention for the vision encoder and
+// causal attention over the paged bf16 KV cache for the decoder. Both are the simple first
+// version: one thread block per (query token, head), keys visited in chunks with an online
+// softmax, so any sequence length works with fixed shared memory.
+//
+//   PagedAttentionParams p{...};
+//   CUDA_CHECK(LaunchPagedAttention(p, stream));  // appends k, v to the cache, then attends
+#ifndef PIXTRAL_KERNELS_CUDA_ATTENTION_H_
+#define PIXTRAL_KERNELS_CUDA_ATTENTION_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace pixtral::cuda {
+
+// The largest head dimension the kernels take (Pixtral: 128 in the decoder, 64 in the vision
+// encoder).
+constexpr int kMaxAttentionHeadDim = 256;
+
+// q, k, v, out: f32 [tokens, heads, head_dim]. Consecutive token ranges of segment_lengths
+// (i32 [num_segments], device) attend only within themselves; a token outside every segment gets
+// NaN.
+struct SegmentAttentionParams {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  const int32_t* segment_lengths;
+  int32_t num_segments;
+  int32_t tokens;
+  int32_t heads;
+  int32_t head_dim;
+  float scale;
+};
+
+// q, out: f32 [tokens, heads, head_dim]; k, v: f32 [tokens, kv_heads, head_dim];
+// k_cache, v_cache: bf16 [num_blocks, block_size, kv_heads, head_dim]. sequences (i32
+// [num_sequences, 3]: q_begin, q_len, start_pos) and block_tables (i32 [num_sequences,
+// max_blocks], -1 padded) are device memory, as kernels::PagedBatch holds them. Rows of no
+// sequence are left untouched; a sequence whose block table is too short or names a block
+// outside the cache gets NaN rows.
+struct PagedAttentionParams {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  uint16_t* k_cache;  // bf16 bit patterns
+  uint16_t* v_cache;
+  const int32_t* sequences;
+  const int32_t* block_tables;
+  int32_t num_sequences;
+  int32_t max_blocks;
+  int32_t num_blocks;
+  int32_t block_size;
+  int32_t tokens;
+  int32_t heads;
+  int32_t kv_heads;
+  int32_t head_dim;
+  float scale;
+};
+
+cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& params, cudaStream_t stream);
+// Two launches on `stream`: the append of every new k, v row into the cache, then attention.
+cudaError_t LaunchPagedAttention(const PagedAttentionParams& params, cudaStream_t stream);
+
+}  // namespace pixtral::cuda
+
+#endif  // PIXTRAL_KERNELS_CUDA_ATTENTION_H_

@@ -1,0 +1,455 @@
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/ops.h"
+
+namespace pixtral::kernels {
+namespace {
+
+using cuda::WeightType;
+
+// Every allocation is rounded up to this, so that views into it can be 16-byte aligned and a
+// zero-element tensor still has an address.
+constexpr size_t kAllocationGranularity = 256;
+
+// A CUDA failure inside an op is a broken device or a bug, like a shape mismatch: fatal.
+void CheckCuda(cudaError_t error, const char* what) {
+  CHECK(error == cudaSuccess) << "CUDA backend: " << what << ": " << cudaGetErrorString(error);
+}
+
+void CheckCublas(cublasStatus_t status, const char* what) {
+  CHECK(status == CUBLAS_STATUS_SUCCESS)
+      << "CUDA backend: " << what << ": " << cublasGetStatusString(status);
+}
+
+size_t RoundedBytes(size_t bytes) {
+  return std::max(kAllocationGranularity, (bytes + kAllocationGranularity - 1) /
+                                              kAllocationGranularity * kAllocationGranularity);
+}
+
+// The stream and cuBLAS handle. Shared by the backend and every buffer it made, since a buffer
+// frees itself on the stream and may outlive the backend object.
+class CudaContext {
+ public:
+  static absl::StatusOr<std::shared_ptr<CudaContext>> Create() {
+    auto context = std::shared_ptr<CudaContext>(new CudaContext());
+    cudaError_t error = cudaStreamCreateWithFlags(&context->stream_, cudaStreamNonBlocking);
+    if (error != cudaSuccess) {
+      return absl::InternalError(
+          absl::StrCat("CUDA backend: cannot create a stream: ", cudaGetErrorString(error)));
+    }
+    if (cublasCreate(&context->cublas_) != CUBLAS_STATUS_SUCCESS) {
+      return absl::InternalError("CUDA backend: cannot create a cuBLAS handle");
+    }
+    CheckCublas(cublasSetStream(context->cublas_, context->stream_), "cublasSetStream");
+    return context;
+  }
+
+  ~CudaContext() {
+    if (cublas_ != nullptr && cublasDestroy(cublas_) != CUBLAS_STATUS_SUCCESS) {
+      LOG(ERROR) << "CUDA backend: cublasDestroy failed";
+    }
+    if (stream_ == nullptr) return;
+    for (const cudaError_t error : {cudaStreamSynchronize(stream_), cudaStreamDestroy(stream_)}) {
+      if (error != cudaSuccess) LOG(ERROR) << "CUDA backend: " << cudaGetErrorString(error);
+    }
+  }
+
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+
+ private:
+  CudaContext() = default;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+};
+
+// Device memory from the stream-ordered pool (activations, scratch) or from cudaMalloc
+// (weights, which live as long as the model).
+class DeviceBuffer : public Buffer {
+ public:
+  enum class Kind { kStreamOrdered, kWeight };
+
+  static absl::StatusOr<std::shared_ptr<DeviceBuffer>> Create(std::shared_ptr<CudaContext> context,
+                                                              size_t bytes, Kind kind) {
+    const size_t size = RoundedBytes(bytes);
+    void* data = nullptr;
+    const cudaError_t error = kind == Kind::kWeight
+                                  ? cudaMalloc(&data, size)
+                                  : cudaMallocAsync(&data, size, context->stream());
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // an allocation failure is not sticky; clear it
+      return absl::ResourceExhaustedError(absl::StrCat("CUDA backend: cannot allocate ", bytes,
+                                                       " bytes: ", cudaGetErrorString(error)));
+    }
+    return std::shared_ptr<DeviceBuffer>(new DeviceBuffer(std::move(context), data, size, kind));
+  }
+
+  ~DeviceBuffer() override {
+    const cudaError_t error =
+        kind_ == Kind::kWeight ? cudaFree(data_) : cudaFreeAsync(data_, context_->stream());
+    if (error != cudaSuccess) LOG(ERROR) << "CUDA backend: free: " << cudaGetErrorString(error);
+  }
+
+  void* data() override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  DeviceBuffer(std::shared_ptr<CudaContext> context, void* data, size_t size, Kind kind)
+      : context_(std::move(context)), data_(data), size_(size), kind_(kind) {}
+
+  std::shared_ptr<CudaContext> context_;
+  void* data_;
+  size_t size_;
+  Kind kind_;
+};
+
+void CheckF32(const Tensor& t) { CHECK(t.dtype() == DType::kF32) << t.DebugString(); }
+void CheckI32(const Tensor& t) { CHECK(t.dtype() == DType::kI32) << t.DebugString(); }
+
+void CheckSameShape(const Tensor& a, const Tensor& b) {
+  CHECK(a.shape() == b.shape()) << a.DebugString() << " vs " << b.DebugString();
+}
+
+WeightType WeightTypeOf(const Tensor& t) {
+  if (t.dtype() == DType::kBF16) return WeightType::kBF16;
+  CHECK(t.dtype() == DType::kF32) << "weights are bf16 or f32, not " << t.DebugString();
+  return WeightType::kF32;
+}
+
+int32_t ToInt32(int64_t v) {
+  CHECK(v >= 0 && v <= std::numeric_limits<int32_t>::max()) << v;
+  return static_cast<int32_t>(v);
+}
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(std::shared_ptr<CudaContext> context) : context_(std::move(context)) {}
+
+  std::string_view name() const override { return "cuda"; }
+
+  absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) override {
+    return AllocKind(dtype, std::move(shape), DeviceBuffer::Kind::kStreamOrdered);
+  }
+
+  absl::StatusOr<Tensor> LoadWeight(
+      DType dtype, std::vector<int64_t> shape, const void* host,
+      std::shared_ptr<const void> /*owner: copied, not kept*/) override {
+    absl::StatusOr<Tensor> t = AllocKind(dtype, std::move(shape), DeviceBuffer::Kind::kWeight);
+    if (t.ok()) CopyFromHost(host, *t);
+    return t;
+  }
+
+  void CopyFromHost(const void* host, const Tensor& dst) override {
+    if (dst.bytes() == 0) return;
+    CheckCuda(
+        cudaMemcpyAsync(dst.data<void>(), host, dst.bytes(), cudaMemcpyHostToDevice, stream()),
+        "copy to device");
+    // Pageable host memory may still be read after an async call returns: wait for it.
+    CheckCuda(cudaStreamSynchronize(stream()), "copy to device");
+  }
+
+  void CopyToHost(const Tensor& src, void* host) override {
+    if (src.bytes() == 0) return;
+    CheckCuda(
+        cudaMemcpyAsync(host, src.data<void>(), src.bytes(), cudaMemcpyDeviceToHost, stream()),
+        "copy to host");
+    CheckCuda(cudaStreamSynchronize(stream()), "copy to host");
+  }
+
+  DType KvCacheDType() const override { return DType::kBF16; }
+
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    CheckF32(x);
+    CheckF32(y);
+    CHECK(x.rank() == 2 && w.rank() == 2 && y.rank() == 2);
+    const int64_t t = x.dim(0), k = x.dim(1), n = w.dim(0);
+    CHECK(w.dim(1) == k && y.dim(0) == t && y.dim(1) == n)
+        << x.DebugString() << " · " << w.DebugString() << "ᵀ -> " << y.DebugString();
+    if (bias != nullptr) CHECK(bias->rank() == 1 && bias->dim(0) == n) << bias->DebugString();
+    if (t == 0 || n == 0) return;
+    // Row-major y[t, n] = x[t, k] · w[n, k]ᵀ is column-major yᵀ[n, t] = w[n, k] · xᵀ[k, t]:
+    // cuBLAS's A is w read transposed, B is x as stored.
+    const float one = 1.0f, zero = 0.0f;
+    const int m_ = ToInt32(n), n_ = ToInt32(t), k_ = ToInt32(k);
+    if (WeightTypeOf(w) == WeightType::kBF16) {
+      absl::StatusOr<Tensor> x16 = Alloc(DType::kBF16, {t, k});
+      CHECK(x16.ok()) << x16.status();
+      CheckCuda(
+          cuda::LaunchF32ToBf16(
+              {.src = x.data<float>(), .dst = x16->data<uint16_t>(), .count = t * k}, stream()),
+          "MatMul: f32 -> bf16");
+      CheckCublas(
+          cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
+                       CUDA_R_16BF, k_, x16->data<void>(), CUDA_R_16BF, k_, &zero, y.data<void>(),
+                       CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "MatMul: bf16 GEMM");
+    } else {
+      CheckCublas(
+          cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
+                       CUDA_R_32F, k_, x.data<void>(), CUDA_R_32F, k_, &zero, y.data<void>(),
+                       CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "MatMul: f32 GEMM");
+    }
+    if (bias != nullptr) {
+      CheckCuda(cuda::LaunchAddBias({.y = y.data<float>(),
+                                     .bias = bias->data<void>(),
+                                     .bias_type = WeightTypeOf(*bias),
+                                     .rows = t,
+                                     .cols = n},
+                                    stream()),
+                "MatMul: bias");
+    }
+  }
+
+  void Add(const Tensor& a, const Tensor& b, const Tensor& out) override {
+    for (const Tensor* t : {&a, &b, &out}) {
+      CheckF32(*t);
+      CheckSameShape(a, *t);
+    }
+    CheckCuda(cuda::LaunchAdd({.a = a.data<float>(),
+                               .b = b.data<float>(),
+                               .out = out.data<float>(),
+                               .count = a.numel()},
+                              stream()),
+              "Add");
+  }
+
+  void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) override {
+    CheckF32(x);
+    CheckF32(y);
+    CheckSameShape(x, y);
+    const int64_t d = x.shape().back();
+    CHECK(weight.rank() == 1 && weight.dim(0) == d) << weight.DebugString();
+    CheckCuda(cuda::LaunchRmsNorm({.x = x.data<float>(),
+                                   .weight = weight.data<void>(),
+                                   .weight_type = WeightTypeOf(weight),
+                                   .y = y.data<float>(),
+                                   .rows = x.numel() / d,
+                                   .dim = d,
+                                   .eps = eps},
+                                  stream()),
+              "RmsNorm");
+  }
+
+  void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    for (const Tensor* t : {&gate, &up, &out}) {
+      CheckF32(*t);
+      CheckSameShape(gate, *t);
+    }
+    CheckCuda(cuda::LaunchSiluMul({.gate = gate.data<float>(),
+                                   .up = up.data<float>(),
+                                   .out = out.data<float>(),
+                                   .count = gate.numel()},
+                                  stream()),
+              "SiluMul");
+  }
+
+  void Gelu(const Tensor& x, const Tensor& y) override {
+    CheckF32(x);
+    CheckF32(y);
+    CheckSameShape(x, y);
+    CheckCuda(cuda::LaunchGelu({.x = x.data<float>(), .y = y.data<float>(), .count = x.numel()},
+                               stream()),
+              "Gelu");
+  }
+
+  void Softmax(const Tensor& x, const Tensor& y) override {
+    CheckF32(x);
+    CheckF32(y);
+    CheckSameShape(x, y);
+    const int64_t n = x.shape().back();
+    CheckCuda(cuda::LaunchSoftmax(
+                  {.x = x.data<float>(), .y = y.data<float>(), .rows = x.numel() / n, .cols = n},
+                  stream()),
+              "Softmax");
+  }
+
+  void Rope(const Tensor& x, const Tensor& cos_sin) override {
+    CheckF32(x);
+    CheckF32(cos_sin);
+    CHECK_EQ(x.rank(), 3) << x.DebugString();
+    const int64_t t = x.dim(0), h = x.dim(1), half = x.dim(2) / 2;
+    CHECK(x.dim(2) % 2 == 0 && cos_sin.shape() == std::vector<int64_t>({t, half, 2}))
+        << x.DebugString() << " with table " << cos_sin.DebugString();
+    CheckCuda(cuda::LaunchRope({.x = x.data<float>(),
+                                .cos_sin = cos_sin.data<float>(),
+                                .tokens = t,
+                                .heads = h,
+                                .half = half},
+                               stream()),
+              "Rope");
+  }
+
+  void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& segment_lengths, float scale, const Tensor& out) override {
+    for (const Tensor* t : {&q, &k, &v, &out}) {
+      CheckF32(*t);
+      CheckSameShape(q, *t);
+    }
+    CHECK_EQ(q.rank(), 3);
+    CheckI32(segment_lengths);
+    CHECK_EQ(segment_lengths.rank(), 1);
+    CheckCuda(cuda::LaunchSegmentAttention({.q = q.data<float>(),
+                                            .k = k.data<float>(),
+                                            .v = v.data<float>(),
+                                            .out = out.data<float>(),
+                                            .segment_lengths = segment_lengths.data<int32_t>(),
+                                            .num_segments = ToInt32(segment_lengths.dim(0)),
+                                            .tokens = ToInt32(q.dim(0)),
+                                            .heads = ToInt32(q.dim(1)),
+                                            .head_dim = ToInt32(q.dim(2)),
+                                            .scale = scale},
+                                           stream()),
+              "SegmentAttention");
+  }
+
+  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const PagedBatch& batch,
+                      float scale, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& out) override {
+    for (const Tensor* t : {&q, &k, &v, &out}) CheckF32(*t);
+    CHECK(k_cache.dtype() == DType::kBF16) << k_cache.DebugString();
+    CheckSameShape(q, out);
+    CheckSameShape(k, v);
+    CheckSameShape(k_cache, v_cache);
+    CHECK(q.rank() == 3 && k.rank() == 3 && k_cache.rank() == 4);
+    const int64_t h = q.dim(1), d = q.dim(2), hkv = k.dim(1);
+    CHECK(k.dim(0) == q.dim(0) && k.dim(2) == d && h % hkv == 0);
+    CHECK(k_cache.dim(2) == hkv && k_cache.dim(3) == d) << k_cache.DebugString();
+    const Tensor& seqs = batch.sequences;
+    const Tensor& tables = batch.block_tables;
+    CheckI32(seqs);
+    CheckI32(tables);
+    CHECK(seqs.rank() == 2 && seqs.dim(1) == 3 && tables.rank() == 2 &&
+          tables.dim(0) == seqs.dim(0));
+    CheckCuda(cuda::LaunchPagedAttention({.q = q.data<float>(),
+                                          .k = k.data<float>(),
+                                          .v = v.data<float>(),
+                                          .out = out.data<float>(),
+                                          .k_cache = k_cache.data<uint16_t>(),
+                                          .v_cache = v_cache.data<uint16_t>(),
+                                          .sequences = seqs.data<int32_t>(),
+                                          .block_tables = tables.data<int32_t>(),
+                                          .num_sequences = ToInt32(seqs.dim(0)),
+                                          .max_blocks = ToInt32(tables.dim(1)),
+                                          .num_blocks = ToInt32(k_cache.dim(0)),
+                                          .block_size = ToInt32(k_cache.dim(1)),
+                                          .tokens = ToInt32(q.dim(0)),
+                                          .heads = ToInt32(h),
+                                          .kv_heads = ToInt32(hkv),
+                                          .head_dim = ToInt32(d),
+                                          .scale = scale},
+                                         stream()),
+              "PagedAttention");
+  }
+
+  void Gather(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    CheckF32(out);
+    CheckI32(ids);
+    CHECK(ids.rank() == 1 && table.rank() == 2 && out.rank() == 2 && out.dim(0) == ids.dim(0) &&
+          out.dim(1) == table.dim(1))
+        << table.DebugString() << "[" << ids.DebugString() << "] -> " << out.DebugString();
+    CheckCuda(cuda::LaunchGather({.table = table.data<void>(),
+                                  .table_type = WeightTypeOf(table),
+                                  .table_rows = table.dim(0),
+                                  .ids = ids.data<int32_t>(),
+                                  .out = out.data<float>(),
+                                  .count = ids.dim(0),
+                                  .dim = table.dim(1)},
+                                 stream()),
+              "Gather");
+  }
+
+  void Scatter(const Tensor& src, const Tensor& rows, const Tensor& dst) override {
+    CheckF32(src);
+    CheckF32(dst);
+    CheckI32(rows);
+    CHECK(rows.rank() == 1 && src.rank() == 2 && dst.rank() == 2 && rows.dim(0) == src.dim(0) &&
+          src.dim(1) == dst.dim(1))
+        << src.DebugString() << " -> " << dst.DebugString() << "[" << rows.DebugString() << "]";
+    CheckCuda(cuda::LaunchScatter({.src = src.data<float>(),
+                                   .rows = rows.data<int32_t>(),
+                                   .dst = dst.data<float>(),
+                                   .count = src.dim(0),
+                                   .dst_rows = dst.dim(0),
+                                   .dim = src.dim(1)},
+                                  stream()),
+              "Scatter");
+  }
+
+  void Patchify(const Tensor& image, int patch_size, const Tensor& out) override {
+    CheckF32(image);
+    CheckF32(out);
+    CHECK_EQ(image.rank(), 3);
+    const int64_t c = image.dim(0), h = image.dim(1), w = image.dim(2), p = patch_size;
+    CHECK(p > 0 && h % p == 0 && w % p == 0) << image.DebugString() << " patch " << p;
+    CHECK(out.shape() == std::vector<int64_t>({(h / p) * (w / p), c * p * p})) << out.DebugString();
+    CheckCuda(cuda::LaunchPatchify({.image = image.data<float>(),
+                                    .out = out.data<float>(),
+                                    .channels = c,
+                                    .height = h,
+                                    .width = w,
+                                    .patch = p},
+                                   stream()),
+              "Patchify");
+  }
+
+ private:
+  cudaStream_t stream() const { return context_->stream(); }
+  cublasHandle_t cublas() const { return context_->cublas(); }
+
+  absl::StatusOr<Tensor> AllocKind(DType dtype, std::vector<int64_t> shape,
+                                   DeviceBuffer::Kind kind) {
+    int64_t numel = 1;
+    for (int64_t d : shape) {
+      if (d < 0) return absl::InvalidArgumentError("Alloc: negative dimension");
+      numel *= d;
+    }
+    absl::StatusOr<std::shared_ptr<DeviceBuffer>> buffer =
+        DeviceBuffer::Create(context_, static_cast<size_t>(numel) * DTypeSize(dtype), kind);
+    if (!buffer.ok()) return buffer.status();
+    return Tensor(*std::move(buffer), 0, dtype, std::move(shape));
+  }
+
+  std::shared_ptr<CudaContext> context_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend() {
+  int devices = 0;
+  const cudaError_t error = cudaGetDeviceCount(&devices);
+  if (error != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    return absl::UnavailableError(absl::StrCat(
+        "CUDA backend: no CUDA device is available (",
+        error == cudaSuccess ? "0 devices" : cudaGetErrorString(error), "); use --backend=cpu"));
+  }
+  CheckCuda(cudaSetDevice(0), "cudaSetDevice");
+  // Keep freed activations in the stream-ordered pool instead of returning them to the driver at
+  // every synchronization: forward steps allocate and free the same sizes again and again.
+  cudaMemPool_t pool;
+  CheckCuda(cudaDeviceGetDefaultMemPool(&pool, 0), "cudaDeviceGetDefaultMemPool");
+  uint64_t threshold = std::numeric_limits<uint64_t>::max();
+  CheckCuda(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
+            "cudaMemPoolSetAttribute");
+  absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::Create();
+  if (!context.ok()) return context.status();
+  return std::make_unique<CudaBackend>(*std::move(context));
+}
+
+}  // namespace pixtral::kernels

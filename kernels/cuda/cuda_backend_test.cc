@@ -1,0 +1,245 @@
+// Every op of the CUDA backend against the CPU reference backend on random data. GPU outputs are
+// poisoned with NaN first, so an unwritten element fails (a NaN error fails every bound). Bounds
+// are relative Frobenius errors: float32 arithmetic ~1e-6, bf16 operands (matrix products, the
+// bf16 KV cache) ~1e-2.
+// Where no GPU is visible (CI) the tests are skipped, not passed.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "common/testing/compare.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/rope.h"
+
+namespace pixtral::kernels {
+namespace {
+
+constexpr double kF32Tolerance = 1e-6;
+constexpr double kBf16Tolerance = 1e-2;
+
+std::vector<float> Random(size_t n, uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+int64_t Numel(const std::vector<int64_t>& shape) {
+  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+}
+
+// The same tensor on both backends.
+struct Pair {
+  Tensor cpu, gpu;
+};
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Backend>> gpu = NewCudaBackend();
+    if (!gpu.ok()) {
+      EXPECT_EQ(gpu.status().code(), absl::StatusCode::kUnavailable) << gpu.status();
+      GTEST_SKIP() << gpu.status();
+    }
+    gpu_ = *std::move(gpu);
+  }
+
+  Pair F32(const std::vector<float>& data, std::vector<int64_t> shape) {
+    return {*ToBackend(*cpu_, data, shape), *ToBackend(*gpu_, data, shape)};
+  }
+  Pair RandomF32(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.0f) {
+    return F32(Random(Numel(shape), seed, stddev), shape);
+  }
+  Pair I32(const std::vector<int32_t>& data) {
+    const std::vector<int64_t> shape = {static_cast<int64_t>(data.size())};
+    return {*ToBackend(*cpu_, data, shape), *ToBackend(*gpu_, data, shape)};
+  }
+  // A bf16 weight, loaded as a model's weights are.
+  Pair RandomBf16(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.0f) {
+    auto bits = std::make_shared<std::vector<uint16_t>>();
+    for (float f : Random(Numel(shape), seed, stddev)) bits->push_back(FloatToBf16(f));
+    return {*cpu_->LoadWeight(DType::kBF16, shape, bits->data(), bits),
+            *gpu_->LoadWeight(DType::kBF16, shape, bits->data(), bits)};
+  }
+  // An output: uninitialized on the CPU, NaN on the GPU.
+  Pair Poisoned(std::vector<int64_t> shape) {
+    return {*cpu_->Alloc(DType::kF32, shape),
+            *ToBackend(*gpu_, std::vector<float>(Numel(shape), NAN), shape)};
+  }
+
+  double Error(const Pair& p) { return RelativeError(ToHost(*gpu_, p.gpu), ToHost(*cpu_, p.cpu)); }
+
+  std::unique_ptr<Backend> cpu_ = NewCpuBackend();
+  std::unique_ptr<Backend> gpu_;
+};
+
+TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
+  for (const auto& [t, k, n] : {std::tuple{1, 640, 1000}, {37, 96, 300}, {129, 512, 384}}) {
+    Pair x = RandomF32({t, k}, 1), w = RandomBf16({n, k}, 2, 0.05f), b = RandomBf16({n}, 3);
+    Pair y = Poisoned({t, n});
+    cpu_->MatMul(x.cpu, w.cpu, &b.cpu, y.cpu);
+    gpu_->MatMul(x.gpu, w.gpu, &b.gpu, y.gpu);
+    EXPECT_LE(Error(y), kBf16Tolerance) << t << "x" << k << "x" << n;
+  }
+}
+
+TEST_F(CudaBackendTest, MatMulF32WeightsOnRowViewsMatchCpu) {
+  Pair x = RandomF32({20, 72}, 4), w = RandomF32({50, 72}, 5), b = RandomF32({50}, 6);
+  Pair y = Poisoned({20, 50});
+  // Rows 3..17 of x into rows 5..19 of y: views at offsets, not whole buffers.
+  cpu_->MatMul(x.cpu.Rows(3, 15), w.cpu, &b.cpu, y.cpu.Rows(5, 15));
+  gpu_->MatMul(x.gpu.Rows(3, 15), w.gpu, &b.gpu, y.gpu.Rows(5, 15));
+  EXPECT_LE(RelativeError(ToHost(*gpu_, y.gpu.Rows(5, 15)), ToHost(*cpu_, y.cpu.Rows(5, 15))),
+            1e-5);
+}
+
+TEST_F(CudaBackendTest, ElementWiseOpsMatchCpu) {
+  const std::vector<int64_t> shape = {33, 1000};
+  Pair a = RandomF32(shape, 7, 3.0f), b = RandomF32(shape, 8, 3.0f);
+  Pair sum = Poisoned(shape), silu = Poisoned(shape), gelu = Poisoned(shape);
+  for (Backend* be : {cpu_.get(), gpu_.get()}) {
+    const bool gpu = be == gpu_.get();
+    auto pick = [gpu](const Pair& p) { return gpu ? p.gpu : p.cpu; };
+    be->Add(pick(a), pick(b), pick(sum));
+    be->SiluMul(pick(a), pick(b), pick(silu));
+    be->Gelu(pick(a), pick(gelu));
+  }
+  EXPECT_LE(Error(sum), kF32Tolerance);
+  EXPECT_LE(Error(silu), kF32Tolerance);
+  EXPECT_LE(Error(gelu), kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, InPlaceElementWiseMatchesCpu) {
+  Pair a = RandomF32({5, 77}, 9), b = RandomF32({5, 77}, 10);
+  cpu_->SiluMul(a.cpu, b.cpu, a.cpu);
+  gpu_->SiluMul(a.gpu, b.gpu, a.gpu);
+  cpu_->Add(a.cpu, b.cpu, a.cpu);
+  gpu_->Add(a.gpu, b.gpu, a.gpu);
+  EXPECT_LE(Error(a), kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, RmsNormMatchesCpuForBf16AndF32Weights) {
+  Pair x = RandomF32({17, 5120}, 11, 2.0f);
+  Pair g16 = RandomBf16({5120}, 12), g32 = RandomF32({5120}, 13);
+  Pair y16 = Poisoned({17, 5120});
+  cpu_->RmsNorm(x.cpu, g16.cpu, 1e-5f, y16.cpu);
+  gpu_->RmsNorm(x.gpu, g16.gpu, 1e-5f, y16.gpu);
+  EXPECT_LE(Error(y16), kF32Tolerance);
+  cpu_->RmsNorm(x.cpu, g32.cpu, 1e-5f, x.cpu);  // in place
+  gpu_->RmsNorm(x.gpu, g32.gpu, 1e-5f, x.gpu);
+  EXPECT_LE(Error(x), kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, SoftmaxMatchesCpu) {
+  Pair x = RandomF32({9, 3001}, 14, 10.0f), y = Poisoned({9, 3001});
+  cpu_->Softmax(x.cpu, y.cpu);
+  gpu_->Softmax(x.gpu, y.gpu);
+  EXPECT_LE(Error(y), kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, RopeMatchesCpu) {
+  const int t = 23, h = 8, d = 128;
+  std::vector<int32_t> positions(t);
+  std::iota(positions.begin(), positions.end(), 1000);
+  Pair table = F32(RopeTable1D(positions, d, 1e6), {t, d / 2, 2});
+  Pair x = RandomF32({t, h, d}, 15);
+  cpu_->Rope(x.cpu, table.cpu);
+  gpu_->Rope(x.gpu, table.gpu);
+  EXPECT_LE(Error(x), kF32Tolerance);
+}
+
+TEST_F(CudaBackendTest, SegmentAttentionMatchesCpu) {
+  // Segments longer and shorter than one chunk of keys; head_dim 64 as in the vision encoder.
+  const std::vector<int32_t> lengths = {5, 300, 20, 1};
+  const int64_t t = 326, h = 4, d = 64;
+  Pair q = RandomF32({t, h, d}, 16), k = RandomF32({t, h, d}, 17), v = RandomF32({t, h, d}, 18);
+  Pair segments = I32(lengths), out = Poisoned({t, h, d});
+  const float scale = 1.0f / std::sqrt(float{d});
+  cpu_->SegmentAttention(q.cpu, k.cpu, v.cpu, segments.cpu, scale, out.cpu);
+  gpu_->SegmentAttention(q.gpu, k.gpu, v.gpu, segments.gpu, scale, out.gpu);
+  EXPECT_LE(Error(out), 1e-5);
+}
+
+TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
+  const int64_t h = 8, hkv = 2, d = 128, block_size = 16, num_blocks = 40;
+  const std::vector<int64_t> cache_shape = {num_blocks, block_size, hkv, d};
+  Pair k_cache = {*cpu_->Alloc(cpu_->KvCacheDType(), cache_shape),
+                  *gpu_->Alloc(gpu_->KvCacheDType(), cache_shape)};
+  Pair v_cache = {*cpu_->Alloc(cpu_->KvCacheDType(), cache_shape),
+                  *gpu_->Alloc(gpu_->KvCacheDType(), cache_shape)};
+  // Two sequences on scattered blocks; the second is longer than one chunk of keys.
+  const std::vector<int32_t> table_a = {7, 3, 30, 12};
+  const std::vector<int32_t> table_b = {0, 39, 5, 6, 21, 22, 9, 1, 2, 8, 10};
+  uint32_t seed = 100;
+  auto step = [&](std::vector<PagedSequence> seqs, int64_t t) {
+    const float scale = 1.0f / std::sqrt(float{d});
+    Pair q = RandomF32({t, h, d}, ++seed), k = RandomF32({t, hkv, d}, ++seed),
+         v = RandomF32({t, hkv, d}, ++seed), out = Poisoned({t, h, d});
+    PagedBatch cpu_batch = *MakePagedBatch(*cpu_, seqs), gpu_batch = *MakePagedBatch(*gpu_, seqs);
+    cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, cpu_batch, scale, k_cache.cpu, v_cache.cpu, out.cpu);
+    gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, gpu_batch, scale, k_cache.gpu, v_cache.gpu, out.gpu);
+    return Error(out);
+  };
+  // Prefill: 40 tokens of a, 150 of b.
+  EXPECT_LE(step({{0, 40, 0, table_a}, {40, 150, 0, table_b}}, 190), kBf16Tolerance);
+  // Decode: b first this time, 3 new tokens of b and 1 of a.
+  EXPECT_LE(step({{0, 3, 150, table_b}, {3, 1, 40, table_a}}, 4), kBf16Tolerance);
+}
+
+TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {
+  const std::vector<int64_t> cache_shape = {4, 4, 1, 16};
+  Tensor k_cache = *gpu_->Alloc(DType::kBF16, cache_shape);
+  Tensor v_cache = *gpu_->Alloc(DType::kBF16, cache_shape);
+  const std::vector<int32_t> table = {9};  // outside the cache's 4 blocks
+  Pair q = RandomF32({2, 1, 16}, 20), kv = RandomF32({2, 1, 16}, 21);
+  Pair out = RandomF32({2, 1, 16}, 22);
+  PagedBatch batch = *MakePagedBatch(*gpu_, std::vector<PagedSequence>{{0, 2, 0, table}});
+  gpu_->PagedAttention(q.gpu, kv.gpu, kv.gpu, batch, 0.25f, k_cache, v_cache, out.gpu);
+  for (float x : ToHost(*gpu_, out.gpu)) EXPECT_TRUE(std::isnan(x));
+}
+
+TEST_F(CudaBackendTest, GatherScatterPatchifyAreExact) {
+  Pair table16 = RandomBf16({100, 48}, 23), table32 = RandomF32({100, 48}, 24);
+  Pair ids = I32({5, 99, 0, 5, 42});
+  for (const Pair* table : {&table16, &table32}) {
+    Pair out = Poisoned({5, 48});
+    cpu_->Gather(table->cpu, ids.cpu, out.cpu);
+    gpu_->Gather(table->gpu, ids.gpu, out.gpu);
+    EXPECT_EQ(ToHost(*gpu_, out.gpu), ToHost(*cpu_, out.cpu));
+  }
+
+  Pair src = RandomF32({3, 48}, 25), dst = RandomF32({10, 48}, 26), rows = I32({9, 2, 4});
+  cpu_->Scatter(src.cpu, rows.cpu, dst.cpu);
+  gpu_->Scatter(src.gpu, rows.gpu, dst.gpu);
+  EXPECT_EQ(ToHost(*gpu_, dst.gpu), ToHost(*cpu_, dst.cpu));
+
+  Pair image = RandomF32({3, 48, 32}, 27), patches = Poisoned({6, 3 * 16 * 16});
+  cpu_->Patchify(image.cpu, 16, patches.cpu);
+  gpu_->Patchify(image.gpu, 16, patches.gpu);
+  EXPECT_EQ(ToHost(*gpu_, patches.gpu), ToHost(*cpu_, patches.cpu));
+}
+
+TEST_F(CudaBackendTest, GatherOfAnOutOfRangeIdGivesNan) {
+  Pair table = RandomF32({4, 8}, 28), ids = I32({1, 4}), out = Poisoned({2, 8});
+  gpu_->Gather(table.gpu, ids.gpu, out.gpu);
+  const std::vector<float> host = ToHost(*gpu_, out.gpu);
+  EXPECT_FALSE(std::isnan(host[0]));
+  EXPECT_TRUE(std::isnan(host[8]));
+}
+
+TEST_F(CudaBackendTest, EmptyInputsAreNoOps) {
+  Pair x = RandomF32({0, 16}, 29), w = RandomBf16({8, 16}, 30), y = Poisoned({0, 8});
+  gpu_->MatMul(x.gpu, w.gpu, nullptr, y.gpu);
+  gpu_->Add(x.gpu, x.gpu, x.gpu);
+  EXPECT_TRUE(ToHost(*gpu_, y.gpu).empty());
+}
+
+}  // namespace
+}  // namespace pixtral::kernels

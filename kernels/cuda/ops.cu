@@ -1,0 +1,206 @@
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/ops.h"
+
+namespace pixtral::cuda {
+namespace {
+
+// Element-wise ops: grid-stride loops, enough blocks to fill an H100 (132 SMs) several times.
+constexpr int kElementThreads = 256;
+constexpr int kMaxElementBlocks = 132 * 8;
+// Per-row ops (RmsNorm, Softmax, Gather, Scatter): one block per row.
+constexpr int kRowThreads = 256;
+// Grid dimensions beyond 65535 are only allowed in x.
+constexpr int64_t kMaxGridX = (int64_t{1} << 31) - 1;
+
+int ElementBlocks(int64_t count) {
+  const int64_t blocks = (count + kElementThreads - 1) / kElementThreads;
+  return static_cast<int>(blocks < kMaxElementBlocks ? blocks : kMaxElementBlocks);
+}
+
+template <typename F>
+__global__ void ElementWiseKernel(int64_t count, F f) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    f(i);
+  }
+}
+
+template <typename F>
+cudaError_t LaunchElementWise(int64_t count, cudaStream_t stream, F f) {
+  if (count < 0) return cudaErrorInvalidValue;
+  if (count == 0) return cudaSuccess;
+  ElementWiseKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(count, f);
+  return cudaGetLastError();
+}
+
+bool RowsFitGrid(int64_t rows) { return rows >= 0 && rows <= kMaxGridX; }
+
+template <typename W>
+__global__ void AddBiasKernel(AddBiasParams p) {
+  const W* bias = static_cast<const W*>(p.bias);
+  const int64_t count = p.rows * p.cols;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    p.y[i] += LoadFloat(bias + i % p.cols);
+  }
+}
+
+template <typename W>
+__global__ void RmsNormKernel(RmsNormParams p) {
+  __shared__ float scratch[kRowThreads / kWarpSize];
+  const float* x = p.x + blockIdx.x * p.dim;
+  float* y = p.y + blockIdx.x * p.dim;
+  const W* weight = static_cast<const W*>(p.weight);
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) sum += x[i] * x[i];
+  sum = BlockReduce(sum, SumOp(), scratch);
+  const float inv = rsqrtf(sum / static_cast<float>(p.dim) + p.eps);
+  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) {
+    y[i] = x[i] * inv * LoadFloat(weight + i);
+  }
+}
+
+__global__ void SoftmaxKernel(SoftmaxParams p) {
+  __shared__ float scratch[kRowThreads / kWarpSize];
+  const float* x = p.x + blockIdx.x * p.cols;
+  float* y = p.y + blockIdx.x * p.cols;
+  float m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < p.cols; i += blockDim.x) m = fmaxf(m, x[i]);
+  m = BlockReduce(m, MaxOp(), scratch);
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < p.cols; i += blockDim.x) sum += expf(x[i] - m);
+  sum = BlockReduce(sum, SumOp(), scratch);
+  const float inv = 1.0f / sum;
+  for (int64_t i = threadIdx.x; i < p.cols; i += blockDim.x) y[i] = expf(x[i] - m) * inv;
+}
+
+template <typename W>
+__global__ void GatherKernel(GatherParams p) {
+  const int32_t id = p.ids[blockIdx.x];
+  float* out = p.out + blockIdx.x * p.dim;
+  if (id < 0 || id >= p.table_rows) {
+    for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = NAN;
+    return;
+  }
+  const W* row = static_cast<const W*>(p.table) + id * p.dim;
+  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = LoadFloat(row + i);
+}
+
+__global__ void ScatterKernel(ScatterParams p) {
+  const int32_t r = p.rows[blockIdx.x];
+  if (r < 0 || r >= p.dst_rows) return;
+  const float* src = p.src + blockIdx.x * p.dim;
+  float* dst = p.dst + r * p.dim;
+  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) dst[i] = src[i];
+}
+
+}  // namespace
+
+cudaError_t LaunchAdd(const AddParams& params, cudaStream_t stream) {
+  const AddParams p = params;
+  return LaunchElementWise(p.count, stream,
+                           [p] __device__(int64_t i) { p.out[i] = p.a[i] + p.b[i]; });
+}
+
+cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
+  const SiluMulParams p = params;
+  return LaunchElementWise(p.count, stream, [p] __device__(int64_t i) {
+    const float g = p.gate[i];
+    p.out[i] = g / (1.0f + expf(-g)) * p.up[i];
+  });
+}
+
+cudaError_t LaunchGelu(const GeluParams& params, cudaStream_t stream) {
+  const GeluParams p = params;
+  return LaunchElementWise(p.count, stream, [p] __device__(int64_t i) {
+    const float v = p.x[i];
+    p.y[i] = 0.5f * v * (1.0f + erff(v * static_cast<float>(M_SQRT1_2)));
+  });
+}
+
+cudaError_t LaunchAddBias(const AddBiasParams& p, cudaStream_t stream) {
+  if (p.rows < 0 || p.cols <= 0) return cudaErrorInvalidValue;
+  if (p.rows == 0) return cudaSuccess;
+  const int blocks = ElementBlocks(p.rows * p.cols);
+  if (p.bias_type == WeightType::kBF16) {
+    AddBiasKernel<__nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
+  } else {
+    AddBiasKernel<float><<<blocks, kElementThreads, 0, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
+  if (!RowsFitGrid(p.rows) || p.dim <= 0) return cudaErrorInvalidValue;
+  if (p.rows == 0) return cudaSuccess;
+  const unsigned rows = static_cast<unsigned>(p.rows);
+  if (p.weight_type == WeightType::kBF16) {
+    RmsNormKernel<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p);
+  } else {
+    RmsNormKernel<float><<<rows, kRowThreads, 0, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSoftmax(const SoftmaxParams& p, cudaStream_t stream) {
+  if (!RowsFitGrid(p.rows) || p.cols <= 0) return cudaErrorInvalidValue;
+  if (p.rows == 0) return cudaSuccess;
+  SoftmaxKernel<<<static_cast<unsigned>(p.rows), kRowThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRope(const RopeParams& params, cudaStream_t stream) {
+  const RopeParams p = params;
+  if (p.tokens < 0 || p.heads < 0 || p.half < 0) return cudaErrorInvalidValue;
+  // One thread per complex pair.
+  return LaunchElementWise(p.tokens * p.heads * p.half, stream, [p] __device__(int64_t i) {
+    const int64_t pair = i % p.half, token = i / (p.half * p.heads);
+    const float c = p.cos_sin[(token * p.half + pair) * 2];
+    const float s = p.cos_sin[(token * p.half + pair) * 2 + 1];
+    float* v = p.x + i * 2;
+    const float re = v[0], im = v[1];
+    v[0] = re * c - im * s;
+    v[1] = re * s + im * c;
+  });
+}
+
+cudaError_t LaunchGather(const GatherParams& p, cudaStream_t stream) {
+  if (!RowsFitGrid(p.count) || p.dim <= 0 || p.table_rows < 0) return cudaErrorInvalidValue;
+  if (p.count == 0) return cudaSuccess;
+  const unsigned rows = static_cast<unsigned>(p.count);
+  if (p.table_type == WeightType::kBF16) {
+    GatherKernel<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p);
+  } else {
+    GatherKernel<float><<<rows, kRowThreads, 0, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchScatter(const ScatterParams& p, cudaStream_t stream) {
+  if (!RowsFitGrid(p.count) || p.dim <= 0 || p.dst_rows < 0) return cudaErrorInvalidValue;
+  if (p.count == 0) return cudaSuccess;
+  ScatterKernel<<<static_cast<unsigned>(p.count), kRowThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPatchify(const PatchifyParams& params, cudaStream_t stream) {
+  const PatchifyParams p = params;
+  if (p.patch <= 0 || p.channels < 0 || p.height % p.patch != 0 || p.width % p.patch != 0) {
+    return cudaErrorInvalidValue;
+  }
+  // One thread per output element: (patch, channel, y, x) -> the pixel it copies.
+  return LaunchElementWise(p.channels * p.height * p.width, stream, [p] __device__(int64_t i) {
+    const int64_t per_patch = p.channels * p.patch * p.patch, cols = p.width / p.patch;
+    const int64_t patch = i / per_patch, within = i % per_patch;
+    const int64_t ch = within / (p.patch * p.patch), y = within / p.patch % p.patch,
+                  x = within % p.patch;
+    const int64_t r = patch / cols, c = patch % cols;
+    p.out[i] = p.image[(ch * p.height + r * p.patch + y) * p.width + c * p.patch + x];
+  });
+}
+
+}  // namespace pixtral::cuda
