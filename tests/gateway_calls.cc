@@ -1,8 +1,5 @@
 #include "tests/gateway_calls.h"
 
-#include <fstream>
-#include <iterator>
-
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/health.grpc.pb.h"
@@ -15,11 +12,6 @@ void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
 }
 
 }  // namespace
-
-std::string ReadTestFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 v1::ChatMessage UserMessage(const std::string& text, const std::vector<std::string>& images) {
   v1::ChatMessage message;

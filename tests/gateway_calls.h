@@ -14,8 +14,6 @@
 
 namespace pixtral {
 
-std::string ReadTestFile(const std::string& path);
-
 // A user message of `text` after `images` (encoded image bytes).
 v1::ChatMessage UserMessage(const std::string& text, const std::vector<std::string>& images = {});
 v1::ChatMessage AssistantMessage(const std::string& text);

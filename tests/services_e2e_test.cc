@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/gateway_calls.h"
@@ -78,7 +79,7 @@ class ServicesEndToEndTest : public ::testing::Test {
   }
 
   static std::string Image(const std::string& name) {
-    return ReadTestFile("tests/data/images/" + name);
+    return ReadFileOrFail("tests/data/images/" + name);
   }
 
   static ServerProcess* vision_;

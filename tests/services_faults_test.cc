@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/gateway_calls.h"
@@ -128,7 +129,7 @@ class ServicesFaultsTest : public ::testing::Test {
   }
 
   static std::string Image(const std::string& name) {
-    return ReadTestFile("tests/data/images/" + name);
+    return ReadFileOrFail("tests/data/images/" + name);
   }
 
   static std::string* dir_;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/shape_checks.h"
 
 namespace pixtral::kernels {
 namespace {
@@ -46,12 +47,6 @@ class BorrowedBuffer : public Buffer {
   size_t size_;
   std::shared_ptr<const void> owner_;
 };
-
-void CheckF32(const Tensor& t) { CHECK(t.dtype() == DType::kF32) << t.DebugString(); }
-
-void CheckSameShape(const Tensor& a, const Tensor& b) {
-  CHECK(a.shape() == b.shape()) << a.DebugString() << " vs " << b.DebugString();
-}
 
 // Row `r` of a bf16 or f32 matrix with `cols` columns, widened into `out`.
 void ReadRow(const Tensor& m, int64_t r, int64_t cols, float* out) {
@@ -171,13 +166,7 @@ class CpuBackend : public Backend {
   DType KvCacheDType() const override { return DType::kF32; }
 
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    CheckF32(x);
-    CheckF32(y);
-    CHECK(x.rank() == 2 && w.rank() == 2 && y.rank() == 2);
-    const int64_t t = x.dim(0), k = x.dim(1), n = w.dim(0);
-    CHECK(w.dim(1) == k && y.dim(0) == t && y.dim(1) == n)
-        << x.DebugString() << " · " << w.DebugString() << "ᵀ -> " << y.DebugString();
-    if (bias != nullptr) CHECK(bias->rank() == 1 && bias->dim(0) == n) << bias->DebugString();
+    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
     const float* xs = x.data<float>();
     float* ys = y.data<float>();
     // Each thread owns a range of output features: widen a weight row once, dot it with all rows.

@@ -16,6 +16,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/shape_checks.h"
 
 namespace pixtral::kernels {
 namespace {
@@ -118,13 +119,6 @@ class DeviceBuffer : public Buffer {
   Kind kind_;
 };
 
-void CheckF32(const Tensor& t) { CHECK(t.dtype() == DType::kF32) << t.DebugString(); }
-void CheckI32(const Tensor& t) { CHECK(t.dtype() == DType::kI32) << t.DebugString(); }
-
-void CheckSameShape(const Tensor& a, const Tensor& b) {
-  CHECK(a.shape() == b.shape()) << a.DebugString() << " vs " << b.DebugString();
-}
-
 WeightType WeightTypeOf(const Tensor& t) {
   if (t.dtype() == DType::kBF16) return WeightType::kBF16;
   CHECK(t.dtype() == DType::kF32) << "weights are bf16 or f32, not " << t.DebugString();
@@ -174,13 +168,7 @@ class CudaBackend : public Backend {
   DType KvCacheDType() const override { return DType::kBF16; }
 
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    CheckF32(x);
-    CheckF32(y);
-    CHECK(x.rank() == 2 && w.rank() == 2 && y.rank() == 2);
-    const int64_t t = x.dim(0), k = x.dim(1), n = w.dim(0);
-    CHECK(w.dim(1) == k && y.dim(0) == t && y.dim(1) == n)
-        << x.DebugString() << " · " << w.DebugString() << "ᵀ -> " << y.DebugString();
-    if (bias != nullptr) CHECK(bias->rank() == 1 && bias->dim(0) == n) << bias->DebugString();
+    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
     if (t == 0 || n == 0) return;
     // Row-major y[t, n] = x[t, k] · w[n, k]ᵀ is column-major yᵀ[n, t] = w[n, k] · xᵀ[k, t]:
     // cuBLAS's A is w read transposed, B is x as stored.

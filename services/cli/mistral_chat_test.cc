@@ -5,13 +5,13 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/server_runner.h"
@@ -32,11 +32,6 @@ constexpr char kImagePrompt[] =
     "Image path or url [Leave empty and press enter to finish image input]: ";
 constexpr char kAnswerEnd[] = "\n=====================\n";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 struct ChatRun {
   int exit_code = -1;
   std::string out;
@@ -54,8 +49,8 @@ ChatRun RunChat(const std::vector<std::string>& args, const std::string& input =
                    "/stdin > ", tmp, "/stdout 2> ", tmp, "/stderr");
   const int status = std::system(command.c_str());
   return {.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-          .out = ReadFile(tmp + "/stdout"),
-          .err = ReadFile(tmp + "/stderr")};
+          .out = ReadFileOrFail(tmp + "/stdout"),
+          .err = ReadFileOrFail(tmp + "/stderr")};
 }
 
 class MistralChatTest : public ::testing::Test {
@@ -105,7 +100,7 @@ TEST_F(MistralChatTest, OneAnswerFromFlags) {
   const ChatRun run = RunChat(Flags({*dir_, "--instruct", "--prompt=Describe the image.", "--image",
                                      kImage, "--image=" + std::string(kImage)}));
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  const ImageChunk image{ReadFile(kImage)};
+  const ImageChunk image{ReadFileOrFail(kImage)};
   const std::string expected = Expected(UserTurn({TextChunk{"Describe the image."}, image, image}));
   ASSERT_FALSE(expected.empty());
   EXPECT_EQ(run.out, expected + "\n");
@@ -121,7 +116,7 @@ TEST_F(MistralChatTest, InteractiveConversationAccumulates) {
       Flags({*dir_}), absl::StrCat("Describe the image.\n", kImage, "\n\nAnd the colours?\n\n"));
   ASSERT_EQ(run.exit_code, 0) << run.err;
   ChatCompletionRequest conversation =
-      UserTurn({TextChunk{"Describe the image."}, ImageChunk{ReadFile(kImage)}});
+      UserTurn({TextChunk{"Describe the image."}, ImageChunk{ReadFileOrFail(kImage)}});
   const ChatResult first = ExpectedResult(conversation);
   conversation.messages.push_back(AssistantMessage{first.text});
   conversation.messages.push_back(UserMessage{"And the colours?"});
@@ -157,8 +152,9 @@ TEST_F(MistralChatTest, ThroughAGatewayTheAnswersAreTheSame) {
 
   const ChatRun once = RunChat(Flags({gateway, "--prompt=What is it?", "--image", kImage}));
   ASSERT_EQ(once.exit_code, 0) << once.err;
-  EXPECT_EQ(once.out,
-            Expected(UserTurn({TextChunk{"What is it?"}, ImageChunk{ReadFile(kImage)}})) + "\n");
+  EXPECT_EQ(
+      once.out,
+      Expected(UserTurn({TextChunk{"What is it?"}, ImageChunk{ReadFileOrFail(kImage)}})) + "\n");
 
   const ChatRun chat = RunChat(Flags({gateway}), "Hi.\n\n");
   ASSERT_EQ(chat.exit_code, 0) << chat.err;

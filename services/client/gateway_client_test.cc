@@ -4,12 +4,11 @@
 #include "services/client/gateway_client.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/server_runner.h"
@@ -21,11 +20,6 @@ namespace pixtral {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 class GatewayClientTest : public ::testing::Test {
  protected:
@@ -56,8 +50,9 @@ class GatewayClientTest : public ::testing::Test {
   static ChatCompletionRequest ImageChat() {
     ChatCompletionRequest request;
     request.messages.push_back(SystemMessage{"Answer in one word."});
-    request.messages.push_back(UserMessage{std::vector<ContentChunk>{
-        ImageChunk{ReadFile("tests/data/images/chelsea.png")}, TextChunk{"What animal is it?"}}});
+    request.messages.push_back(UserMessage{
+        std::vector<ContentChunk>{ImageChunk{ReadFileOrFail("tests/data/images/chelsea.png")},
+                                  TextChunk{"What animal is it?"}}});
     request.messages.push_back(AssistantMessage{"A cat."});
     request.messages.push_back(UserMessage{"And its colour?"});
     return request;

@@ -3,10 +3,9 @@
 #include "services/embedded/embedded_stack.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <string>
 
+#include "common/testing/files.h"
 #include "common/utf8.h"
 #include "decoder/generate.h"
 #include "gmock/gmock.h"
@@ -18,11 +17,6 @@ namespace pixtral {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 class EmbeddedStackTest : public ::testing::Test {
  protected:
@@ -51,8 +45,8 @@ class EmbeddedStackTest : public ::testing::Test {
 std::string* EmbeddedStackTest::dir_ = nullptr;
 
 TEST_F(EmbeddedStackTest, ImageChatMatchesGenerateOnTheSamePrompt) {
-  const ChatCompletionRequest request =
-      Chat({ImageChunk{ReadFile("tests/data/images/chelsea.png")}, TextChunk{"Describe it."}});
+  const ChatCompletionRequest request = Chat(
+      {ImageChunk{ReadFileOrFail("tests/data/images/chelsea.png")}, TextChunk{"Describe it."}});
   std::string streamed;
   absl::StatusOr<ChatResult> result = stack_->pipeline().Run(
       request, {.max_tokens = 8, .ignore_eos = true}, {}, [&](const ChatDelta& delta) {
