@@ -1,9 +1,10 @@
-// Decode latency at batch 1: milliseconds per generated token of a model folder on a backend,
-// measured through Decoder::Forward (each step ends by reading its logits back, so host clocks
-// around a step time the whole step). For the Pixtral-12B shapes, write a random folder first:
+// Decode speed of a model folder on a backend: milliseconds per step of `--batch` sequences that
+// decode together through one Decoder::Forward per step (each step ends by reading its logits
+// back, so host clocks around a step time the whole step), and tokens per second. For the
+// Pixtral-12B shapes, write a random folder first:
 //
 //   make_random_model --out /tmp/pixtral-12b --preset pixtral-12b --vision=false
-//   decode_bench --model /tmp/pixtral-12b --backend cuda
+//   decode_bench --model /tmp/pixtral-12b --backend cuda --batch 16
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -19,7 +20,8 @@
 
 ABSL_FLAG(std::string, model, "", "Model folder (params.json + consolidated.safetensors).");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
-ABSL_FLAG(int, prompt_tokens, 16, "Prompt length before decoding.");
+ABSL_FLAG(int, batch, 1, "Sequences decoding together.");
+ABSL_FLAG(int, prompt_tokens, 16, "Prompt length of each sequence before decoding.");
 ABSL_FLAG(int, warmup_steps, 8, "Decode steps run before timing.");
 ABSL_FLAG(int, steps, 64, "Timed decode steps.");
 
@@ -33,10 +35,12 @@ double MsSince(Clock::time_point start) {
 }
 
 int Main() {
-  const int prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+  const int batch = absl::GetFlag(FLAGS_batch), prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
   const int warmup = absl::GetFlag(FLAGS_warmup_steps), steps = absl::GetFlag(FLAGS_steps);
-  if (prompt_tokens < 1 || warmup < 0 || steps < 1) {
-    std::fprintf(stderr, "decode_bench: --prompt_tokens and --steps must be positive\n");
+  if (batch < 1 || prompt_tokens < 1 || warmup < 0 || steps < 1) {
+    std::fprintf(stderr,
+                 "decode_bench: --batch, --prompt_tokens and --steps must be positive, "
+                 "--warmup_steps not negative\n");
     return 2;
   }
   auto backend = kernels::CreateBackend(absl::GetFlag(FLAGS_backend));
@@ -45,7 +49,7 @@ int Main() {
     return 1;
   }
   const int positions = prompt_tokens + warmup + steps;
-  const CacheOptions cache{.block_size = 16, .num_blocks = (positions + 15) / 16};
+  const CacheOptions cache{.block_size = 16, .num_blocks = batch * ((positions + 15) / 16)};
   Clock::time_point start = Clock::now();
   auto model = PixtralModel::Load(absl::GetFlag(FLAGS_model), backend->get(), cache);
   if (!model.ok()) {
@@ -56,39 +60,54 @@ int Main() {
   const DecoderConfig& config = (*model)->config().decoder;
 
   Decoder& decoder = (*model)->decoder();
-  const SequenceId seq = decoder.AddSequence();
+  // Each sequence gets its own prompt, prefilled on its own; then all decode together, each
+  // feeding back its own greedy pick.
+  std::vector<SequenceId> seqs(batch);
+  std::vector<int32_t> next(batch);
   std::vector<int32_t> prompt(prompt_tokens);
-  for (int i = 0; i < prompt_tokens; ++i) prompt[i] = 1000 + 37 * i % (config.vocab_size - 1000);
   start = Clock::now();
-  auto logits = (*model)->Prefill(seq, prompt, {});
-  if (!logits.ok()) {
-    std::fprintf(stderr, "decode_bench: prefill: %s\n", logits.status().ToString().c_str());
-    return 1;
+  for (int b = 0; b < batch; ++b) {
+    seqs[b] = decoder.AddSequence();
+    for (int i = 0; i < prompt_tokens; ++i) {
+      prompt[i] = 1000 + (37 * i + 101 * b) % (config.vocab_size - 1000);
+    }
+    auto logits = (*model)->Prefill(seqs[b], prompt, {});
+    if (!logits.ok()) {
+      std::fprintf(stderr, "decode_bench: prefill: %s\n", logits.status().ToString().c_str());
+      return 1;
+    }
+    next[b] = std::max_element(logits->begin(), logits->end()) - logits->begin();
   }
-  std::printf("prefill of %d tokens: %.2f ms\n", prompt_tokens, MsSince(start));
+  std::printf("prefill of %d x %d tokens: %.2f ms\n", batch, prompt_tokens, MsSince(start));
 
+  std::vector<StepInput> inputs(batch);
+  for (int b = 0; b < batch; ++b) inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}};
   std::vector<double> times;
   for (int i = 0; i < warmup + steps; ++i) {
-    const int32_t next = std::max_element(logits->begin(), logits->end()) - logits->begin();
     start = Clock::now();
-    auto step = decoder.Forward({{.sequence = seq, .tokens = {&next, 1}}});
+    auto step = decoder.Forward(inputs);
     const double ms = MsSince(start);
     if (!step.ok()) {
       std::fprintf(stderr, "decode_bench: step %d: %s\n", i, step.status().ToString().c_str());
       return 1;
     }
-    *logits = std::move((*step)[0]);
+    for (int b = 0; b < batch; ++b) {
+      const std::vector<float>& row = (*step)[b];
+      next[b] = std::max_element(row.begin(), row.end()) - row.begin();
+    }
     if (i >= warmup) times.push_back(ms);
   }
-  decoder.Release(seq);
+  for (SequenceId seq : seqs) decoder.Release(seq);
   std::sort(times.begin(), times.end());
   double sum = 0;
   for (double t : times) sum += t;
+  const double median = times[times.size() / 2];
   std::printf(
-      "decode, batch 1, %d layers, dim %d, vocab %d: median %.2f ms/token, mean %.2f, min %.2f, "
-      "max %.2f over %d steps (positions %d..%d)\n",
-      config.n_layers, config.dim, config.vocab_size, times[times.size() / 2], sum / times.size(),
-      times.front(), times.back(), steps, prompt_tokens + warmup, positions - 1);
+      "decode, batch %d, %d layers, dim %d, vocab %d: median %.2f ms/step (%.0f tokens/s), mean "
+      "%.2f, min %.2f, max %.2f over %d steps (positions %d..%d)\n",
+      batch, config.n_layers, config.dim, config.vocab_size, median, batch * 1000.0 / median,
+      sum / times.size(), times.front(), times.back(), steps, prompt_tokens + warmup,
+      positions - 1);
   return 0;
 }
 
