@@ -95,39 +95,45 @@ TEST(RunningServerTest, UnusableAddressIsAnError) {
   EXPECT_FALSE(RunningServer::Start({&service}, {.address = "256.1.1.1:1"}).ok());
 }
 
-TEST(RunningServerTest, ShutdownLetsInFlightCallsFinishWithinGrace) {
-  NamedGateway service("slow", absl::Milliseconds(300));
-  auto server = RunningServer::Start(
-      {&service}, {.address = "127.0.0.1:0", .shutdown_grace = absl::Seconds(5)});
-  ASSERT_TRUE(server.ok());
-  const int port = (*server)->port();
+// Starts `service` with `grace`, begins a GetModelInfo call, shuts the server down while the
+// call runs, and returns the call's status and how long Shutdown() took.
+struct ShutdownOutcome {
   grpc::Status status;
   std::string name;
-  std::thread call([&] { status = AskName(*ChannelTo(port), &name); });
+  absl::Duration shutdown_time;
+  int port = 0;
+};
+ShutdownOutcome ShutDownDuringACall(NamedGateway& service, absl::Duration grace) {
+  ShutdownOutcome outcome;
+  auto server =
+      RunningServer::Start({&service}, {.address = "127.0.0.1:0", .shutdown_grace = grace});
+  EXPECT_TRUE(server.ok());
+  if (!server.ok()) return outcome;
+  outcome.port = (*server)->port();
+  std::thread call([&] { outcome.status = AskName(*ChannelTo(outcome.port), &outcome.name); });
   service.started().WaitForNotification();
+  const absl::Time start = absl::Now();
   (*server)->Shutdown();
+  outcome.shutdown_time = absl::Now() - start;
   call.join();
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(name, "slow");
+  return outcome;
+}
+
+TEST(RunningServerTest, ShutdownLetsInFlightCallsFinishWithinGrace) {
+  NamedGateway service("slow", absl::Milliseconds(300));
+  ShutdownOutcome outcome = ShutDownDuringACall(service, absl::Seconds(5));
+  EXPECT_TRUE(outcome.status.ok()) << outcome.status.error_message();
+  EXPECT_EQ(outcome.name, "slow");
   // After shutdown nothing listens.
-  EXPECT_EQ(AskName(*ChannelTo(port), &name).error_code(), grpc::StatusCode::UNAVAILABLE);
+  std::string name;
+  EXPECT_EQ(AskName(*ChannelTo(outcome.port), &name).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST(RunningServerTest, ShutdownCancelsCallsThatOutlastGrace) {
   NamedGateway service("stuck", absl::Seconds(30));
-  auto server = RunningServer::Start(
-      {&service}, {.address = "127.0.0.1:0", .shutdown_grace = absl::Milliseconds(100)});
-  ASSERT_TRUE(server.ok());
-  const int port = (*server)->port();
-  grpc::Status status;
-  std::string name;
-  std::thread call([&] { status = AskName(*ChannelTo(port), &name); });
-  service.started().WaitForNotification();
-  const absl::Time start = absl::Now();
-  (*server)->Shutdown();
-  call.join();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
-  EXPECT_FALSE(status.ok());
+  ShutdownOutcome outcome = ShutDownDuringACall(service, absl::Milliseconds(100));
+  EXPECT_LT(outcome.shutdown_time, absl::Seconds(5));
+  EXPECT_FALSE(outcome.status.ok());
 }
 
 TEST(ReplicaPoolTest, RejectsEmptyLists) {
