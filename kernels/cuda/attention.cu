@@ -237,8 +237,9 @@ __device__ void LoadTile(RowAt row_at, int n, float factor, float* dst) {
   }
 }
 
-template <typename T>
-__device__ __forceinline__ float HalfWarpReduce(float v, T op) {
+// Reduces `v` over the kThreadCols lanes of a query row (a half warp).
+template <typename Op>
+__device__ __forceinline__ float HalfWarpReduce(float v, Op op) {
   for (int offset = kThreadCols / 2; offset > 0; offset /= 2) {
     v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   }
