@@ -1,5 +1,6 @@
 #include <cuda_bf16.h>
 
+#include <climits>
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
@@ -137,11 +138,12 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
   }
 }
 
-// grid (tokens, heads): causal attention of the token over positions [0, its position].
-__global__ void PagedAttentionKernel(PagedAttentionParams p) {
+// grid (tokens, heads): causal attention of the token over positions [0, its position], for the
+// tokens of sequences with at most max_q_len new tokens (the others are PagedPrefillKernel's).
+__global__ void PagedAttentionKernel(PagedAttentionParams p, int max_q_len) {
   const int token = blockIdx.x, head = blockIdx.y;
   const int s = FindSequence(p, token);
-  if (s < 0) return;
+  if (s < 0 || p.sequences[s * 3 + 1] > max_q_len) return;
   const int64_t q_row = int64_t{p.heads} * p.head_dim;
   float* out = p.out + token * q_row + head * p.head_dim;
   const int n = p.sequences[s * 3 + 2] + token - p.sequences[s * 3] + 1;
@@ -158,6 +160,319 @@ __global__ void PagedAttentionKernel(PagedAttentionParams p) {
       [&](int j) { return v_cache + CacheOffset(p, s, j); }, out);
 }
 
+// ---- Tiled (flash-style) attention for prompts -------------------------------------------------
+//
+// One block per (tile of kTileQueries queries of one segment or sequence, head). The block walks
+// the keys in tiles of Tile::kKeys rows: k and v tiles are staged in shared memory as f32 with
+// 16-byte loads, the scores of the query tile against the key tile are computed from shared
+// memory, and an online softmax in f32 (running max and sum per query, in base 2) rescales the
+// output accumulators, which stay in registers. Thread (ty, tx) of the kThreadRows x kThreadCols
+// grid owns queries ty * kRowsPerThread + i, keys tx + kThreadCols * j of each key tile, and
+// Tile::kDimsPerThread output dimensions; the kThreadCols threads of a query row are one half
+// warp, so row maxima and sums are half-warp shuffles.
+
+constexpr int kTileQueries = 64;
+constexpr int kThreadRows = 16;
+constexpr int kThreadCols = 16;
+constexpr int kTiledThreads = kThreadRows * kThreadCols;
+constexpr int kRowsPerThread = kTileQueries / kThreadRows;
+static_assert(kTileQueries % kThreadRows == 0 && kThreadCols * 2 == kWarpSize);
+// Elements per 16-byte global load of bf16 (8 f32 are two such loads).
+constexpr int kLoadChunk = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <int kHeadDim>
+struct Tile {
+  static_assert(kHeadDim % kThreadCols == 0 && kHeadDim % kLoadChunk == 0);
+  // Narrower key tiles for wide heads keep the shared memory at two blocks per SM.
+  static constexpr int kKeys = kHeadDim > 64 ? 32 : 64;
+  static constexpr int kKeysPerThread = kKeys / kThreadCols;
+  static constexpr int kDimsPerThread = kHeadDim / kThreadCols;
+  // Row strides (floats) of the q, k, v tiles and of the probabilities: 4 more than the row,
+  // so that the float4 reads of 8 consecutive rows and the scalar probability writes of two
+  // query rows 4 apart fall in distinct banks.
+  static constexpr int kStride = kHeadDim + 4;
+  static constexpr int kScoreStride = kKeys + 4;
+  static_assert((kStride / 4) % 2 == 1 && (kRowsPerThread * kScoreStride) % 32 == 16);
+  // Output dimensions in float4 groups (tx * 4 + 64 * group) when the head is a multiple of 64,
+  // else one dimension at a time (tx + 16 * c).
+  static constexpr bool kVectorDims = kHeadDim % (4 * kThreadCols) == 0;
+  static constexpr size_t kSharedBytes =
+      sizeof(float) * ((kTileQueries + 2 * kKeys) * kStride + kTileQueries * kScoreStride);
+
+  static __device__ int Dim(int c, int tx) {
+    return kVectorDims ? (c / 4) * 4 * kThreadCols + tx * 4 + c % 4 : c * kThreadCols + tx;
+  }
+};
+
+__device__ __forceinline__ void Load8(const float* src, float* dst) {
+  const float4 a = reinterpret_cast<const float4*>(src)[0];
+  const float4 b = reinterpret_cast<const float4*>(src)[1];
+  dst[0] = a.x, dst[1] = a.y, dst[2] = a.z, dst[3] = a.w;
+  dst[4] = b.x, dst[5] = b.y, dst[6] = b.z, dst[7] = b.w;
+}
+
+__device__ __forceinline__ void Load8(const __nv_bfloat16* src, float* dst) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(pairs[i]);
+    dst[2 * i] = f.x, dst[2 * i + 1] = f.y;
+  }
+}
+
+// Copies rows [0, n) of a [kRows, kHeadDim] tile, row r read from row_at(r) (f32 or bf16, 16-byte
+// aligned), into dst (row stride Tile::kStride) times `factor`; rows [n, kRows) become zero.
+template <int kHeadDim, int kRows, typename RowAt>
+__device__ void LoadTile(RowAt row_at, int n, float factor, float* dst) {
+  constexpr int kChunks = kHeadDim / kLoadChunk;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kTiledThreads) {
+    const int r = i / kChunks, c = i % kChunks * kLoadChunk;
+    float x[kLoadChunk] = {};
+    if (r < n) Load8(row_at(r) + c, x);
+    float4* d = reinterpret_cast<float4*>(dst + r * Tile<kHeadDim>::kStride + c);
+    d[0] = make_float4(x[0] * factor, x[1] * factor, x[2] * factor, x[3] * factor);
+    d[1] = make_float4(x[4] * factor, x[5] * factor, x[6] * factor, x[7] * factor);
+  }
+}
+
+// Reduces `v` over the kThreadCols lanes of a query row (a half warp).
+template <typename Op>
+__device__ __forceinline__ float HalfWarpReduce(float v, Op op) {
+  for (int offset = kThreadCols / 2; offset > 0; offset /= 2) {
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// Attention of num_queries (1..kTileQueries) query rows over num_keys keys; query i sees keys
+// j < min(num_keys, i + causal_offset + 1) (causal_offset >= num_keys: no mask). q_at(i) and
+// out_at(i) point at query row i and its output row (f32); load_kv(first, n, k_s, v_s) stages
+// keys [first, first + n) into the tiles (LoadTile). Every thread of the block must call it.
+template <int kHeadDim, typename QAt, typename OutAt, typename LoadKv>
+__device__ void AttendTile(int num_queries, int num_keys, int causal_offset, float scale, QAt q_at,
+                           OutAt out_at, LoadKv load_kv) {
+  using T = Tile<kHeadDim>;
+  extern __shared__ float4 shared4[];
+  float* q_s = reinterpret_cast<float*>(shared4);
+  float* k_s = q_s + kTileQueries * T::kStride;
+  float* v_s = k_s + T::kKeys * T::kStride;
+  float* p_s = v_s + T::kKeys * T::kStride;
+  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
+
+  // Scores in base 2: exp(x * scale) = exp2(x * scale * log2(e)).
+  LoadTile<kHeadDim, kTileQueries>(q_at, num_queries, scale * kLog2e, q_s);
+  float row_max[kRowsPerThread], row_sum[kRowsPerThread];
+  float acc[kRowsPerThread][T::kDimsPerThread] = {};
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) row_max[i] = -INFINITY, row_sum[i] = 0.0f;
+
+  const int key_end = min(num_keys, num_queries + causal_offset);
+  for (int first = 0; first < key_end; first += T::kKeys) {
+    __syncthreads();  // the previous tile's k, v and p are fully read (and q is written)
+    load_kv(first, min(T::kKeys, num_keys - first), k_s, v_s);
+    __syncthreads();
+
+    float s[kRowsPerThread][T::kKeysPerThread] = {};
+#pragma unroll 4
+    for (int d = 0; d < kHeadDim; d += 4) {
+      float4 qv[kRowsPerThread], kv[T::kKeysPerThread];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) {
+        qv[i] = *reinterpret_cast<const float4*>(q_s + (ty * kRowsPerThread + i) * T::kStride + d);
+      }
+#pragma unroll
+      for (int j = 0; j < T::kKeysPerThread; ++j) {
+        kv[j] = *reinterpret_cast<const float4*>(k_s + (tx + kThreadCols * j) * T::kStride + d);
+      }
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) {
+#pragma unroll
+        for (int j = 0; j < T::kKeysPerThread; ++j) {
+          s[i][j] = fmaf(qv[i].x, kv[j].x, s[i][j]);
+          s[i][j] = fmaf(qv[i].y, kv[j].y, s[i][j]);
+          s[i][j] = fmaf(qv[i].z, kv[j].z, s[i][j]);
+          s[i][j] = fmaf(qv[i].w, kv[j].w, s[i][j]);
+        }
+      }
+    }
+
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      const int row = ty * kRowsPerThread + i;
+      // Keys [0, visible) of this tile are seen; key 0 of the first tile always is, so the
+      // running max is finite from the first tile on.
+      const int visible = min(num_keys, row + causal_offset + 1) - first;
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < T::kKeysPerThread; ++j) {
+        if (tx + kThreadCols * j >= visible) s[i][j] = -INFINITY;
+        tile_max = fmaxf(tile_max, s[i][j]);
+      }
+      const float new_max = fmaxf(row_max[i], HalfWarpReduce(tile_max, MaxOp()));
+      const float correction = exp2f(row_max[i] - new_max);
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < T::kKeysPerThread; ++j) {
+        const float e = exp2f(s[i][j] - new_max);
+        sum += e;
+        p_s[row * T::kScoreStride + tx + kThreadCols * j] = e;
+      }
+      row_sum[i] = row_sum[i] * correction + HalfWarpReduce(sum, SumOp());
+      row_max[i] = new_max;
+#pragma unroll
+      for (int c = 0; c < T::kDimsPerThread; ++c) acc[i][c] *= correction;
+    }
+    __syncthreads();
+
+#pragma unroll 2
+    for (int key = 0; key < T::kKeys; key += 4) {
+      float4 pv[kRowsPerThread];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) {
+        pv[i] = *reinterpret_cast<const float4*>(p_s + (ty * kRowsPerThread + i) * T::kScoreStride +
+                                                 key);
+      }
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const float* v_row = v_s + (key + kk) * T::kStride;
+        float v[T::kDimsPerThread];
+        if constexpr (T::kVectorDims) {
+#pragma unroll
+          for (int c = 0; c < T::kDimsPerThread; c += 4) {
+            const float4 x = *reinterpret_cast<const float4*>(v_row + T::Dim(c, tx));
+            v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
+          }
+        } else {
+#pragma unroll
+          for (int c = 0; c < T::kDimsPerThread; ++c) v[c] = v_row[T::Dim(c, tx)];
+        }
+#pragma unroll
+        for (int i = 0; i < kRowsPerThread; ++i) {
+          const float p = kk == 0 ? pv[i].x : kk == 1 ? pv[i].y : kk == 2 ? pv[i].z : pv[i].w;
+#pragma unroll
+          for (int c = 0; c < T::kDimsPerThread; ++c) acc[i][c] = fmaf(p, v[c], acc[i][c]);
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int row = ty * kRowsPerThread + i;
+    if (row >= num_queries) continue;
+    float* out = out_at(row);
+    const float inv = 1.0f / row_sum[i];
+#pragma unroll
+    for (int c = 0; c < T::kDimsPerThread; ++c) out[T::Dim(c, tx)] = acc[i][c] * inv;
+  }
+}
+
+// Fills rows [0, n) of out_at(row) with NaN.
+template <typename OutAt>
+__device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
+  for (int i = threadIdx.x; i < n * head_dim; i += blockDim.x)
+    out_at(i / head_dim)[i % head_dim] = NAN;
+}
+
+// grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
+// tiles of the tokens after the last segment (NaN).
+template <int kHeadDim>
+__global__ void __launch_bounds__(kTiledThreads)
+    SegmentAttentionTiledKernel(SegmentAttentionParams p) {
+  using T = Tile<kHeadDim>;
+  const int head = blockIdx.y;
+  int tile = blockIdx.x, begin = 0, length = 0;
+  for (int s = 0; s < p.num_segments; ++s) {
+    const int len = min(max(p.segment_lengths[s], 0), p.tokens - begin);
+    const int tiles = (len + kTileQueries - 1) / kTileQueries;
+    if (tile < tiles) {
+      length = len;
+      break;
+    }
+    tile -= tiles;
+    begin += len;
+  }
+  const int64_t row = int64_t{p.heads} * kHeadDim;
+  const int first_query = begin + tile * kTileQueries;
+  auto out_at = [&](int i) { return p.out + (first_query + i) * row + head * kHeadDim; };
+  if (length == 0) {  // past the segments
+    if (first_query < p.tokens)
+      FillTileNan(min(kTileQueries, p.tokens - first_query), kHeadDim, out_at);
+    return;
+  }
+  const float* k = p.k + begin * row + head * kHeadDim;
+  const float* v = p.v + begin * row + head * kHeadDim;
+  AttendTile<kHeadDim>(
+      min(kTileQueries, length - tile * kTileQueries), length, length, p.scale,
+      [&](int i) { return p.q + (first_query + i) * row + head * kHeadDim; }, out_at,
+      [&](int first, int n, float* k_s, float* v_s) {
+        LoadTile<kHeadDim, T::kKeys>([&](int j) { return k + (first + j) * row; }, n, 1.0f, k_s);
+        LoadTile<kHeadDim, T::kKeys>([&](int j) { return v + (first + j) * row; }, n, 1.0f, v_s);
+      });
+}
+
+// grid (PrefillTiles(p), heads): tile blockIdx.x of the query tiles of the sequences with more
+// than one new token, in order. Causal over the sequence's cache, which AppendKvKernel has filled.
+template <int kHeadDim>
+__global__ void __launch_bounds__(kTiledThreads) PagedPrefillKernel(PagedAttentionParams p) {
+  using T = Tile<kHeadDim>;
+  const int head = blockIdx.y;
+  int tile = blockIdx.x, s = 0;
+  for (; s < p.num_sequences; ++s) {
+    const int q_len = p.sequences[s * 3 + 1];
+    const int tiles = q_len > 1 ? (q_len + kTileQueries - 1) / kTileQueries : 0;
+    if (tile < tiles) break;
+    tile -= tiles;
+  }
+  if (s == p.num_sequences) return;
+  const int q_begin = p.sequences[s * 3], q_len = p.sequences[s * 3 + 1];
+  const int start_pos = p.sequences[s * 3 + 2];
+  if (q_begin < 0 || q_begin + q_len > p.tokens || start_pos < 0) return;  // rows of no sequence
+  const int first_query = q_begin + tile * kTileQueries;
+  const int num_queries = min(kTileQueries, q_len - tile * kTileQueries);
+  const int64_t q_row = int64_t{p.heads} * kHeadDim;
+  auto out_at = [&](int i) { return p.out + (first_query + i) * q_row + head * kHeadDim; };
+  const int num_keys = start_pos + q_len;
+  if (!BlocksValid(p, s, num_keys)) {
+    FillTileNan(num_queries, kHeadDim, out_at);
+    return;
+  }
+  const int kv_offset = head / (p.heads / p.kv_heads) * kHeadDim;
+  const auto* k_cache = reinterpret_cast<const __nv_bfloat16*>(p.k_cache) + kv_offset;
+  const auto* v_cache = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_offset;
+  AttendTile<kHeadDim>(
+      num_queries, num_keys, start_pos + tile * kTileQueries, p.scale,
+      [&](int i) { return p.q + (first_query + i) * q_row + head * kHeadDim; }, out_at,
+      [&](int first, int n, float* k_s, float* v_s) {
+        LoadTile<kHeadDim, T::kKeys>([&](int j) { return k_cache + CacheOffset(p, s, first + j); },
+                                     n, 1.0f, k_s);
+        LoadTile<kHeadDim, T::kKeys>([&](int j) { return v_cache + CacheOffset(p, s, first + j); },
+                                     n, 1.0f, v_s);
+      });
+}
+
+// Launches kernel<<<(tiles, heads)>>> with Tile<kHeadDim>'s shared memory.
+template <int kHeadDim, typename Params>
+cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, cudaStream_t stream) {
+  constexpr size_t bytes = Tile<kHeadDim>::kSharedBytes;
+  cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (error != cudaSuccess) return error;
+  kernel<<<dim3(tiles, p.heads), kTiledThreads, bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// The head dimensions with a tiled kernel; others use the per-query kernels.
+bool HasTiledKernel(int head_dim) {
+  return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
+}
+
+// Upper bound on the query tiles of `n` segments or sequences over `tokens` tokens, plus one tile
+// of tokens after them: every one wastes less than a tile.
+int MaxTiles(int tokens, int n) { return (tokens + kTileQueries - 1) / kTileQueries + n + 1; }
+
 constexpr int kMaxGridY = 65535;
 
 }  // namespace
@@ -168,8 +483,20 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
     return cudaErrorInvalidValue;
   }
   if (p.tokens == 0) return cudaSuccess;
-  SegmentAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  const int tiles = MaxTiles(p.tokens, p.num_segments);
+  switch (p.head_dim) {
+    case 16:
+      return LaunchTiled<16>(SegmentAttentionTiledKernel<16>, p, tiles, stream);
+    case 32:
+      return LaunchTiled<32>(SegmentAttentionTiledKernel<32>, p, tiles, stream);
+    case 64:
+      return LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, stream);
+    case 128:
+      return LaunchTiled<128>(SegmentAttentionTiledKernel<128>, p, tiles, stream);
+    default:
+      SegmentAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(p);
+      return cudaGetLastError();
+  }
 }
 
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
@@ -182,8 +509,23 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
   AppendKvKernel<<<p.tokens, kAppendThreads, 0, stream>>>(p);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
-  PagedAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.
+  const bool tiled = HasTiledKernel(p.head_dim);
+  PagedAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(
+      p, tiled ? 1 : INT_MAX);
+  error = cudaGetLastError();
+  if (error != cudaSuccess || !tiled) return error;
+  const int tiles = MaxTiles(p.tokens, p.num_sequences);
+  switch (p.head_dim) {
+    case 16:
+      return LaunchTiled<16>(PagedPrefillKernel<16>, p, tiles, stream);
+    case 32:
+      return LaunchTiled<32>(PagedPrefillKernel<32>, p, tiles, stream);
+    case 64:
+      return LaunchTiled<64>(PagedPrefillKernel<64>, p, tiles, stream);
+    default:
+      return LaunchTiled<128>(PagedPrefillKernel<128>, p, tiles, stream);
+  }
 }
 
 }  // namespace pixtral::cuda

@@ -1,7 +1,9 @@
 // Attention kernels of the CUDA backend: block-diagonal attention for the vision encoder and
-// causal attention over the paged bf16 KV cache for the decoder. Both are the simple first
-// version: one thread block per (query token, head), keys visited in chunks with an online
-// softmax, so any sequence length works with fixed shared memory.
+// causal attention over the paged bf16 KV cache for the decoder. Prompts (segments, and sequences
+// with more than one new token) take tiled, flash-style kernels: one thread block per (64 queries,
+// head), key and value tiles staged in shared memory, an online softmax in f32. Decode (one new
+// token per sequence), and head dimensions other than 16, 32, 64 and 128, take one thread block
+// per (query token, head). Any sequence length works with fixed shared memory.
 //
 //   PagedAttentionParams p{...};
 //   CUDA_CHECK(LaunchPagedAttention(p, stream));  // appends k, v to the cache, then attends

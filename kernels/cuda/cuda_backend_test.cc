@@ -167,6 +167,93 @@ TEST_F(CudaBackendTest, SegmentAttentionMatchesCpu) {
   EXPECT_LE(Error(out), 1e-5);
 }
 
+TEST_F(CudaBackendTest, SegmentAttentionOfPromptSizesMatchesCpu) {
+  // Segments shorter than, equal to and longer than a 64-query tile, most not a multiple of it,
+  // for every head dimension of the tiled kernel, and one (48) of the per-query kernel.
+  const std::vector<int32_t> lengths = {70, 64, 3, 257, 1, 130};
+  const int64_t t = 525, h = 3;
+  for (const int64_t d : {16, 32, 64, 128, 48}) {
+    Pair q = RandomF32({t, h, d}, 40), k = RandomF32({t, h, d}, 41), v = RandomF32({t, h, d}, 42);
+    Pair segments = I32(lengths), out = Poisoned({t, h, d});
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    cpu_->SegmentAttention(q.cpu, k.cpu, v.cpu, segments.cpu, scale, out.cpu);
+    gpu_->SegmentAttention(q.gpu, k.gpu, v.gpu, segments.gpu, scale, out.gpu);
+    EXPECT_LE(Error(out), 1e-5) << "head_dim " << d;
+  }
+}
+
+TEST_F(CudaBackendTest, SegmentAttentionGivesNanAfterTheSegments) {
+  const std::vector<int32_t> lengths = {10};
+  Pair q = RandomF32({80, 2, 64}, 43), out = Poisoned({80, 2, 64});
+  Pair segments = I32(lengths);
+  gpu_->SegmentAttention(q.gpu, q.gpu, q.gpu, segments.gpu, 0.125f, out.gpu);
+  const std::vector<float> host = ToHost(*gpu_, out.gpu);
+  for (size_t i = 0; i < host.size(); ++i) {
+    ASSERT_EQ(std::isnan(host[i]), i >= 10 * 2 * 64) << i;
+  }
+}
+
+// The same steps of paged attention on both backends over one shared cache layout.
+class PagedAttentionSteps {
+ public:
+  PagedAttentionSteps(Backend& cpu, Backend& gpu, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      int64_t block_size, int64_t num_blocks)
+      : cpu_(cpu),
+        gpu_(gpu),
+        h_(heads),
+        hkv_(kv_heads),
+        d_(head_dim),
+        k_cache_(Cache({num_blocks, block_size, kv_heads, head_dim})),
+        v_cache_(Cache({num_blocks, block_size, kv_heads, head_dim})) {}
+
+  // Runs one step over `t` new rows and returns the relative error of the output.
+  double Step(const std::vector<PagedSequence>& seqs, int64_t t) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
+    auto pair = [&](int64_t heads) {
+      const std::vector<int64_t> shape = {t, heads, d_};
+      const std::vector<float> data = Random(Numel(shape), ++seed_);
+      return Pair{*ToBackend(cpu_, data, shape), *ToBackend(gpu_, data, shape)};
+    };
+    Pair q = pair(h_), k = pair(hkv_), v = pair(hkv_);
+    const std::vector<int64_t> out_shape = {t, h_, d_};
+    Pair out = {*cpu_.Alloc(DType::kF32, out_shape),
+                *ToBackend(gpu_, std::vector<float>(Numel(out_shape), NAN), out_shape)};
+    PagedBatch cpu_batch = *MakePagedBatch(cpu_, seqs), gpu_batch = *MakePagedBatch(gpu_, seqs);
+    cpu_.PagedAttention(q.cpu, k.cpu, v.cpu, cpu_batch, scale, k_cache_.cpu, v_cache_.cpu, out.cpu);
+    gpu_.PagedAttention(q.gpu, k.gpu, v.gpu, gpu_batch, scale, k_cache_.gpu, v_cache_.gpu, out.gpu);
+    return RelativeError(ToHost(gpu_, out.gpu), ToHost(cpu_, out.cpu));
+  }
+
+ private:
+  Pair Cache(const std::vector<int64_t>& shape) {
+    return {*cpu_.Alloc(cpu_.KvCacheDType(), shape), *gpu_.Alloc(gpu_.KvCacheDType(), shape)};
+  }
+
+  Backend& cpu_;
+  Backend& gpu_;
+  const int64_t h_, hkv_, d_;
+  Pair k_cache_, v_cache_;
+  uint32_t seed_ = 200;
+};
+
+TEST_F(CudaBackendTest, PagedAttentionChunkedPrefillMatchesCpu) {
+  // GQA (4 query heads per kv head), block sizes that do and do not divide a key tile; prompts
+  // in chunks (start_pos > 0), several sequences of different lengths in one batch, prefill
+  // mixed with decode.
+  for (const auto& [d, block_size] : {std::pair{128, 16}, {64, 5}, {16, 16}, {48, 8}}) {
+    PagedAttentionSteps steps(*cpu_, *gpu_, 8, 2, d, block_size, 160);
+    std::vector<int32_t> table_a(60), table_b(60);
+    for (int i = 0; i < 60; ++i)
+      table_a[i] = 159 - 2 * i, table_b[i] = 2 * i;  // a's blocks are odd, b's even
+    EXPECT_LE(steps.Step({{0, 100, 0, table_a}, {100, 2, 0, table_b}}, 102), kBf16Tolerance)
+        << "head_dim " << d << ", first chunks";
+    EXPECT_LE(steps.Step({{0, 7, 2, table_b}, {7, 130, 100, table_a}}, 137), kBf16Tolerance)
+        << "head_dim " << d << ", second chunks";
+    EXPECT_LE(steps.Step({{0, 1, 230, table_a}, {1, 65, 9, table_b}}, 66), kBf16Tolerance)
+        << "head_dim " << d << ", decode beside a chunk";
+  }
+}
+
 TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
   const int64_t h = 8, hkv = 2, d = 128, block_size = 16, num_blocks = 40;
   const std::vector<int64_t> cache_shape = {num_blocks, block_size, hkv, d};
