@@ -15,6 +15,7 @@
 #include "glog/logging.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/convert.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/shape_checks.h"
 
@@ -174,7 +175,15 @@ class CudaBackend : public Backend {
     // cuBLAS's A is w read transposed, B is x as stored.
     const float one = 1.0f, zero = 0.0f;
     const int m_ = ToInt32(n), n_ = ToInt32(t), k_ = ToInt32(k);
-    if (WeightTypeOf(w) == WeightType::kBF16) {
+    const cuda::GemvParams gemv{.x = x.data<float>(),
+                                .w = w.data<uint16_t>(),
+                                .y = y.data<float>(),
+                                .rows = t,
+                                .k = k,
+                                .n = n};
+    if (WeightTypeOf(w) == WeightType::kBF16 && cuda::GemvApplies(gemv)) {
+      CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: bf16 GEMV");
+    } else if (WeightTypeOf(w) == WeightType::kBF16) {
       absl::StatusOr<Tensor> x16 = Alloc(DType::kBF16, {t, k});
       CHECK(x16.ok()) << x16.status();
       CheckCuda(

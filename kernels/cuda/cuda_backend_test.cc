@@ -90,6 +90,30 @@ TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
   }
 }
 
+// One to four rows take the GEMV kernel where k is a multiple of 8 and the rows are 16-byte
+// aligned (a view of rows included); the others (5 rows, k = 100) take cuBLAS.
+TEST_F(CudaBackendTest, MatMulBf16FewRowsMatchesCpu) {
+  for (const auto& [t, k, n] : {std::tuple{1, 5120, 1031},
+                                {2, 8, 3},
+                                {3, 264, 77},
+                                {4, 1000, 9},
+                                {5, 512, 40},
+                                {4, 100, 33}}) {
+    Pair x = RandomF32({t, k}, 11, 2.0f), w = RandomBf16({n, k}, 12, 0.05f);
+    Pair y = Poisoned({t, n});
+    cpu_->MatMul(x.cpu, w.cpu, nullptr, y.cpu);
+    gpu_->MatMul(x.gpu, w.gpu, nullptr, y.gpu);
+    // The GEMV keeps x in f32, so it is held to an f32-accumulation bound, tighter than the
+    // bf16-activation one.
+    EXPECT_LE(Error(y), t <= 4 && k % 8 == 0 ? 1e-5 : kBf16Tolerance) << t << "x" << k << "x" << n;
+  }
+  Pair x = RandomF32({5, 64}, 13), w = RandomBf16({20, 64}, 14);
+  Pair y = Poisoned({3, 20});
+  cpu_->MatMul(x.cpu.Rows(1, 3), w.cpu, nullptr, y.cpu);
+  gpu_->MatMul(x.gpu.Rows(1, 3), w.gpu, nullptr, y.gpu);
+  EXPECT_LE(Error(y), 1e-5);
+}
+
 TEST_F(CudaBackendTest, MatMulF32WeightsOnRowViewsMatchCpu) {
   Pair x = RandomF32({20, 72}, 4), w = RandomF32({50, 72}, 5), b = RandomF32({50}, 6);
   Pair y = Poisoned({20, 50});
