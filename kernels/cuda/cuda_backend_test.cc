@@ -93,7 +93,11 @@ TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
 // One to four rows take the GEMV kernel where k is a multiple of 8 and the rows are 16-byte
 // aligned (a view of rows included); the others (5 rows, k = 100) take cuBLAS.
 TEST_F(CudaBackendTest, MatMulBf16FewRowsMatchesCpu) {
+  // n = 8500, 5000, 3000, 1031 split each weight row over 1, 2, 4, 8 warps.
   for (const auto& [t, k, n] : {std::tuple{1, 5120, 1031},
+                                {1, 16, 8500},
+                                {3, 40, 5000},
+                                {2, 24, 3000},
                                 {2, 8, 3},
                                 {3, 264, 77},
                                 {4, 1000, 9},

@@ -6,7 +6,7 @@
 namespace pixtral::cuda {
 namespace {
 
-// One warp per weight row, eight rows per block.
+// Eight warps a block.
 constexpr int kGemvWarps = 8;
 constexpr int64_t kMaxBlocks = (int64_t{1} << 31) - 1;
 
@@ -22,40 +22,54 @@ __device__ __forceinline__ float Dot8(const float (&w)[8], const float* __restri
          w[7] * b.w;
 }
 
+// Warps of a block: each weight row is split over `split` of them (1, 2, 4 or 8), so that
+// small matrices still spread over every SM with enough loads in flight.
 template <int kRows>
-__global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvParams p) {
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t row = int64_t{blockIdx.x} * kGemvWarps + threadIdx.x / kWarpSize;
-  if (row >= p.n) return;
-  const uint4* __restrict__ w = reinterpret_cast<const uint4*>(p.w + row * p.k);
-  const int64_t chunks = p.k / 8;  // 16 bytes of weights: 8 values
+__global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvParams p, int split) {
+  __shared__ float partial[kGemvWarps][kRows];
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  const int part = warp % split;
+  const int64_t row = int64_t{blockIdx.x} * (kGemvWarps / split) + warp / split;
   float acc[kRows] = {};
+  if (row < p.n) {
+    const uint4* __restrict__ w = reinterpret_cast<const uint4*>(p.w + row * p.k);
+    const int64_t chunks = p.k / 8;  // 16 bytes of weights: 8 values
 #pragma unroll 4
-  for (int64_t c = lane; c < chunks; c += kWarpSize) {
-    // The weights are read once: keep them out of L1 for the activations.
-    const uint4 packed = __ldcs(w + c);
-    float wf[8];
-    const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
+    for (int64_t c = part * kWarpSize + lane; c < chunks; c += kWarpSize * split) {
+      // The weights are read once: keep them out of L1 for the activations.
+      const uint4 packed = __ldcs(w + c);
+      float wf[8];
+      const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = Bf16PairToFloat2(words[i]);
-      wf[2 * i] = f.x;
-      wf[2 * i + 1] = f.y;
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = Bf16PairToFloat2(words[i]);
+        wf[2 * i] = f.x;
+        wf[2 * i + 1] = f.y;
+      }
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) acc[r] += Dot8(wf, p.x + r * p.k + c * 8);
     }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) acc[r] += Dot8(wf, p.x + r * p.k + c * 8);
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const float sum = WarpReduce(acc[r], SumOp());
-    if (lane == 0) p.y[r * p.n + row] = sum;
+    if (lane == 0) partial[warp][r] = sum;
   }
+  __syncthreads();
+  if (row >= p.n || part != 0 || lane >= kRows) return;
+  float sum = 0.0f;
+  for (int i = 0; i < split; ++i) sum += partial[warp + i][lane];
+  p.y[lane * p.n + row] = sum;
 }
 
 template <int kRows>
 cudaError_t Launch(const GemvParams& p, cudaStream_t stream) {
-  const auto blocks = static_cast<unsigned>((p.n + kGemvWarps - 1) / kGemvWarps);
-  GemvBf16Kernel<kRows><<<blocks, kGemvWarps * kWarpSize, 0, stream>>>(p);
+  // Enough blocks for ~8 per SM on an H100 (132 SMs), splitting rows when there are few.
+  int split = 1;
+  while (split < kGemvWarps && p.n * split < int64_t{132} * 8 * kGemvWarps) split *= 2;
+  const int rows_per_block = kGemvWarps / split;
+  const auto blocks = static_cast<unsigned>((p.n + rows_per_block - 1) / rows_per_block);
+  GemvBf16Kernel<kRows><<<blocks, kGemvWarps * kWarpSize, 0, stream>>>(p, split);
   return cudaGetLastError();
 }
 

@@ -11,7 +11,7 @@ namespace {
 // Element-wise ops: grid-stride loops, enough blocks to fill an H100 (132 SMs) several times.
 constexpr int kElementThreads = 256;
 constexpr int kMaxElementBlocks = 132 * 8;
-// Per-row ops (RmsNorm, Softmax, Gather, Scatter): one block per row.
+// Per-row ops (Softmax, Gather, Scatter): one block per row.
 constexpr int kRowThreads = 256;
 // Grid dimensions beyond 65535 are only allowed in x.
 constexpr int64_t kMaxGridX = (int64_t{1} << 31) - 1;
@@ -49,18 +49,43 @@ __global__ void AddBiasKernel(AddBiasParams p) {
   }
 }
 
+// RmsNorm: one block of 1024 threads per row; each thread issues all its loads of a pass at
+// once (the weights come from DRAM at every call, the row from L2), since one row per block at
+// decode leaves nothing else to hide their latency.
+constexpr int kRmsNormThreads = 1024;
+constexpr int kRmsNormPerThread = 8;
+
 template <typename W>
-__global__ void RmsNormKernel(RmsNormParams p) {
-  __shared__ float scratch[kRowThreads / kWarpSize];
+__global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormParams p) {
+  __shared__ float scratch[kRmsNormThreads / kWarpSize];
   const float* x = p.x + blockIdx.x * p.dim;
   float* y = p.y + blockIdx.x * p.dim;
   const W* weight = static_cast<const W*>(p.weight);
+  const int64_t stride = blockDim.x, span = stride * kRmsNormPerThread;
   float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) sum += x[i] * x[i];
+  for (int64_t base = threadIdx.x; base < p.dim; base += span) {
+    float v[kRmsNormPerThread];
+#pragma unroll
+    for (int j = 0; j < kRmsNormPerThread; ++j) {
+      v[j] = base + j * stride < p.dim ? x[base + j * stride] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kRmsNormPerThread; ++j) sum += v[j] * v[j];
+  }
   sum = BlockReduce(sum, SumOp(), scratch);
   const float inv = rsqrtf(sum / static_cast<float>(p.dim) + p.eps);
-  for (int64_t i = threadIdx.x; i < p.dim; i += blockDim.x) {
-    y[i] = x[i] * inv * LoadFloat(weight + i);
+  for (int64_t base = threadIdx.x; base < p.dim; base += span) {
+    float v[kRmsNormPerThread], w[kRmsNormPerThread];
+#pragma unroll
+    for (int j = 0; j < kRmsNormPerThread; ++j) {
+      const int64_t i = base + j * stride;
+      v[j] = i < p.dim ? x[i] : 0.0f;
+      w[j] = i < p.dim ? LoadFloat(weight + i) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kRmsNormPerThread; ++j) {
+      if (base + j * stride < p.dim) y[base + j * stride] = v[j] * inv * w[j];
+    }
   }
 }
 
@@ -139,9 +164,9 @@ cudaError_t LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   const unsigned rows = static_cast<unsigned>(p.rows);
   if (p.weight_type == WeightType::kBF16) {
-    RmsNormKernel<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p);
+    RmsNormKernel<__nv_bfloat16><<<rows, kRmsNormThreads, 0, stream>>>(p);
   } else {
-    RmsNormKernel<float><<<rows, kRowThreads, 0, stream>>>(p);
+    RmsNormKernel<float><<<rows, kRmsNormThreads, 0, stream>>>(p);
   }
   return cudaGetLastError();
 }
