@@ -126,6 +126,36 @@ TEST_F(GatewayClientTest, CancellingAStreamEndsItAndTheGatewayKeepsServing) {
   EXPECT_TRUE(client_->Complete(ImageChat(), {.max_tokens = 2}).ok());
 }
 
+TEST_F(GatewayClientTest, CompletionsBeyondTheLimitAreResourceExhausted) {
+  GatewayService one_at_a_time(stack_->pipeline(), stack_->tokenizer().tekken(),
+                               {.max_concurrent_requests = 1});
+  auto server = RunningServer::Start({&one_at_a_time}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok());
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+  std::unique_ptr<GatewayClient> first = GatewayClient::Create(address);
+  std::unique_ptr<GatewayClient> second = GatewayClient::Create(address);
+  ChatCompletionRequest chat;
+  chat.messages.push_back(UserMessage{"Count."});
+  // While the first completion streams (its slot is held until it ends), a second is refused.
+  absl::Status while_busy;
+  auto streamed =
+      first->Stream(chat, {.max_tokens = 1000, .ignore_eos = true}, [&](const ChatDelta&) {
+        while_busy = second->Complete(chat, kGreedy).status();
+        return false;
+      });
+  EXPECT_EQ(while_busy.code(), absl::StatusCode::kResourceExhausted) << while_busy;
+  EXPECT_EQ(streamed.status().code(), absl::StatusCode::kCancelled);
+  // The slot is free again once the gateway has seen the first call end (the cancellation
+  // reaches it asynchronously, within a scheduler poll interval).
+  absl::Status after = absl::UnknownError("not tried");
+  for (const absl::Time until = absl::Now() + absl::Seconds(5);
+       !after.ok() && absl::Now() < until;) {
+    after = second->Complete(chat, kGreedy).status();
+    if (!after.ok()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(after.ok()) << after;
+}
+
 TEST_F(GatewayClientTest, TokenizeAndModelInfoMatchTheStack) {
   absl::StatusOr<std::vector<int>> remote = client_->Tokenize(ImageChat());
   absl::StatusOr<EncodedChat> local = stack_->tokenizer().EncodeChatCompletion(ImageChat());
