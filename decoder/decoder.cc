@@ -185,9 +185,10 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
 
   PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, x));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Each residual add is fused with the RmsNorm after it (the next layer's, past the MLP).
+  if (!layers_.empty()) b.RmsNorm(x, layers_[0].attention_norm, c.norm_eps, h);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const BlockWeights& w = layers_[l];
-    b.RmsNorm(x, w.attention_norm, c.norm_eps, h);
     b.MatMul(h, w.wq, nullptr, q.Reshape({t, nh * hd}));
     b.MatMul(h, w.wk, nullptr, k.Reshape({t, nkv * hd}));
     b.MatMul(h, w.wv, nullptr, v.Reshape({t, nkv * hd}));
@@ -195,13 +196,16 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
     b.Rope(k, rope);
     b.PagedAttention(q, k, v, paged, scale, cache_->keys(l), cache_->values(l), attn);
     b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
-    b.Add(x, h, x);
-    b.RmsNorm(x, w.ffn_norm, c.norm_eps, h);
+    b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, h);
     b.MatMul(h, w.w1, nullptr, gate);
     b.MatMul(h, w.w3, nullptr, up);
     b.SiluMul(gate, up, gate);
     b.MatMul(gate, w.w2, nullptr, h);
-    b.Add(x, h, x);
+    if (l + 1 < layers_.size()) {
+      b.AddRmsNorm(x, h, layers_[l + 1].attention_norm, c.norm_eps, h);
+    } else {
+      b.Add(x, h, x);
+    }
   }
   b.Gather(x, rows_t, last);  // only the positions whose logits were asked for
   b.RmsNorm(last, norm_, c.norm_eps, last);

@@ -48,12 +48,15 @@ absl::StatusOr<PagedBatch> MakePagedBatch(Backend& backend,
   size_t max_blocks = 1;
   for (const PagedSequence& s : sequences) max_blocks = std::max(max_blocks, s.block_table.size());
   std::vector<int32_t> info, tables(n * max_blocks, -1);
+  PagedBatch batch;
+  batch.has_decode = batch.has_prefill = false;
   for (int64_t i = 0; i < n; ++i) {
     const PagedSequence& s = sequences[i];
     info.insert(info.end(), {s.q_begin, s.q_len, s.start_pos});
+    batch.has_decode |= s.q_len == 1;
+    batch.has_prefill |= s.q_len > 1;
     std::copy(s.block_table.begin(), s.block_table.end(), tables.begin() + i * max_blocks);
   }
-  PagedBatch batch;
   absl::StatusOr<Tensor> t = ToBackend(backend, info, {n, 3});
   if (!t.ok()) return t.status();
   batch.sequences = *std::move(t);

@@ -56,6 +56,11 @@ struct PagedSequence {
 struct PagedBatch {
   Tensor sequences;     // i32 [S, 3]: q_begin, q_len, start_pos
   Tensor block_tables;  // i32 [S, max blocks]: one block table per row, padded with -1
+  // Whether some sequence has one new token (decode) / more than one (a prompt chunk), known on
+  // the host: a device backend skips launching the kernel of a kind that has no work. True is
+  // always correct.
+  bool has_decode = true;
+  bool has_prefill = true;
 };
 
 class Backend {
@@ -90,6 +95,10 @@ class Backend {
 
   // y = x / sqrt(mean(x²) + eps) * weight, per row.  weight[D]: f32 or bf16.
   virtual void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) = 0;
+  // x += delta, then normed = RmsNorm(x): a residual add and the next block's pre-norm in one
+  // pass. normed may be delta (or x).
+  virtual void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
+                          const Tensor& normed) = 0;
   // out = silu(gate) * up, element-wise (SwiGLU).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // y = gelu(x) with the exact erf form (torch.nn.GELU()).

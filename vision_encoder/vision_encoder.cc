@@ -117,8 +117,10 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
   b.RmsNorm(x, ln_pre_, kNormEps, x);
 
   const Tensor q2 = q.Reshape({t, d}), k2 = k.Reshape({t, d}), v2 = v.Reshape({t, d});
-  for (const BlockWeights& w : blocks_) {
-    b.RmsNorm(x, w.attention_norm, kNormEps, h);
+  // Each residual add is fused with the RmsNorm after it (the next block's, past the MLP).
+  if (!blocks_.empty()) b.RmsNorm(x, blocks_[0].attention_norm, kNormEps, h);
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const BlockWeights& w = blocks_[l];
     b.MatMul(h, w.wq, nullptr, q2);
     b.MatMul(h, w.wk, nullptr, k2);
     b.MatMul(h, w.wv, nullptr, v2);
@@ -126,13 +128,16 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
     b.Rope(k, rope);
     b.SegmentAttention(q, k, v, segments, 1.0f / std::sqrt(static_cast<float>(hd)), attn);
     b.MatMul(attn.Reshape({t, d}), w.wo, nullptr, h);
-    b.Add(x, h, x);
-    b.RmsNorm(x, w.ffn_norm, kNormEps, h);
+    b.AddRmsNorm(x, h, w.ffn_norm, kNormEps, h);
     b.MatMul(h, w.w1, nullptr, gate);
     b.MatMul(h, w.w3, nullptr, up);
     b.SiluMul(gate, up, gate);
     b.MatMul(gate, w.w2, nullptr, h);
-    b.Add(x, h, x);
+    if (l + 1 < blocks_.size()) {
+      b.AddRmsNorm(x, h, blocks_[l + 1].attention_norm, kNormEps, h);
+    } else {
+      b.Add(x, h, x);
+    }
   }
   return x;
 }

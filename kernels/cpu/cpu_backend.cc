@@ -208,6 +208,12 @@ class CpuBackend : public Backend {
     });
   }
 
+  void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
+                  const Tensor& normed) override {
+    Add(x, delta, x);
+    RmsNorm(x, weight, eps, normed);
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     CheckF32(up);
     CheckSameShape(gate, up);

@@ -92,6 +92,17 @@ TEST_F(CpuBackendTest, RmsNormHandComputed) {
   EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-6), {3 * a, 8 * a, 0.0f, 4 * b}));
 }
 
+TEST_F(CpuBackendTest, AddRmsNormIsAddThenRmsNorm) {
+  const std::vector<float> xs = Random(3 * 40, 3), ds = Random(3 * 40, 4), gs = Random(40, 5);
+  Tensor x = F32(xs, {3, 40}), delta = F32(ds, {3, 40}), g = Bf16(gs, {40});
+  Tensor x_ref = F32(xs, {3, 40}), normed_ref = Empty({3, 40});
+  backend_->Add(x_ref, F32(ds, {3, 40}), x_ref);
+  backend_->RmsNorm(x_ref, g, 1e-5f, normed_ref);
+  backend_->AddRmsNorm(x, delta, g, 1e-5f, delta);  // normed over delta, as the decoder does
+  EXPECT_EQ(Host(x), Host(x_ref));
+  EXPECT_EQ(Host(delta), Host(normed_ref));
+}
+
 TEST_F(CpuBackendTest, SiluMulHandComputed) {
   Tensor out = Empty({3});
   backend_->SiluMul(F32({0, 1, -2}, {3}), F32({5, 2, 3}, {3}), out);
@@ -177,6 +188,20 @@ TEST_F(CpuBackendTest, SegmentAttentionIsBlockDiagonal) {
                                              {3, 7}, {3, 7}, {3, 7}};
   EXPECT_THAT(Host(out),
               Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, h, d, ranges, 0.5f)));
+}
+
+TEST_F(CpuBackendTest, MakePagedBatchSaysWhichKernelsHaveWork) {
+  const std::vector<int32_t> table = {0};
+  auto batch = [&](std::vector<PagedSequence> seqs) { return *MakePagedBatch(*backend_, seqs); };
+  const PagedBatch decode = batch({{0, 1, 3, table}, {1, 1, 0, table}});
+  EXPECT_TRUE(decode.has_decode);
+  EXPECT_FALSE(decode.has_prefill);
+  const PagedBatch prefill = batch({{0, 2, 0, table}, {2, 0, 5, table}});
+  EXPECT_FALSE(prefill.has_decode);
+  EXPECT_TRUE(prefill.has_prefill);
+  const PagedBatch mixed = batch({{0, 4, 0, table}, {4, 1, 7, table}});
+  EXPECT_TRUE(mixed.has_decode);
+  EXPECT_TRUE(mixed.has_prefill);
 }
 
 TEST_F(CpuBackendTest, PagedAttentionIsCausalGqaOverScatteredBlocks) {

@@ -511,10 +511,12 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
   if (error != cudaSuccess) return error;
   // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.
   const bool tiled = HasTiledKernel(p.head_dim);
-  PagedAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(
-      p, tiled ? 1 : INT_MAX);
-  error = cudaGetLastError();
-  if (error != cudaSuccess || !tiled) return error;
+  if (!tiled || p.has_decode) {
+    PagedAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(
+        p, tiled ? 1 : INT_MAX);
+    error = cudaGetLastError();
+  }
+  if (error != cudaSuccess || !tiled || !p.has_prefill) return error;
   const int tiles = MaxTiles(p.tokens, p.num_sequences);
   switch (p.head_dim) {
     case 16:

@@ -60,10 +60,15 @@ struct PagedAttentionParams {
   int32_t kv_heads;
   int32_t head_dim;
   float scale;
+  // Host-side hints (kernels::PagedBatch's): false skips the decode (q_len == 1) or the prefill
+  // (q_len > 1) kernel's launch, for a batch with no such sequence.
+  bool has_decode = true;
+  bool has_prefill = true;
 };
 
 cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& params, cudaStream_t stream);
-// Two launches on `stream`: the append of every new k, v row into the cache, then attention.
+// Up to three launches on `stream`: the append of every new k, v row into the cache, then the
+// decode and the prefill attention kernels (each only where the hints say it has work).
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& params, cudaStream_t stream);
 
 }  // namespace pixtral::cuda

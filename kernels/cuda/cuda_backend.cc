@@ -243,6 +243,26 @@ class CudaBackend : public Backend {
               "RmsNorm");
   }
 
+  void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
+                  const Tensor& normed) override {
+    for (const Tensor* t : {&x, &delta, &normed}) {
+      CheckF32(*t);
+      CheckSameShape(x, *t);
+    }
+    const int64_t d = x.shape().back();
+    CHECK(weight.rank() == 1 && weight.dim(0) == d) << weight.DebugString();
+    CheckCuda(cuda::LaunchAddRmsNorm({.x = x.data<float>(),
+                                      .delta = delta.data<float>(),
+                                      .weight = weight.data<void>(),
+                                      .weight_type = WeightTypeOf(weight),
+                                      .normed = normed.data<float>(),
+                                      .rows = x.numel() / d,
+                                      .dim = d,
+                                      .eps = eps},
+                                     stream()),
+              "AddRmsNorm");
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     for (const Tensor* t : {&gate, &up, &out}) {
       CheckF32(*t);
@@ -349,7 +369,9 @@ class CudaBackend : public Backend {
                                           .heads = ToInt32(h),
                                           .kv_heads = ToInt32(hkv),
                                           .head_dim = ToInt32(d),
-                                          .scale = scale},
+                                          .scale = scale,
+                                          .has_decode = batch.has_decode,
+                                          .has_prefill = batch.has_prefill},
                                          stream()),
               "PagedAttention");
   }

@@ -165,6 +165,22 @@ TEST_F(CudaBackendTest, RmsNormMatchesCpuForBf16AndF32Weights) {
   EXPECT_LE(Error(x), kF32Tolerance);
 }
 
+TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
+  for (int64_t dim : {5120, 1024, 9000, 77}) {
+    Pair x = RandomF32({5, dim}, 14, 2.0f), delta = RandomF32({5, dim}, 15);
+    Pair g16 = RandomBf16({dim}, 16), g32 = RandomF32({dim}, 17);
+    Pair normed = Poisoned({5, dim});
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g16.cpu, 1e-5f, normed.cpu);
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g16.gpu, 1e-5f, normed.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(Error(normed), kF32Tolerance) << "dim " << dim;
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g32.cpu, 1e-5f, delta.cpu);  // normed over delta
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g32.gpu, 1e-5f, delta.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(Error(delta), kF32Tolerance) << "dim " << dim;
+  }
+}
+
 TEST_F(CudaBackendTest, SoftmaxMatchesCpu) {
   Pair x = RandomF32({9, 3001}, 14, 10.0f), y = Poisoned({9, 3001});
   cpu_->Softmax(x.cpu, y.cpu);
@@ -306,6 +322,9 @@ TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
   EXPECT_LE(step({{0, 40, 0, table_a}, {40, 150, 0, table_b}}, 190), kBf16Tolerance);
   // Decode: b first this time, 3 new tokens of b and 1 of a.
   EXPECT_LE(step({{0, 3, 150, table_b}, {3, 1, 40, table_a}}, 4), kBf16Tolerance);
+  // Decode only (the prefill kernel is not launched), then a chunk only (nor the decode one).
+  EXPECT_LE(step({{0, 1, 41, table_a}, {1, 1, 153, table_b}}, 2), kBf16Tolerance);
+  EXPECT_LE(step({{0, 2, 42, table_a}}, 2), kBf16Tolerance);
 }
 
 TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {

@@ -51,12 +51,24 @@ __global__ void AddBiasKernel(AddBiasParams p) {
 
 // RmsNorm: one block of 1024 threads per row; each thread issues all its loads of a pass at
 // once (the weights come from DRAM at every call, the row from L2), since one row per block at
-// decode leaves nothing else to hide their latency.
+// decode leaves nothing else to hide their latency. With kAdd, the first pass also adds delta
+// and stores the sum to sum_out (AddRmsNorm: sum_out is x itself); every element is read and
+// written by the same thread in both passes, so y may alias x or delta.
 constexpr int kRmsNormThreads = 1024;
 constexpr int kRmsNormPerThread = 8;
 
-template <typename W>
-__global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormParams p) {
+struct RmsNormRows {
+  const float* x;
+  const float* delta;  // kAdd only, as is sum_out
+  float* sum_out;
+  const void* weight;
+  float* y;
+  int64_t dim;
+  float eps;
+};
+
+template <typename W, bool kAdd>
+__global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) {
   __shared__ float scratch[kRmsNormThreads / kWarpSize];
   const float* x = p.x + blockIdx.x * p.dim;
   float* y = p.y + blockIdx.x * p.dim;
@@ -68,6 +80,18 @@ __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormParams p
 #pragma unroll
     for (int j = 0; j < kRmsNormPerThread; ++j) {
       v[j] = base + j * stride < p.dim ? x[base + j * stride] : 0.0f;
+    }
+    if constexpr (kAdd) {
+      const float* delta = p.delta + blockIdx.x * p.dim;
+      float* sum_out = p.sum_out + blockIdx.x * p.dim;
+#pragma unroll
+      for (int j = 0; j < kRmsNormPerThread; ++j) {
+        if (base + j * stride < p.dim) v[j] += delta[base + j * stride];
+      }
+#pragma unroll
+      for (int j = 0; j < kRmsNormPerThread; ++j) {
+        if (base + j * stride < p.dim) sum_out[base + j * stride] = v[j];
+      }
     }
 #pragma unroll
     for (int j = 0; j < kRmsNormPerThread; ++j) sum += v[j] * v[j];
@@ -87,6 +111,20 @@ __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormParams p
       if (base + j * stride < p.dim) y[base + j * stride] = v[j] * inv * w[j];
     }
   }
+}
+
+template <bool kAdd>
+cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, int64_t rows,
+                              cudaStream_t stream) {
+  if (!RowsFitGrid(rows) || p.dim <= 0) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  const unsigned grid = static_cast<unsigned>(rows);
+  if (weight_type == WeightType::kBF16) {
+    RmsNormKernel<__nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+  } else {
+    RmsNormKernel<float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+  }
+  return cudaGetLastError();
 }
 
 __global__ void SoftmaxKernel(SoftmaxParams p) {
@@ -160,15 +198,25 @@ cudaError_t LaunchAddBias(const AddBiasParams& p, cudaStream_t stream) {
 }
 
 cudaError_t LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
-  if (!RowsFitGrid(p.rows) || p.dim <= 0) return cudaErrorInvalidValue;
-  if (p.rows == 0) return cudaSuccess;
-  const unsigned rows = static_cast<unsigned>(p.rows);
-  if (p.weight_type == WeightType::kBF16) {
-    RmsNormKernel<__nv_bfloat16><<<rows, kRmsNormThreads, 0, stream>>>(p);
-  } else {
-    RmsNormKernel<float><<<rows, kRmsNormThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return LaunchRmsNormRows<false>({.x = p.x,
+                                   .delta = nullptr,
+                                   .sum_out = nullptr,
+                                   .weight = p.weight,
+                                   .y = p.y,
+                                   .dim = p.dim,
+                                   .eps = p.eps},
+                                  p.weight_type, p.rows, stream);
+}
+
+cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
+  return LaunchRmsNormRows<true>({.x = p.x,
+                                  .delta = p.delta,
+                                  .sum_out = p.x,
+                                  .weight = p.weight,
+                                  .y = p.normed,
+                                  .dim = p.dim,
+                                  .eps = p.eps},
+                                 p.weight_type, p.rows, stream);
 }
 
 cudaError_t LaunchSoftmax(const SoftmaxParams& p, cudaStream_t stream) {

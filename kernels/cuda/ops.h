@@ -60,6 +60,18 @@ struct RmsNormParams {
   float eps;
 };
 
+// x += delta, then normed = RmsNorm(x) with weight, per row of `dim`. normed may be delta or x.
+struct AddRmsNormParams {
+  float* x;
+  const float* delta;
+  const void* weight;
+  WeightType weight_type;
+  float* normed;
+  int64_t rows;
+  int64_t dim;
+  float eps;
+};
+
 // y = softmax(x) per row of `cols`. y may be x.
 struct SoftmaxParams {
   const float* x;
@@ -114,6 +126,7 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream);
 cudaError_t LaunchGelu(const GeluParams& params, cudaStream_t stream);
 cudaError_t LaunchAddBias(const AddBiasParams& params, cudaStream_t stream);
 cudaError_t LaunchRmsNorm(const RmsNormParams& params, cudaStream_t stream);
+cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& params, cudaStream_t stream);
 cudaError_t LaunchSoftmax(const SoftmaxParams& params, cudaStream_t stream);
 cudaError_t LaunchRope(const RopeParams& params, cudaStream_t stream);
 cudaError_t LaunchGather(const GatherParams& params, cudaStream_t stream);
