@@ -15,8 +15,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/bench_model.h"
 #include "decoder/pixtral_model.h"
-#include "kernels/create_backend.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder (params.json + consolidated.safetensors).");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
@@ -28,12 +28,6 @@ ABSL_FLAG(int, steps, 64, "Timed decode steps.");
 namespace pixtral {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
 int Main() {
   const int batch = absl::GetFlag(FLAGS_batch), prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
   const int warmup = absl::GetFlag(FLAGS_warmup_steps), steps = absl::GetFlag(FLAGS_steps);
@@ -43,35 +37,31 @@ int Main() {
                  "--warmup_steps not negative\n");
     return 2;
   }
-  auto backend = kernels::CreateBackend(absl::GetFlag(FLAGS_backend));
-  if (!backend.ok()) {
-    std::fprintf(stderr, "decode_bench: %s\n", backend.status().ToString().c_str());
-    return 1;
-  }
   const int positions = prompt_tokens + warmup + steps;
   const CacheOptions cache{.block_size = 16, .num_blocks = batch * ((positions + 15) / 16)};
-  Clock::time_point start = Clock::now();
-  auto model = PixtralModel::Load(absl::GetFlag(FLAGS_model), backend->get(), cache);
-  if (!model.ok()) {
-    std::fprintf(stderr, "decode_bench: %s\n", model.status().ToString().c_str());
+  absl::StatusOr<BenchModel> loaded =
+      LoadBenchModel(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "decode_bench: %s\n", loaded.status().ToString().c_str());
     return 1;
   }
-  std::printf("load: %.1f s\n", MsSince(start) / 1000);
-  const DecoderConfig& config = (*model)->config().decoder;
+  PixtralModel* model = loaded->model.get();
+  kernels::Backend* backend = loaded->backend.get();
+  const DecoderConfig& config = model->config().decoder;
 
-  Decoder& decoder = (*model)->decoder();
+  Decoder& decoder = model->decoder();
   // Each sequence gets its own prompt, prefilled on its own; then all decode together, each
   // feeding back its own greedy pick.
   std::vector<SequenceId> seqs(batch);
   std::vector<int32_t> next(batch);
   std::vector<int32_t> prompt(prompt_tokens);
-  start = Clock::now();
+  Clock::time_point start = Clock::now();
   for (int b = 0; b < batch; ++b) {
     seqs[b] = decoder.AddSequence();
     for (int i = 0; i < prompt_tokens; ++i) {
       prompt[i] = 1000 + (37 * i + 101 * b) % (config.vocab_size - 1000);
     }
-    auto logits = (*model)->Prefill(seqs[b], prompt, {});
+    auto logits = model->Prefill(seqs[b], prompt, {});
     if (!logits.ok()) {
       std::fprintf(stderr, "decode_bench: prefill: %s\n", logits.status().ToString().c_str());
       return 1;

@@ -21,9 +21,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "bench/bench_model.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/sampler.h"
-#include "kernels/create_backend.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder with a vision encoder.");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
@@ -34,12 +34,6 @@ ABSL_FLAG(int, repeats, 5, "Timed runs of each measurement.");
 
 namespace pixtral {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 // Runs `run` warmup + repeats times and prints the median, min and max of the timed runs.
 absl::Status Measure(const char* what, int warmup, int repeats,
@@ -64,25 +58,21 @@ int Main() {
     std::fprintf(stderr, "prompt_bench: --image_size and --repeats must be positive\n");
     return 2;
   }
-  auto backend = kernels::CreateBackend(absl::GetFlag(FLAGS_backend));
-  if (!backend.ok()) {
-    std::fprintf(stderr, "prompt_bench: %s\n", backend.status().ToString().c_str());
-    return 1;
-  }
   const CacheOptions cache{.block_size = 16, .num_blocks = (length + 15) / 16};
-  Clock::time_point start = Clock::now();
-  auto model = PixtralModel::Load(absl::GetFlag(FLAGS_model), backend->get(), cache);
-  if (!model.ok()) {
-    std::fprintf(stderr, "prompt_bench: %s\n", model.status().ToString().c_str());
+  absl::StatusOr<BenchModel> loaded =
+      LoadBenchModel(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "prompt_bench: %s\n", loaded.status().ToString().c_str());
     return 1;
   }
-  std::printf("load: %.1f s\n", MsSince(start) / 1000);
-  if (!(*model)->config().vision.has_value()) {
+  PixtralModel* model = loaded->model.get();
+  kernels::Backend* backend = loaded->backend.get();
+  if (!model->config().vision.has_value()) {
     std::fprintf(stderr, "prompt_bench: the model has no vision encoder\n");
     return 1;
   }
-  const VisionEncoderConfig& vision = *(*model)->config().vision;
-  const int vocab = (*model)->config().decoder.vocab_size;
+  const VisionEncoderConfig& vision = *model->config().vision;
+  const int vocab = model->config().decoder.vocab_size;
 
   const int grid = side / vision.patch_size;
   std::vector<int32_t> tokens = {1, 3};  // <s> [INST]
@@ -104,7 +94,7 @@ int Main() {
   std::printf("prompt: %zu tokens, %d [IMG] (%dx%d image)\n", tokens.size(), grid * grid, side,
               side);
 
-  PixtralModel& m = **model;
+  PixtralModel& m = *model;
   Decoder& decoder = m.decoder();
   kernels::Tensor features;
   absl::Status status = Measure("vision (encoder + adapter)", warmup, repeats, [&] {
@@ -114,7 +104,7 @@ int Main() {
     // Reading the last row back waits for the queued work.
     const kernels::Tensor last = features.Rows(features.shape()[0] - 1, 1);
     std::vector<float> row(last.shape()[1]);
-    (*backend)->CopyToHost(last, row.data());
+    backend->CopyToHost(last, row.data());
     return absl::OkStatus();
   });
   if (status.ok()) {
