@@ -248,11 +248,11 @@ __device__ __forceinline__ float HalfWarpReduce(float v, Op op) {
 
 // Attention of num_queries (1..kTileQueries) query rows over num_keys keys; query i sees keys
 // j < min(num_keys, i + causal_offset + 1) (causal_offset >= num_keys: no mask). q_at(i) and
-// out_at(i) point at query row i and its output row (f32); load_kv(first, n, k_s, v_s) stages
-// keys [first, first + n) into the tiles (LoadTile). Every thread of the block must call it.
-template <int kHeadDim, typename QAt, typename OutAt, typename LoadKv>
+// out_at(i) point at query row i and its output row (f32); key_at(j) and value_at(j) at key and
+// value row j (f32 or bf16, 16-byte aligned). Every thread of the block must call it.
+template <int kHeadDim, typename QAt, typename OutAt, typename KeyAt, typename ValueAt>
 __device__ void AttendTile(int num_queries, int num_keys, int causal_offset, float scale, QAt q_at,
-                           OutAt out_at, LoadKv load_kv) {
+                           OutAt out_at, KeyAt key_at, ValueAt value_at) {
   using T = Tile<kHeadDim>;
   extern __shared__ float4 shared4[];
   float* q_s = reinterpret_cast<float*>(shared4);
@@ -271,7 +271,9 @@ __device__ void AttendTile(int num_queries, int num_keys, int causal_offset, flo
   const int key_end = min(num_keys, num_queries + causal_offset);
   for (int first = 0; first < key_end; first += T::kKeys) {
     __syncthreads();  // the previous tile's k, v and p are fully read (and q is written)
-    load_kv(first, min(T::kKeys, num_keys - first), k_s, v_s);
+    const int n = min(T::kKeys, num_keys - first);
+    LoadTile<kHeadDim, T::kKeys>([&](int j) { return key_at(first + j); }, n, 1.0f, k_s);
+    LoadTile<kHeadDim, T::kKeys>([&](int j) { return value_at(first + j); }, n, 1.0f, v_s);
     __syncthreads();
 
     float s[kRowsPerThread][T::kKeysPerThread] = {};
@@ -369,6 +371,228 @@ __device__ void AttendTile(int num_queries, int num_keys, int causal_offset, flo
   }
 }
 
+// ---- Tensor-core path of the tiled kernels (head_dim 64 and 128) ------------------------------
+//
+// Same tiling of queries as above, kMmaWarps warps per block: warp w owns queries
+// [16w, 16w + 16) of the tile. q (pre-scaled), k and v tiles are staged in shared memory as bf16,
+// and both products are mma.sync m16n8k16 bf16 x bf16 -> f32: S = Q·Kᵀ over kMmaKeys keys, then
+// O += P·V with P, rounded to bf16, taken straight from S's accumulator registers (the m16n8
+// accumulator layout of two adjacent key octets is the A layout of one k16 step). The online
+// softmax (max, sum, rescaling) and the accumulators stay in f32. Fragment element ownership
+// (PTX ISA, mma.m16n8k16): lane = 4 * g + t holds rows g and g + 8, columns 2t and 2t + 1 (+8).
+
+constexpr int kMmaM = 16;
+constexpr int kMmaN = 8;
+constexpr int kMmaK = 16;
+constexpr int kMmaWarps = kTileQueries / kMmaM;
+constexpr int kMmaThreads = kMmaWarps * kWarpSize;
+constexpr int kMmaKeys = 64;
+// bf16 elements of padding per shared row: rows stay 16-byte aligned, and the 8 rows x 4 words of
+// a fragment load (or an ldmatrix phase) fall in 32 distinct banks.
+constexpr int kMmaPad = 8;
+static_assert(kTileQueries % kMmaM == 0 && kMmaKeys % kMmaK == 0);
+
+template <int kHeadDim>
+struct MmaTile {
+  static_assert(kHeadDim % (2 * kMmaN) == 0 && kHeadDim % kLoadChunk == 0);
+  static constexpr int kStride = kHeadDim + kMmaPad;
+  static_assert((kStride / 2) % 32 == 4);
+  static constexpr size_t kSharedBytes =
+      sizeof(__nv_bfloat16) * (kTileQueries + 2 * kMmaKeys) * kStride;
+};
+
+// Head dimensions whose tiled kernels use tensor cores; the others keep the f32 tiles.
+constexpr bool UseMma(int head_dim) { return head_dim == 64 || head_dim == 128; }
+constexpr int TiledThreads(int head_dim) { return UseMma(head_dim) ? kMmaThreads : kTiledThreads; }
+
+// Copies rows [0, n) of a [kRows, kHeadDim] tile, row r read from row_at(r) (f32 or bf16, 16-byte
+// aligned), into dst as bf16 (row stride MmaTile::kStride) times `factor`; rows [n, kRows) become
+// zero.
+template <int kHeadDim, int kRows, typename RowAt>
+__device__ void LoadTileBf16(RowAt row_at, int n, float factor, __nv_bfloat16* dst) {
+  constexpr int kChunks = kHeadDim / kLoadChunk;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kMmaThreads) {
+    const int r = i / kChunks, c = i % kChunks * kLoadChunk;
+    float x[kLoadChunk] = {};
+    if (r < n) Load8(row_at(r) + c, x);
+    uint4 packed;
+    auto* pairs = reinterpret_cast<__nv_bfloat162*>(&packed);
+#pragma unroll
+    for (int e = 0; e < kLoadChunk / 2; ++e) {
+      pairs[e] = __floats2bfloat162_rn(x[2 * e] * factor, x[2 * e + 1] * factor);
+    }
+    *reinterpret_cast<uint4*>(dst + r * MmaTile<kHeadDim>::kStride + c) = packed;
+  }
+}
+
+// Two consecutive bf16 in shared memory as one fragment register.
+__device__ __forceinline__ uint32_t LoadPair(const __nv_bfloat16* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// lo, hi rounded to bf16 in one fragment register (lo in the low half).
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// d += a·b for one m16n8k16 tile, bf16 operands, f32 accumulators.
+__device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four transposed 8x8 bf16 matrices from shared memory; lane l gives the address of row l % 8 of
+// matrix l / 8.
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const __nv_bfloat16* row) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+// AttendTile on tensor cores: same arguments and result, bf16 operands.
+template <int kHeadDim, typename QAt, typename OutAt, typename KeyAt, typename ValueAt>
+__device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, float scale,
+                              QAt q_at, OutAt out_at, KeyAt key_at, ValueAt value_at) {
+  using T = MmaTile<kHeadDim>;
+  constexpr int kDimSteps = kHeadDim / kMmaK;  // k steps of Q·Kᵀ
+  constexpr int kKeyTiles = kMmaKeys / kMmaN;  // n tiles of S
+  constexpr int kDimTiles = kHeadDim / kMmaN;  // n tiles of O
+  extern __shared__ float4 shared4[];
+  auto* q_s = reinterpret_cast<__nv_bfloat16*>(shared4);
+  auto* k_s = q_s + kTileQueries * T::kStride;
+  auto* v_s = k_s + kMmaKeys * T::kStride;
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  const int g = lane / 4, t = lane % 4;
+  const int first_row = warp * kMmaM + g;  // this thread's rows: first_row and first_row + 8
+
+  // Scores in base 2, as AttendTile's; the warp's q fragments stay in registers.
+  LoadTileBf16<kHeadDim, kTileQueries>(q_at, num_queries, scale * kLog2e, q_s);
+  __syncthreads();
+  uint32_t q_frag[kDimSteps][4];
+  const __nv_bfloat16* q_row = q_s + first_row * T::kStride + 2 * t;
+#pragma unroll
+  for (int ks = 0; ks < kDimSteps; ++ks) {
+    q_frag[ks][0] = LoadPair(q_row + ks * kMmaK);
+    q_frag[ks][1] = LoadPair(q_row + 8 * T::kStride + ks * kMmaK);
+    q_frag[ks][2] = LoadPair(q_row + ks * kMmaK + 8);
+    q_frag[ks][3] = LoadPair(q_row + 8 * T::kStride + ks * kMmaK + 8);
+  }
+  // Per row: the running max, and the running sum of this thread's columns (summed over the
+  // row's 4 lanes at the end; the rescaling is the same in all of them).
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  float o[kDimTiles][4] = {};
+
+  const int key_end = min(num_keys, num_queries + causal_offset);
+  for (int first = 0; first < key_end; first += kMmaKeys) {
+    __syncthreads();  // the previous tile's k and v are fully read
+    const int n = min(kMmaKeys, num_keys - first);
+    LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return key_at(first + j); }, n, 1.0f, k_s);
+    LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return value_at(first + j); }, n, 1.0f, v_s);
+    __syncthreads();
+
+    float s[kKeyTiles][4] = {};
+#pragma unroll
+    for (int nt = 0; nt < kKeyTiles; ++nt) {
+      const __nv_bfloat16* k_row = k_s + (nt * kMmaN + g) * T::kStride + 2 * t;
+#pragma unroll
+      for (int ks = 0; ks < kDimSteps; ++ks) {
+        MmaBf16(s[nt], q_frag[ks], LoadPair(k_row + ks * kMmaK), LoadPair(k_row + ks * kMmaK + 8));
+      }
+    }
+
+    float correction[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // Keys [0, visible) of this tile are seen; key 0 of the first tile always is.
+      const int visible = min(num_keys, first_row + 8 * h + causal_offset + 1) - first;
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * h + e];
+          if (nt * kMmaN + 2 * t + e >= visible) x = -INFINITY;
+          tile_max = fmaxf(tile_max, x);
+        }
+      }
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float new_max = fmaxf(row_max[h], tile_max);
+      correction[h] = exp2f(row_max[h] - new_max);
+      row_max[h] = new_max;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nt][2 * h + e];
+          x = exp2f(x - new_max);
+          sum += x;
+        }
+      }
+      row_sum[h] = row_sum[h] * correction[h] + sum;
+    }
+#pragma unroll
+    for (int dt = 0; dt < kDimTiles; ++dt) {
+      o[dt][0] *= correction[0], o[dt][1] *= correction[0];
+      o[dt][2] *= correction[1], o[dt][3] *= correction[1];
+    }
+
+    // O += P·V, one k16 step per 16 keys; ldmatrix.trans turns row-major v into B fragments:
+    // matrices 0/1 are keys +0/+8 of dimensions dt * 8.., matrices 2/3 the same of dt * 8 + 8...
+    const __nv_bfloat16* v_lane =
+        v_s + ((lane / 8) % 2 * 8 + lane % 8) * T::kStride + lane / 16 * kMmaN;
+#pragma unroll
+    for (int kk = 0; kk < kMmaKeys / kMmaK; ++kk) {
+      const uint32_t p[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
+                             PackBf16(s[2 * kk][2], s[2 * kk][3]),
+                             PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                             PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dt = 0; dt < kDimTiles; dt += 2) {
+        uint32_t b[4];
+        LdMatrixX4Trans(b, v_lane + kk * kMmaK * T::kStride + dt * kMmaN);
+        MmaBf16(o[dt], p, b[0], b[1]);
+        MmaBf16(o[dt + 1], p, b[2], b[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float total = row_sum[h];
+    total += __shfl_xor_sync(0xffffffffu, total, 1);
+    total += __shfl_xor_sync(0xffffffffu, total, 2);
+    const int row = first_row + 8 * h;
+    if (row >= num_queries) continue;
+    float* out = out_at(row);
+    const float inv = 1.0f / total;
+#pragma unroll
+    for (int dt = 0; dt < kDimTiles; ++dt) {
+      *reinterpret_cast<float2*>(out + dt * kMmaN + 2 * t) =
+          make_float2(o[dt][2 * h] * inv, o[dt][2 * h + 1] * inv);
+    }
+  }
+}
+
+// The query tile's attention on the path of its head dimension.
+template <int kHeadDim, typename QAt, typename OutAt, typename KeyAt, typename ValueAt>
+__device__ void AttendQueryTile(int num_queries, int num_keys, int causal_offset, float scale,
+                                QAt q_at, OutAt out_at, KeyAt key_at, ValueAt value_at) {
+  if constexpr (UseMma(kHeadDim)) {
+    AttendTileMma<kHeadDim>(num_queries, num_keys, causal_offset, scale, q_at, out_at, key_at,
+                            value_at);
+  } else {
+    AttendTile<kHeadDim>(num_queries, num_keys, causal_offset, scale, q_at, out_at, key_at,
+                         value_at);
+  }
+}
+
 // Fills rows [0, n) of out_at(row) with NaN.
 template <typename OutAt>
 __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
@@ -379,9 +603,8 @@ __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
 // tiles of the tokens after the last segment (NaN).
 template <int kHeadDim>
-__global__ void __launch_bounds__(kTiledThreads)
+__global__ void __launch_bounds__(TiledThreads(kHeadDim))
     SegmentAttentionTiledKernel(SegmentAttentionParams p) {
-  using T = Tile<kHeadDim>;
   const int head = blockIdx.y;
   int tile = blockIdx.x, begin = 0, length = 0;
   for (int s = 0; s < p.num_segments; ++s) {
@@ -404,20 +627,17 @@ __global__ void __launch_bounds__(kTiledThreads)
   }
   const float* k = p.k + begin * row + head * kHeadDim;
   const float* v = p.v + begin * row + head * kHeadDim;
-  AttendTile<kHeadDim>(
+  AttendQueryTile<kHeadDim>(
       min(kTileQueries, length - tile * kTileQueries), length, length, p.scale,
       [&](int i) { return p.q + (first_query + i) * row + head * kHeadDim; }, out_at,
-      [&](int first, int n, float* k_s, float* v_s) {
-        LoadTile<kHeadDim, T::kKeys>([&](int j) { return k + (first + j) * row; }, n, 1.0f, k_s);
-        LoadTile<kHeadDim, T::kKeys>([&](int j) { return v + (first + j) * row; }, n, 1.0f, v_s);
-      });
+      [&](int j) { return k + j * row; }, [&](int j) { return v + j * row; });
 }
 
 // grid (PrefillTiles(p), heads): tile blockIdx.x of the query tiles of the sequences with more
 // than one new token, in order. Causal over the sequence's cache, which AppendKvKernel has filled.
 template <int kHeadDim>
-__global__ void __launch_bounds__(kTiledThreads) PagedPrefillKernel(PagedAttentionParams p) {
-  using T = Tile<kHeadDim>;
+__global__ void __launch_bounds__(TiledThreads(kHeadDim))
+    PagedPrefillKernel(PagedAttentionParams p) {
   const int head = blockIdx.y;
   int tile = blockIdx.x, s = 0;
   for (; s < p.num_sequences; ++s) {
@@ -442,25 +662,26 @@ __global__ void __launch_bounds__(kTiledThreads) PagedPrefillKernel(PagedAttenti
   const int kv_offset = head / (p.heads / p.kv_heads) * kHeadDim;
   const auto* k_cache = reinterpret_cast<const __nv_bfloat16*>(p.k_cache) + kv_offset;
   const auto* v_cache = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_offset;
-  AttendTile<kHeadDim>(
+  AttendQueryTile<kHeadDim>(
       num_queries, num_keys, start_pos + tile * kTileQueries, p.scale,
       [&](int i) { return p.q + (first_query + i) * q_row + head * kHeadDim; }, out_at,
-      [&](int first, int n, float* k_s, float* v_s) {
-        LoadTile<kHeadDim, T::kKeys>([&](int j) { return k_cache + CacheOffset(p, s, first + j); },
-                                     n, 1.0f, k_s);
-        LoadTile<kHeadDim, T::kKeys>([&](int j) { return v_cache + CacheOffset(p, s, first + j); },
-                                     n, 1.0f, v_s);
-      });
+      [&](int j) { return k_cache + CacheOffset(p, s, j); },
+      [&](int j) { return v_cache + CacheOffset(p, s, j); });
 }
 
-// Launches kernel<<<(tiles, heads)>>> with Tile<kHeadDim>'s shared memory.
+// Launches kernel<<<(tiles, heads)>>> with the threads and shared memory of its tile path.
 template <int kHeadDim, typename Params>
 cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, cudaStream_t stream) {
-  constexpr size_t bytes = Tile<kHeadDim>::kSharedBytes;
+  size_t bytes;
+  if constexpr (UseMma(kHeadDim)) {
+    bytes = MmaTile<kHeadDim>::kSharedBytes;
+  } else {
+    bytes = Tile<kHeadDim>::kSharedBytes;
+  }
   cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (error != cudaSuccess) return error;
-  kernel<<<dim3(tiles, p.heads), kTiledThreads, bytes, stream>>>(p);
+  kernel<<<dim3(tiles, p.heads), TiledThreads(kHeadDim), bytes, stream>>>(p);
   return cudaGetLastError();
 }
 

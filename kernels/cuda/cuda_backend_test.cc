@@ -199,6 +199,13 @@ TEST_F(CudaBackendTest, RopeMatchesCpu) {
   EXPECT_LE(Error(x), kF32Tolerance);
 }
 
+// The tiled attention kernels of head_dim 64 and 128 run q·kᵀ and p·v on tensor cores with bf16
+// operands: q, k, v and the probabilities each carry a rounding of up to 2^-9 relative (~2e-3),
+// so the output's relative error is a few 1e-3; the other head sizes stay in f32.
+double TiledAttentionTolerance(int64_t head_dim) {
+  return head_dim == 64 || head_dim == 128 ? kBf16Tolerance : 1e-5;
+}
+
 TEST_F(CudaBackendTest, SegmentAttentionMatchesCpu) {
   // Segments longer and shorter than one chunk of keys; head_dim 64 as in the vision encoder.
   const std::vector<int32_t> lengths = {5, 300, 20, 1};
@@ -208,7 +215,7 @@ TEST_F(CudaBackendTest, SegmentAttentionMatchesCpu) {
   const float scale = 1.0f / std::sqrt(float{d});
   cpu_->SegmentAttention(q.cpu, k.cpu, v.cpu, segments.cpu, scale, out.cpu);
   gpu_->SegmentAttention(q.gpu, k.gpu, v.gpu, segments.gpu, scale, out.gpu);
-  EXPECT_LE(Error(out), 1e-5);
+  EXPECT_LE(Error(out), TiledAttentionTolerance(d));
 }
 
 TEST_F(CudaBackendTest, SegmentAttentionOfPromptSizesMatchesCpu) {
@@ -222,7 +229,7 @@ TEST_F(CudaBackendTest, SegmentAttentionOfPromptSizesMatchesCpu) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     cpu_->SegmentAttention(q.cpu, k.cpu, v.cpu, segments.cpu, scale, out.cpu);
     gpu_->SegmentAttention(q.gpu, k.gpu, v.gpu, segments.gpu, scale, out.gpu);
-    EXPECT_LE(Error(out), 1e-5) << "head_dim " << d;
+    EXPECT_LE(Error(out), TiledAttentionTolerance(d)) << "head_dim " << d;
   }
 }
 
