@@ -184,8 +184,9 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <int kHeadDim>
 struct Tile {
   static_assert(kHeadDim % kThreadCols == 0 && kHeadDim % kLoadChunk == 0);
-  // Narrower key tiles for wide heads keep the shared memory at two blocks per SM.
-  static constexpr int kKeys = kHeadDim > 64 ? 32 : 64;
+  // The f32 tiles serve the small heads (16, 32); 64 and 128 take the tensor-core tiles.
+  static_assert(kHeadDim <= 32);
+  static constexpr int kKeys = 64;
   static constexpr int kKeysPerThread = kKeys / kThreadCols;
   static constexpr int kDimsPerThread = kHeadDim / kThreadCols;
   // Row strides (floats) of the q, k, v tiles and of the probabilities: 4 more than the row,
@@ -194,15 +195,11 @@ struct Tile {
   static constexpr int kStride = kHeadDim + 4;
   static constexpr int kScoreStride = kKeys + 4;
   static_assert((kStride / 4) % 2 == 1 && (kRowsPerThread * kScoreStride) % 32 == 16);
-  // Output dimensions in float4 groups (tx * 4 + 64 * group) when the head is a multiple of 64,
-  // else one dimension at a time (tx + 16 * c).
-  static constexpr bool kVectorDims = kHeadDim % (4 * kThreadCols) == 0;
   static constexpr size_t kSharedBytes =
       sizeof(float) * ((kTileQueries + 2 * kKeys) * kStride + kTileQueries * kScoreStride);
 
-  static __device__ int Dim(int c, int tx) {
-    return kVectorDims ? (c / 4) * 4 * kThreadCols + tx * 4 + c % 4 : c * kThreadCols + tx;
-  }
+  // A thread's output dimensions: tx, tx + 16, ...
+  static __device__ int Dim(int c, int tx) { return c * kThreadCols + tx; }
 };
 
 __device__ __forceinline__ void Load8(const float* src, float* dst) {
@@ -340,16 +337,8 @@ __device__ void AttendTile(int num_queries, int num_keys, int causal_offset, flo
       for (int kk = 0; kk < 4; ++kk) {
         const float* v_row = v_s + (key + kk) * T::kStride;
         float v[T::kDimsPerThread];
-        if constexpr (T::kVectorDims) {
 #pragma unroll
-          for (int c = 0; c < T::kDimsPerThread; c += 4) {
-            const float4 x = *reinterpret_cast<const float4*>(v_row + T::Dim(c, tx));
-            v[c] = x.x, v[c + 1] = x.y, v[c + 2] = x.z, v[c + 3] = x.w;
-          }
-        } else {
-#pragma unroll
-          for (int c = 0; c < T::kDimsPerThread; ++c) v[c] = v_row[T::Dim(c, tx)];
-        }
+        for (int c = 0; c < T::kDimsPerThread; ++c) v[c] = v_row[T::Dim(c, tx)];
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
           const float p = kk == 0 ? pv[i].x : kk == 1 ? pv[i].y : kk == 2 ? pv[i].z : pv[i].w;
