@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
 namespace {
@@ -31,9 +32,7 @@ class PixtralModelTest : public ::testing::Test {
     golden_.emplace(*std::move(golden));
     golden_images_ = golden_->Images();
     ASSERT_EQ(golden_images_.size(), 2u);
-    for (const GoldenImage& image : golden_images_) {
-      images_.push_back({image.height, image.width, image.pixels});
-    }
+    images_ = ImageViews(golden_images_);
     prompt_ = golden_->Ids("input_ids");
     text_prompt_ = golden_->Ids("text_input_ids");
   }

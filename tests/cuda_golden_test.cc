@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
 namespace {
@@ -38,9 +39,7 @@ class CudaGoldenTest : public ::testing::Test {
     ASSERT_TRUE(golden.ok()) << golden.status();
     golden_.emplace(*std::move(golden));
     golden_images_ = golden_->Images();
-    for (const GoldenImage& image : golden_images_) {
-      images_.push_back({image.height, image.width, image.pixels});
-    }
+    images_ = ImageViews(golden_images_);
   }
 
   // Feeds the golden continuation token by token (teacher forcing) and checks each greedy pick:

@@ -10,6 +10,7 @@
 #include "decoder/pixtral_model.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
 namespace {
@@ -24,9 +25,7 @@ class EncodeBatcherTest : public ::testing::Test {
     ASSERT_TRUE(golden.ok()) << golden.status();
     golden_images_ = golden->Images();
     ASSERT_EQ(golden_images_.size(), 2u);
-    for (const GoldenImage& image : golden_images_) {
-      images_.push_back({image.height, image.width, image.pixels});
-    }
+    images_ = ImageViews(golden_images_);
   }
 
   // The encoder's output for `image` alone, without the batcher.

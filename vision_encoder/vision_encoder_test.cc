@@ -11,6 +11,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/weights.h"
+#include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
 namespace {
@@ -31,9 +32,7 @@ class VisionEncoderTest : public ::testing::Test {
     golden_.emplace(*std::move(golden));
     golden_images_ = golden_->Images();
     ASSERT_EQ(golden_images_.size(), 2u);
-    for (const GoldenImage& image : golden_images_) {
-      images_.push_back({image.height, image.width, image.pixels});
-    }
+    images_ = ImageViews(golden_images_);
   }
 
   std::vector<float> EncodeAndAdapt(absl::Span<const Image> images) {
