@@ -71,7 +71,8 @@ int Main() {
   std::printf("prefill of %d x %d tokens: %.2f ms\n", batch, prompt_tokens, MsSince(start));
 
   std::vector<StepInput> inputs(batch);
-  for (int b = 0; b < batch; ++b) inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}};
+  for (int b = 0; b < batch; ++b)
+    inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}, .prompt_tokens = 0};
   std::vector<double> times;
   for (int i = 0; i < warmup + steps; ++i) {
     start = Clock::now();

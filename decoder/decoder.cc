@@ -10,6 +10,16 @@
 #include "kernels/rope.h"
 
 namespace pixtral {
+namespace {
+
+// The prompt part of a step's tokens: the only tokens where [IMG] is a placeholder.
+absl::Span<const int32_t> PromptPart(const StepInput& in) {
+  return in.prompt_tokens < 0
+             ? in.tokens
+             : in.tokens.first(std::min<size_t>(in.prompt_tokens, in.tokens.size()));
+}
+
+}  // namespace
 
 using kernels::Backend;
 using kernels::BlockWeights;
@@ -95,7 +105,8 @@ absl::Status Decoder::Validate(absl::Span<const StepInput> batch) const {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", in.sequence, ": no tokens"));
     }
     PIXTRAL_RETURN_IF_ERROR(CheckTokens(in.tokens));
-    const int64_t image_tokens = std::count(in.tokens.begin(), in.tokens.end(), image_token_id_);
+    const absl::Span<const int32_t> prompt = PromptPart(in);
+    const int64_t image_tokens = std::count(prompt.begin(), prompt.end(), image_token_id_);
     const int64_t rows = in.image_features.defined() ? in.image_features.dim(0) : 0;
     if (rows != image_tokens) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -132,8 +143,9 @@ absl::Status Decoder::Embed(absl::Span<const StepInput> batch, const Tensor& ids
   int64_t offset = 0;
   for (const StepInput& in : batch) {
     std::vector<int32_t> rows;
-    for (size_t i = 0; i < in.tokens.size(); ++i) {
-      if (in.tokens[i] == image_token_id_) rows.push_back(static_cast<int32_t>(offset + i));
+    const absl::Span<const int32_t> prompt = PromptPart(in);
+    for (size_t i = 0; i < prompt.size(); ++i) {
+      if (prompt[i] == image_token_id_) rows.push_back(static_cast<int32_t>(offset + i));
     }
     if (!rows.empty()) {
       PIXTRAL_ASSIGN_OR_RETURN(Tensor r, kernels::ToBackend(*backend_, rows, {std::ssize(rows)}));

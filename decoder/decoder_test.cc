@@ -56,6 +56,35 @@ TEST_F(DecoderTest, ChunkedPrefillEqualsOnePrefill) {
   EXPECT_LE(RelativeError(FeedInChunks(prompt_, {4, 4, 1, 1, 1}), whole), 1e-6);
 }
 
+TEST_F(DecoderTest, GeneratedImageTokensAreOrdinaryTokens) {
+  const int32_t img = model_->config().vision->image_token_id;
+  // The prompt, then [IMG] twice as if the model had generated it: one step with a two-token
+  // generated tail, against the prompt and then two decode steps.
+  std::vector<int32_t> tokens = prompt_;
+  tokens.push_back(img);
+  tokens.push_back(img);
+  SequenceId whole = decoder().AddSequence();
+  auto one = decoder().Forward({{.sequence = whole,
+                                 .tokens = tokens,
+                                 .prompt_tokens = static_cast<int64_t>(prompt_.size())}});
+  ASSERT_TRUE(one.ok()) << one.status();
+
+  SequenceId stepped = decoder().AddSequence();
+  ASSERT_TRUE(decoder().Forward({{.sequence = stepped, .tokens = prompt_}}).ok());
+  std::vector<float> last;
+  for (int i = 0; i < 2; ++i) {
+    auto out = decoder().Forward({{.sequence = stepped, .tokens = {&img, 1}, .prompt_tokens = 0}});
+    ASSERT_TRUE(out.ok()) << out.status();
+    last = (*out)[0];
+  }
+  EXPECT_LE(RelativeError(last, (*one)[0]), 1e-5);
+  // In the prompt part, the same [IMG] needs a feature row.
+  auto prompt_img = decoder().Forward({{.sequence = stepped, .tokens = {&img, 1}}});
+  EXPECT_EQ(prompt_img.status().code(), absl::StatusCode::kInvalidArgument);
+  decoder().Release(whole);
+  decoder().Release(stepped);
+}
+
 TEST_F(DecoderTest, AllLogitsEndWithTheLastPositionsLogits) {
   SequenceId seq = decoder().AddSequence();
   auto out = decoder().Forward({{.sequence = seq, .tokens = prompt_, .all_logits = true}});

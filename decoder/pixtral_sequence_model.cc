@@ -48,7 +48,7 @@ absl::StatusOr<std::vector<float>> PixtralSequenceModel::Decode(absl::Span<const
                                                                 absl::Span<const int32_t> tokens) {
   std::vector<StepInput> batch;
   for (size_t i = 0; i < ids.size(); ++i) {
-    batch.push_back({.sequence = ids[i], .tokens = tokens.subspan(i, 1)});
+    batch.push_back({.sequence = ids[i], .tokens = tokens.subspan(i, 1), .prompt_tokens = 0});
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::vector<std::vector<float>> logits, model_.decoder().Forward(batch));
   std::vector<float> flat;
