@@ -17,6 +17,7 @@
 #include "absl/flags/parse.h"
 #include "bench/bench_model.h"
 #include "decoder/pixtral_model.h"
+#include "decoder/sampler.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder (params.json + consolidated.safetensors).");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
@@ -24,6 +25,8 @@ ABSL_FLAG(int, batch, 1, "Sequences decoding together.");
 ABSL_FLAG(int, prompt_tokens, 16, "Prompt length of each sequence before decoding.");
 ABSL_FLAG(int, warmup_steps, 8, "Decode steps run before timing.");
 ABSL_FLAG(int, steps, 64, "Timed decode steps.");
+ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature of every sequence (0: greedy).");
+ABSL_FLAG(float, top_p, 1.0f, "Nucleus of every sequence's sampling.");
 
 namespace pixtral {
 namespace {
@@ -46,7 +49,6 @@ int Main() {
     return 1;
   }
   PixtralModel* model = loaded->model.get();
-  kernels::Backend* backend = loaded->backend.get();
   const DecoderConfig& config = model->config().decoder;
 
   Decoder& decoder = model->decoder();
@@ -73,18 +75,31 @@ int Main() {
   std::vector<StepInput> inputs(batch);
   for (int b = 0; b < batch; ++b)
     inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}, .prompt_tokens = 0};
+  // Sampling runs on the backend, as in serving: only the ids come back.
+  std::vector<Sampler> samplers;
+  for (int b = 0; b < batch; ++b) {
+    samplers.push_back(*Sampler::Create({.temperature = absl::GetFlag(FLAGS_temperature),
+                                         .top_p = absl::GetFlag(FLAGS_top_p),
+                                         .seed = static_cast<uint64_t>(b)}));
+  }
+  std::vector<kernels::RowSampling> draws(batch);
   std::vector<double> times;
   for (int i = 0; i < warmup + steps; ++i) {
     start = Clock::now();
-    auto step = decoder.Forward(inputs);
+    for (int b = 0; b < batch; ++b) draws[b] = samplers[b].NextDraw();
+    auto step = decoder.ForwardSampled(inputs, draws);
     const double ms = MsSince(start);
     if (!step.ok()) {
       std::fprintf(stderr, "decode_bench: step %d: %s\n", i, step.status().ToString().c_str());
       return 1;
     }
     for (int b = 0; b < batch; ++b) {
-      const std::vector<float>& row = (*step)[b];
-      next[b] = std::max_element(row.begin(), row.end()) - row.begin();
+      if (!(*step)[b].ok()) {
+        std::fprintf(stderr, "decode_bench: step %d: %s\n", i,
+                     (*step)[b].status().ToString().c_str());
+        return 1;
+      }
+      next[b] = (*step)[b]->id;
     }
     if (i >= warmup) times.push_back(ms);
   }

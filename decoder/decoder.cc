@@ -156,8 +156,7 @@ absl::Status Decoder::Embed(absl::Span<const StepInput> batch, const Tensor& ids
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
-    absl::Span<const StepInput> batch) {
+absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   PIXTRAL_RETURN_IF_ERROR(Validate(batch));
   Backend& b = *backend_;
   const DecoderConfig& c = config_;
@@ -222,15 +221,54 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
   b.Gather(x, rows_t, last);  // only the positions whose logits were asked for
   b.RmsNorm(last, norm_, c.norm_eps, last);
   b.MatMul(last, output_, nullptr, logits);
-  const std::vector<float> host = kernels::ToHost(b, logits);
+  for (const StepInput& in : batch) sequences_[in.sequence].length += std::ssize(in.tokens);
+  return logits;
+}
 
+absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
+    absl::Span<const StepInput> batch) {
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, Run(batch));
+  const std::vector<float> host = kernels::ToHost(*backend_, logits);
   std::vector<std::vector<float>> out;
   auto next = host.begin();
   for (const StepInput& in : batch) {
-    sequences_[in.sequence].length += std::ssize(in.tokens);
     const int64_t rows = in.all_logits ? std::ssize(in.tokens) : 1;
-    out.emplace_back(next, next + rows * c.vocab_size);
-    next += rows * c.vocab_size;
+    out.emplace_back(next, next + rows * config_.vocab_size);
+    next += rows * config_.vocab_size;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> Decoder::ForwardSampled(
+    absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) {
+  if (draws.size() != batch.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(draws.size(), " draws for a batch of ", batch.size()));
+  }
+  for (const StepInput& in : batch) {
+    if (in.all_logits) return absl::InvalidArgumentError("ForwardSampled samples last tokens only");
+  }
+  for (const kernels::RowSampling& draw : draws) {
+    PIXTRAL_RETURN_IF_ERROR(kernels::ValidateRowSampling(draw.temperature, draw.top_p));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, Run(batch));
+  Backend& b = *backend_;
+  const int64_t rows = std::ssize(batch);
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor ids, b.Alloc(DType::kI32, {rows}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor logprobs, b.Alloc(DType::kF32, {rows}));
+  b.SampleRows(logits, draws, ids, logprobs);
+  std::vector<int32_t> host_ids(rows);
+  std::vector<float> host_logprobs(rows);
+  b.CopyToHost(ids, host_ids.data());
+  b.CopyToHost(logprobs, host_logprobs.data());
+  std::vector<absl::StatusOr<SampledToken>> out;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (host_ids[i] < 0) {
+      out.push_back(absl::InternalError(absl::StrCat(
+          "sequence ", batch[i].sequence, ": its logits hold a NaN or +inf, or only -inf")));
+    } else {
+      out.push_back(SampledToken{.id = host_ids[i], .logprob = host_logprobs[i]});
+    }
   }
   return out;
 }

@@ -29,6 +29,7 @@
 #include "absl/types/span.h"
 #include "common/model_config.h"
 #include "decoder/kv_cache.h"
+#include "decoder/sampler.h"
 #include "kernels/backend.h"
 #include "kernels/weights.h"
 
@@ -89,6 +90,13 @@ class Decoder {
   // changed: every sequence is as it was and the decoder takes the next call.
   absl::StatusOr<std::vector<std::vector<float>>> Forward(absl::Span<const StepInput> batch);
 
+  // As Forward, then one token per input sampled on the backend from its last logits row as
+  // draws[i] says (Sampler::NextDraw), so only ids and logprobs reach the host. A row whose
+  // logits are not finite fails alone (INTERNAL); every sequence still advanced. No input may ask
+  // for all_logits.
+  absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> ForwardSampled(
+      absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws);
+
  private:
   struct Sequence {
     std::vector<int32_t> blocks;
@@ -99,6 +107,8 @@ class Decoder {
       : backend_(backend), config_(config), image_token_id_(image_token_id) {}
 
   absl::Status Validate(absl::Span<const StepInput> batch) const;
+  // Validates and runs the batch; the logits f32 [rows, vocab] stay on the backend.
+  absl::StatusOr<kernels::Tensor> Run(absl::Span<const StepInput> batch);
   // x = embeddings of `ids`, with [IMG] rows replaced by the inputs' image features.
   absl::Status Embed(absl::Span<const StepInput> batch, const kernels::Tensor& ids,
                      const kernels::Tensor& x);

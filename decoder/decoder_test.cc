@@ -85,6 +85,54 @@ TEST_F(DecoderTest, GeneratedImageTokensAreOrdinaryTokens) {
   decoder().Release(stepped);
 }
 
+// Sampling on the backend picks what the host Sampler picks from the same step's logits, with
+// the same seeded streams: greedy, and temperature with a nucleus.
+TEST_F(DecoderTest, ForwardSampledPicksWhatTheSamplerPicksFromTheLogits) {
+  for (const SamplingParams params : {SamplingParams{}, SamplingParams{0.8f, 0.9f, 5}}) {
+    SequenceId a = decoder().AddSequence(), b = decoder().AddSequence();
+    SequenceId a2 = decoder().AddSequence(), b2 = decoder().AddSequence();
+    const std::vector<int32_t> other = {1, 3, 42, 4};
+    const std::vector<StepInput> step = {{.sequence = a, .tokens = prompt_},
+                                         {.sequence = b, .tokens = other}};
+    const std::vector<StepInput> twin = {{.sequence = a2, .tokens = prompt_},
+                                         {.sequence = b2, .tokens = other}};
+    Sampler host_a = *Sampler::Create(params), host_b = *Sampler::Create(params);
+    Sampler dev_a = *Sampler::Create(params), dev_b = *Sampler::Create(params);
+    for (int i = 0; i < 3; ++i) {
+      auto logits = decoder().Forward(step);
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      auto sampled = decoder().ForwardSampled(twin, {dev_a.NextDraw(), dev_b.NextDraw()});
+      ASSERT_TRUE(sampled.ok()) << sampled.status();
+      ASSERT_EQ(sampled->size(), 2u);
+      const SampledToken want_a = *host_a.Sample((*logits)[0]);
+      const SampledToken want_b = *host_b.Sample((*logits)[1]);
+      ASSERT_TRUE((*sampled)[0].ok() && (*sampled)[1].ok());
+      EXPECT_EQ((*sampled)[0]->id, want_a.id);
+      EXPECT_EQ((*sampled)[1]->id, want_b.id);
+      EXPECT_NEAR((*sampled)[0]->logprob, want_a.logprob, 1e-5);
+    }
+    for (SequenceId id : {a, b, a2, b2}) decoder().Release(id);
+  }
+}
+
+TEST_F(DecoderTest, ForwardSampledRefusesBadDrawsAndAllLogits) {
+  SequenceId seq = decoder().AddSequence();
+  EXPECT_EQ(decoder().ForwardSampled({{.sequence = seq, .tokens = prompt_}}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder()
+                .ForwardSampled({{.sequence = seq, .tokens = prompt_}}, {{.top_p = 0.0f}})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder()
+                .ForwardSampled({{.sequence = seq, .tokens = prompt_, .all_logits = true}}, {{}})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoder().Length(seq), 0);
+  decoder().Release(seq);
+}
+
 TEST_F(DecoderTest, AllLogitsEndWithTheLastPositionsLogits) {
   SequenceId seq = decoder().AddSequence();
   auto out = decoder().Forward({{.sequence = seq, .tokens = prompt_, .all_logits = true}});

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/splitmix64.h"
+#include "kernels/sampling.h"
 
 namespace pixtral {
 
@@ -41,11 +42,9 @@ struct SamplingParams {
 // INVALID_ARGUMENT unless temperature is finite and >= 0 and top_p is in (0, 1].
 absl::Status ValidateSamplingParams(const SamplingParams& params);
 
-struct SampledToken {
-  int32_t id = 0;
-  // log_softmax of the raw (untempered, uncut) logits at `id`, as mistral-inference reports it.
-  float logprob = 0.0f;
-};
+// The id and its log_softmax under the raw (untempered, uncut) logits, as mistral-inference
+// reports it.
+using SampledToken = kernels::SampledRow;
 
 // The distribution a non-greedy draw samples from: softmax(logits / temperature) cut to the
 // top_p nucleus and renormalized, as one probability per token id (0 outside the nucleus).
@@ -60,6 +59,11 @@ class Sampler {
 
   // Picks one token from `logits` (one entry per vocabulary id). Errors as NucleusDistribution.
   absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits);
+
+  // The next draw of this sequence's stream, for a backend to sample on the device
+  // (Decoder::ForwardSampled): Sample(logits) is kernels::SampleRow(logits, NextDraw()). Greedy
+  // draws consume nothing.
+  kernels::RowSampling NextDraw();
 
   const SamplingParams& params() const { return params_; }
 

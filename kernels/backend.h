@@ -36,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/sampling.h"
 #include "kernels/tensor.h"
 
 namespace pixtral::kernels {
@@ -126,6 +127,15 @@ class Backend {
   virtual void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
                               const PagedBatch& batch, float scale, const Tensor& k_cache,
                               const Tensor& v_cache, const Tensor& out) = 0;
+
+  // ---- Sampling ---------------------------------------------------------------------------------
+
+  // One token per row of logits [R, V] (f32), row r drawn as draws[r] says, by
+  // kernels/sampling.h's rule (a device backend computes in f32, so a draw on the boundary
+  // between two tokens may fall the other way). ids: i32 [R], -1 for a row with a NaN or +inf
+  // logit or only -inf ones; logprobs: f32 [R], log_softmax of the raw logits at the id.
+  virtual void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws,
+                          const Tensor& ids, const Tensor& logprobs) = 0;
 
   // ---- Gather / scatter -------------------------------------------------------------------------
 

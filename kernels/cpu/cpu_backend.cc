@@ -355,6 +355,26 @@ class CpuBackend : public Backend {
         });
   }
 
+  void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
+                  const Tensor& logprobs) override {
+    CheckF32(logits);
+    CheckI32(ids);
+    CheckF32(logprobs);
+    CHECK(logits.rank() == 2 && std::ssize(draws) == logits.dim(0) &&
+          ids.shape() == std::vector<int64_t>{logits.dim(0)} && logprobs.shape() == ids.shape())
+        << logits.DebugString() << " " << draws.size() << " " << ids.DebugString();
+    const int64_t vocab = logits.dim(1);
+    ParallelFor(logits.dim(0), 8 * vocab, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const absl::StatusOr<SampledRow> row =
+            SampleRow(absl::MakeConstSpan(logits.data<float>() + r * vocab, vocab), draws[r]);
+        ids.data<int32_t>()[r] = row.ok() ? row->id : -1;
+        logprobs.data<float>()[r] =
+            row.ok() ? row->logprob : std::numeric_limits<float>::quiet_NaN();
+      }
+    });
+  }
+
   void Gather(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     CheckF32(out);
     CHECK(ids.dtype() == DType::kI32 && ids.rank() == 1) << ids.DebugString();

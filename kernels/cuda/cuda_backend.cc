@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/sampling.h"
 #include "kernels/shape_checks.h"
 
 namespace pixtral::kernels {
@@ -58,6 +60,11 @@ class CudaContext {
       return absl::InternalError("CUDA backend: cannot create a cuBLAS handle");
     }
     CheckCublas(cublasSetStream(context->cublas_, context->stream_), "cublasSetStream");
+    error = cudaMallocHost(&context->staging_, kStagingBytes);
+    if (error != cudaSuccess) {
+      return absl::InternalError(
+          absl::StrCat("CUDA backend: cannot allocate pinned memory: ", cudaGetErrorString(error)));
+    }
     return context;
   }
 
@@ -69,15 +76,46 @@ class CudaContext {
     for (const cudaError_t error : {cudaStreamSynchronize(stream_), cudaStreamDestroy(stream_)}) {
       if (error != cudaSuccess) LOG(ERROR) << "CUDA backend: " << cudaGetErrorString(error);
     }
+    if (staging_ != nullptr) cudaFreeHost(staging_);
   }
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
 
+  // Queues a copy of `bytes` host bytes to `device` without waiting for it: small copies go
+  // through a pinned staging ring (the host bytes are copied into it at once, so the caller may
+  // reuse them), which is recycled after the stream has drained. Large ones (weights) wait.
+  void CopyToDevice(void* device, const void* host, size_t bytes) {
+    if (bytes > kStagingBytes / 4) {
+      CheckCuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_),
+                "copy to device");
+      // Pageable host memory may still be read after an async call returns: wait for it.
+      CheckCuda(cudaStreamSynchronize(stream_), "copy to device");
+      staging_used_ = 0;
+      return;
+    }
+    if (staging_used_ + bytes > kStagingBytes) Drain();
+    char* slot = static_cast<char*>(staging_) + staging_used_;
+    std::memcpy(slot, host, bytes);
+    CheckCuda(cudaMemcpyAsync(device, slot, bytes, cudaMemcpyHostToDevice, stream_),
+              "copy to device");
+    staging_used_ += RoundedBytes(bytes);
+  }
+
+  // Waits for every queued op; the staging ring is free again.
+  void Drain() {
+    CheckCuda(cudaStreamSynchronize(stream_), "stream synchronize");
+    staging_used_ = 0;
+  }
+
  private:
+  static constexpr size_t kStagingBytes = size_t{16} << 20;
+
   CudaContext() = default;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  void* staging_ = nullptr;  // pinned
+  size_t staging_used_ = 0;
 };
 
 // Device memory from the stream-ordered pool (activations, scratch) or from cudaMalloc
@@ -151,11 +189,7 @@ class CudaBackend : public Backend {
 
   void CopyFromHost(const void* host, const Tensor& dst) override {
     if (dst.bytes() == 0) return;
-    CheckCuda(
-        cudaMemcpyAsync(dst.data<void>(), host, dst.bytes(), cudaMemcpyHostToDevice, stream()),
-        "copy to device");
-    // Pageable host memory may still be read after an async call returns: wait for it.
-    CheckCuda(cudaStreamSynchronize(stream()), "copy to device");
+    context_->CopyToDevice(dst.data<void>(), host, dst.bytes());
   }
 
   void CopyToHost(const Tensor& src, void* host) override {
@@ -163,7 +197,7 @@ class CudaBackend : public Backend {
     CheckCuda(
         cudaMemcpyAsync(host, src.data<void>(), src.bytes(), cudaMemcpyDeviceToHost, stream()),
         "copy to host");
-    CheckCuda(cudaStreamSynchronize(stream()), "copy to host");
+    context_->Drain();
   }
 
   DType KvCacheDType() const override { return DType::kBF16; }
@@ -374,6 +408,31 @@ class CudaBackend : public Backend {
                                           .has_prefill = batch.has_prefill},
                                          stream()),
               "PagedAttention");
+  }
+
+  void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
+                  const Tensor& logprobs) override {
+    CheckF32(logits);
+    CheckI32(ids);
+    CheckF32(logprobs);
+    CHECK(logits.rank() == 2 && std::ssize(draws) == logits.dim(0) &&
+          ids.shape() == std::vector<int64_t>{logits.dim(0)} && logprobs.shape() == ids.shape())
+        << logits.DebugString() << " " << draws.size() << " " << ids.DebugString();
+    std::vector<float> packed;
+    for (const RowSampling& d : draws) {
+      // A draw just under 1 may round up to 1 in f32; the kernel gives it to the last token.
+      packed.insert(packed.end(), {d.temperature, d.top_p, static_cast<float>(d.uniform)});
+    }
+    absl::StatusOr<Tensor> device_draws = ToBackend(*this, packed, {logits.dim(0), 3});
+    CHECK(device_draws.ok()) << device_draws.status();
+    CheckCuda(cuda::LaunchSample({.logits = logits.data<float>(),
+                                  .draws = device_draws->data<float>(),
+                                  .ids = ids.data<int32_t>(),
+                                  .logprobs = logprobs.data<float>(),
+                                  .rows = logits.dim(0),
+                                  .vocab = logits.dim(1)},
+                                 stream()),
+              "SampleRows");
   }
 
   void Gather(const Tensor& table, const Tensor& ids, const Tensor& out) override {

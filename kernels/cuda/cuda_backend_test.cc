@@ -346,6 +346,67 @@ TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {
   for (float x : ToHost(*gpu_, out.gpu)) EXPECT_TRUE(std::isnan(x));
 }
 
+// Device sampling against kernels/sampling.h's reference (f64) on the same logits and draws:
+// greedy with ties, temperatures and nuclei on a vocabulary of Pixtral's size, a row of equal
+// logits (every token a tie), -inf entries, and invalid rows. The device works in f32, so a draw
+// within 1e-4 of a boundary between two tokens' cumulative mass may pick the neighbour; the draws
+// here are random and such cases are counted, not asserted away.
+TEST_F(CudaBackendTest, SampleRowsMatchesTheReference) {
+  const int64_t vocab = 131072;
+  std::vector<RowSampling> draws;
+  std::vector<float> logits;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const std::vector<std::pair<float, float>> settings = {
+      {0.0f, 1.0f}, {0.7f, 0.9f}, {1.0f, 1.0f}, {0.35f, 0.5f}, {1.5f, 0.99f}, {0.7f, 0.05f}};
+  for (int r = 0; r < 48; ++r) {
+    const auto [temperature, top_p] = settings[r % settings.size()];
+    draws.push_back({temperature, top_p, uniform(rng)});
+    std::vector<float> row = Random(vocab, 500 + r, 3.0f);
+    if (r % 8 == 1) row[777] = row[99999] = 40.0f;  // a tie for the maximum: the lower id wins
+    if (r % 8 == 2) std::fill(row.begin(), row.end(), 0.5f);  // all ties
+    if (r % 8 == 3) std::fill(row.begin(), row.begin() + vocab / 2, -INFINITY);
+    logits.insert(logits.end(), row.begin(), row.end());
+  }
+  const int64_t rows = std::ssize(draws);
+  // Two invalid rows at the end: a NaN, and every logit -inf.
+  draws.push_back({0.7f, 0.9f, 0.5});
+  draws.push_back({0.0f, 1.0f, 0.0});
+  std::vector<float> nan_row = Random(vocab, 9, 1.0f);
+  nan_row[5] = NAN;
+  logits.insert(logits.end(), nan_row.begin(), nan_row.end());
+  logits.insert(logits.end(), vocab, -INFINITY);
+
+  Tensor device_logits = *ToBackend(*gpu_, logits, {rows + 2, vocab});
+  Tensor ids = *ToBackend(*gpu_, std::vector<int32_t>(rows + 2, -7), {rows + 2});
+  Tensor logprobs = *gpu_->Alloc(DType::kF32, {rows + 2});
+  gpu_->SampleRows(device_logits, draws, ids, logprobs);
+  std::vector<int32_t> got(rows + 2);
+  gpu_->CopyToHost(ids, got.data());
+  const std::vector<float> got_logprobs = ToHost(*gpu_, logprobs);
+  int differing = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = absl::MakeConstSpan(logits).subspan(r * vocab, vocab);
+    const absl::StatusOr<SampledRow> want = SampleRow(row, draws[r]);
+    ASSERT_TRUE(want.ok()) << want.status();
+    if (got[r] != want->id) {
+      ++differing;
+      ASSERT_TRUE(draws[r].temperature > 0.0f)
+          << "greedy row " << r << ": " << got[r] << " vs " << want->id;
+      // A neighbour in the nucleus at most: it must be a token the reference could draw.
+      const std::vector<double> nucleus =
+          *NucleusDistribution(row, draws[r].temperature, draws[r].top_p);
+      ASSERT_GE(got[r], 0);
+      EXPECT_GT(nucleus[got[r]], 0.0) << "row " << r;
+      continue;
+    }
+    EXPECT_NEAR(got_logprobs[r], want->logprob, 1e-3 + 1e-5 * std::abs(want->logprob)) << r;
+  }
+  EXPECT_LE(differing, 1) << "draws off by more than f32 rounding";
+  EXPECT_EQ(got[rows], -1);
+  EXPECT_EQ(got[rows + 1], -1);
+}
+
 TEST_F(CudaBackendTest, GatherScatterPatchifyAreExact) {
   Pair table16 = RandomBf16({100, 48}, 23), table32 = RandomF32({100, 48}, 24);
   Pair ids = I32({5, 99, 0, 5, 42});
