@@ -203,9 +203,7 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
     b.MatMul(h, w.wq, nullptr, q.Reshape({t, nh * hd}));
     b.MatMul(h, w.wk, nullptr, k.Reshape({t, nkv * hd}));
     b.MatMul(h, w.wv, nullptr, v.Reshape({t, nkv * hd}));
-    b.Rope(q, rope);
-    b.Rope(k, rope);
-    b.PagedAttention(q, k, v, paged, scale, cache_->keys(l), cache_->values(l), attn);
+    b.PagedAttention(q, k, v, &rope, paged, scale, cache_->keys(l), cache_->values(l), attn);
     b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
     b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, h);
     b.MatMul(h, w.w1, nullptr, gate);

@@ -54,6 +54,8 @@ absl::StatusOr<PagedBatch> MakePagedBatch(Backend& backend,
     const PagedSequence& s = sequences[i];
     info.insert(info.end(), {s.q_begin, s.q_len, s.start_pos});
     batch.has_decode |= s.q_len == 1;
+    if (s.q_len == 1)
+      batch.max_decode_context = std::max(batch.max_decode_context, s.start_pos + 1);
     batch.has_prefill |= s.q_len > 1;
     std::copy(s.block_table.begin(), s.block_table.end(), tables.begin() + i * max_blocks);
   }

@@ -62,6 +62,9 @@ struct PagedBatch {
   // always correct.
   bool has_decode = true;
   bool has_prefill = true;
+  // The most positions a decode sequence attends over (start_pos + 1), known on the host: a
+  // device backend sizes its split of long contexts by it. Larger is always correct.
+  int32_t max_decode_context = 0;
 };
 
 class Backend {
@@ -124,9 +127,11 @@ class Backend {
   // Appends each sequence's new k, v [T, Hkv, D] to the paged cache k_cache, v_cache
   // [num_blocks, block_size, Hkv, D], then computes causal attention of q [T, H, D] over all of
   // that sequence's cached positions into out [T, H, D]. H must be a multiple of Hkv (GQA).
+  // With `cos_sin` (as Rope takes it, [T, D/2, 2]), q and k are first rotated in place (RoPE),
+  // in the same pass as the append on a device backend; nullptr: they are used as they are.
   virtual void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                              const PagedBatch& batch, float scale, const Tensor& k_cache,
-                              const Tensor& v_cache, const Tensor& out) = 0;
+                              const Tensor* cos_sin, const PagedBatch& batch, float scale,
+                              const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) = 0;
 
   // ---- Sampling ---------------------------------------------------------------------------------
 

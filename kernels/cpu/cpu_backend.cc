@@ -303,9 +303,13 @@ class CpuBackend : public Backend {
     });
   }
 
-  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const PagedBatch& batch,
-                      float scale, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& out) override {
+  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* cos_sin,
+                      const PagedBatch& batch, float scale, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& out) override {
+    if (cos_sin != nullptr) {
+      Rope(q, *cos_sin);
+      Rope(k, *cos_sin);
+    }
     const std::vector<PagedSequence> sequences = ReadBatch(batch);
     for (const Tensor* t : {&q, &k, &v, &out, &k_cache, &v_cache}) CheckF32(*t);
     CheckSameShape(q, out);

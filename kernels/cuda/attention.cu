@@ -122,19 +122,41 @@ __device__ int64_t CacheOffset(const PagedAttentionParams& p, int s, int pos) {
   return (int64_t{block} * p.block_size + pos % p.block_size) * p.kv_heads * p.head_dim;
 }
 
-// grid (tokens): writes the token's k and v rows, as bf16, into its sequence's cache slot.
+// grid (tokens): rotates the token's q rows in place and its k rows (RoPE, where cos_sin is set),
+// then writes its k and v rows, as bf16, into its sequence's cache slot.
 __global__ void AppendKvKernel(PagedAttentionParams p) {
   const int token = blockIdx.x;
   const int s = FindSequence(p, token);
   if (s < 0) return;
+  const int half = p.head_dim / 2;
+  const float* cs = p.cos_sin != nullptr ? p.cos_sin + int64_t{token} * half * 2 : nullptr;
+  if (cs != nullptr) {
+    float* q = p.q_rope + int64_t{token} * p.heads * p.head_dim;
+    for (int i = threadIdx.x; i < p.heads * half; i += blockDim.x) {
+      const float c = cs[(i % half) * 2], sn = cs[(i % half) * 2 + 1];
+      const float re = q[2 * i], im = q[2 * i + 1];
+      q[2 * i] = re * c - im * sn;
+      q[2 * i + 1] = re * sn + im * c;
+    }
+  }
   const int pos = p.sequences[s * 3 + 2] + token - p.sequences[s * 3];
   if (!BlocksValid(p, s, pos + 1)) return;  // the attention kernel reports it as NaN
   const int64_t row = int64_t{p.kv_heads} * p.head_dim;
   auto* k_cache = reinterpret_cast<__nv_bfloat16*>(p.k_cache) + CacheOffset(p, s, pos);
   auto* v_cache = reinterpret_cast<__nv_bfloat16*>(p.v_cache) + CacheOffset(p, s, pos);
-  for (int64_t i = threadIdx.x; i < row; i += blockDim.x) {
-    StoreFloat(k_cache + i, p.k[token * row + i]);
-    StoreFloat(v_cache + i, p.v[token * row + i]);
+  const float* k = p.k + token * row;
+  const float* v = p.v + token * row;
+  for (int64_t i = threadIdx.x; i < row / 2; i += blockDim.x) {
+    float re = k[2 * i], im = k[2 * i + 1];
+    if (cs != nullptr) {
+      const float c = cs[(i % half) * 2], sn = cs[(i % half) * 2 + 1];
+      const float r = re * c - im * sn;
+      im = re * sn + im * c;
+      re = r;
+    }
+    *reinterpret_cast<__nv_bfloat162*>(k_cache + 2 * i) = __floats2bfloat162_rn(re, im);
+    *reinterpret_cast<__nv_bfloat162*>(v_cache + 2 * i) =
+        __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
   }
 }
 
@@ -711,7 +733,8 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
 
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (p.tokens < 0 || p.heads <= 0 || p.heads > kMaxGridY || p.kv_heads <= 0 ||
-      p.heads % p.kv_heads != 0 || p.head_dim <= 0 || p.head_dim > kMaxAttentionHeadDim ||
+      p.heads % p.kv_heads != 0 || p.head_dim <= 0 || p.head_dim % 2 != 0 ||
+      p.head_dim > kMaxAttentionHeadDim || (p.cos_sin != nullptr && p.q_rope != p.q) ||
       p.num_sequences < 0 || p.max_blocks <= 0 || p.block_size <= 0 || p.num_blocks <= 0) {
     return cudaErrorInvalidValue;
   }

@@ -61,14 +61,21 @@ struct PagedAttentionParams {
   int32_t head_dim;
   float scale;
   // Host-side hints (kernels::PagedBatch's): false skips the decode (q_len == 1) or the prefill
-  // (q_len > 1) kernel's launch, for a batch with no such sequence.
+  // (q_len > 1) kernel's launch, for a batch with no such sequence (or whose decode rows another
+  // kernel, decode_attention.h's, attends).
   bool has_decode = true;
   bool has_prefill = true;
+  // RoPE in the append: with cos_sin (f32 [tokens, head_dim / 2, 2], interleaved pairs), each
+  // token's q rows (q_rope, the same memory as q) are rotated in place and its k rows rotated
+  // before they are stored.
+  const float* cos_sin = nullptr;
+  float* q_rope = nullptr;
 };
 
 cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& params, cudaStream_t stream);
-// Up to three launches on `stream`: the append of every new k, v row into the cache, then the
-// decode and the prefill attention kernels (each only where the hints say it has work).
+// Up to three launches on `stream`: the append of every new k, v row into the cache (with RoPE
+// where cos_sin is set), then the decode and the prefill attention kernels (each only where the
+// hints say it has work).
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& params, cudaStream_t stream);
 
 }  // namespace pixtral::cuda

@@ -16,6 +16,7 @@
 #include "glog/logging.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/convert.h"
+#include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/sampling.h"
@@ -60,7 +61,8 @@ class CudaContext {
       return absl::InternalError("CUDA backend: cannot create a cuBLAS handle");
     }
     CheckCublas(cublasSetStream(context->cublas_, context->stream_), "cublasSetStream");
-    error = cudaMallocHost(&context->staging_, kStagingBytes);
+    error = cudaDeviceGetAttribute(&context->sm_count_, cudaDevAttrMultiProcessorCount, 0);
+    if (error == cudaSuccess) error = cudaMallocHost(&context->staging_, kStagingBytes);
     if (error != cudaSuccess) {
       return absl::InternalError(
           absl::StrCat("CUDA backend: cannot allocate pinned memory: ", cudaGetErrorString(error)));
@@ -81,6 +83,7 @@ class CudaContext {
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
+  int sm_count() const { return sm_count_; }
 
   // Queues a copy of `bytes` host bytes to `device` without waiting for it: small copies go
   // through a pinned staging ring (the host bytes are copied into it at once, so the caller may
@@ -116,6 +119,7 @@ class CudaContext {
   cublasHandle_t cublas_ = nullptr;
   void* staging_ = nullptr;  // pinned
   size_t staging_used_ = 0;
+  int sm_count_ = 1;
 };
 
 // Device memory from the stream-ordered pool (activations, scratch) or from cudaMalloc
@@ -369,9 +373,9 @@ class CudaBackend : public Backend {
               "SegmentAttention");
   }
 
-  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const PagedBatch& batch,
-                      float scale, const Tensor& k_cache, const Tensor& v_cache,
-                      const Tensor& out) override {
+  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* cos_sin,
+                      const PagedBatch& batch, float scale, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& out) override {
     for (const Tensor* t : {&q, &k, &v, &out}) CheckF32(*t);
     CHECK(k_cache.dtype() == DType::kBF16) << k_cache.DebugString();
     CheckSameShape(q, out);
@@ -381,33 +385,72 @@ class CudaBackend : public Backend {
     const int64_t h = q.dim(1), d = q.dim(2), hkv = k.dim(1);
     CHECK(k.dim(0) == q.dim(0) && k.dim(2) == d && h % hkv == 0);
     CHECK(k_cache.dim(2) == hkv && k_cache.dim(3) == d) << k_cache.DebugString();
+    if (cos_sin != nullptr) {
+      CheckF32(*cos_sin);
+      CHECK(cos_sin->shape() == std::vector<int64_t>({q.dim(0), d / 2, 2}))
+          << cos_sin->DebugString() << " for " << q.DebugString();
+    }
     const Tensor& seqs = batch.sequences;
     const Tensor& tables = batch.block_tables;
     CheckI32(seqs);
     CheckI32(tables);
     CHECK(seqs.rank() == 2 && seqs.dim(1) == 3 && tables.rank() == 2 &&
           tables.dim(0) == seqs.dim(0));
-    CheckCuda(cuda::LaunchPagedAttention({.q = q.data<float>(),
-                                          .k = k.data<float>(),
-                                          .v = v.data<float>(),
-                                          .out = out.data<float>(),
-                                          .k_cache = k_cache.data<uint16_t>(),
-                                          .v_cache = v_cache.data<uint16_t>(),
-                                          .sequences = seqs.data<int32_t>(),
-                                          .block_tables = tables.data<int32_t>(),
-                                          .num_sequences = ToInt32(seqs.dim(0)),
-                                          .max_blocks = ToInt32(tables.dim(1)),
-                                          .num_blocks = ToInt32(k_cache.dim(0)),
-                                          .block_size = ToInt32(k_cache.dim(1)),
-                                          .tokens = ToInt32(q.dim(0)),
-                                          .heads = ToInt32(h),
-                                          .kv_heads = ToInt32(hkv),
-                                          .head_dim = ToInt32(d),
-                                          .scale = scale,
-                                          .has_decode = batch.has_decode,
-                                          .has_prefill = batch.has_prefill},
-                                         stream()),
-              "PagedAttention");
+    // Decode rows take the grouped split-KV kernel where it has an instance for the shape.
+    const bool grouped_decode = batch.has_decode && batch.max_decode_context > 0 &&
+                                cuda::DecodeAttentionApplies(ToInt32(d), ToInt32(h), ToInt32(hkv));
+    const cuda::PagedAttentionParams params{
+        .q = q.data<float>(),
+        .k = k.data<float>(),
+        .v = v.data<float>(),
+        .out = out.data<float>(),
+        .k_cache = k_cache.data<uint16_t>(),
+        .v_cache = v_cache.data<uint16_t>(),
+        .sequences = seqs.data<int32_t>(),
+        .block_tables = tables.data<int32_t>(),
+        .num_sequences = ToInt32(seqs.dim(0)),
+        .max_blocks = ToInt32(tables.dim(1)),
+        .num_blocks = ToInt32(k_cache.dim(0)),
+        .block_size = ToInt32(k_cache.dim(1)),
+        .tokens = ToInt32(q.dim(0)),
+        .heads = ToInt32(h),
+        .kv_heads = ToInt32(hkv),
+        .head_dim = ToInt32(d),
+        .scale = scale,
+        .has_decode = batch.has_decode && !grouped_decode,
+        .has_prefill = batch.has_prefill,
+        .cos_sin = cos_sin != nullptr ? cos_sin->data<float>() : nullptr,
+        .q_rope = cos_sin != nullptr ? q.data<float>() : nullptr};
+    CheckCuda(cuda::LaunchPagedAttention(params, stream()), "PagedAttention");
+    if (!grouped_decode) return;
+    cuda::DecodeAttentionParams decode{.q = params.q,
+                                       .out = params.out,
+                                       .k_cache = params.k_cache,
+                                       .v_cache = params.v_cache,
+                                       .sequences = params.sequences,
+                                       .block_tables = params.block_tables,
+                                       .num_sequences = params.num_sequences,
+                                       .max_blocks = params.max_blocks,
+                                       .num_blocks = params.num_blocks,
+                                       .block_size = params.block_size,
+                                       .tokens = params.tokens,
+                                       .heads = params.heads,
+                                       .kv_heads = params.kv_heads,
+                                       .head_dim = params.head_dim,
+                                       .scale = scale};
+    const cuda::DecodeSplit split = cuda::ChooseDecodeSplit(
+        decode.num_sequences, decode.kv_heads, batch.max_decode_context, context_->sm_count());
+    Tensor split_out, split_stats;  // live until the kernels that use them are queued
+    if (split.splits > 1) {
+      const int64_t partials = int64_t{decode.num_sequences} * h * split.splits;
+      absl::StatusOr<Tensor> o = Alloc(DType::kF32, {partials, d});
+      absl::StatusOr<Tensor> st = Alloc(DType::kF32, {partials, 2});
+      CHECK(o.ok() && st.ok()) << "PagedAttention: split scratch: " << o.status() << st.status();
+      split_out = *std::move(o), split_stats = *std::move(st);
+      decode.split_out = split_out.data<float>();
+      decode.split_stats = split_stats.data<float>();
+    }
+    CheckCuda(cuda::LaunchDecodeAttention(decode, split, stream()), "PagedAttention: decode");
   }
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,

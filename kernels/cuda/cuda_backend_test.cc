@@ -9,6 +9,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "common/testing/compare.h"
@@ -270,8 +271,10 @@ class PagedAttentionSteps {
     Pair out = {*cpu_.Alloc(DType::kF32, out_shape),
                 *ToBackend(gpu_, std::vector<float>(Numel(out_shape), NAN), out_shape)};
     PagedBatch cpu_batch = *MakePagedBatch(cpu_, seqs), gpu_batch = *MakePagedBatch(gpu_, seqs);
-    cpu_.PagedAttention(q.cpu, k.cpu, v.cpu, cpu_batch, scale, k_cache_.cpu, v_cache_.cpu, out.cpu);
-    gpu_.PagedAttention(q.gpu, k.gpu, v.gpu, gpu_batch, scale, k_cache_.gpu, v_cache_.gpu, out.gpu);
+    cpu_.PagedAttention(q.cpu, k.cpu, v.cpu, nullptr, cpu_batch, scale, k_cache_.cpu, v_cache_.cpu,
+                        out.cpu);
+    gpu_.PagedAttention(q.gpu, k.gpu, v.gpu, nullptr, gpu_batch, scale, k_cache_.gpu, v_cache_.gpu,
+                        out.gpu);
     return RelativeError(ToHost(gpu_, out.gpu), ToHost(cpu_, out.cpu));
   }
 
@@ -321,8 +324,10 @@ TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
     Pair q = RandomF32({t, h, d}, ++seed), k = RandomF32({t, hkv, d}, ++seed),
          v = RandomF32({t, hkv, d}, ++seed), out = Poisoned({t, h, d});
     PagedBatch cpu_batch = *MakePagedBatch(*cpu_, seqs), gpu_batch = *MakePagedBatch(*gpu_, seqs);
-    cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, cpu_batch, scale, k_cache.cpu, v_cache.cpu, out.cpu);
-    gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, gpu_batch, scale, k_cache.gpu, v_cache.gpu, out.gpu);
+    cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, nullptr, cpu_batch, scale, k_cache.cpu, v_cache.cpu,
+                         out.cpu);
+    gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, nullptr, gpu_batch, scale, k_cache.gpu, v_cache.gpu,
+                         out.gpu);
     return Error(out);
   };
   // Prefill: 40 tokens of a, 150 of b.
@@ -334,6 +339,71 @@ TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
   EXPECT_LE(step({{0, 2, 42, table_a}}, 2), kBf16Tolerance);
 }
 
+TEST_F(CudaBackendTest, PagedAttentionDecodeOfLongContextsMatchesCpu) {
+  // Decode over contexts long enough to be split across blocks (split-KV), for every query group
+  // size the grouped kernel has (1, 2, 4, 8 query heads per kv head), next to a short one; block
+  // sizes that do and do not divide a split.
+  for (const auto& [h, hkv, d, block_size] : {std::tuple{32, 8, 128, 16},
+                                              {8, 8, 128, 16},
+                                              {16, 8, 64, 7},
+                                              {8, 1, 128, 32},
+                                              {4, 2, 64, 16}}) {
+    const int64_t blocks_each = 3000 / block_size + 2;
+    PagedAttentionSteps steps(*cpu_, *gpu_, h, hkv, d, block_size, 3 * blocks_each);
+    std::vector<int32_t> a(blocks_each), b(blocks_each), c(blocks_each);
+    for (int64_t i = 0; i < blocks_each; ++i) {
+      a[i] = 3 * i, b[i] = 3 * (blocks_each - 1 - i) + 1, c[i] = 3 * i + 2;
+    }
+    // Fill the caches with prompts, then decode one token each at long and short positions.
+    EXPECT_LE(steps.Step({{0, 2900, 0, a}, {2900, 700, 0, b}, {3600, 5, 0, c}}, 3605),
+              kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d;
+    EXPECT_LE(steps.Step({{0, 1, 2900, a}, {1, 1, 700, b}, {2, 1, 5, c}}, 3), kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d << ", decode";
+    EXPECT_LE(steps.Step({{0, 1, 6, c}, {1, 1, 2901, a}}, 2), kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d << ", decode again";
+  }
+}
+
+TEST_F(CudaBackendTest, PagedAttentionWithRopeMatchesCpu) {
+  // RoPE rotated in the append: q is rotated in place on both backends, k as it is stored.
+  const int64_t h = 8, hkv = 2, d = 128, block_size = 16, t = 37;
+  const std::vector<int64_t> cache_shape = {8, block_size, hkv, d};
+  Pair k_cache = {*cpu_->Alloc(cpu_->KvCacheDType(), cache_shape),
+                  *gpu_->Alloc(gpu_->KvCacheDType(), cache_shape)};
+  Pair v_cache = {*cpu_->Alloc(cpu_->KvCacheDType(), cache_shape),
+                  *gpu_->Alloc(gpu_->KvCacheDType(), cache_shape)};
+  const std::vector<int32_t> table = {4, 2, 7};
+  std::vector<int32_t> positions(t);
+  std::iota(positions.begin(), positions.end(), 0);
+  const std::vector<float> table_data = RopeTable1D(positions, d, 1e6f);
+  Pair rope = F32(table_data, {t, d / 2, 2});
+  Pair q = RandomF32({t, h, d}, 71), k = RandomF32({t, hkv, d}, 72), v = RandomF32({t, hkv, d}, 73);
+  Pair out = Poisoned({t, h, d});
+  // One prompt chunk of t positions.
+  const std::vector<PagedSequence> one = {{0, t, 0, table}};
+  PagedBatch cpu_batch = *MakePagedBatch(*cpu_, one), gpu_batch = *MakePagedBatch(*gpu_, one);
+  cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, &rope.cpu, cpu_batch, 0.1f, k_cache.cpu, v_cache.cpu,
+                       out.cpu);
+  gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, &rope.gpu, gpu_batch, 0.1f, k_cache.gpu, v_cache.gpu,
+                       out.gpu);
+  EXPECT_LE(Error(out), kBf16Tolerance);
+  EXPECT_LE(Error(q), kF32Tolerance);  // rotated in place alike
+  // A decode step at position t continues from the rotated cache.
+  std::vector<int32_t> next = {static_cast<int32_t>(t)};
+  Pair rope1 = F32(RopeTable1D(next, d, 1e6f), {1, d / 2, 2});
+  Pair q1 = RandomF32({1, h, d}, 74), k1 = RandomF32({1, hkv, d}, 75),
+       v1 = RandomF32({1, hkv, d}, 76);
+  Pair out1 = Poisoned({1, h, d});
+  const std::vector<PagedSequence> step = {{0, 1, static_cast<int32_t>(t), table}};
+  cpu_batch = *MakePagedBatch(*cpu_, step), gpu_batch = *MakePagedBatch(*gpu_, step);
+  cpu_->PagedAttention(q1.cpu, k1.cpu, v1.cpu, &rope1.cpu, cpu_batch, 0.1f, k_cache.cpu,
+                       v_cache.cpu, out1.cpu);
+  gpu_->PagedAttention(q1.gpu, k1.gpu, v1.gpu, &rope1.gpu, gpu_batch, 0.1f, k_cache.gpu,
+                       v_cache.gpu, out1.gpu);
+  EXPECT_LE(Error(out1), kBf16Tolerance);
+}
+
 TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {
   const std::vector<int64_t> cache_shape = {4, 4, 1, 16};
   Tensor k_cache = *gpu_->Alloc(DType::kBF16, cache_shape);
@@ -342,7 +412,7 @@ TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {
   Pair q = RandomF32({2, 1, 16}, 20), kv = RandomF32({2, 1, 16}, 21);
   Pair out = RandomF32({2, 1, 16}, 22);
   PagedBatch batch = *MakePagedBatch(*gpu_, std::vector<PagedSequence>{{0, 2, 0, table}});
-  gpu_->PagedAttention(q.gpu, kv.gpu, kv.gpu, batch, 0.25f, k_cache, v_cache, out.gpu);
+  gpu_->PagedAttention(q.gpu, kv.gpu, kv.gpu, nullptr, batch, 0.25f, k_cache, v_cache, out.gpu);
   for (float x : ToHost(*gpu_, out.gpu)) EXPECT_TRUE(std::isnan(x));
 }
 
