@@ -5,6 +5,8 @@
 //
 //   make_random_model --out /tmp/pixtral-12b --preset pixtral-12b --vision=false
 //   decode_bench --model /tmp/pixtral-12b --backend cuda --batch 16
+#include <cuda_profiler_api.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -27,6 +29,9 @@ ABSL_FLAG(int, warmup_steps, 8, "Decode steps run before timing.");
 ABSL_FLAG(int, steps, 64, "Timed decode steps.");
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature of every sequence (0: greedy).");
 ABSL_FLAG(float, top_p, 1.0f, "Nucleus of every sequence's sampling.");
+ABSL_FLAG(int, profile_step, -1,
+          "Step (counting warm-up) bracketed by cudaProfilerStart/Stop, for "
+          "`ncu --profile-from-start off`; -1: none.");
 
 namespace pixtral {
 namespace {
@@ -85,10 +90,12 @@ int Main() {
   std::vector<kernels::RowSampling> draws(batch);
   std::vector<double> times;
   for (int i = 0; i < warmup + steps; ++i) {
+    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStart();
     start = Clock::now();
     for (int b = 0; b < batch; ++b) draws[b] = samplers[b].NextDraw();
     auto step = decoder.ForwardSampled(inputs, draws);
     const double ms = MsSince(start);
+    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStop();
     if (!step.ok()) {
       std::fprintf(stderr, "decode_bench: step %d: %s\n", i, step.status().ToString().c_str());
       return 1;

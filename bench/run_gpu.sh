@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root, over binaries built here and staged by
 # bench/stage_gpu.sh (carried; nothing is built there): correctness first, then timings. The
-# first argument is the staged folder (default .device). TESTS=0 skips the tests and the kernel
-# benchmarks. With MODEL_12B=1 it also writes a random Pixtral-12B folder (vision included) to
-# /tmp and times on it: decode at batch 1 and 16, then the 1024x1024 image prompt (vision
-# encoder, prefill, time to first token).
+# first argument is the staged folder (default .device).
+#   TESTS=0        skips the tests and the kernel benchmarks; SANITIZE=1 also runs the CUDA
+#                  backend test under compute-sanitizer's memcheck.
+#   DECODE=1       writes a random Pixtral-12B decoder folder to /tmp and runs decode_bench at
+#                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
+#                  (default 1000) prompt tokens per sequence.
+#   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
+#   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
+#                  context, BATCHES from REF_BATCHES (default "1,16,64").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
@@ -13,29 +18,71 @@ if ldd "$dir"/bin/* | grep -q 'not found'; then
   echo "missing shared libraries:"
   ldd "$dir"/bin/* | grep 'not found' | sort -u
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
 status=0
 if [ "${TESTS:-1}" = 1 ]; then
   for test in "$dir"/bin/*_test; do
     echo "== $test"
-    "$test" || status=1
+    "$test" --gtest_brief=1 || status=1
   done
+  if [ "${SANITIZE:-0}" = 1 ]; then
+    echo "== compute-sanitizer memcheck cuda_backend_test"
+    timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
+      "$dir/bin/cuda_backend_test" --gtest_brief=1 || status=1
+  fi
   for bench in "$dir"/bin/convert_bench; do
     echo "== $bench"
     "$bench" || status=1
   done
 fi
+model=""
 if [ "${MODEL_12B:-0}" = 1 ]; then
-  echo "== random Pixtral-12B folder"
+  model=/tmp/pixtral-12b
+  vision=true
+elif [ "${DECODE:-0}" = 1 ]; then
+  model=/tmp/pixtral-12b-text
+  vision=false
+fi
+if [ -n "$model" ]; then
+  echo "== random Pixtral-12B folder (vision $vision)"
   start=$(date +%s)
-  "$dir/bin/make_random_model" --out /tmp/pixtral-12b --preset pixtral-12b || status=1
+  "$dir/bin/make_random_model" --out "$model" --preset pixtral-12b --vision="$vision" || status=1
   echo "random model written in $(($(date +%s) - start)) s"
-  for batch in 1 16; do
-    echo "== decode_bench, batch $batch"
-    "$dir/bin/decode_bench" --model /tmp/pixtral-12b --backend cuda --batch "$batch" || status=1
+  context="${DECODE_CONTEXT:-1000}"
+  for batch in ${DECODE_BATCHES:-1 16 64 128 256}; do
+    echo "== decode_bench, batch $batch, context $context"
+    "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
+      --prompt_tokens "$context" || status=1
   done
+fi
+if [ -n "$model" ] && [ -n "${PROFILE_BATCH:-}" ]; then
+  echo "== ncu, one decode step at batch $PROFILE_BATCH (kernel, duration ns)"
+  ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+    "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$PROFILE_BATCH" \
+    --prompt_tokens "${DECODE_CONTEXT:-1000}" --warmup_steps 2 --steps 2 --profile_step 2 \
+    > "${OUT:-/tmp}/ncu_decode.csv" 2> "${OUT:-/tmp}/ncu_decode.log" || status=1
+  python3 - "${OUT:-/tmp}/ncu_decode.csv" <<'PY'
+import csv, collections, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, rows = rows[0], rows[1:]
+name, value = head.index("Kernel Name"), head.index("Metric Value")
+total = collections.defaultdict(float); count = collections.Counter()
+for r in rows:
+    k = r[name][:60]; total[k] += float(r[value].replace(",", "")); count[k] += 1
+s = sum(total.values())
+print(f"{len(rows)} kernels, {s/1e6:.2f} ms of kernel time")
+for k, t in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
+    print(f"{t/1e3:10.1f} us {count[k]:5d}x  {k}")
+PY
+fi
+if [ "${MODEL_12B:-0}" = 1 ]; then
   echo "== prompt_bench, one 1024x1024 image, 4213-token prompt"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
     --backend cuda --repeats "${PROMPT_REPEATS:-3}" || status=1
+fi
+if [ -n "${REF:-}" ]; then
+  echo "== compiled PyTorch peer (${REF}/compiled_decode.py), START ${DECODE_CONTEXT:-1000}"
+  START="${DECODE_CONTEXT:-1000}" BATCHES="${REF_BATCHES:-1,16,64}" PYTHONUNBUFFERED=1 \
+    timeout "${REF_TIMEOUT:-420}" python3 "$REF/compiled_decode.py" || status=1
 fi
 exit $status
