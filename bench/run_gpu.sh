@@ -8,6 +8,8 @@
 #                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
 #                  (default 1000) prompt tokens per sequence.
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
+#   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
+#                  default kernels and with the tuned ones.
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
 set -uo pipefail
@@ -34,6 +36,12 @@ if [ "${TESTS:-1}" = 1 ]; then
     echo "== $bench"
     "$bench" || status=1
   done
+fi
+if [ "${MATMUL:-0}" = 1 ]; then
+  echo "== matmul_bench, cuBLAS default kernels"
+  PIXTRAL_CUBLAS_DEFAULT=1 "$dir/bin/matmul_bench" || status=1
+  echo "== matmul_bench, tuned (cuBLASLt candidates timed per shape)"
+  "$dir/bin/matmul_bench" || status=1
 fi
 model=""
 if [ "${MODEL_12B:-0}" = 1 ]; then

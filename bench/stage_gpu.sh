@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-.device}"
 targets=(//kernels/cuda:convert_test //kernels/cuda:cuda_backend_test //tests:cuda_golden_test
-  //bench:convert_bench //bench:decode_bench //bench:prompt_bench //tools:make_random_model)
+  //bench:convert_bench //bench:decode_bench //bench:matmul_bench //bench:prompt_bench //tools:make_random_model)
 bazel build --jobs=2 "${targets[@]}"
 rm -rf "$dest" && mkdir -p "$dest/bin" "$dest/lib"
 for target in "${targets[@]}"; do

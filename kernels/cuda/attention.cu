@@ -105,15 +105,17 @@ __device__ int FindSequence(const PagedAttentionParams& p, int token) {
   return -1;
 }
 
-// Whether positions [0, n) of sequence s all have a valid cache block.
+// Whether positions [0, n) of sequence s all have a valid cache block. The block's threads split
+// the table (a serial walk by every thread is a chain of dependent loads); every thread of the
+// block must call it, with the same s and n.
 __device__ bool BlocksValid(const PagedAttentionParams& p, int s, int n) {
   const int blocks = (n + p.block_size - 1) / p.block_size;
-  if (blocks > p.max_blocks) return false;
   const int32_t* table = p.block_tables + int64_t{s} * p.max_blocks;
-  for (int b = 0; b < blocks; ++b) {
-    if (table[b] < 0 || table[b] >= p.num_blocks) return false;
+  bool valid = blocks <= p.max_blocks;
+  for (int b = threadIdx.x; valid && b < blocks; b += blockDim.x) {
+    valid = table[b] >= 0 && table[b] < p.num_blocks;
   }
-  return true;
+  return __syncthreads_and(valid);
 }
 
 // Element offset of position `pos`, kv head 0, in the cache of sequence s.
@@ -140,7 +142,11 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
     }
   }
   const int pos = p.sequences[s * 3 + 2] + token - p.sequences[s * 3];
-  if (!BlocksValid(p, s, pos + 1)) return;  // the attention kernel reports it as NaN
+  // Only the slot's own block matters here; the attention kernels check the whole table (and
+  // report a bad one as NaN). A serial walk of the table per thread cost ~20 us a launch.
+  if (pos / p.block_size >= p.max_blocks) return;
+  const int32_t block = p.block_tables[int64_t{s} * p.max_blocks + pos / p.block_size];
+  if (block < 0 || block >= p.num_blocks) return;
   const int64_t row = int64_t{p.kv_heads} * p.head_dim;
   auto* k_cache = reinterpret_cast<__nv_bfloat16*>(p.k_cache) + CacheOffset(p, s, pos);
   auto* v_cache = reinterpret_cast<__nv_bfloat16*>(p.v_cache) + CacheOffset(p, s, pos);

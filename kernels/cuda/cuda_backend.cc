@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/sampling.h"
+#include "kernels/cuda/tuned_gemm.h"
 #include "kernels/shape_checks.h"
 
 namespace pixtral::kernels {
@@ -175,7 +177,9 @@ int32_t ToInt32(int64_t v) {
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(std::shared_ptr<CudaContext> context) : context_(std::move(context)) {}
+  // `tuned_gemm`: bf16 products of more than a GEMV's rows through it; nullptr: cublasGemmEx.
+  CudaBackend(std::shared_ptr<CudaContext> context, std::unique_ptr<cuda::TunedGemm> tuned_gemm)
+      : context_(std::move(context)), tuned_gemm_(std::move(tuned_gemm)) {}
 
   std::string_view name() const override { return "cuda"; }
 
@@ -228,11 +232,21 @@ class CudaBackend : public Backend {
           cuda::LaunchF32ToBf16(
               {.src = x.data<float>(), .dst = x16->data<uint16_t>(), .count = t * k}, stream()),
           "MatMul: f32 -> bf16");
-      CheckCublas(
-          cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
-                       CUDA_R_16BF, k_, x16->data<void>(), CUDA_R_16BF, k_, &zero, y.data<void>(),
-                       CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "MatMul: bf16 GEMM");
+      if (tuned_gemm_ != nullptr) {
+        const absl::Status status = tuned_gemm_->Run({.x = x16->data<void>(),
+                                                      .w = w.data<void>(),
+                                                      .y = y.data<float>(),
+                                                      .rows = t,
+                                                      .k = k,
+                                                      .n = n});
+        CHECK(status.ok()) << "MatMul: " << status;
+      } else {
+        CheckCublas(
+            cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
+                         CUDA_R_16BF, k_, x16->data<void>(), CUDA_R_16BF, k_, &zero, y.data<void>(),
+                         CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "MatMul: bf16 GEMM");
+      }
     } else {
       CheckCublas(
           cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
@@ -547,6 +561,7 @@ class CudaBackend : public Backend {
   }
 
   std::shared_ptr<CudaContext> context_;
+  std::unique_ptr<cuda::TunedGemm> tuned_gemm_;
 };
 
 }  // namespace
@@ -570,7 +585,15 @@ absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend() {
             "cudaMemPoolSetAttribute");
   absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::Create();
   if (!context.ok()) return context.status();
-  return std::make_unique<CudaBackend>(*std::move(context));
+  // PIXTRAL_CUBLAS_DEFAULT=1 keeps cuBLAS's default choice of GEMM kernels, for benchmarks that
+  // compare it with the tuned one.
+  std::unique_ptr<cuda::TunedGemm> tuned;
+  const char* default_gemm = std::getenv("PIXTRAL_CUBLAS_DEFAULT");
+  if (default_gemm == nullptr || std::string_view(default_gemm) != "1") {
+    tuned = std::make_unique<cuda::TunedGemm>((*context)->stream());
+    if (absl::Status status = tuned->Init(); !status.ok()) return status;
+  }
+  return std::make_unique<CudaBackend>(*std::move(context), std::move(tuned));
 }
 
 }  // namespace pixtral::kernels

@@ -17,8 +17,8 @@ constexpr int kMinSplitLen = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kMaxGridY = 65535;
 
-__device__ __forceinline__ void LoadBf16x8(const __nv_bfloat16* src, float (&dst)[8]) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src));
+// Eight bf16 values packed in 16 bytes, as floats.
+__device__ __forceinline__ void Unpack(const uint4& raw, float (&dst)[8]) {
   const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -40,7 +40,7 @@ __device__ bool TableValid(const DecodeAttentionParams& p, int s, int n) {
 
 // grid (num_sequences, kv_heads, splits), kDecodeThreads threads.
 template <int kHeadDim, int kGroup>
-__global__ void __launch_bounds__(kDecodeThreads)
+__global__ void __launch_bounds__(kDecodeThreads, 4)
     DecodeAttentionKernel(DecodeAttentionParams p, int splits, int split_len) {
   constexpr int kLanesPerKey = kHeadDim / kElementsPerLane;  // 16 at head_dim 128
   constexpr int kKeysPerWarp = kWarpSize / kLanesPerKey;     // keys a warp reads at once
@@ -85,11 +85,14 @@ __global__ void __launch_bounds__(kDecodeThreads)
                        part * kElementsPerLane;
   const auto* v_base = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_head * kHeadDim +
                        part * kElementsPerLane;
-  // Two positions per lane group per step, their four loads issued before any use. The loop
-  // bounds are the same for the whole warp (the shuffles need every lane); a lane group past the
-  // split's end computes but does not update its state.
-  auto attend = [&](const float(&k)[kElementsPerLane], const float(&v)[kElementsPerLane],
-                    bool active) {
+  // Two positions per lane group per step, software-pipelined: the next step's four 16-byte
+  // loads (and their block-table reads) are issued before this step's arithmetic, so a warp keeps
+  // loads in flight while it computes. The loop bounds are the same for the whole warp (the
+  // shuffles need every lane); a lane group past the split's end computes but does not update.
+  auto attend = [&](const uint4& k_packed, const uint4& v_packed, bool active) {
+    float k[kElementsPerLane], v[kElementsPerLane];
+    Unpack(k_packed, k);
+    Unpack(v_packed, v);
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
       float dot = 0.0f;
@@ -109,20 +112,24 @@ __global__ void __launch_bounds__(kDecodeThreads)
       for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] = acc[g][i] * correction + weight * v[i];
     }
   };
-  auto load = [&](int pos, float(&k)[kElementsPerLane], float(&v)[kElementsPerLane]) {
+  auto fetch = [&](int pos, uint4& k, uint4& v) {
+    if (pos >= end) return;
     const int64_t slot = int64_t{table[pos / p.block_size]} * p.block_size + pos % p.block_size;
-    LoadBf16x8(k_base + slot * kv_stride, k);
-    LoadBf16x8(v_base + slot * kv_stride, v);
+    k = __ldg(reinterpret_cast<const uint4*>(k_base + slot * kv_stride));
+    v = __ldg(reinterpret_cast<const uint4*>(v_base + slot * kv_stride));
   };
   if (valid) {
+    uint4 k0 = {}, v0 = {}, k1 = {}, v1 = {};
+    fetch(begin + group, k0, v0);
+    fetch(begin + group + kGroups, k1, v1);
     for (int base = begin; base < end; base += 2 * kGroups) {
-      const int pos0 = base + group, pos1 = pos0 + kGroups;
-      float k0[kElementsPerLane] = {}, v0[kElementsPerLane] = {};
-      float k1[kElementsPerLane] = {}, v1[kElementsPerLane] = {};
-      if (pos0 < end) load(pos0, k0, v0);
-      if (pos1 < end) load(pos1, k1, v1);
-      attend(k0, v0, pos0 < end);
-      attend(k1, v1, pos1 < end);
+      const int next = base + 2 * kGroups + group;
+      uint4 nk0 = {}, nv0 = {}, nk1 = {}, nv1 = {};
+      fetch(next, nk0, nv0);
+      fetch(next + kGroups, nk1, nv1);
+      attend(k0, v0, base + group < end);
+      attend(k1, v1, base + group + kGroups < end);
+      k0 = nk0, v0 = nv0, k1 = nk1, v1 = nv1;
     }
   }
 #pragma unroll
@@ -206,7 +213,7 @@ cudaError_t LaunchForGroup(const DecodeAttentionParams& p, const DecodeSplit& sp
 
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count) {
   const int64_t blocks = int64_t{num_sequences} * kv_heads;
-  const int64_t wanted = (4 * int64_t{sm_count} + blocks - 1) / std::max<int64_t>(blocks, 1);
+  const int64_t wanted = (8 * int64_t{sm_count} + blocks - 1) / std::max<int64_t>(blocks, 1);
   const int64_t most = (max_context + kMinSplitLen - 1) / kMinSplitLen;
   DecodeSplit split;
   split.splits = static_cast<int>(std::max<int64_t>(1, std::min(wanted, most)));

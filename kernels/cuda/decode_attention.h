@@ -26,7 +26,7 @@ struct DecodeSplit {
   int split_len = 1;  // positions per split
 };
 
-// Splits that give the grid about four blocks per SM for `max_context` positions, at least 64
+// Splits that give the grid about eight blocks per SM (two waves at four resident: a short tail) for `max_context` positions, at least 64
 // positions each.
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
