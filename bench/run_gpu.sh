@@ -63,13 +63,15 @@ if [ -n "$model" ]; then
       --prompt_tokens "$context" || status=1
   done
 fi
-if [ -n "$model" ] && [ -n "${PROFILE_BATCH:-}" ]; then
-  echo "== ncu, one decode step at batch $PROFILE_BATCH (kernel, duration ns)"
+for batch in ${PROFILE_BATCHES:-}; do
+  [ -n "$model" ] || break
+  echo "== ncu, one decode step at batch $batch (kernel, duration ns)"
+  csv="${OUT:-/tmp}/ncu_decode_b$batch.csv"
   ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
-    "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$PROFILE_BATCH" \
+    "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
     --prompt_tokens "${DECODE_CONTEXT:-1000}" --warmup_steps 2 --steps 2 --profile_step 2 \
-    > "${OUT:-/tmp}/ncu_decode.csv" 2> "${OUT:-/tmp}/ncu_decode.log" || status=1
-  python3 - "${OUT:-/tmp}/ncu_decode.csv" <<'PY'
+    > "$csv" 2> "${OUT:-/tmp}/ncu_decode_b$batch.log" || status=1
+  python3 - "$csv" <<'PY'
 import csv, collections, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 head, rows = rows[0], rows[1:]
@@ -82,7 +84,7 @@ print(f"{len(rows)} kernels, {s/1e6:.2f} ms of kernel time")
 for k, t in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
     print(f"{t/1e3:10.1f} us {count[k]:5d}x  {k}")
 PY
-fi
+done
 if [ "${MODEL_12B:-0}" = 1 ]; then
   echo "== prompt_bench, one 1024x1024 image, 4213-token prompt"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
