@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
   PIXTRAL_ASSIGN_OR_RETURN(d->norm_, loader.Get("norm.weight"));
   PIXTRAL_ASSIGN_OR_RETURN(d->output_, loader.Get("output.weight"));
   for (int i = 0; i < config.n_layers; ++i) {
-    PIXTRAL_ASSIGN_OR_RETURN(BlockWeights layer,
-                             kernels::LoadBlock(loader, absl::StrCat("layers.", i)));
+    PIXTRAL_ASSIGN_OR_RETURN(
+        BlockWeights layer, kernels::LoadBlock(loader, absl::StrCat("layers.", i), /*fused=*/true));
     d->layers_.push_back(std::move(layer));
   }
   PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
@@ -185,12 +185,13 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   PIXTRAL_ASSIGN_OR_RETURN(kernels::PagedBatch paged, kernels::MakePagedBatch(b, attention));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor x, b.Alloc(DType::kF32, {t, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor q, b.Alloc(DType::kF32, {t, nh, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor k, b.Alloc(DType::kF32, {t, nkv, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor v, b.Alloc(DType::kF32, {t, nkv, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor attn, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate_up, b.Alloc(DType::kF32, {t, 2 * c.hidden_dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(DType::kF32, {t, c.hidden_dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor up, b.Alloc(DType::kF32, {t, c.hidden_dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor last, b.Alloc(DType::kF32, {r, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, b.Alloc(DType::kF32, {r, c.vocab_size}));
 
@@ -200,15 +201,15 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   if (!layers_.empty()) b.RmsNorm(x, layers_[0].attention_norm, c.norm_eps, h);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const BlockWeights& w = layers_[l];
-    b.MatMul(h, w.wq, nullptr, q.Reshape({t, nh * hd}));
-    b.MatMul(h, w.wk, nullptr, k.Reshape({t, nkv * hd}));
-    b.MatMul(h, w.wv, nullptr, v.Reshape({t, nkv * hd}));
+    // wq, wk, wv stacked: one pass over the weights, then the three column ranges apart.
+    b.MatMul(h, w.wqkv, nullptr, qkv);
+    const Tensor parts[] = {q, k, v};
+    b.SplitColumns(qkv, parts);
     b.PagedAttention(q, k, v, &rope, paged, scale, cache_->keys(l), cache_->values(l), attn);
     b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
     b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, h);
-    b.MatMul(h, w.w1, nullptr, gate);
-    b.MatMul(h, w.w3, nullptr, up);
-    b.SiluMul(gate, up, gate);
+    b.MatMul(h, w.w13, nullptr, gate_up);  // w1, w3 stacked
+    b.SwiGlu(gate_up, gate);
     b.MatMul(gate, w.w2, nullptr, h);
     if (l + 1 < layers_.size()) {
       b.AddRmsNorm(x, h, layers_[l + 1].attention_norm, c.norm_eps, h);

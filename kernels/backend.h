@@ -105,6 +105,9 @@ class Backend {
                           const Tensor& normed) = 0;
   // out = silu(gate) * up, element-wise (SwiGLU).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // SiluMul over the halves of a stacked w1/w3 product: gate_up [T, 2F], out [T, F] =
+  // silu(gate_up[:, :F]) * gate_up[:, F:].
+  virtual void SwiGlu(const Tensor& gate_up, const Tensor& out) = 0;
   // y = gelu(x) with the exact erf form (torch.nn.GELU()).
   virtual void Gelu(const Tensor& x, const Tensor& y) = 0;
   // y = softmax(x) along the last dimension.
@@ -144,6 +147,10 @@ class Backend {
 
   // ---- Gather / scatter -------------------------------------------------------------------------
 
+  // Consecutive column ranges of x [T, C] (f32) copied into `parts`, in order: part i holds T
+  // rows of c_i elements (any shape with T first), and the c_i add up to C. The q, k and v of a
+  // stacked wq/wk/wv product. At most 4 parts.
+  virtual void SplitColumns(const Tensor& x, absl::Span<const Tensor> parts) = 0;
   // out[i, :] = table[ids[i], :].  table: bf16 or f32 [V, D]; ids: i32 [N]; out: f32 [N, D].
   virtual void Gather(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
   // dst[rows[i], :] = src[i, :].  src: f32 [N, D]; rows: i32 [N]; dst: f32 [T, D].

@@ -23,4 +23,29 @@ MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, con
   return dims;
 }
 
+int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out) {
+  CheckF32(gate_up);
+  CheckF32(out);
+  CHECK(gate_up.rank() == 2 && out.rank() == 2 && gate_up.dim(0) == out.dim(0) &&
+        gate_up.dim(1) == 2 * out.dim(1))
+      << "SwiGlu: " << gate_up.DebugString() << " -> " << out.DebugString();
+  return out.dim(1);
+}
+
+std::vector<int64_t> CheckSplitColumns(const Tensor& x, absl::Span<const Tensor> parts) {
+  CheckF32(x);
+  CHECK(x.rank() == 2 && !parts.empty() && parts.size() <= 4)
+      << "SplitColumns: " << x.DebugString() << " into " << parts.size() << " parts";
+  std::vector<int64_t> widths;
+  int64_t total = 0;
+  for (const Tensor& part : parts) {
+    CheckF32(part);
+    CHECK(part.rank() >= 1 && part.dim(0) == x.dim(0)) << part.DebugString();
+    widths.push_back(part.dim(0) == 0 ? 0 : part.numel() / part.dim(0));
+    total += widths.back();
+  }
+  CHECK_EQ(total, x.dim(1)) << "SplitColumns: parts do not cover " << x.DebugString();
+  return widths;
+}
+
 }  // namespace pixtral::kernels

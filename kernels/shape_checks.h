@@ -5,7 +5,9 @@
 #define PIXTRAL_KERNELS_SHAPE_CHECKS_H_
 
 #include <cstdint>
+#include <vector>
 
+#include "absl/types/span.h"
 #include "kernels/tensor.h"
 
 namespace pixtral::kernels {
@@ -19,6 +21,12 @@ struct MatMulDims {
   int64_t t, k, n;
 };
 MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
+
+// SwiGlu: gate_up f32 [T, 2F], out f32 [T, F]. Returns F.
+int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out);
+// SplitColumns: x f32 [T, C]; 1 to 4 f32 parts of T rows whose row sizes add up to C. Returns
+// each part's row size.
+std::vector<int64_t> CheckSplitColumns(const Tensor& x, absl::Span<const Tensor> parts);
 
 }  // namespace pixtral::kernels
 

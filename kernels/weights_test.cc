@@ -22,11 +22,17 @@ class WeightLoaderTest : public ::testing::Test {
     const std::vector<uint16_t> f16 = {0x3c00, 0xc000};  // 1.0, -2.0
     const std::vector<float> f32 = {0.25f, 4.0f};
     const std::vector<int64_t> i64 = {7, 8};
+    const std::vector<uint16_t> stacked = {FloatToBf16(3.0f), FloatToBf16(4.0f), FloatToBf16(5.0f),
+                                           FloatToBf16(6.0f)};
+    const std::vector<uint16_t> three = {FloatToBf16(1.0f), FloatToBf16(1.0f), FloatToBf16(1.0f)};
     const TensorToWrite tensors[] = {
         {{"a.bf16", DType::kBF16, {2}}, AsBytes(bf16)},
         {{"a.f16", DType::kF16, {1, 2}}, AsBytes(f16)},
         {{"a.f32", DType::kF32, {2, 1}}, AsBytes(f32)},
         {{"a.i64", DType::kI64, {2}}, AsBytes(i64)},
+        {{"m.one", DType::kBF16, {1, 2}}, AsBytes(bf16)},
+        {{"m.two", DType::kBF16, {2, 2}}, AsBytes(stacked)},
+        {{"m.three", DType::kBF16, {1, 3}}, AsBytes(three)},
     };
     ASSERT_TRUE(WriteSafetensors(path, tensors).ok());
     auto checkpoint = SafetensorsCheckpoint::Open({path});
@@ -70,6 +76,21 @@ TEST_F(WeightLoaderTest, MissingAndIntegerTensorsAreErrors) {
   WeightLoader loader(*backend_, *checkpoint_, checkpoint_);
   EXPECT_EQ(loader.Get("nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(loader.Get("a.i64").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WeightLoaderTest, StacksMatricesByRowsInOrder) {
+  WeightLoader loader(*backend_, *checkpoint_, checkpoint_);
+  absl::StatusOr<Tensor> t = loader.GetStacked({"m.two", "m.one"});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->DebugString(), "BF16[3, 2]");
+  EXPECT_THAT(Widened(*t), ElementsAre(3.0f, 4.0f, 5.0f, 6.0f, 1.5f, -2.0f));
+  // Column counts and dtypes must agree; every name must exist.
+  EXPECT_EQ(loader.GetStacked({"m.one", "m.three"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loader.GetStacked({"m.one", "a.f16"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loader.GetStacked({"m.one", "nope"}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(loader.GetStacked({}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(WeightLoaderTest, LoadedTensorsOutliveTheLoadersReference) {

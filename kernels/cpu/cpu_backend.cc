@@ -221,6 +221,17 @@ class CpuBackend : public Backend {
     ElementWise(gate, out, [u](float g, int64_t i) { return g / (1.0f + std::exp(-g)) * u[i]; });
   }
 
+  void SwiGlu(const Tensor& gate_up, const Tensor& out) override {
+    const int64_t f = CheckSwiGlu(gate_up, out);
+    ParallelFor(out.dim(0), 8 * f, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* g = gate_up.data<float>() + r * 2 * f;
+        float* o = out.data<float>() + r * f;
+        for (int64_t i = 0; i < f; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * g[f + i];
+      }
+    });
+  }
+
   void Gelu(const Tensor& x, const Tensor& y) override {
     ElementWise(x, y, [](float v, int64_t) {
       return 0.5f * v * (1.0f + std::erf(v / static_cast<float>(M_SQRT2)));
@@ -357,6 +368,19 @@ class CpuBackend : public Backend {
                 scores.data(), out.data<float>() + qrow);
           }
         });
+  }
+
+  void SplitColumns(const Tensor& x, absl::Span<const Tensor> parts) override {
+    const std::vector<int64_t> widths = CheckSplitColumns(x, parts);
+    const int64_t cols = x.dim(1);
+    for (int64_t r = 0; r < x.dim(0); ++r) {
+      int64_t offset = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        std::memcpy(parts[i].data<float>() + r * widths[i], x.data<float>() + r * cols + offset,
+                    widths[i] * sizeof(float));
+        offset += widths[i];
+      }
+    }
   }
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,

@@ -109,6 +109,21 @@ TEST_F(CpuBackendTest, SiluMulHandComputed) {
   EXPECT_THAT(Host(out), Pointwise(FloatNear(1e-6), {0.0f, 2 * 0.7310586f, 3 * -0.2384058f}));
 }
 
+TEST_F(CpuBackendTest, SwiGluIsSiluMulOfTheHalves) {
+  Tensor out = Empty({2, 3});
+  backend_->SwiGlu(F32({0, 1, -2, 5, 2, 3, /*row 2*/ 1, 1, 1, 1, 2, 4}, {2, 6}), out);
+  EXPECT_THAT(Host(out), Pointwise(FloatNear(1e-6), {0.0f, 2 * 0.7310586f, 3 * -0.2384058f,
+                                                     0.7310586f, 2 * 0.7310586f, 4 * 0.7310586f}));
+}
+
+TEST_F(CpuBackendTest, SplitColumnsCopiesConsecutiveRanges) {
+  Tensor a = Empty({2, 1}), b = Empty({2, 2, 1}), c = Empty({2, 0});
+  const Tensor parts[] = {a, c, b};
+  backend_->SplitColumns(F32({1, 2, 3, 4, 5, 6}, {2, 3}), parts);
+  EXPECT_THAT(Host(a), ElementsAre(1, 4));
+  EXPECT_THAT(Host(b), ElementsAre(2, 3, 5, 6));
+}
+
 TEST_F(CpuBackendTest, GeluIsTheErfForm) {
   Tensor y = Empty({3});
   backend_->Gelu(F32({0, 1, -1}, {3}), y);

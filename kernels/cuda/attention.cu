@@ -97,12 +97,18 @@ __global__ void SegmentAttentionKernel(SegmentAttentionParams p) {
 }
 
 // The sequence whose new rows include `token`, or -1.
+// The block's threads split the sequences (a serial scan by every thread is a chain of dependent
+// loads); every thread of the block must call it, with the same token.
 __device__ int FindSequence(const PagedAttentionParams& p, int token) {
-  for (int s = 0; s < p.num_sequences; ++s) {
+  __shared__ int found;
+  if (threadIdx.x == 0) found = -1;
+  __syncthreads();
+  for (int s = threadIdx.x; s < p.num_sequences; s += blockDim.x) {
     const int32_t begin = p.sequences[s * 3], len = p.sequences[s * 3 + 1];
-    if (token >= begin && token < begin + len) return s;
+    if (token >= begin && token < begin + len) found = s;
   }
-  return -1;
+  __syncthreads();
+  return found;
 }
 
 // Whether positions [0, n) of sequence s all have a valid cache block. The block's threads split
@@ -131,38 +137,34 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
   const int s = FindSequence(p, token);
   if (s < 0) return;
   const int half = p.head_dim / 2;
-  const float* cs = p.cos_sin != nullptr ? p.cos_sin + int64_t{token} * half * 2 : nullptr;
+  const float2* __restrict__ cs =
+      p.cos_sin != nullptr ? reinterpret_cast<const float2*>(p.cos_sin) + int64_t{token} * half
+                           : nullptr;
+  auto rotate = [&](float2 x, int i) {
+    if (cs == nullptr) return x;
+    const float2 r = cs[i % half];  // (cos, sin)
+    return make_float2(x.x * r.x - x.y * r.y, x.x * r.y + x.y * r.x);
+  };
   if (cs != nullptr) {
-    float* q = p.q_rope + int64_t{token} * p.heads * p.head_dim;
-    for (int i = threadIdx.x; i < p.heads * half; i += blockDim.x) {
-      const float c = cs[(i % half) * 2], sn = cs[(i % half) * 2 + 1];
-      const float re = q[2 * i], im = q[2 * i + 1];
-      q[2 * i] = re * c - im * sn;
-      q[2 * i + 1] = re * sn + im * c;
-    }
+    float2* __restrict__ q = reinterpret_cast<float2*>(p.q_rope) + int64_t{token} * p.heads * half;
+    for (int i = threadIdx.x; i < p.heads * half; i += blockDim.x) q[i] = rotate(q[i], i);
   }
   const int pos = p.sequences[s * 3 + 2] + token - p.sequences[s * 3];
   // Only the slot's own block matters here; the attention kernels check the whole table (and
-  // report a bad one as NaN). A serial walk of the table per thread cost ~20 us a launch.
+  // report a bad one as NaN).
   if (pos / p.block_size >= p.max_blocks) return;
   const int32_t block = p.block_tables[int64_t{s} * p.max_blocks + pos / p.block_size];
   if (block < 0 || block >= p.num_blocks) return;
-  const int64_t row = int64_t{p.kv_heads} * p.head_dim;
-  auto* k_cache = reinterpret_cast<__nv_bfloat16*>(p.k_cache) + CacheOffset(p, s, pos);
-  auto* v_cache = reinterpret_cast<__nv_bfloat16*>(p.v_cache) + CacheOffset(p, s, pos);
-  const float* k = p.k + token * row;
-  const float* v = p.v + token * row;
-  for (int64_t i = threadIdx.x; i < row / 2; i += blockDim.x) {
-    float re = k[2 * i], im = k[2 * i + 1];
-    if (cs != nullptr) {
-      const float c = cs[(i % half) * 2], sn = cs[(i % half) * 2 + 1];
-      const float r = re * c - im * sn;
-      im = re * sn + im * c;
-      re = r;
-    }
-    *reinterpret_cast<__nv_bfloat162*>(k_cache + 2 * i) = __floats2bfloat162_rn(re, im);
-    *reinterpret_cast<__nv_bfloat162*>(v_cache + 2 * i) =
-        __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  const int64_t pairs = int64_t{p.kv_heads} * half;
+  auto* __restrict__ k_cache =
+      reinterpret_cast<__nv_bfloat162*>(p.k_cache) + CacheOffset(p, s, pos) / 2;
+  auto* __restrict__ v_cache =
+      reinterpret_cast<__nv_bfloat162*>(p.v_cache) + CacheOffset(p, s, pos) / 2;
+  const float2* __restrict__ k = reinterpret_cast<const float2*>(p.k) + token * pairs;
+  const float2* __restrict__ v = reinterpret_cast<const float2*>(p.v) + token * pairs;
+  for (int64_t i = threadIdx.x; i < pairs; i += blockDim.x) {
+    k_cache[i] = __float22bfloat162_rn(rotate(k[i], static_cast<int>(i)));
+    v_cache[i] = __float22bfloat162_rn(v[i]);
   }
 }
 

@@ -328,6 +328,27 @@ class CudaBackend : public Backend {
               "SiluMul");
   }
 
+  void SwiGlu(const Tensor& gate_up, const Tensor& out) override {
+    const int64_t f = CheckSwiGlu(gate_up, out);
+    CheckCuda(cuda::LaunchSwiGlu({.gate_up = gate_up.data<float>(),
+                                  .out = out.data<float>(),
+                                  .rows = out.dim(0),
+                                  .cols = f},
+                                 stream()),
+              "SwiGlu");
+  }
+
+  void SplitColumns(const Tensor& x, absl::Span<const Tensor> parts) override {
+    const std::vector<int64_t> widths = CheckSplitColumns(x, parts);
+    cuda::SplitColumnsParams p{
+        .x = x.data<float>(), .num_parts = static_cast<int>(parts.size()), .rows = x.dim(0)};
+    for (size_t i = 0; i < parts.size(); ++i) {
+      p.parts[i] = parts[i].data<float>();
+      p.widths[i] = widths[i];
+    }
+    CheckCuda(cuda::LaunchSplitColumns(p, stream()), "SplitColumns");
+  }
+
   void Gelu(const Tensor& x, const Tensor& y) override {
     CheckF32(x);
     CheckF32(y);

@@ -145,6 +145,21 @@ TEST_F(CudaBackendTest, ElementWiseOpsMatchCpu) {
   EXPECT_LE(Error(gelu), kF32Tolerance);
 }
 
+TEST_F(CudaBackendTest, SwiGluAndSplitColumnsMatchCpu) {
+  Pair gate_up = RandomF32({37, 2 * 700}, 81), out = Poisoned({37, 700});
+  cpu_->SwiGlu(gate_up.cpu, out.cpu);
+  gpu_->SwiGlu(gate_up.gpu, out.gpu);
+  EXPECT_LE(Error(out), kF32Tolerance);
+  Pair qkv = RandomF32({5, 48 + 16 + 16}, 82);
+  Pair q = Poisoned({5, 3, 16}), k = Poisoned({5, 1, 16}), v = Poisoned({5, 16});
+  const Tensor cpu_parts[] = {q.cpu, k.cpu, v.cpu}, gpu_parts[] = {q.gpu, k.gpu, v.gpu};
+  cpu_->SplitColumns(qkv.cpu, cpu_parts);
+  gpu_->SplitColumns(qkv.gpu, gpu_parts);
+  EXPECT_EQ(Error(q), 0.0);
+  EXPECT_EQ(Error(k), 0.0);
+  EXPECT_EQ(Error(v), 0.0);
+}
+
 TEST_F(CudaBackendTest, InPlaceElementWiseMatchesCpu) {
   Pair a = RandomF32({5, 77}, 9), b = RandomF32({5, 77}, 10);
   cpu_->SiluMul(a.cpu, b.cpu, a.cpu);

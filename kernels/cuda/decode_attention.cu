@@ -13,7 +13,10 @@ namespace {
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeThreads = kDecodeWarps * kWarpSize;
 constexpr int kElementsPerLane = 8;  // one 16-byte load of bf16
-constexpr int kMinSplitLen = 64;
+constexpr int kMinSplitLen = 256;
+// Steps of loads in flight per warp, and the rows (k and v of two positions) a lane copies a step.
+constexpr int kStages = 4;
+constexpr int kRowsPerStep = 4;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kMaxGridY = 65535;
 
@@ -25,6 +28,17 @@ __device__ __forceinline__ void Unpack(const uint4& raw, float (&dst)[8]) {
     const float2 f = __bfloat1622float2(pairs[i]);
     dst[2 * i] = f.x, dst[2 * i + 1] = f.y;
   }
+}
+
+// cp.async of 16 bytes from global to shared memory, bypassing L1 (each row is read once).
+__device__ __forceinline__ void CopyAsync16(void* shared, const void* global) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global));
+}
+__device__ __forceinline__ void CommitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void WaitAsync() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 // Whether positions [0, n) of sequence s all have a valid cache block.
@@ -45,8 +59,13 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
   constexpr int kLanesPerKey = kHeadDim / kElementsPerLane;  // 16 at head_dim 128
   constexpr int kKeysPerWarp = kWarpSize / kLanesPerKey;     // keys a warp reads at once
   constexpr int kGroups = kDecodeWarps * kKeysPerWarp;       // independent softmax states
+  // The load ring while the keys are walked, then the lane groups' partial outputs.
+  constexpr size_t kRingBytes = sizeof(uint4) * kStages * kDecodeThreads * kRowsPerStep;
+  constexpr size_t kOutBytes = sizeof(float) * kGroups * kGroup * kHeadDim;
+  __shared__ __align__(16) char shared[kRingBytes > kOutBytes ? kRingBytes : kOutBytes];
   __shared__ float group_max[kGroups][kGroup], group_sum[kGroups][kGroup];
-  __shared__ float group_out[kGroups][kGroup][kHeadDim];
+  auto& ring = *reinterpret_cast<uint4(*)[kStages][kDecodeThreads][kRowsPerStep]>(shared);
+  auto& group_out = *reinterpret_cast<float(*)[kGroups][kGroup][kHeadDim]>(shared);
 
   const int s = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
   const int q_begin = p.sequences[s * 3], q_len = p.sequences[s * 3 + 1];
@@ -85,10 +104,11 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
                        part * kElementsPerLane;
   const auto* v_base = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_head * kHeadDim +
                        part * kElementsPerLane;
-  // Two positions per lane group per step, software-pipelined: the next step's four 16-byte
-  // loads (and their block-table reads) are issued before this step's arithmetic, so a warp keeps
-  // loads in flight while it computes. The loop bounds are the same for the whole warp (the
-  // shuffles need every lane); a lane group past the split's end computes but does not update.
+  // Two positions per lane group per step, their key and value rows fetched kStages - 1 steps
+  // ahead by cp.async into a ring in shared memory (each lane copies, and later reads, only its
+  // own 16-byte pieces, so no barrier is needed), so every warp keeps several steps of loads in
+  // flight while it computes. The loop bounds are the same for the whole block (the shuffles need
+  // every lane); a lane group past the split's end computes on stale data but does not update.
   auto attend = [&](const uint4& k_packed, const uint4& v_packed, bool active) {
     float k[kElementsPerLane], v[kElementsPerLane];
     Unpack(k_packed, k);
@@ -112,26 +132,33 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
       for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] = acc[g][i] * correction + weight * v[i];
     }
   };
-  auto fetch = [&](int pos, uint4& k, uint4& v) {
-    if (pos >= end) return;
-    const int64_t slot = int64_t{table[pos / p.block_size]} * p.block_size + pos % p.block_size;
-    k = __ldg(reinterpret_cast<const uint4*>(k_base + slot * kv_stride));
-    v = __ldg(reinterpret_cast<const uint4*>(v_base + slot * kv_stride));
-  };
-  if (valid) {
-    uint4 k0 = {}, v0 = {}, k1 = {}, v1 = {};
-    fetch(begin + group, k0, v0);
-    fetch(begin + group + kGroups, k1, v1);
-    for (int base = begin; base < end; base += 2 * kGroups) {
-      const int next = base + 2 * kGroups + group;
-      uint4 nk0 = {}, nv0 = {}, nk1 = {}, nv1 = {};
-      fetch(next, nk0, nv0);
-      fetch(next + kGroups, nk1, nv1);
-      attend(k0, v0, base + group < end);
-      attend(k1, v1, base + group + kGroups < end);
-      k0 = nk0, v0 = nv0, k1 = nk1, v1 = nv1;
+  const int steps = valid ? (end - begin + 2 * kGroups - 1) / (2 * kGroups) : 0;
+  auto issue = [&](int step) {
+    if (step < steps) {
+      uint4* slot = ring[step % kStages][threadIdx.x];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int pos = begin + step * 2 * kGroups + group + j * kGroups;
+        if (pos >= end) continue;
+        const int64_t row = int64_t{table[pos / p.block_size]} * p.block_size + pos % p.block_size;
+        CopyAsync16(slot + 2 * j, k_base + row * kv_stride);
+        CopyAsync16(slot + 2 * j + 1, v_base + row * kv_stride);
+      }
     }
+    CommitAsync();  // an empty group past the end keeps the count of groups uniform
+  };
+#pragma unroll
+  for (int step = 0; step < kStages - 1; ++step) issue(step);
+  for (int step = 0; step < steps; ++step) {
+    issue(step + kStages - 1);  // into the slot the previous step read
+    WaitAsync<kStages - 1>();   // this step's group has landed
+    const uint4* slot = ring[step % kStages][threadIdx.x];
+    const int pos = begin + step * 2 * kGroups + group;
+    attend(slot[0], slot[1], pos < end);
+    attend(slot[2], slot[3], pos + kGroups < end);
   }
+  WaitAsync<0>();
+  __syncthreads();  // the ring becomes group_out
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     if (part == 0) group_max[group][g] = running_max[g], group_sum[group][g] = running_sum[g];

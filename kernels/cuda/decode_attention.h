@@ -5,8 +5,10 @@
 //
 // Block (sequence, kv head, split): 4 warps walk the split's positions; a key row is read by
 // head_dim / 8 lanes, 16 bytes each (two keys per warp step at head_dim 128), so the loads are
-// coalesced and wide. Each lane group keeps an online softmax (base 2) per query head of the
-// group; the groups' states are merged in shared memory, then across splits.
+// coalesced and wide; they are cp.async copies into a 4-step ring in shared memory, so a warp has
+// three steps of loads in flight while it computes. Each lane group keeps an online softmax (base
+// 2) per query head of the group; the groups' states are merged in shared memory, then across
+// splits.
 //
 //   DecodeAttentionParams p{...};
 //   const DecodeSplit split = ChooseDecodeSplit(p.num_sequences, p.kv_heads, max_context, sms);
@@ -26,8 +28,9 @@ struct DecodeSplit {
   int split_len = 1;  // positions per split
 };
 
-// Splits that give the grid about eight blocks per SM (two waves at four resident: a short tail) for `max_context` positions, at least 64
-// positions each.
+// Splits of `max_context` positions that give the grid about eight blocks per SM (two waves at
+// four resident), at least 256 positions each (a split's fixed cost and the merge outweigh a
+// shorter one).
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {

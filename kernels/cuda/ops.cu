@@ -177,6 +177,30 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
   });
 }
 
+cudaError_t LaunchSwiGlu(const SwiGluParams& params, cudaStream_t stream) {
+  const SwiGluParams p = params;
+  if (p.rows < 0 || p.cols < 0) return cudaErrorInvalidValue;
+  return LaunchElementWise(p.rows * p.cols, stream, [p] __device__(int64_t i) {
+    const int64_t r = i / p.cols, c = i % p.cols;
+    const float g = p.gate_up[r * 2 * p.cols + c];
+    p.out[i] = g / (1.0f + expf(-g)) * p.gate_up[r * 2 * p.cols + p.cols + c];
+  });
+}
+
+cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t stream) {
+  const SplitColumnsParams p = params;
+  if (p.num_parts < 1 || p.num_parts > 4 || p.rows < 0) return cudaErrorInvalidValue;
+  int64_t cols = 0;
+  for (int i = 0; i < p.num_parts; ++i) cols += p.widths[i];
+  return LaunchElementWise(p.rows * cols, stream, [p, cols] __device__(int64_t i) {
+    const int64_t r = i / cols;
+    int64_t c = i % cols;
+    int part = 0;
+    while (c >= p.widths[part]) c -= p.widths[part++];
+    p.parts[part][r * p.widths[part] + c] = p.x[i];
+  });
+}
+
 cudaError_t LaunchGelu(const GeluParams& params, cudaStream_t stream) {
   const GeluParams p = params;
   return LaunchElementWise(p.count, stream, [p] __device__(int64_t i) {

@@ -33,6 +33,23 @@ struct SiluMulParams {
   int64_t count;
 };
 
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, cols + i] for out [rows, cols].
+struct SwiGluParams {
+  const float* gate_up;
+  float* out;
+  int64_t rows;
+  int64_t cols;
+};
+
+// Column ranges of x [rows, sum of widths] into parts[i] [rows, widths[i]], i < num_parts <= 4.
+struct SplitColumnsParams {
+  const float* x;
+  float* parts[4];
+  int64_t widths[4];
+  int num_parts;
+  int64_t rows;
+};
+
 // y = gelu(x), exact erf form.
 struct GeluParams {
   const float* x;
@@ -123,6 +140,8 @@ struct PatchifyParams {
 
 cudaError_t LaunchAdd(const AddParams& params, cudaStream_t stream);
 cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream);
+cudaError_t LaunchSwiGlu(const SwiGluParams& params, cudaStream_t stream);
+cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t stream);
 cudaError_t LaunchGelu(const GeluParams& params, cudaStream_t stream);
 cudaError_t LaunchAddBias(const AddBiasParams& params, cudaStream_t stream);
 cudaError_t LaunchRmsNorm(const RmsNormParams& params, cudaStream_t stream);
