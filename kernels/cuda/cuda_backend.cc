@@ -222,7 +222,8 @@ class CudaBackend : public Backend {
                                 .y = y.data<float>(),
                                 .rows = t,
                                 .k = k,
-                                .n = n};
+                                .n = n,
+                                .sm_count = context_->sm_count()};
     if (WeightTypeOf(w) == WeightType::kBF16 && cuda::GemvApplies(gemv)) {
       CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: bf16 GEMV");
     } else if (WeightTypeOf(w) == WeightType::kBF16) {

@@ -27,6 +27,7 @@ struct GemvParams {
   int64_t rows;
   int64_t k;
   int64_t n;
+  int sm_count = 132;  // the device's multiprocessors: the grid is sized by them
 };
 
 // Whether LaunchGemvBf16 takes these: 1 <= rows <= kGemvMaxRows, k a positive multiple of 8,
