@@ -36,10 +36,13 @@ struct Shape {
   int per_layer;  // how many of this shape one decoder layer has (0: the output head)
 };
 
-// Pixtral-12B's decoder: wq, wk/wv, wo, w1/w3, w2, and the output projection.
-constexpr Shape kShapes[] = {{"wq", 4096, 5120, 1},  {"wk,wv", 1024, 5120, 2},
-                             {"wo", 5120, 4096, 1},  {"w1,w3", 14336, 5120, 2},
-                             {"w2", 5120, 14336, 1}, {"output", 131072, 5120, 0}};
+// Pixtral-12B's decoder as Decoder loads it: wq/wk/wv stacked, wo, w1/w3 stacked, w2, and the
+// output projection.
+constexpr Shape kShapes[] = {{"wqkv", 6144, 5120, 1},
+                             {"wo", 5120, 4096, 1},
+                             {"w13", 28672, 5120, 1},
+                             {"w2", 5120, 14336, 1},
+                             {"output", 131072, 5120, 0}};
 constexpr int kCopies = 8;
 constexpr int kLayers = 40;
 

@@ -13,7 +13,7 @@ namespace {
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeThreads = kDecodeWarps * kWarpSize;
 constexpr int kElementsPerLane = 8;  // one 16-byte load of bf16
-constexpr int kMinSplitLen = 256;
+constexpr int kMinSplitLen = 64;
 // Steps of loads in flight per warp, and the rows (k and v of two positions) a lane copies a step.
 constexpr int kStages = 4;
 constexpr int kRowsPerStep = 4;
