@@ -74,6 +74,21 @@ absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoded(
   return vision_->Adapt(encoded);
 }
 
+absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoderRows(
+    absl::Span<const float> encoder_rows) {
+  if (vision_ == nullptr) return absl::InvalidArgumentError("this model takes no images");
+  const int64_t width = config().vision->hidden_size;
+  if (encoder_rows.empty() || std::ssize(encoder_rows) % width != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(encoder_rows.size(),
+                                                   " feature values are not rows of ", width));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(
+      kernels::Tensor encoded,
+      backend_->Alloc(DType::kF32, {std::ssize(encoder_rows) / width, width}));
+  backend_->CopyFromHost(encoder_rows.data(), encoded);
+  return vision_->Adapt(encoded);
+}
+
 absl::StatusOr<std::vector<float>> PixtralModel::PrefillEncoded(
     SequenceId sequence, absl::Span<const int32_t> tokens,
     absl::Span<const float> encoder_features, const PrefillOptions& options) {

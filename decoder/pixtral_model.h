@@ -42,8 +42,10 @@ class PixtralModel {
 
   const ModelConfig& config() const { return folder_->config; }
   Decoder& decoder() { return *decoder_; }
+  const Decoder& decoder() const { return *decoder_; }
   // nullptr for a text-only model.
   VisionEncoder* vision_encoder() { return vision_.get(); }
+  const VisionEncoder* vision_encoder() const { return vision_.get(); }
 
   // The adapted image features for a prompt, f32 [count of [IMG] in tokens, dim]; undefined when
   // there are no images. InvalidArgument if the images are invalid or their patch counts do not
@@ -65,6 +67,11 @@ class PixtralModel {
                                                     absl::Span<const int32_t> tokens,
                                                     absl::Span<const float> encoder_features,
                                                     const PrefillOptions& options = {});
+
+  // The adapter alone on rows of vision-encoder output held on the host: f32 [n, hidden_size]
+  // row-major in, adapted f32 [n, dim] out. The adapter works row by row, so any subset of an
+  // image's rows adapts to the same values it would in the whole image.
+  absl::StatusOr<kernels::Tensor> AdaptEncoderRows(absl::Span<const float> encoder_rows);
 
  private:
   PixtralModel() = default;

@@ -14,7 +14,7 @@
 #include "common/tekken.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/pixtral_sequence_model.h"
-#include "decoder/scheduler.h"
+#include "engine/scheduler.h"
 #include "kernels/create_backend.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"

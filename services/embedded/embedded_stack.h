@@ -15,7 +15,7 @@
 #include "common/chat_encoder.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/pixtral_sequence_model.h"
-#include "decoder/scheduler.h"
+#include "engine/scheduler.h"
 #include "kernels/backend.h"
 #include "proto/gateway.pb.h"
 #include "services/gateway/chat_pipeline.h"
