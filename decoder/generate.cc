@@ -12,12 +12,13 @@ absl::StatusOr<std::vector<Completion>> Generate(ModelRunner& model,
                                                  absl::Span<const GenerationRequest> requests,
                                                  const GenerateOptions& options) {
   const int n = static_cast<int>(requests.size());
+  // Declared before the scheduler, whose destructor reports the requests it drops into it.
+  std::vector<std::optional<absl::StatusOr<Completion>>> results(n);
   // Everything in one batch: the prompts' chunks, then batched decode steps.
   Scheduler scheduler(model, {.eos_id = options.eos_id,
                               .max_batch_size = std::max(n, 1),
                               .max_waiting = std::max(n, 1),
                               .step_token_budget = std::max(options.step_token_budget, 1)});
-  std::vector<std::optional<absl::StatusOr<Completion>>> results(n);
   for (int i = 0; i < n; ++i) {
     Scheduler::Callbacks callbacks;
     if (options.on_token) {

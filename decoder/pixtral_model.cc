@@ -65,8 +65,8 @@ absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoded(
       std::count(tokens.begin(), tokens.end(), config().vision->image_token_id);
   if (std::ssize(encoder_features) != image_tokens * width) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the prompt has ", image_tokens, " [IMG] tokens but ",
-                     encoder_features.size(), " feature values arrived (rows of ", width, ")"));
+        absl::StrCat("the prompt has ", image_tokens, " [IMG] tokens but ", encoder_features.size(),
+                     " feature values arrived (rows of ", width, ")"));
   }
   PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor encoded,
                            backend_->Alloc(DType::kF32, {image_tokens, width}));
@@ -79,28 +79,28 @@ absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoderRows(
   if (vision_ == nullptr) return absl::InvalidArgumentError("this model takes no images");
   const int64_t width = config().vision->hidden_size;
   if (encoder_rows.empty() || std::ssize(encoder_rows) % width != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(encoder_rows.size(),
-                                                   " feature values are not rows of ", width));
+    return absl::InvalidArgumentError(
+        absl::StrCat(encoder_rows.size(), " feature values are not rows of ", width));
   }
-  PIXTRAL_ASSIGN_OR_RETURN(
-      kernels::Tensor encoded,
-      backend_->Alloc(DType::kF32, {std::ssize(encoder_rows) / width, width}));
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor encoded,
+                           backend_->Alloc(DType::kF32, {std::ssize(encoder_rows) / width, width}));
   backend_->CopyFromHost(encoder_rows.data(), encoded);
   return vision_->Adapt(encoded);
 }
 
 absl::StatusOr<std::vector<float>> PixtralModel::PrefillEncoded(
-    SequenceId sequence, absl::Span<const int32_t> tokens,
-    absl::Span<const float> encoder_features, const PrefillOptions& options) {
+    SequenceId sequence, absl::Span<const int32_t> tokens, absl::Span<const float> encoder_features,
+    const PrefillOptions& options) {
   if (tokens.empty()) return absl::InvalidArgumentError("empty prompt");
   PIXTRAL_RETURN_IF_ERROR(decoder_->CheckTokens(tokens));
   PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor features, AdaptEncoded(tokens, encoder_features));
   return PrefillEmbedded(sequence, tokens, features, options);
 }
 
-absl::StatusOr<std::vector<float>> PixtralModel::PrefillEmbedded(
-    SequenceId sequence, absl::Span<const int32_t> tokens, const kernels::Tensor& features,
-    const PrefillOptions& options) {
+absl::StatusOr<std::vector<float>> PixtralModel::PrefillEmbedded(SequenceId sequence,
+                                                                 absl::Span<const int32_t> tokens,
+                                                                 const kernels::Tensor& features,
+                                                                 const PrefillOptions& options) {
   PIXTRAL_RETURN_IF_ERROR(
       decoder_->Reserve(sequence, decoder_->Length(sequence) + std::ssize(tokens)));
 

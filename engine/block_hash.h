@@ -30,7 +30,8 @@ BlockKey HashBytes(const void* data, size_t size);
 uint64_t ImageRowKey(const BlockKey& image, int64_t row);
 
 // Extends `blocks` (the chain so far) with the keys of every further full block of `keys`.
-void ExtendBlockKeys(absl::Span<const uint64_t> keys, int block_size, std::vector<BlockKey>& blocks);
+void ExtendBlockKeys(absl::Span<const uint64_t> keys, int block_size,
+                     std::vector<BlockKey>& blocks);
 
 inline std::vector<BlockKey> ChainBlockKeys(absl::Span<const uint64_t> keys, int block_size) {
   std::vector<BlockKey> blocks;

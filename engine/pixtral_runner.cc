@@ -110,8 +110,8 @@ absl::Status PixtralRunner::PreparePrompt(SequenceId sequence, const Prompt& pro
     const int64_t width = model_.config().vision->hidden_size;
     PIXTRAL_ASSIGN_OR_RETURN(
         features.rows,
-        model_.AdaptEncoderRows(absl::MakeConstSpan(prompt.image_features).subspan(cached_rows *
-                                                                                   width)));
+        model_.AdaptEncoderRows(
+            absl::MakeConstSpan(prompt.image_features).subspan(cached_rows * width)));
   }
   features_[sequence] = std::move(features);
   return absl::OkStatus();
@@ -128,15 +128,16 @@ absl::StatusOr<std::vector<ModelRunner::RowOutput>> PixtralRunner::Step(
   std::vector<StepInput> batch;
   std::vector<int64_t> image_rows;
   for (const Row& row : rows) {
-    StepInput in{.sequence = row.sequence, .tokens = row.tokens, .prompt_tokens = row.prompt_tokens};
+    StepInput in{
+        .sequence = row.sequence, .tokens = row.tokens, .prompt_tokens = row.prompt_tokens};
     const absl::Span<const int32_t> prompt =
         row.tokens.first(std::clamp<int64_t>(row.prompt_tokens, 0, std::ssize(row.tokens)));
     const int64_t n = std::count(prompt.begin(), prompt.end(), image_token);
     if (n > 0) {
       auto it = features_.find(row.sequence);
       if (it == features_.end() || it->second.next + n > it->second.rows.dim(0)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", row.sequence, ": a chunk with ", n, " [IMG] tokens but no features"));
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", row.sequence, ": a chunk with ",
+                                                       n, " [IMG] tokens but no features"));
       }
       in.image_features = it->second.rows.Rows(it->second.next, n);
     }

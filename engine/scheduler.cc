@@ -36,8 +36,8 @@ struct Scheduler::Request {
   // The sequence's tokens: the prompt, then each generated token once it is fed back. After a
   // preemption all of them are recomputed, the generated ones as ordinary tokens.
   std::vector<int32_t> tokens;
-  std::vector<uint64_t> keys;         // the prefix-cache key of each position of `tokens`
-  std::vector<BlockKey> block_keys;   // the chain over the full blocks computed so far
+  std::vector<uint64_t> keys;        // the prefix-cache key of each position of `tokens`
+  std::vector<BlockKey> block_keys;  // the chain over the full blocks computed so far
   int64_t prompt_length = 0;
   ModelRunner::SequenceId sequence = -1;  // -1 while waiting
   int64_t computed = 0;                   // positions in the sequence's cache
@@ -65,17 +65,17 @@ absl::StatusOr<Scheduler::Ticket> Scheduler::Submit(GenerationRequest request,
   const int64_t capacity = int64_t{runner_.num_blocks()} * runner_.block_size();
   const int64_t length = std::ssize(request.prompt.tokens) + request.max_tokens;
   if (length > capacity) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the prompt plus max_tokens (", length,
-                     " tokens) is longer than the whole KV cache (", capacity, " positions)"));
+    return absl::ResourceExhaustedError(absl::StrCat("the prompt plus max_tokens (", length,
+                                                     " tokens) is longer than the whole KV cache (",
+                                                     capacity, " positions)"));
   }
   // Hashing the image content happens here, on the submitter's thread.
   absl::StatusOr<std::vector<uint64_t>> keys = runner_.PromptKeys(request.prompt);
   if (!keys.ok()) return keys.status();
 
-  auto r = std::make_unique<Request>(
-      Request{.request = std::move(request), .callbacks = std::move(callbacks),
-              .sampler = *std::move(sampler)});
+  auto r = std::make_unique<Request>(Request{.request = std::move(request),
+                                             .callbacks = std::move(callbacks),
+                                             .sampler = *std::move(sampler)});
   r->tokens = r->request.prompt.tokens;
   r->prompt_length = std::ssize(r->tokens);
   r->keys = *std::move(keys);
@@ -154,8 +154,8 @@ int64_t Scheduler::FitChunk(const Request& request, int64_t budget, int64_t free
   int64_t n = std::min(request.remaining(), budget);
   if (runner_.max_row_tokens() > 0) n = std::min(n, runner_.max_row_tokens());
   const int64_t b = runner_.block_size();
-  const int64_t room = (CeilDiv(request.computed, b) + std::max<int64_t>(free_blocks, 0)) * b -
-                       request.computed;
+  const int64_t room =
+      (CeilDiv(request.computed, b) + std::max<int64_t>(free_blocks, 0)) * b - request.computed;
   return std::max<int64_t>(0, std::min(n, room));
 }
 
@@ -186,9 +186,9 @@ void Scheduler::Preempt(std::unique_ptr<Request> r) {
   r->last_token_step = -1;
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.preemptions;
-  auto at = std::lower_bound(
-      waiting_.begin(), waiting_.end(), r->ticket,
-      [](const std::unique_ptr<Request>& w, Ticket t) { return w->ticket < t; });
+  auto at =
+      std::lower_bound(waiting_.begin(), waiting_.end(), r->ticket,
+                       [](const std::unique_ptr<Request>& w, Ticket t) { return w->ticket < t; });
   waiting_.insert(at, std::move(r));
 }
 

@@ -44,12 +44,12 @@ namespace pixtral {
 
 // What the engine has done so far, for metrics and tests.
 struct EngineStats {
-  int64_t steps = 0;             // model steps (one batched forward each)
-  int64_t step_rows = 0;         // rows over all steps
-  int64_t step_tokens = 0;       // tokens over all steps
+  int64_t steps = 0;        // model steps (one batched forward each)
+  int64_t step_rows = 0;    // rows over all steps
+  int64_t step_tokens = 0;  // tokens over all steps
   int64_t preemptions = 0;
-  int64_t isolated_retries = 0;  // failed batched steps retried row by row
-  int64_t prompt_tokens = 0;     // prompt (and recomputed) tokens admitted
+  int64_t isolated_retries = 0;      // failed batched steps retried row by row
+  int64_t prompt_tokens = 0;         // prompt (and recomputed) tokens admitted
   int64_t cached_prompt_tokens = 0;  // of those, found in the prefix cache
   // The longest run of steps a decoding sequence went without a token (1: never skipped).
   int64_t max_decode_gap_steps = 0;

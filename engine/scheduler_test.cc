@@ -342,9 +342,8 @@ TEST(SchedulerTest, ImageRowsKeyTheCacheByTheirContent) {
   FakeRunner model(/*block_size=*/4, /*num_blocks=*/64);
   Scheduler scheduler(model, {});
   auto image_request = [](float value) {
-    GenerationRequest r = TextRequest({1, kFakeImageToken, kFakeImageToken, kFakeImageToken,
-                                       kFakeImageToken, 2, 3, 4, 5},
-                                      2);
+    GenerationRequest r = TextRequest(
+        {1, kFakeImageToken, kFakeImageToken, kFakeImageToken, kFakeImageToken, 2, 3, 4, 5}, 2);
     r.prompt.image_features.assign(4 * 2, value);  // 4 rows of width 2
     return r;
   };

@@ -118,8 +118,8 @@ class FakeRunner : public ModelRunner {
       auto it = live.find(row.sequence);
       if (it == live.end()) return absl::InternalError("a step on an unknown sequence");
       if (row.tokens.empty()) return absl::InternalError("an empty row");
-      const auto prompt_end = row.tokens.begin() + std::min<int64_t>(row.prompt_tokens,
-                                                                     std::ssize(row.tokens));
+      const auto prompt_end =
+          row.tokens.begin() + std::min<int64_t>(row.prompt_tokens, std::ssize(row.tokens));
       if (std::find(row.tokens.begin(), prompt_end, poison_token) != prompt_end) {
         return absl::InternalError("injected failure: poisoned row");
       }
@@ -152,8 +152,8 @@ class FakeRunner : public ModelRunner {
   std::map<SequenceId, Sequence> live;
   SequenceId next_id = 100;
   int step_calls = 0;
-  int fail_step = -1;          // the 1-based Step call that fails as a whole
-  int32_t poison_token = -1;   // a batch with a row whose prompt part holds this token fails
+  int fail_step = -1;         // the 1-based Step call that fails as a whole
+  int32_t poison_token = -1;  // a batch with a row whose prompt part holds this token fails
   int32_t fail_prepare_token = -1;
   std::vector<int> step_rows;  // rows of each successful step
   std::vector<int64_t> step_tokens;

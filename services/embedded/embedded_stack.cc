@@ -31,11 +31,13 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   PIXTRAL_ASSIGN_OR_RETURN(stack->front_end_, LoadFrontEnd(options.model_dir, options.front_end,
                                                            stack->max_context_tokens_));
 
-  stack->sequences_ = std::make_unique<PixtralSequenceModel>(*stack->model_);
+  stack->runner_ = std::make_unique<PixtralRunner>(*stack->model_);
   stack->scheduler_ = std::make_unique<Scheduler>(
-      *stack->sequences_,
+      *stack->runner_,
       Scheduler::Options{.eos_id = stack->front_end_.tokenizer->tekken().eos_id(),
-                         .max_batch_size = options.max_batch_size});
+                         .max_batch_size = options.max_batch_size,
+                         .step_token_budget = std::max(options.step_token_budget, 1),
+                         .prefix_cache = options.prefix_cache});
   stack->scheduler_->Start();
   int vision_width = 0;
   if (VisionEncoder* encoder = stack->model_->vision_encoder(); encoder != nullptr) {

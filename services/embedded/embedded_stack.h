@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/chat_encoder.h"
 #include "decoder/pixtral_model.h"
-#include "decoder/pixtral_sequence_model.h"
+#include "engine/pixtral_runner.h"
 #include "engine/scheduler.h"
 #include "kernels/backend.h"
 #include "proto/gateway.pb.h"
@@ -33,6 +33,9 @@ struct EmbeddedStackOptions {
   int cache_tokens = 32768;
   int cache_block_size = 16;
   int max_batch_size = 32;
+  // Tokens in one model step (decode rows plus prompt chunks), and prefix caching.
+  int step_token_budget = 2048;
+  bool prefix_cache = true;
   // Request limits and image loading; the context is the cache (at most 128k tokens).
   FrontEndOptions front_end;
 };
@@ -48,6 +51,9 @@ class EmbeddedStack {
   ChatPipeline& pipeline() { return *pipeline_; }
   const MistralTokenizer& tokenizer() const { return *front_end_.tokenizer; }
   const ModelConfig& config() const { return model_->config(); }
+  // The engine's counters and cache state, for metrics and tests.
+  EngineStats engine_stats() const { return scheduler_->stats(); }
+  const PixtralRunner& runner() const { return *runner_; }
   // What the gateway's GetModelInfo reports for this model.
   v1::ModelInfo model_info() const;
 
@@ -58,7 +64,7 @@ class EmbeddedStack {
   int max_context_tokens_ = 0;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<PixtralModel> model_;
-  std::unique_ptr<PixtralSequenceModel> sequences_;
+  std::unique_ptr<PixtralRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<EncodeBatcher> batcher_;
   FrontEnd front_end_;
