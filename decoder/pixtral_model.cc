@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/weights.h"
@@ -11,7 +12,8 @@ namespace pixtral {
 
 absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::string& dir,
                                                                  kernels::Backend* backend,
-                                                                 const CacheOptions& cache) {
+                                                                 const CacheOptions& cache,
+                                                                 const LoadOptions& load) {
   std::unique_ptr<PixtralModel> m(new PixtralModel());
   m->backend_ = backend;
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder folder, OpenModelFolder(dir));
@@ -20,12 +22,26 @@ absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::stri
   const ModelConfig& config = m->folder_->config;
   if (config.vision.has_value()) {
     PIXTRAL_ASSIGN_OR_RETURN(
-        m->vision_, VisionEncoder::Create(backend, *config.vision, config.decoder.dim, loader));
+        m->vision_, VisionEncoder::Create(backend, *config.vision, config.decoder.dim, loader,
+                                          load.vision_encoder));
   }
   const int image_token_id = config.vision.has_value() ? config.vision->image_token_id : -1;
   PIXTRAL_ASSIGN_OR_RETURN(m->decoder_,
                            Decoder::Create(backend, config.decoder, image_token_id, loader, cache));
   return m;
+}
+
+int64_t PixtralModel::SkippedWeightBytes(const ModelConfig& config, const LoadOptions& load,
+                                         int bytes_per_value) {
+  if (load.vision_encoder) return 0;
+  int64_t values = 0;
+  for (const TensorSpec& spec : ExpectedTensors(config)) {
+    if (!absl::StartsWith(spec.name, "vision_encoder.")) continue;
+    int64_t n = 1;
+    for (int64_t d : spec.shape) n *= d;
+    values += n;
+  }
+  return values * bytes_per_value;
 }
 
 absl::StatusOr<kernels::Tensor> PixtralModel::EmbedImages(absl::Span<const int32_t> tokens,

@@ -27,6 +27,12 @@
 
 namespace pixtral {
 
+// Which weights a role loads. A decoder worker receives encoder output and needs only the
+// decoder and the vision-language adapter, not the vision transformer.
+struct LoadOptions {
+  bool vision_encoder = true;  // false: the adapter only (VisionEncoder::Encode refuses)
+};
+
 struct PrefillOptions {
   int64_t chunk_tokens = 0;  // feed the prompt in chunks of at most this many tokens; 0: one
   bool all_logits = false;   // logits for every prompt position, not only the last
@@ -38,7 +44,13 @@ class PixtralModel {
   // onto `backend`, which must outlive the model.
   static absl::StatusOr<std::unique_ptr<PixtralModel>> Load(const std::string& dir,
                                                             kernels::Backend* backend,
-                                                            const CacheOptions& cache = {});
+                                                            const CacheOptions& cache = {},
+                                                            const LoadOptions& load = {});
+
+  // Bytes of the checkpoint's tensors that `load` leaves out for a model of `config`, at
+  // `bytes_per_value` (2 for bf16 checkpoints): what a role saves by not loading them.
+  static int64_t SkippedWeightBytes(const ModelConfig& config, const LoadOptions& load,
+                                    int bytes_per_value);
 
   const ModelConfig& config() const { return folder_->config; }
   Decoder& decoder() { return *decoder_; }

@@ -56,7 +56,9 @@ absl::Status Run() {
       std::unique_ptr<PixtralModel> model,
       PixtralModel::Load(
           dir, backend.get(),
-          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size}));
+          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size},
+          // Features arrive encoded: the adapter applies them, the vision transformer stays out.
+          {.vision_encoder = false}));
   if (!model->config().vision.has_value()) {
     return absl::FailedPreconditionError("the model has no vision encoder");
   }
