@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/create_backend.h"
+#include "services/embedded/embedded_backend.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   }
   std::unique_ptr<EmbeddedStack> stack(new EmbeddedStack());
   stack->options_ = options;
-  PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, kernels::CreateBackend(options.backend));
+  PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, CreateEmbeddedBackend(options.backend));
   const CacheOptions cache{.block_size = options.cache_block_size,
                            .num_blocks = (options.cache_tokens + options.cache_block_size - 1) /
                                          options.cache_block_size};
