@@ -13,7 +13,7 @@ namespace pixtral {
 absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::string& dir,
                                                                  kernels::Backend* backend,
                                                                  const CacheOptions& cache,
-                                                                 const LoadOptions& load) {
+                                                                 const ModelLoadOptions& load) {
   std::unique_ptr<PixtralModel> m(new PixtralModel());
   m->backend_ = backend;
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder folder, OpenModelFolder(dir));
@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::stri
   return m;
 }
 
-int64_t PixtralModel::SkippedWeightBytes(const ModelConfig& config, const LoadOptions& load,
+int64_t PixtralModel::SkippedWeightBytes(const ModelConfig& config, const ModelLoadOptions& load,
                                          int bytes_per_value) {
   if (load.vision_encoder) return 0;
   int64_t values = 0;

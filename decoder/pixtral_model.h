@@ -29,7 +29,7 @@ namespace pixtral {
 
 // Which weights a role loads. A decoder worker receives encoder output and needs only the
 // decoder and the vision-language adapter, not the vision transformer.
-struct LoadOptions {
+struct ModelLoadOptions {
   bool vision_encoder = true;  // false: the adapter only (VisionEncoder::Encode refuses)
 };
 
@@ -45,11 +45,11 @@ class PixtralModel {
   static absl::StatusOr<std::unique_ptr<PixtralModel>> Load(const std::string& dir,
                                                             kernels::Backend* backend,
                                                             const CacheOptions& cache = {},
-                                                            const LoadOptions& load = {});
+                                                            const ModelLoadOptions& load = {});
 
   // Bytes of the checkpoint's tensors that `load` leaves out for a model of `config`, at
   // `bytes_per_value` (2 for bf16 checkpoints): what a role saves by not loading them.
-  static int64_t SkippedWeightBytes(const ModelConfig& config, const LoadOptions& load,
+  static int64_t SkippedWeightBytes(const ModelConfig& config, const ModelLoadOptions& load,
                                     int bytes_per_value);
 
   const ModelConfig& config() const { return folder_->config; }

@@ -43,6 +43,7 @@ struct Scheduler::Request {
   int64_t computed = 0;                   // positions in the sequence's cache
   int64_t last_token_step = -1;           // the step that sampled the last token while running
   bool finished = false;
+  bool admitted_before = false;  // true once admitted (a preempted request comes back)
 
   bool started() const { return sequence >= 0; }
   int64_t remaining() const { return std::ssize(tokens) - computed; }
@@ -254,6 +255,11 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
       std::lock_guard<std::mutex> lock(mutex_);
       stats_.prompt_tokens += std::ssize(r->tokens);
       stats_.cached_prompt_tokens += r->computed;
+      if (!r->admitted_before) {
+        if (r->ticket < last_first_admission_) ++stats_.admissions_out_of_order;
+        last_first_admission_ = std::max(last_first_admission_, r->ticket);
+        r->admitted_before = true;
+      }
     }
     running_.push_back(std::move(r));  // admitted in ticket order, so running_ stays sorted
   }

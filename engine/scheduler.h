@@ -53,6 +53,8 @@ struct EngineStats {
   int64_t cached_prompt_tokens = 0;  // of those, found in the prefix cache
   // The longest run of steps a decoding sequence went without a token (1: never skipped).
   int64_t max_decode_gap_steps = 0;
+  // Requests admitted for the first time before an earlier arrival was (0: arrival order kept).
+  int64_t admissions_out_of_order = 0;
 };
 
 class Scheduler {
@@ -151,6 +153,7 @@ class Scheduler {
   // Owned by the stepping thread: running requests in ticket order (the newest last).
   std::vector<std::unique_ptr<Request>> running_;
   int64_t step_ = 0;
+  Ticket last_first_admission_ = 0;  // the newest ticket admitted so far
 
   std::thread thread_;
 };
