@@ -269,6 +269,7 @@ TEST(SchedulerTest, PreemptsTheNewestWhenTheCacheRunsOut) {
   }
   EXPECT_GT(scheduler.stats().preemptions, 0);
   EXPECT_THAT(first_token_order, ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_EQ(scheduler.stats().admissions_out_of_order, 0);
   EXPECT_EQ(model.num_used_blocks(), 0);
   EXPECT_THAT(model.live, IsEmpty());
 }
