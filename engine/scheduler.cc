@@ -240,7 +240,11 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
       Finish(*r, status);
       continue;
     }
-    const int64_t n = FitChunk(*r, budget, free_blocks());
+    // Admitted only when all of its known tokens fit the free blocks, not just the first chunk:
+    // a prompt admitted on a sliver of cache would be preempted again before it decodes, and a
+    // preempted request would thrash, recomputing itself on every step.
+    const int64_t n =
+        BlocksNeeded(*r, r->remaining()) <= free_blocks() ? FitChunk(*r, budget, free_blocks()) : 0;
     if (n == 0) {
       runner_.Release(r->sequence);
       r->sequence = -1;
