@@ -157,7 +157,8 @@ TEST_F(EngineLoadTest, ServesTheLoadWithTheEnginesProperties) {
   EXPECT_GT(compared, 8);
 }
 
-// A new chat about an image another chat already showed reuses the image's KV blocks.
+// A new chat about an image another chat already showed skips the encoder and reuses the
+// image's KV blocks.
 TEST_F(EngineLoadTest, ARepeatedImageHitsThePrefixCache) {
   std::unique_ptr<InProcessGateway> gateway = InProcessGateway::Start(Options());
   ASSERT_NE(gateway, nullptr);
@@ -176,6 +177,9 @@ TEST_F(EngineLoadTest, ARepeatedImageHitsThePrefixCache) {
   const int64_t hit = gateway->stack->engine_stats().cached_prompt_tokens - before;
   // Everything up to the image's end lies in blocks of 16 shared by both prompts.
   EXPECT_GE(hit, (first->usage.image_tokens + 2) / 16 * 16);
+  // And the image itself came from the image-feature cache, not the encoder.
+  EXPECT_EQ(gateway->stack->image_cache_stats().hits, 1);
+  EXPECT_EQ(gateway->stack->image_cache_stats().entries, 1);
   EXPECT_EQ(gateway->UsedBlocksWhenIdle(), 0);
 }
 

@@ -39,13 +39,18 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
                          .step_token_budget = std::max(options.step_token_budget, 1),
                          .prefix_cache = options.prefix_cache});
   stack->scheduler_->Start();
-  int vision_width = 0;
+  int vision_width = 0, patch_size = 1;
   if (VisionEncoder* encoder = stack->model_->vision_encoder(); encoder != nullptr) {
     stack->batcher_ =
         std::make_unique<EncodeBatcher>(*encoder, *stack->backend_, EncodeBatcher::Options{});
     vision_width = stack->model_->config().vision->hidden_size;
+    patch_size = stack->model_->config().vision->patch_size;
   }
-  stack->vision_ = std::make_unique<EmbeddedVisionStage>(stack->batcher_.get(), vision_width);
+  if (options.image_cache_bytes > 0) {
+    stack->image_cache_ = std::make_unique<ImageFeatureCache>(options.image_cache_bytes);
+  }
+  stack->vision_ = std::make_unique<CachedVisionStage>(
+      stack->batcher_.get(), stack->image_cache_.get(), vision_width, patch_size);
   stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(*stack->scheduler_);
   stack->pipeline_ = std::make_unique<ChatPipeline>(
       *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,
