@@ -160,7 +160,7 @@ int64_t Scheduler::FitChunk(const Request& request, int64_t budget, int64_t free
   return std::max<int64_t>(0, std::min(n, room));
 }
 
-absl::Status Scheduler::StartSequence(Request& r) {
+void Scheduler::StartSequence(Request& r) {
   r.sequence = runner_.AddSequence();
   r.computed = 0;
   r.block_keys.clear();
@@ -172,12 +172,6 @@ absl::Status Scheduler::StartSequence(Request& r) {
     r.computed = int64_t{attached} * runner_.block_size();
     r.block_keys.resize(attached);
   }
-  absl::Status status = runner_.PreparePrompt(r.sequence, r.request.prompt, r.computed);
-  if (!status.ok()) {
-    runner_.Release(r.sequence);
-    r.sequence = -1;
-  }
-  return status;
 }
 
 void Scheduler::Preempt(std::unique_ptr<Request> r) {
@@ -231,15 +225,13 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
       if (waiting_.empty()) break;
       r = std::move(waiting_.front());
       waiting_.pop_front();
+      ++running_count_;  // in flight from here on, for HasWork() on other threads
     }
     if (r->request.max_tokens == 0) {  // nothing to generate: kLength with no tokens
       Finish(*r, r->completion);
       continue;
     }
-    if (absl::Status status = StartSequence(*r); !status.ok()) {
-      Finish(*r, status);
-      continue;
-    }
+    StartSequence(*r);
     // Admitted only when all of its known tokens fit the free blocks, not just the first chunk:
     // a prompt admitted on a sliver of cache would be preempted again before it decodes, and a
     // preempted request would thrash, recomputing itself on every step.
@@ -250,7 +242,14 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
       r->sequence = -1;
       std::lock_guard<std::mutex> lock(mutex_);
       waiting_.push_front(std::move(r));  // still the oldest waiting request
+      --running_count_;
       break;
+    }
+    // Only now its images are encoded: a request that waits for blocks does not re-encode.
+    if (absl::Status status = runner_.PreparePrompt(r->sequence, r->request.prompt, r->computed);
+        !status.ok()) {
+      Finish(*r, status);
+      continue;
     }
     plan.push_back({r.get(), n});
     budget -= n;
@@ -265,7 +264,11 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
         r->admitted_before = true;
       }
     }
-    running_.push_back(std::move(r));  // admitted in ticket order, so running_ stays sorted
+    // In ticket order, so that the newest is last (a preempted request comes back older).
+    auto at =
+        std::lower_bound(running_.begin(), running_.end(), r->ticket,
+                         [](const std::unique_ptr<Request>& q, Ticket t) { return q->ticket < t; });
+    running_.insert(at, std::move(r));
   }
   if (plan.empty() && !running_.empty()) {
     // Every running prompt waits for blocks that only a preemption can free.

@@ -125,8 +125,8 @@ class Scheduler {
   int64_t BlocksNeeded(const Request& request, int64_t tokens) const;
   // The longest chunk of `request`'s remaining tokens that fits `budget` tokens and `free_blocks`.
   int64_t FitChunk(const Request& request, int64_t budget, int64_t free_blocks) const;
-  // Starts the request's sequence: the cached prefix attached, the prompt's images prepared.
-  absl::Status StartSequence(Request& request);
+  // Starts the request's sequence on the longest cached prefix of its tokens.
+  void StartSequence(Request& request);
   void Preempt(std::unique_ptr<Request> request);
   std::vector<Planned> Plan();
   // Runs the planned rows; on failure retries them one by one so that only the bad one fails.
