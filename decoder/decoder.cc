@@ -77,6 +77,32 @@ int64_t Decoder::Length(SequenceId sequence) const {
   return it == sequences_.end() ? 0 : it->second.length;
 }
 
+int Decoder::AttachCachedPrefix(SequenceId sequence, absl::Span<const BlockKey> keys) {
+  auto it = sequences_.find(sequence);
+  if (it == sequences_.end() || it->second.length > 0 || !it->second.blocks.empty()) return 0;
+  Sequence& s = it->second;
+  for (const BlockKey& key : keys) {
+    const int32_t block = cache_->Find(key);
+    if (block < 0) break;
+    cache_->Share(block, s.blocks);
+  }
+  s.length = std::ssize(s.blocks) * cache_->layout().block_size;
+  return static_cast<int>(s.blocks.size());
+}
+
+void Decoder::PublishBlocks(SequenceId sequence, absl::Span<const BlockKey> keys) {
+  auto it = sequences_.find(sequence);
+  if (it == sequences_.end()) return;
+  const Sequence& s = it->second;
+  const int64_t full = std::min<int64_t>(s.length / cache_->layout().block_size, std::ssize(keys));
+  for (int64_t i = 0; i < full; ++i) cache_->Publish(s.blocks[i], keys[i]);
+}
+
+int64_t Decoder::NumBlocks(SequenceId sequence) const {
+  auto it = sequences_.find(sequence);
+  return it == sequences_.end() ? 0 : std::ssize(it->second.blocks);
+}
+
 absl::Status Decoder::CheckTokens(absl::Span<const int32_t> tokens) const {
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {

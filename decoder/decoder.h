@@ -83,6 +83,16 @@ class Decoder {
   // InvalidArgument naming the first id outside the vocabulary.
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
 
+  // The prefix cache (PagedKvCache's Find/Share/Publish) on sequences. AttachCachedPrefix: on an
+  // empty sequence, shares the cached blocks of the longest prefix of `keys` (keys[i]: what block
+  // i would hold) and sets the sequence's length to their positions; returns how many blocks it
+  // attached (0 for an unknown or non-empty sequence). PublishBlocks: records keys[i] for the
+  // sequence's block i, for each block it has filled completely.
+  int AttachCachedPrefix(SequenceId sequence, absl::Span<const BlockKey> keys);
+  void PublishBlocks(SequenceId sequence, absl::Span<const BlockKey> keys);
+  // Cache blocks the sequence holds; 0 for an unknown id.
+  int64_t NumBlocks(SequenceId sequence) const;
+
   // Runs one step over the batch and returns, per input, f32 logits [rows, vocab_size] row-major
   // (rows = 1, or tokens.size() with all_logits). Bad input (unknown or repeated sequence, empty
   // tokens, ids outside the vocabulary, image rows that do not match the [IMG] count) is

@@ -56,6 +56,40 @@ TEST_F(DecoderTest, ChunkedPrefillEqualsOnePrefill) {
   EXPECT_LE(RelativeError(FeedInChunks(prompt_, {4, 4, 1, 1, 1}), whole), 1e-6);
 }
 
+// A sequence started on another's published blocks computes what it would from scratch, and the
+// shared blocks stay with the other holder until both are released.
+TEST_F(DecoderTest, ASequenceOnCachedPrefixBlocksEqualsOneFromScratch) {
+  const std::vector<float> whole = FeedInChunks(prompt_, {11});
+  const std::vector<BlockKey> keys = {{1, 1}, {2, 2}};  // what blocks 0 and 1 hold
+  SequenceId first = decoder().AddSequence();
+  ASSERT_TRUE(decoder().Forward({{.sequence = first, .tokens = prompt_}}).ok());
+  decoder().PublishBlocks(first, keys);
+  SequenceId second = decoder().AddSequence();
+  ASSERT_EQ(decoder().AttachCachedPrefix(second, keys), 2);
+  EXPECT_EQ(decoder().Length(second), 8);
+  EXPECT_EQ(decoder().cache().num_used_blocks(), 3);  // 2 shared + the first's third block
+  auto out =
+      decoder().Forward({{.sequence = second, .tokens = absl::MakeConstSpan(prompt_).subspan(8)}});
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_LE(RelativeError((*out)[0], whole), 1e-6);
+  EXPECT_EQ(decoder().AttachCachedPrefix(second, keys), 0);  // only on an empty sequence
+  decoder().Release(first);
+  EXPECT_EQ(decoder().cache().num_used_blocks(), 3);  // the second's 2 shared + its own
+  decoder().Release(second);
+  EXPECT_EQ(decoder().cache().num_used_blocks(), 0);
+  EXPECT_EQ(decoder().cache().num_free_blocks(), kNumBlocks);
+}
+
+// Only completely filled blocks are published: a partial block's content is still to come.
+TEST_F(DecoderTest, OnlyFullBlocksArePublished) {
+  SequenceId seq = decoder().AddSequence();
+  ASSERT_TRUE(
+      decoder().Forward({{.sequence = seq, .tokens = absl::MakeConstSpan(prompt_).first(6)}}).ok());
+  decoder().PublishBlocks(seq, {{1, 1}, {2, 2}});
+  EXPECT_EQ(decoder().cache().num_cached_blocks(), 1);
+  decoder().Release(seq);
+}
+
 TEST_F(DecoderTest, GeneratedImageTokensAreOrdinaryTokens) {
   const int32_t img = model_->config().vision->image_token_id;
   // The prompt, then [IMG] twice as if the model had generated it: one step with a two-token

@@ -4,19 +4,21 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "decoder/scheduler.h"
+#include "engine/scheduler.h"
 
 namespace pixtral {
 
-absl::StatusOr<std::vector<Completion>> Generate(SequenceModel& model,
+absl::StatusOr<std::vector<Completion>> Generate(ModelRunner& model,
                                                  absl::Span<const GenerationRequest> requests,
                                                  const GenerateOptions& options) {
   const int n = static_cast<int>(requests.size());
-  // Everything in one batch: one prefill of all prompts, then batched decode steps.
-  Scheduler scheduler(
-      model,
-      {.eos_id = options.eos_id, .max_batch_size = std::max(n, 1), .max_waiting = std::max(n, 1)});
+  // Declared before the scheduler, whose destructor reports the requests it drops into it.
   std::vector<std::optional<absl::StatusOr<Completion>>> results(n);
+  // Everything in one batch: the prompts' chunks, then batched decode steps.
+  Scheduler scheduler(model, {.eos_id = options.eos_id,
+                              .max_batch_size = std::max(n, 1),
+                              .max_waiting = std::max(n, 1),
+                              .step_token_budget = std::max(options.step_token_budget, 1)});
   for (int i = 0; i < n; ++i) {
     Scheduler::Callbacks callbacks;
     if (options.on_token) {

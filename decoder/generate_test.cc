@@ -4,7 +4,7 @@
 #include <map>
 #include <vector>
 
-#include "decoder/testing/fake_sequence_model.h"
+#include "engine/testing/fake_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -14,7 +14,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<Completion> GenerateOk(FakeSequenceModel& model,
+std::vector<Completion> GenerateOk(FakeRunner& model,
                                    const std::vector<GenerationRequest>& requests,
                                    const GenerateOptions& options = {}) {
   absl::StatusOr<std::vector<Completion>> out = Generate(model, requests, options);
@@ -23,7 +23,7 @@ std::vector<Completion> GenerateOk(FakeSequenceModel& model,
 }
 
 TEST(GenerateTest, GreedyFollowsTheModel) {
-  FakeSequenceModel model;
+  FakeRunner model;
   std::vector<Completion> out = GenerateOk(model, {TextRequest({1, 2}, 4)});
   ASSERT_EQ(out.size(), 1u);
   // (3*2+2)%16 = 8, (3*8+3)%16 = 11, (3*11+4)%16 = 5, (3*5+5)%16 = 4.
@@ -31,8 +31,8 @@ TEST(GenerateTest, GreedyFollowsTheModel) {
   EXPECT_EQ(out[0].finish_reason, FinishReason::kLength);
   EXPECT_THAT(out[0].logprobs, IsEmpty());
   EXPECT_THAT(model.live, IsEmpty());
-  // The last token is not fed back: 3 decode steps for 4 tokens.
-  EXPECT_EQ(model.decode_batch_sizes.size(), 3u);
+  // The prompt's step, then 3 decode steps: the last token is not fed back.
+  EXPECT_EQ(model.step_calls, 4);
 }
 
 TEST(GenerateTest, BatchedEqualsAlone) {
@@ -42,12 +42,11 @@ TEST(GenerateTest, BatchedEqualsAlone) {
     requests[i].sampling = {.temperature = 1.0f, .top_p = 0.95f, .seed = uint64_t(10 + i)};
     requests[i].logprobs = true;
   }
-  FakeSequenceModel batched;
+  FakeRunner batched;
   std::vector<Completion> together = GenerateOk(batched, requests);
-  EXPECT_EQ(batched.prefill_calls, 1);
-  EXPECT_EQ(batched.decode_batch_sizes.front(), 3);
+  EXPECT_EQ(batched.step_rows.front(), 3);  // the three prompts in one step
   for (int i = 0; i < 3; ++i) {
-    FakeSequenceModel alone;
+    FakeRunner alone;
     std::vector<Completion> one = GenerateOk(alone, {requests[i]});
     EXPECT_EQ(together[i].tokens, one[0].tokens) << "request " << i;
     EXPECT_EQ(together[i].logprobs, one[0].logprobs) << "request " << i;
@@ -57,7 +56,7 @@ TEST(GenerateTest, BatchedEqualsAlone) {
 }
 
 TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
-  FakeSequenceModel model;
+  FakeRunner model;
   GenerationRequest r = TextRequest({1, 2}, 3);
   r.logprobs = true;
   std::vector<Completion> out = GenerateOk(model, {r});
@@ -65,7 +64,7 @@ TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
   int32_t last = 2;
   int len = 2;
   for (size_t i = 0; i < 3; ++i) {
-    std::vector<float> row = FakeSequenceModel::Logits(last, len);
+    std::vector<float> row = FakeRunner::Logits(last, len);
     double sum = 0;
     for (float x : row) sum += std::exp(x);
     EXPECT_NEAR(out[0].logprobs[i], row[out[0].tokens[i]] - std::log(sum), 1e-5);
@@ -76,7 +75,7 @@ TEST(GenerateTest, LogprobsAreRawLogSoftmax) {
 
 TEST(GenerateTest, StopsAtEosUnlessIgnored) {
   // Greedy from {1, 2}: 8, 11, 5, 4, ...; make 5 the EOS.
-  FakeSequenceModel model;
+  FakeRunner model;
   std::vector<Completion> out = GenerateOk(model, {TextRequest({1, 2}, 10)}, {.eos_id = 5});
   EXPECT_THAT(out[0].tokens, ElementsAre(8, 11));
   EXPECT_EQ(out[0].finish_reason, FinishReason::kEos);
@@ -90,7 +89,7 @@ TEST(GenerateTest, StopsAtEosUnlessIgnored) {
 }
 
 TEST(GenerateTest, StopsAtStopTokenIds) {
-  FakeSequenceModel model;
+  FakeRunner model;
   GenerationRequest r = TextRequest({1, 2}, 10);
   r.stop_token_ids = {4, 11};
   r.ignore_eos = true;  // stop ids still stop
@@ -100,7 +99,7 @@ TEST(GenerateTest, StopsAtStopTokenIds) {
 }
 
 TEST(GenerateTest, StreamsEveryTokenInOrder) {
-  FakeSequenceModel model;
+  FakeRunner model;
   std::map<int, std::vector<int32_t>> streamed;
   GenerateOptions options;
   options.on_token = [&](int request, const SampledToken& t) {
@@ -114,7 +113,7 @@ TEST(GenerateTest, StreamsEveryTokenInOrder) {
 }
 
 TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
-  FakeSequenceModel model;
+  FakeRunner model;
   GenerateOptions options;
   options.on_token = [&](int request, const SampledToken&) {
     if (request == 0) {
@@ -128,19 +127,19 @@ TEST(GenerateTest, CallbackCancelsOneRequestAndFreesItsCache) {
   EXPECT_EQ(out[0].finish_reason, FinishReason::kCancelled);
   EXPECT_EQ(out[0].tokens.size(), 1u);
   EXPECT_EQ(out[1].tokens.size(), 5u);
-  EXPECT_EQ(model.decode_batch_sizes.front(), 1);  // the cancelled one no longer decodes
+  EXPECT_EQ(model.step_rows[1], 1);  // the cancelled one no longer decodes
   EXPECT_THAT(model.live, IsEmpty());
 }
 
 TEST(GenerateTest, ZeroMaxTokensRunsNothing) {
-  FakeSequenceModel model;
+  FakeRunner model;
   std::vector<Completion> out = GenerateOk(model, {TextRequest({1}, 0)});
   EXPECT_THAT(out[0].tokens, IsEmpty());
-  EXPECT_EQ(model.prefill_calls, 0);
+  EXPECT_EQ(model.step_calls, 0);
 }
 
 TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
-  FakeSequenceModel model;
+  FakeRunner model;
   GenerationRequest bad_temperature = TextRequest({1}, 3);
   bad_temperature.sampling.temperature = -1.0f;
   GenerationRequest bad_top_p = TextRequest({1}, 3);
@@ -150,26 +149,26 @@ TEST(GenerateTest, InvalidRequestsFailBeforeTheModelRuns) {
     absl::StatusOr<std::vector<Completion>> out = Generate(model, {TextRequest({1}, 3), bad}, {});
     EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
   }
-  EXPECT_EQ(model.prefill_calls, 0);
+  EXPECT_EQ(model.step_calls, 0);
 }
 
 TEST(GenerateTest, ModelErrorsPassThroughAndReleaseEverything) {
-  FakeSequenceModel model;
+  FakeRunner model;
   absl::StatusOr<std::vector<Completion>> out = Generate(model, {TextRequest({1, 99}, 3)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
 
-  model.max_capacity = 10;
-  out = Generate(model, {TextRequest({1, 2}, 20)}, {});
+  FakeRunner small(/*block_size=*/4, /*num_blocks=*/2);
+  out = Generate(small, {TextRequest({1, 2}, 20)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted);
-  model.max_capacity = 1000;
 
-  model.fail_decode_call = 2;
+  model.poison_token = 3;
   out = Generate(model, {TextRequest({1, 2}, 5), TextRequest({3}, 5)}, {});
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(model.live, IsEmpty());
+  EXPECT_EQ(model.cache().num_used_blocks(), 0);
 
   // The model is still usable.
-  model.fail_decode_call = -1;
+  model.poison_token = -1;
   std::vector<Completion> ok = GenerateOk(model, {TextRequest({1, 2}, 4)});
   EXPECT_THAT(ok[0].tokens, ElementsAre(8, 11, 5, 4));
 }

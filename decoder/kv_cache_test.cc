@@ -68,6 +68,70 @@ TEST_F(PagedKvCacheTest, FreeReturnsEveryBlock) {
   EXPECT_EQ(cache_->num_free_blocks(), 5);
 }
 
+TEST_F(PagedKvCacheTest, PublishedBlocksAreSharedWithReferenceCounts) {
+  std::vector<int32_t> a, b;
+  ASSERT_TRUE(cache_->Reserve(8, a).ok());
+  const BlockKey key{1, 2};
+  EXPECT_EQ(cache_->Find(key), -1);
+  cache_->Publish(a[0], key);
+  ASSERT_EQ(cache_->Find(key), a[0]);
+  cache_->Share(a[0], b);
+  EXPECT_EQ(cache_->num_used_blocks(), 2);
+  cache_->Free(a);  // b still holds block a[0]
+  EXPECT_EQ(cache_->num_used_blocks(), 1);
+  EXPECT_EQ(cache_->num_free_blocks(), 4);
+  cache_->Free(b);  // unreferenced but cached: evictable, counted free, still findable
+  EXPECT_EQ(cache_->num_used_blocks(), 0);
+  EXPECT_EQ(cache_->num_free_blocks(), 5);
+  EXPECT_GE(cache_->Find(key), 0);
+  EXPECT_EQ(cache_->num_cached_blocks(), 1);
+}
+
+TEST_F(PagedKvCacheTest, ASecondBlockWithAKnownKeyIsNotPublished) {
+  std::vector<int32_t> a, b;
+  ASSERT_TRUE(cache_->Reserve(4, a).ok());
+  ASSERT_TRUE(cache_->Reserve(4, b).ok());
+  cache_->Publish(a[0], {7, 7});
+  cache_->Publish(b[0], {7, 7});
+  EXPECT_EQ(cache_->Find({7, 7}), a[0]);
+  cache_->Free(b);
+  EXPECT_EQ(cache_->num_cached_blocks(), 1);
+}
+
+TEST_F(PagedKvCacheTest, ReserveEvictsTheLeastRecentlyReleasedCachedBlocksLast) {
+  std::vector<int32_t> first, second, all;
+  ASSERT_TRUE(cache_->Reserve(4, first).ok());
+  ASSERT_TRUE(cache_->Reserve(4, second).ok());
+  cache_->Publish(first[0], {1, 1});
+  cache_->Publish(second[0], {2, 2});
+  cache_->Free(first);
+  cache_->Free(second);
+  // 3 never-cached free blocks go first, then the cached block released first.
+  ASSERT_TRUE(cache_->Reserve(16, all).ok());
+  EXPECT_EQ(cache_->num_evictions(), 1);
+  EXPECT_EQ(cache_->Find({1, 1}), -1);
+  EXPECT_GE(cache_->Find({2, 2}), 0);
+  ASSERT_TRUE(cache_->Reserve(20, all).ok());
+  EXPECT_EQ(cache_->Find({2, 2}), -1);
+  EXPECT_EQ(cache_->num_free_blocks(), 0);
+  cache_->Free(all);
+  EXPECT_EQ(cache_->num_used_blocks(), 0);
+  EXPECT_EQ(cache_->num_cached_blocks(), 0);
+}
+
+TEST_F(PagedKvCacheTest, SharingAnEvictableBlockTakesItOffTheFreeCount) {
+  std::vector<int32_t> a, b, rest;
+  ASSERT_TRUE(cache_->Reserve(4, a).ok());
+  cache_->Publish(a[0], {3, 3});
+  cache_->Free(a);
+  cache_->Share(cache_->Find({3, 3}), b);
+  EXPECT_EQ(cache_->num_free_blocks(), 4);
+  // Every other block can be reserved; the shared one is never handed out twice.
+  ASSERT_TRUE(cache_->Reserve(16, rest).ok());
+  EXPECT_EQ(std::count(rest.begin(), rest.end(), b[0]), 0);
+  EXPECT_EQ(cache_->Reserve(20, rest).code(), absl::StatusCode::kResourceExhausted);
+}
+
 TEST(PagedKvCacheCreateTest, RejectsEmptyLayouts) {
   auto backend = kernels::NewCpuBackend();
   EXPECT_FALSE(PagedKvCache::Create(

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/weights.h"
@@ -11,7 +12,8 @@ namespace pixtral {
 
 absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::string& dir,
                                                                  kernels::Backend* backend,
-                                                                 const CacheOptions& cache) {
+                                                                 const CacheOptions& cache,
+                                                                 const ModelLoadOptions& load) {
   std::unique_ptr<PixtralModel> m(new PixtralModel());
   m->backend_ = backend;
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder folder, OpenModelFolder(dir));
@@ -20,12 +22,26 @@ absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::stri
   const ModelConfig& config = m->folder_->config;
   if (config.vision.has_value()) {
     PIXTRAL_ASSIGN_OR_RETURN(
-        m->vision_, VisionEncoder::Create(backend, *config.vision, config.decoder.dim, loader));
+        m->vision_, VisionEncoder::Create(backend, *config.vision, config.decoder.dim, loader,
+                                          load.vision_encoder));
   }
   const int image_token_id = config.vision.has_value() ? config.vision->image_token_id : -1;
   PIXTRAL_ASSIGN_OR_RETURN(m->decoder_,
                            Decoder::Create(backend, config.decoder, image_token_id, loader, cache));
   return m;
+}
+
+int64_t PixtralModel::SkippedWeightBytes(const ModelConfig& config, const ModelLoadOptions& load,
+                                         int bytes_per_value) {
+  if (load.vision_encoder) return 0;
+  int64_t values = 0;
+  for (const TensorSpec& spec : ExpectedTensors(config)) {
+    if (!absl::StartsWith(spec.name, "vision_encoder.")) continue;
+    int64_t n = 1;
+    for (int64_t d : spec.shape) n *= d;
+    values += n;
+  }
+  return values * bytes_per_value;
 }
 
 absl::StatusOr<kernels::Tensor> PixtralModel::EmbedImages(absl::Span<const int32_t> tokens,
@@ -65,8 +81,8 @@ absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoded(
       std::count(tokens.begin(), tokens.end(), config().vision->image_token_id);
   if (std::ssize(encoder_features) != image_tokens * width) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the prompt has ", image_tokens, " [IMG] tokens but ",
-                     encoder_features.size(), " feature values arrived (rows of ", width, ")"));
+        absl::StrCat("the prompt has ", image_tokens, " [IMG] tokens but ", encoder_features.size(),
+                     " feature values arrived (rows of ", width, ")"));
   }
   PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor encoded,
                            backend_->Alloc(DType::kF32, {image_tokens, width}));
@@ -74,18 +90,33 @@ absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoded(
   return vision_->Adapt(encoded);
 }
 
+absl::StatusOr<kernels::Tensor> PixtralModel::AdaptEncoderRows(
+    absl::Span<const float> encoder_rows) {
+  if (vision_ == nullptr) return absl::InvalidArgumentError("this model takes no images");
+  const int64_t width = config().vision->hidden_size;
+  if (encoder_rows.empty() || std::ssize(encoder_rows) % width != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(encoder_rows.size(), " feature values are not rows of ", width));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor encoded,
+                           backend_->Alloc(DType::kF32, {std::ssize(encoder_rows) / width, width}));
+  backend_->CopyFromHost(encoder_rows.data(), encoded);
+  return vision_->Adapt(encoded);
+}
+
 absl::StatusOr<std::vector<float>> PixtralModel::PrefillEncoded(
-    SequenceId sequence, absl::Span<const int32_t> tokens,
-    absl::Span<const float> encoder_features, const PrefillOptions& options) {
+    SequenceId sequence, absl::Span<const int32_t> tokens, absl::Span<const float> encoder_features,
+    const PrefillOptions& options) {
   if (tokens.empty()) return absl::InvalidArgumentError("empty prompt");
   PIXTRAL_RETURN_IF_ERROR(decoder_->CheckTokens(tokens));
   PIXTRAL_ASSIGN_OR_RETURN(kernels::Tensor features, AdaptEncoded(tokens, encoder_features));
   return PrefillEmbedded(sequence, tokens, features, options);
 }
 
-absl::StatusOr<std::vector<float>> PixtralModel::PrefillEmbedded(
-    SequenceId sequence, absl::Span<const int32_t> tokens, const kernels::Tensor& features,
-    const PrefillOptions& options) {
+absl::StatusOr<std::vector<float>> PixtralModel::PrefillEmbedded(SequenceId sequence,
+                                                                 absl::Span<const int32_t> tokens,
+                                                                 const kernels::Tensor& features,
+                                                                 const PrefillOptions& options) {
   PIXTRAL_RETURN_IF_ERROR(
       decoder_->Reserve(sequence, decoder_->Length(sequence) + std::ssize(tokens)));
 

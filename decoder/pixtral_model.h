@@ -27,6 +27,12 @@
 
 namespace pixtral {
 
+// Which weights a role loads. A decoder worker receives encoder output and needs only the
+// decoder and the vision-language adapter, not the vision transformer.
+struct ModelLoadOptions {
+  bool vision_encoder = true;  // false: the adapter only (VisionEncoder::Encode refuses)
+};
+
 struct PrefillOptions {
   int64_t chunk_tokens = 0;  // feed the prompt in chunks of at most this many tokens; 0: one
   bool all_logits = false;   // logits for every prompt position, not only the last
@@ -38,12 +44,20 @@ class PixtralModel {
   // onto `backend`, which must outlive the model.
   static absl::StatusOr<std::unique_ptr<PixtralModel>> Load(const std::string& dir,
                                                             kernels::Backend* backend,
-                                                            const CacheOptions& cache = {});
+                                                            const CacheOptions& cache = {},
+                                                            const ModelLoadOptions& load = {});
+
+  // Bytes of the checkpoint's tensors that `load` leaves out for a model of `config`, at
+  // `bytes_per_value` (2 for bf16 checkpoints): what a role saves by not loading them.
+  static int64_t SkippedWeightBytes(const ModelConfig& config, const ModelLoadOptions& load,
+                                    int bytes_per_value);
 
   const ModelConfig& config() const { return folder_->config; }
   Decoder& decoder() { return *decoder_; }
+  const Decoder& decoder() const { return *decoder_; }
   // nullptr for a text-only model.
   VisionEncoder* vision_encoder() { return vision_.get(); }
+  const VisionEncoder* vision_encoder() const { return vision_.get(); }
 
   // The adapted image features for a prompt, f32 [count of [IMG] in tokens, dim]; undefined when
   // there are no images. InvalidArgument if the images are invalid or their patch counts do not
@@ -65,6 +79,11 @@ class PixtralModel {
                                                     absl::Span<const int32_t> tokens,
                                                     absl::Span<const float> encoder_features,
                                                     const PrefillOptions& options = {});
+
+  // The adapter alone on rows of vision-encoder output held on the host: f32 [n, hidden_size]
+  // row-major in, adapted f32 [n, dim] out. The adapter works row by row, so any subset of an
+  // image's rows adapts to the same values it would in the whole image.
+  absl::StatusOr<kernels::Tensor> AdaptEncoderRows(absl::Span<const float> encoder_rows);
 
  private:
   PixtralModel() = default;

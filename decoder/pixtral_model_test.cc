@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tools/random_model.h"
 #include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
@@ -113,6 +114,34 @@ TEST_F(PixtralModelTest, PrefillFromEncoderOutputMatchesTheGolden) {
   model_->decoder().Release(seq);
   ASSERT_TRUE(logits.ok()) << logits.status();
   EXPECT_LE(RelativeError(*logits, golden_->Floats("logits")), 1e-4);
+}
+
+// A decoder worker's load: no vision transformer, the same logits from received encoder output.
+TEST_F(PixtralModelTest, AdapterOnlyLoadPrefillsEncoderOutputAndRefusesToEncode) {
+  auto encoded = model_->vision_encoder()->Encode(images_);
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  const std::vector<float> encoder_rows = kernels::ToHost(*backend_, *encoded);
+  auto adapter_only = PixtralModel::Load(kPixtralTinyDir, backend_.get(), {.block_size = 4},
+                                         {.vision_encoder = false});
+  ASSERT_TRUE(adapter_only.ok()) << adapter_only.status();
+  EXPECT_EQ((*adapter_only)->vision_encoder()->Encode(images_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  SequenceId seq = (*adapter_only)->decoder().AddSequence();
+  auto logits = (*adapter_only)->PrefillEncoded(seq, prompt_, encoder_rows, {.all_logits = true});
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  EXPECT_LE(RelativeError(*logits, golden_->Floats("logits")), 1e-4);
+}
+
+// What the decoder worker leaves out on Pixtral-12B-2409's shapes (bf16): the 24-layer vision
+// transformer, 2 * (24 * (4 * 1024^2 + 3 * 1024 * 4096 + 2 * 1024) + 1024 * 3 * 16^2 + 1024)
+// bytes, counted from the checkpoint's tensor list.
+TEST(PixtralModelLoadTest, AdapterOnlySkipsTheVisionTransformerWeights) {
+  const int64_t skipped =
+      PixtralModel::SkippedWeightBytes(Pixtral12BConfig(), {.vision_encoder = false}, 2);
+  EXPECT_EQ(skipped, 2 * (24 * (4 * 1024 * 1024 + 3 * 1024 * 4096 + 2 * 1024) +
+                          1024 * 3 * 16 * 16 + 1024));
+  EXPECT_EQ(skipped, 806979584);  // 807 MB (770 MiB) of GPU memory per decoder worker
+  EXPECT_EQ(PixtralModel::SkippedWeightBytes(Pixtral12BConfig(), {}, 2), 0);
 }
 
 TEST_F(PixtralModelTest, EncoderOutputMustMatchTheImageTokens) {

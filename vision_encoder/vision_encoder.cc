@@ -22,13 +22,15 @@ constexpr float kNormEps = 1e-5f;
 
 absl::StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Create(
     Backend* backend, const VisionEncoderConfig& config, int decoder_dim,
-    kernels::WeightLoader& loader) {
+    kernels::WeightLoader& loader, bool load_encoder) {
   std::unique_ptr<VisionEncoder> e(new VisionEncoder(backend, config));
   const int64_t p = config.patch_size;
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor conv, loader.Get("vision_encoder.patch_conv.weight"));
-  e->patch_conv_ = conv.Reshape({config.hidden_size, config.num_channels * p * p});
-  PIXTRAL_ASSIGN_OR_RETURN(e->ln_pre_, loader.Get("vision_encoder.ln_pre.weight"));
-  for (int i = 0; i < config.num_hidden_layers; ++i) {
+  if (load_encoder) {
+    PIXTRAL_ASSIGN_OR_RETURN(Tensor conv, loader.Get("vision_encoder.patch_conv.weight"));
+    e->patch_conv_ = conv.Reshape({config.hidden_size, config.num_channels * p * p});
+    PIXTRAL_ASSIGN_OR_RETURN(e->ln_pre_, loader.Get("vision_encoder.ln_pre.weight"));
+  }
+  for (int i = 0; load_encoder && i < config.num_hidden_layers; ++i) {
     PIXTRAL_ASSIGN_OR_RETURN(
         BlockWeights block,
         kernels::LoadBlock(loader, absl::StrCat("vision_encoder.transformer.layers.", i)));
@@ -74,6 +76,9 @@ absl::Status VisionEncoder::Validate(absl::Span<const Image> images) const {
 }
 
 absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
+  if (!patch_conv_.defined()) {
+    return absl::FailedPreconditionError("the vision encoder was loaded as the adapter only");
+  }
   PIXTRAL_RETURN_IF_ERROR(Validate(images));
   Backend& b = *backend_;
   const int64_t p = config_.patch_size, c = config_.num_channels, d = config_.hidden_size;

@@ -38,11 +38,14 @@ struct Image {
 class VisionEncoder {
  public:
   // Loads "vision_encoder.*" and "vision_language_adapter.*", whose shapes must have been checked
-  // against `config` (OpenModelFolder does); `decoder_dim` is the adapter's output width.
+  // against `config` (OpenModelFolder does); `decoder_dim` is the adapter's output width. Without
+  // `load_encoder` only the adapter is loaded (a decoder worker adapts received features and
+  // never encodes): Encode is then FailedPrecondition.
   static absl::StatusOr<std::unique_ptr<VisionEncoder>> Create(kernels::Backend* backend,
                                                                const VisionEncoderConfig& config,
                                                                int decoder_dim,
-                                                               kernels::WeightLoader& loader);
+                                                               kernels::WeightLoader& loader,
+                                                               bool load_encoder = true);
 
   // Image tokens this image becomes: (height / patch) * (width / patch).
   int64_t NumPatches(const Image& image) const;

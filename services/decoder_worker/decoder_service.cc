@@ -5,7 +5,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "decoder/run_on_scheduler.h"
+#include "engine/run_on_scheduler.h"
 #include "services/common/grpc_status.h"
 #include "services/common/tensor_proto.h"
 

@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "decoder/generate.h"
-#include "decoder/scheduler.h"
+#include "engine/scheduler.h"
 #include "proto/decoder_worker.grpc.pb.h"
 
 namespace pixtral {

@@ -7,7 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "decoder/testing/fake_sequence_model.h"
+#include "decoder/generate.h"
+#include "engine/testing/fake_runner.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -22,13 +23,12 @@ namespace {
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
-constexpr int kImageToken = 10;
+constexpr int kImageToken = kFakeImageToken;
 constexpr int kWidth = 4;
 
 class DecoderServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_.max_capacity = 1 << 22;  // room for the long-running generations below
     scheduler_ = std::make_unique<Scheduler>(model_, Scheduler::Options{.max_batch_size = 8});
     scheduler_->Start();
     service_ = std::make_unique<DecoderService>(*scheduler_,
@@ -85,7 +85,7 @@ class DecoderServiceTest : public ::testing::Test {
   }
 
   static std::vector<int32_t> Alone(std::vector<int32_t> prompt, int max_tokens) {
-    FakeSequenceModel model;
+    FakeRunner model;
     GenerationRequest request;
     request.prompt.tokens = std::move(prompt);
     request.max_tokens = max_tokens;
@@ -97,10 +97,10 @@ class DecoderServiceTest : public ::testing::Test {
     for (int i = 0; i < 500 && scheduler_->HasWork(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    return !scheduler_->HasWork() && model_.live.empty();
+    return !scheduler_->HasWork() && model_.live.empty() && model_.num_used_blocks() == 0;
   }
 
-  FakeSequenceModel model_;
+  FakeRunner model_{/*block_size=*/4, /*num_blocks=*/1 << 18};  // room for 1M-token streams
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<DecoderService> service_;
   std::unique_ptr<RunningServer> server_;

@@ -13,8 +13,8 @@
 #include "common/status_macros.h"
 #include "common/tekken.h"
 #include "decoder/pixtral_model.h"
-#include "decoder/pixtral_sequence_model.h"
-#include "decoder/scheduler.h"
+#include "engine/pixtral_runner.h"
+#include "engine/scheduler.h"
 #include "kernels/create_backend.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
@@ -27,7 +27,12 @@ ABSL_FLAG(int, cache_tokens, 32768,
           "KV cache capacity in tokens, shared by all running requests; also bounds one "
           "request's prompt plus max_tokens.");
 ABSL_FLAG(int, cache_block_size, 16, "Positions per KV cache block.");
-ABSL_FLAG(int, max_batch_size, 32, "Sequences decoded together in one step.");
+ABSL_FLAG(int, max_batch_size, 32, "Sequences running (decoding or prefilling) at once.");
+ABSL_FLAG(int, step_token_budget, 2048,
+          "Tokens in one model step: every running sequence's decode row plus chunks of the "
+          "prompts being prefilled, so a long prompt delays running streams by one chunk at most.");
+ABSL_FLAG(bool, prefix_cache, true,
+          "Share full KV blocks across requests with the same prefix (tokens and image features).");
 ABSL_FLAG(int, max_waiting, 256,
           "Requests waiting to join the batch; beyond this calls are RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0.");
@@ -51,16 +56,23 @@ absl::Status Run() {
       std::unique_ptr<PixtralModel> model,
       PixtralModel::Load(
           dir, backend.get(),
-          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size}));
+          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size},
+          // Features arrive encoded: the adapter applies them, the vision transformer stays out.
+          {.vision_encoder = false}));
   if (!model->config().vision.has_value()) {
     return absl::FailedPreconditionError("the model has no vision encoder");
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<TekkenTokenizer> tekken,
                            TekkenTokenizer::FromFile(dir + "/tekken.json"));
-  PixtralSequenceModel sequences(*model);
-  Scheduler scheduler(sequences, {.eos_id = tekken->eos_id(),
-                                  .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
-                                  .max_waiting = absl::GetFlag(FLAGS_max_waiting)});
+  if (absl::GetFlag(FLAGS_step_token_budget) <= 0 || absl::GetFlag(FLAGS_max_batch_size) <= 0) {
+    return absl::InvalidArgumentError("--step_token_budget and --max_batch_size must be positive");
+  }
+  PixtralRunner runner(*model);
+  Scheduler scheduler(runner, {.eos_id = tekken->eos_id(),
+                               .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
+                               .max_waiting = absl::GetFlag(FLAGS_max_waiting),
+                               .step_token_budget = absl::GetFlag(FLAGS_step_token_budget),
+                               .prefix_cache = absl::GetFlag(FLAGS_prefix_cache)});
   scheduler.Start();
   DecoderService service(scheduler,
                          {.vocab_size = model->config().decoder.vocab_size,

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/create_backend.h"
+#include "services/embedded/embedded_backend.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   }
   std::unique_ptr<EmbeddedStack> stack(new EmbeddedStack());
   stack->options_ = options;
-  PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, kernels::CreateBackend(options.backend));
+  PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, CreateEmbeddedBackend(options.backend));
   const CacheOptions cache{.block_size = options.cache_block_size,
                            .num_blocks = (options.cache_tokens + options.cache_block_size - 1) /
                                          options.cache_block_size};
@@ -31,19 +31,26 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   PIXTRAL_ASSIGN_OR_RETURN(stack->front_end_, LoadFrontEnd(options.model_dir, options.front_end,
                                                            stack->max_context_tokens_));
 
-  stack->sequences_ = std::make_unique<PixtralSequenceModel>(*stack->model_);
+  stack->runner_ = std::make_unique<PixtralRunner>(*stack->model_);
   stack->scheduler_ = std::make_unique<Scheduler>(
-      *stack->sequences_,
+      *stack->runner_,
       Scheduler::Options{.eos_id = stack->front_end_.tokenizer->tekken().eos_id(),
-                         .max_batch_size = options.max_batch_size});
+                         .max_batch_size = options.max_batch_size,
+                         .step_token_budget = std::max(options.step_token_budget, 1),
+                         .prefix_cache = options.prefix_cache});
   stack->scheduler_->Start();
-  int vision_width = 0;
+  int vision_width = 0, patch_size = 1;
   if (VisionEncoder* encoder = stack->model_->vision_encoder(); encoder != nullptr) {
     stack->batcher_ =
         std::make_unique<EncodeBatcher>(*encoder, *stack->backend_, EncodeBatcher::Options{});
     vision_width = stack->model_->config().vision->hidden_size;
+    patch_size = stack->model_->config().vision->patch_size;
   }
-  stack->vision_ = std::make_unique<EmbeddedVisionStage>(stack->batcher_.get(), vision_width);
+  if (options.image_cache_bytes > 0) {
+    stack->image_cache_ = std::make_unique<ImageFeatureCache>(options.image_cache_bytes);
+  }
+  stack->vision_ = std::make_unique<CachedVisionStage>(
+      stack->batcher_.get(), stack->image_cache_.get(), vision_width, patch_size);
   stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(*stack->scheduler_);
   stack->pipeline_ = std::make_unique<ChatPipeline>(
       *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,

@@ -14,13 +14,13 @@
 #include "absl/status/statusor.h"
 #include "common/chat_encoder.h"
 #include "decoder/pixtral_model.h"
-#include "decoder/pixtral_sequence_model.h"
-#include "decoder/scheduler.h"
+#include "engine/pixtral_runner.h"
+#include "engine/scheduler.h"
 #include "kernels/backend.h"
 #include "proto/gateway.pb.h"
+#include "services/embedded/cached_vision_stage.h"
 #include "services/gateway/chat_pipeline.h"
 #include "services/gateway/embedded_decoder_stage.h"
-#include "services/gateway/embedded_vision_stage.h"
 #include "services/gateway/front_end.h"
 #include "vision_encoder/encode_batcher.h"
 
@@ -33,6 +33,11 @@ struct EmbeddedStackOptions {
   int cache_tokens = 32768;
   int cache_block_size = 16;
   int max_batch_size = 32;
+  // Tokens in one model step (decode rows plus prompt chunks), and prefix caching.
+  int step_token_budget = 2048;
+  bool prefix_cache = true;
+  // Host memory for encoder outputs kept by image content; 0: no image-feature cache.
+  int64_t image_cache_bytes = int64_t{1} << 30;
   // Request limits and image loading; the context is the cache (at most 128k tokens).
   FrontEndOptions front_end;
 };
@@ -48,6 +53,13 @@ class EmbeddedStack {
   ChatPipeline& pipeline() { return *pipeline_; }
   const MistralTokenizer& tokenizer() const { return *front_end_.tokenizer; }
   const ModelConfig& config() const { return model_->config(); }
+  // The engine's counters and cache state, for metrics and tests.
+  EngineStats engine_stats() const { return scheduler_->stats(); }
+  const PixtralRunner& runner() const { return *runner_; }
+  // Zero counts without an image-feature cache.
+  ImageFeatureCache::Stats image_cache_stats() const {
+    return image_cache_ != nullptr ? image_cache_->stats() : ImageFeatureCache::Stats{};
+  }
   // What the gateway's GetModelInfo reports for this model.
   v1::ModelInfo model_info() const;
 
@@ -58,11 +70,12 @@ class EmbeddedStack {
   int max_context_tokens_ = 0;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<PixtralModel> model_;
-  std::unique_ptr<PixtralSequenceModel> sequences_;
+  std::unique_ptr<PixtralRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<EncodeBatcher> batcher_;
   FrontEnd front_end_;
-  std::unique_ptr<EmbeddedVisionStage> vision_;
+  std::unique_ptr<ImageFeatureCache> image_cache_;
+  std::unique_ptr<CachedVisionStage> vision_;
   std::unique_ptr<EmbeddedDecoderStage> decoder_;
   std::unique_ptr<ChatPipeline> pipeline_;
 };

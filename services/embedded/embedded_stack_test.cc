@@ -69,7 +69,7 @@ TEST_F(EmbeddedStackTest, ImageChatMatchesGenerateOnTheSamePrompt) {
   std::unique_ptr<kernels::Backend> backend = kernels::NewCpuBackend();
   auto model = PixtralModel::Load(*dir_, backend.get(), {.num_blocks = 512});
   ASSERT_TRUE(model.ok());
-  PixtralSequenceModel sequences(**model);
+  PixtralRunner sequences(**model);
   GenerationRequest direct;
   direct.prompt.tokens.assign(encoded->tokens.begin(), encoded->tokens.end());
   for (const PreprocessedImage& image : encoded->images) {

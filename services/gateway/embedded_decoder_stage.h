@@ -3,8 +3,8 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_EMBEDDED_DECODER_STAGE_H_
 #define PIXTRAL_SERVICES_GATEWAY_EMBEDDED_DECODER_STAGE_H_
 
-#include "decoder/run_on_scheduler.h"
-#include "decoder/scheduler.h"
+#include "engine/run_on_scheduler.h"
+#include "engine/scheduler.h"
 #include "services/gateway/stages.h"
 
 namespace pixtral {

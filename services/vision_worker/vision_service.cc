@@ -55,7 +55,9 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         {height, width,
          absl::Span<const float>(reinterpret_cast<const float*>(t.data().data()), count)});
   }
-  absl::StatusOr<std::vector<float>> features = batcher_.Encode(images);
+  absl::StatusOr<std::vector<float>> features =
+      EncodeWithCache(cache_, images, options_.patch_size,
+                      [this](absl::Span<const Image> misses) { return batcher_.Encode(misses); });
   if (!features.ok()) return ToGrpcStatus(features.status());
 
   const int64_t width = static_cast<int64_t>(features->size()) / total_patches;

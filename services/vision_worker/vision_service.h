@@ -1,6 +1,7 @@
 // The vision worker's gRPC service: a thin shell over EncodeBatcher. Checks every received
-// image tensor, encodes the request's images (batched with concurrent requests) and streams the
-// encoder output back in chunks of rows.
+// image tensor, encodes the request's images (batched with concurrent requests; an image whose
+// pixels the feature cache holds skips the encoder) and streams the encoder output back in
+// chunks of rows.
 //
 // What crosses the wire is the encoder's output before the vision-language adapter, as f32: for
 // Pixtral-12B that is 1024 values per patch, a fifth of the 5120-wide adapted features, and the
@@ -8,6 +9,7 @@
 #ifndef PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
 #define PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
 
+#include "engine/image_feature_cache.h"
 #include "proto/vision_worker.grpc.pb.h"
 #include "vision_encoder/encode_batcher.h"
 
@@ -25,9 +27,11 @@ struct VisionServiceOptions {
 
 class VisionService final : public v1::VisionEncoder::Service {
  public:
-  // `batcher` must outlive the service.
-  VisionService(EncodeBatcher& batcher, const VisionServiceOptions& options)
-      : batcher_(batcher), options_(options) {}
+  // `batcher` and `cache` (null: no cache) must outlive the service. Images found in the cache
+  // skip the encoder.
+  VisionService(EncodeBatcher& batcher, const VisionServiceOptions& options,
+                ImageFeatureCache* cache = nullptr)
+      : batcher_(batcher), options_(options), cache_(cache) {}
 
   grpc::Status Encode(grpc::ServerContext* context, const v1::EncodeRequest* request,
                       grpc::ServerWriter<v1::FeatureChunk>* writer) override;
@@ -35,6 +39,7 @@ class VisionService final : public v1::VisionEncoder::Service {
  private:
   EncodeBatcher& batcher_;
   const VisionServiceOptions options_;
+  ImageFeatureCache* cache_;
 };
 
 }  // namespace pixtral

@@ -20,6 +20,9 @@
 ABSL_FLAG(std::string, model_dir, "", "Model folder (params.json and the safetensors weights).");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend: cpu | cuda.");
 ABSL_FLAG(int, max_images_per_request, 16, "Images in one Encode call at most.");
+ABSL_FLAG(int64_t, image_cache_bytes, int64_t{1} << 30,
+          "Host memory for encoder outputs kept by image content (a 1024x1024 image takes 16 MiB); "
+          "an image sent again skips the encoder. 0 turns the cache off.");
 ABSL_FLAG(int64_t, max_batch_patches, 16384,
           "Patches encoded together at most when batching concurrent requests.");
 
@@ -41,11 +44,15 @@ absl::Status Run() {
       VisionEncoder::Create(backend.get(), vision, folder->config.decoder.dim, loader));
   EncodeBatcher batcher(*encoder, *backend,
                         {.max_patches_per_batch = absl::GetFlag(FLAGS_max_batch_patches)});
+  const int64_t cache_bytes = absl::GetFlag(FLAGS_image_cache_bytes);
+  std::unique_ptr<ImageFeatureCache> cache;
+  if (cache_bytes > 0) cache = std::make_unique<ImageFeatureCache>(cache_bytes);
   VisionService service(batcher,
                         {.num_channels = vision.num_channels,
                          .patch_size = vision.patch_size,
                          .max_image_size = vision.image_size,
-                         .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)});
+                         .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)},
+                        cache.get());
   return ServeUntilTerminated("vision_worker", {&service});
 }
 

@@ -1,4 +1,4 @@
-#include "decoder/run_on_scheduler.h"
+#include "engine/run_on_scheduler.h"
 
 #include <chrono>
 #include <condition_variable>

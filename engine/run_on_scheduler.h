@@ -8,15 +8,15 @@
 //       scheduler, std::move(request),
 //       [&](absl::Span<const SampledToken> tokens) { return stream->Write(...); },
 //       [&] { return context->IsCancelled(); });
-#ifndef PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
-#define PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
+#ifndef PIXTRAL_ENGINE_RUN_ON_SCHEDULER_H_
+#define PIXTRAL_ENGINE_RUN_ON_SCHEDULER_H_
 
 #include <functional>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "decoder/generate.h"
-#include "decoder/scheduler.h"
+#include "engine/request.h"
+#include "engine/scheduler.h"
 
 namespace pixtral {
 
@@ -31,4 +31,4 @@ absl::StatusOr<Completion> RunOnScheduler(
 
 }  // namespace pixtral
 
-#endif  // PIXTRAL_DECODER_RUN_ON_SCHEDULER_H_
+#endif  // PIXTRAL_ENGINE_RUN_ON_SCHEDULER_H_

@@ -1,0 +1,17 @@
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "services/embedded/embedded_backend.h"
+
+namespace pixtral {
+
+absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateEmbeddedBackend(const std::string& name) {
+  if (name == "cpu") return kernels::NewCpuBackend();
+  if (name == "cuda") {
+    return absl::UnavailableError(
+        "this binary links no CUDA: run the model on GPU decoder and vision workers, or use "
+        "gateway_server_cuda / mistral-chat for a single GPU process");
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown backend \"", name, "\" (cpu | cuda)"));
+}
+
+}  // namespace pixtral
