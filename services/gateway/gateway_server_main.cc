@@ -14,8 +14,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "services/common/auth.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
+#include "services/common/tls_credentials.h"
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/distributed_stack.h"
 #include "services/gateway/gateway_service.h"
@@ -43,6 +45,14 @@ ABSL_FLAG(bool, allow_private_addresses, false,
           "Let image URLs reach loopback, private and link-local addresses (trusted setups only).");
 ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Bearer tokens, one a line: every call must send \"authorization: Bearer <token>\" "
+          "(UNAUTHENTICATED otherwise). Empty: no authentication (development).");
+ABSL_FLAG(std::string, worker_tls_ca, "",
+          "CA (PEM) that signed the workers' certificates: the worker channels use TLS.");
+ABSL_FLAG(std::string, worker_tls_cert, "",
+          "The gateway's client certificate (PEM) for workers that require mTLS.");
+ABSL_FLAG(std::string, worker_tls_key, "", "Private key of --worker_tls_cert (PEM).");
 
 namespace pixtral {
 namespace {
@@ -70,6 +80,9 @@ absl::Status Run() {
   const MistralTokenizer* tokenizer;
   GatewayOptions options{.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests),
                          .request_limits = {.max_image_bytes = max_image_bytes}};
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    PIXTRAL_ASSIGN_OR_RETURN(options.tokens, BearerTokens::FromFile(path));
+  }
   if (absl::GetFlag(FLAGS_embedded)) {
     PIXTRAL_ASSIGN_OR_RETURN(
         embedded, EmbeddedStack::Create({.model_dir = model_dir,
@@ -81,11 +94,18 @@ absl::Status Run() {
     tokenizer = &embedded->tokenizer();
     options.model_info = embedded->model_info();
   } else {
+    ChannelOptions channel;
+    PIXTRAL_ASSIGN_OR_RETURN(
+        channel.credentials,
+        MakeChannelCredentials({.ca_file = absl::GetFlag(FLAGS_worker_tls_ca),
+                                .cert_file = absl::GetFlag(FLAGS_worker_tls_cert),
+                                .key_file = absl::GetFlag(FLAGS_worker_tls_key)}));
     PIXTRAL_ASSIGN_OR_RETURN(
         distributed,
         DistributedStack::Create({.model_dir = model_dir,
                                   .vision_workers = absl::GetFlag(FLAGS_vision_workers),
                                   .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
+                                  .channel = channel,
                                   .front_end = front_end}));
     pipeline = &distributed->pipeline();
     tokenizer = &distributed->tokenizer();
