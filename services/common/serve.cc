@@ -50,9 +50,12 @@ absl::Status ServeUntilTerminated(const std::string& name,
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .shutdown_grace = grace,
                  .credentials = *std::move(credentials),
-                 .reflection = ReflectionEnabledByFlag()});
+                 .reflection = ReflectionEnabledByFlag(),
+                 .health_address = HealthAddressFromFlag()});
   if (!server.ok()) return server.status();
-  std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
+  std::cerr << name << ": serving on port " << (*server)->port();
+  if ((*server)->health_port() > 0) std::cerr << ", health on " << (*server)->health_port();
+  std::cerr << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     if (absl::Status status = WritePortFile(path, (*server)->port()); !status.ok()) return status;
   }

@@ -6,10 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "services/common/health_mirror.h"
 #include "services/common/parse_error_interceptor.h"
 #include "services/common/tls_credentials.h"
 
@@ -73,6 +75,21 @@ absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
   if (running->server_ == nullptr || running->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
   }
+  if (!options.health_address.empty()) {
+    running->health_mirror_ = std::make_unique<HealthMirror>(
+        running->server_->InProcessChannel(grpc::ChannelArguments()));
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_address, grpc::InsecureServerCredentials(),
+                            &running->health_port_);
+    // Only the mirror: not the default health service, not reflection.
+    health.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    health.SetOption(std::make_unique<ReflectionOption>(false));
+    health.RegisterService(running->health_mirror_.get());
+    running->health_server_ = health.BuildAndStart();
+    if (running->health_server_ == nullptr || running->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.health_address));
+    }
+  }
   return running;
 }
 
@@ -85,6 +102,10 @@ void RunningServer::Shutdown() {
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(shutdown_grace_));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
 }
 
 void BlockTerminationSignals() {

@@ -37,6 +37,9 @@ struct ServerOptions {
   std::shared_ptr<grpc::ServerCredentials> credentials;
   // grpc.reflection.v1alpha lets anyone list the services and their messages: off by default.
   bool reflection = false;
+  // host:port of a second, plaintext listener serving only grpc.health.v1, mirroring the main
+  // server's (health_mirror.h), for probes that cannot speak TLS. Empty: none.
+  std::string health_address;
 };
 
 class RunningServer {
@@ -47,6 +50,8 @@ class RunningServer {
   ~RunningServer();  // shuts down if Shutdown() was not called
 
   int port() const { return port_; }
+  // The health listener's port; 0 without one.
+  int health_port() const { return health_port_; }
 
   // Reports NOT_SERVING to health checks, stops accepting calls, waits up to the grace period
   // for in-flight calls and then cancels what remains. Idempotent.
@@ -57,6 +62,9 @@ class RunningServer {
 
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<grpc::Service> health_mirror_;
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
   absl::Duration shutdown_grace_;
   bool shut_down_ = false;
 };

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
 ABSL_FLAG(std::string, tls_cert, "",
@@ -14,6 +15,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Minutes(1),
           "How often the TLS files are checked for changes (rotated certificates are picked up "
           "without a restart).");
+ABSL_FLAG(int, health_port, -1,
+          "If >= 0, also serve grpc.health.v1 (only) in plaintext on this port, for probes that "
+          "cannot speak TLS (Kubernetes' gRPC probes); 0 picks a free port. -1: none.");
 ABSL_FLAG(bool, enable_reflection, false,
           "Serve gRPC server reflection (lists every service and message to any caller).");
 
@@ -27,5 +31,10 @@ ServerTlsFiles ServerTlsFilesFromFlags() {
 }
 
 bool ReflectionEnabledByFlag() { return absl::GetFlag(FLAGS_enable_reflection); }
+
+std::string HealthAddressFromFlag() {
+  const int port = absl::GetFlag(FLAGS_health_port);
+  return port < 0 ? "" : absl::StrCat("0.0.0.0:", port);
+}
 
 }  // namespace pixtral

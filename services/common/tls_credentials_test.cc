@@ -178,6 +178,54 @@ TEST_F(TlsTest, BadFilesAreErrorsAtStart) {
       MakeChannelCredentials({.ca_file = ca_.cert_file(), .cert_file = client_.cert_file}).ok());
 }
 
+TEST_F(TlsTest, HealthPortAnswersPlaintextProbesAndNothingElse) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials({.cert_file = server_.cert_file,
+                             .key_file = server_.key_file,
+                             .client_ca_file = ca_.cert_file()});
+  ASSERT_TRUE(credentials.ok());
+  auto server = RunningServer::Start(
+      {&unused_service},
+      {.address = "127.0.0.1:0", .credentials = *credentials, .health_address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_GT((*server)->health_port(), 0);
+  auto channel = grpc::CreateChannel(absl::StrCat("localhost:", (*server)->health_port()),
+                                     grpc::InsecureChannelCredentials());
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    HealthCheckResponse response;
+    ASSERT_TRUE(Health::NewStub(channel)->Check(&context, HealthCheckRequest(), &response).ok());
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  }
+  {
+    // The API itself is not on the health port.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ModelInfo info;
+    EXPECT_EQ(v1::Gateway::NewStub(channel)
+                  ->GetModelInfo(&context, v1::GetModelInfoRequest(), &info)
+                  .error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  // The main port still demands a client certificate.
+  EXPECT_EQ(Check(**server, {.ca_file = ca_.cert_file()}).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(PlaintextWarningTest, WarnsOnlyOffLoopback) {
+  ::testing::internal::CaptureStderr();
+  auto local = RunningServer::Start({&unused_service}, {.address = "127.0.0.1:0"});
+  const std::string quiet = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(quiet.find("plaintext"), std::string::npos) << quiet;
+  ::testing::internal::CaptureStderr();
+  auto everywhere = RunningServer::Start({&unused_service}, {.address = "0.0.0.0:0"});
+  const std::string warned = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(everywhere.ok());
+  EXPECT_NE(warned.find("serving plaintext on 0.0.0.0:0"), std::string::npos) << warned;
+}
+
 // A reflection call (ServerReflectionInfo asking for the service list), sent as raw bytes so
 // the test needs no reflection stubs: field 7 (list_services), an empty string.
 grpc::Status ListServices(const RunningServer& server) {
