@@ -33,7 +33,8 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   if (absl::Status status = ValidateStopTokenIds(params.stop_token_ids); !status.ok()) {
     return status;
   }
-  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(request);
+  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(
+      request, {.deadline = context.deadline, .cancelled = context.cancelled});
   if (!encoded.ok()) return encoded.status();
 
   GenerationRequest generation;

@@ -38,6 +38,9 @@ ABSL_FLAG(int, max_images_per_request, 8, "Images in one chat at most.");
 ABSL_FLAG(int64_t, max_image_bytes, int64_t{20} << 20,
           "Encoded bytes of one image at most (inline, data: URI or downloaded).");
 ABSL_FLAG(int64_t, max_image_pixels, int64_t{1} << 25, "Decoded pixels of one image at most.");
+ABSL_FLAG(int64_t, max_image_memory_bytes, int64_t{2} << 30,
+          "Memory all images being decoded at once may hold (19 bytes a pixel at the peak); an "
+          "image that does not fit beside the others is RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_prompt_tokens, 0,
           "Prompt tokens (images included) at most; 0: the model's context.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0.");
@@ -68,6 +71,8 @@ absl::Status Run() {
   ImageDecodeLimits decode_limits;
   decode_limits.max_encoded_bytes = max_image_bytes;
   decode_limits.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  decode_limits.memory_budget =
+      std::make_shared<ImageMemoryBudget>(absl::GetFlag(FLAGS_max_image_memory_bytes));
   const FrontEndOptions front_end{.max_images_per_request = max_images,
                                   .max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens),
                                   .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens),
