@@ -427,19 +427,16 @@ absl::string_view ImageFormatName(ImageFormat format) {
   return "unknown";
 }
 
-absl::Status CheckImageLimits(const ImageHeader& header, const ImageDecodeLimits& limits) {
-  const std::string what = absl::StrCat(ImageFormatName(header.format), " image");
-  return CheckLimits(what.c_str(), header.width, header.height, limits);
-}
-
 absl::StatusOr<ImageHeader> ReadImageHeader(absl::string_view encoded_bytes) {
   absl::StatusOr<HeaderDetails> details = ReadHeaderDetails(encoded_bytes);
   if (!details.ok()) return details.status();
   return details->header;
 }
 
-absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
-                                         const ImageDecodeLimits& limits) {
+namespace {
+
+absl::StatusOr<HeaderDetails> CheckBeforeDecoding(absl::string_view encoded_bytes,
+                                                  const ImageDecodeLimits& limits) {
   // cv::imdecode takes the buffer's length as an int.
   const int64_t max_bytes = std::min<int64_t>(limits.max_encoded_bytes, INT32_MAX);
   if (static_cast<int64_t>(encoded_bytes.size()) > max_bytes) {
@@ -454,6 +451,29 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
       !status.ok()) {
     return status;
   }
+  if (header.format == ImageFormat::kJpeg) {
+    if (absl::Status status = CheckJpegBody(encoded_bytes, *details, limits); !status.ok()) {
+      return status;
+    }
+  }
+  return details;
+}
+
+}  // namespace
+
+absl::StatusOr<ImageHeader> CheckImageBeforeDecoding(absl::string_view encoded_bytes,
+                                                     const ImageDecodeLimits& limits) {
+  absl::StatusOr<HeaderDetails> details = CheckBeforeDecoding(encoded_bytes, limits);
+  if (!details.ok()) return details.status();
+  return details->header;
+}
+
+absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
+                                         const ImageDecodeLimits& limits) {
+  absl::StatusOr<HeaderDetails> details = CheckBeforeDecoding(encoded_bytes, limits);
+  if (!details.ok()) return details.status();
+  const ImageHeader& header = details->header;
+  const std::string what = absl::StrCat(ImageFormatName(header.format), " image");
 
   // Held until the decoded image is returned; PreprocessImage holds its own, larger, reservation
   // (and passes no budget here).
@@ -471,11 +491,6 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     if (!gif.ok()) return gif.status();
     decoded = *std::move(gif);
   } else {
-    if (header.format == ImageFormat::kJpeg) {
-      if (absl::Status status = CheckJpegBody(encoded_bytes, *details, limits); !status.ok()) {
-        return status;
-      }
-    }
     const cv::Mat buffer(1, static_cast<int>(encoded_bytes.size()), CV_8U,
                          const_cast<char*>(encoded_bytes.data()));
     try {

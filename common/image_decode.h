@@ -99,8 +99,10 @@ struct ImageDecodeLimits {
   std::shared_ptr<ImageMemoryBudget> memory_budget;
 };
 
-// ResourceExhausted when `header`'s dimensions exceed the pixel and side limits.
-absl::Status CheckImageLimits(const ImageHeader& header, const ImageDecodeLimits& limits);
+// Every check DecodeImageToRgb makes before it decodes a pixel (format, header, size limits, a
+// JPEG's end marker and scans x pixels), without the memory budget; the header when they pass.
+absl::StatusOr<ImageHeader> CheckImageBeforeDecoding(absl::string_view encoded_bytes,
+                                                     const ImageDecodeLimits& limits);
 
 // Decodes to CV_8UC3 in R, G, B order. Alpha is composited on white exactly as PIL's
 // Image.paste does (integer blend with rounding), gray is replicated, 16-bit samples keep their

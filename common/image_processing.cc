@@ -108,9 +108,9 @@ absl::StatusOr<PreprocessedImage> PreprocessImage(absl::string_view encoded_byte
   ImageMemoryBudget::Reservation reservation;
   ImageDecodeLimits decode_limits = limits;
   if (limits.memory_budget != nullptr) {
-    absl::StatusOr<ImageHeader> header = ReadImageHeader(encoded_bytes);
+    // A file refused anyway is refused for its own reason, before it competes for memory.
+    absl::StatusOr<ImageHeader> header = CheckImageBeforeDecoding(encoded_bytes, limits);
     if (!header.ok()) return header.status();
-    if (absl::Status fits = CheckImageLimits(*header, limits); !fits.ok()) return fits;
     absl::StatusOr<ImageMemoryBudget::Reservation> reserved =
         limits.memory_budget->Reserve(PeakImageBytes(header->width, header->height));
     if (!reserved.ok()) return reserved.status();
