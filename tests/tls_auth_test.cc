@@ -271,5 +271,16 @@ TEST_F(TlsAuthTest, WorkerFailuresReachClientsWithoutInternals) {
   }
 }
 
+TEST_F(TlsAuthTest, ClientWithUnusableTlsFilesNeverFallsBackToPlaintext) {
+  GatewayClientOptions options = UserOptions();
+  options.tls.ca_file = *dir_ + "/no-such-ca.crt";
+  EXPECT_EQ(GatewayClient::Connect(gateway_->address(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::unique_ptr<GatewayClient> client = GatewayClient::Create(gateway_->address(), options);
+  EXPECT_EQ(client->GetModelInfo().status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->Complete(ChatWithImage(), kGreedy).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace pixtral
