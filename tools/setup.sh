@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
   nodejs npm python3 python3-yaml
-  openssl
+  openssl clang libclang-rt-14-dev
 )
 
 missing=()
