@@ -1,5 +1,10 @@
 #include "services/common/auth.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace pixtral {
@@ -42,6 +47,39 @@ TEST(BearerTokensTest, RefusesFilesThatWouldLockEveryoneOut) {
   EXPECT_FALSE(BearerTokens::FromText("two words\n").ok());
   EXPECT_FALSE(BearerTokens::FromText(std::string(5000, 'a')).ok());
   EXPECT_FALSE(BearerTokens::FromFile("/nonexistent/tokens").ok());
+}
+
+void WriteAtomically(const std::string& path, const std::string& text) {
+  std::ofstream(path + ".new") << text;
+  std::rename((path + ".new").c_str(), path.c_str());
+}
+
+TEST(BearerTokensTest, TokenFileIsReloadedWhenItChanges) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/tokens";
+  WriteAtomically(path, "old\n");
+  auto tokens = BearerTokens::FromFile(path, absl::ZeroDuration());
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_TRUE((*tokens)->Check("Bearer old").ok());
+  // Rotation: both, then only the new one.
+  WriteAtomically(path, "old\nnew\n");
+  EXPECT_TRUE((*tokens)->Check("Bearer new").ok());
+  EXPECT_TRUE((*tokens)->Check("Bearer old").ok());
+  WriteAtomically(path, "new\n");
+  EXPECT_FALSE((*tokens)->Check("Bearer old").ok());
+  EXPECT_TRUE((*tokens)->Check("Bearer new").ok());
+  // A broken file keeps the last good tokens rather than locking everyone out.
+  WriteAtomically(path, "\n");
+  EXPECT_TRUE((*tokens)->Check("Bearer new").ok());
+}
+
+TEST(BearerTokensTest, ReloadsAtMostOncePerInterval) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/slow-tokens";
+  WriteAtomically(path, "first\n");
+  auto tokens = BearerTokens::FromFile(path, absl::Hours(1));
+  ASSERT_TRUE(tokens.ok());
+  WriteAtomically(path, "second\n");
+  EXPECT_TRUE((*tokens)->Check("Bearer first").ok());
+  EXPECT_FALSE((*tokens)->Check("Bearer second").ok());
 }
 
 }  // namespace
