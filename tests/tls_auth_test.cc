@@ -3,6 +3,8 @@
 // own). Certificates are made by openssl for the test, as cert-manager would make them for a
 // cluster: a public CA for the gateway and its clients, an internal CA for the workers and the
 // gateway's worker-facing client certificate.
+#include <sys/wait.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -280,6 +282,45 @@ TEST_F(TlsAuthTest, ClientWithUnusableTlsFilesNeverFallsBackToPlaintext) {
   EXPECT_EQ(client->GetModelInfo().status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client->Complete(ChatWithImage(), kGreedy).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// mistral-chat --gateway with the CA, the user's certificate and the token file, as a user runs it.
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+CliRun RunMistralChat(const std::vector<std::string>& args) {
+  const std::string tmp = std::getenv("TEST_TMPDIR");
+  std::string command = "services/cli/mistral-chat";
+  for (const std::string& arg : args) absl::StrAppend(&command, " '", arg, "'");
+  absl::StrAppend(&command, " < /dev/null > ", tmp, "/cli.out 2> ", tmp, "/cli.err");
+  const int status = std::system(command.c_str());
+  return {.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+          .out = ReadFileOrFail(tmp + "/cli.out"),
+          .err = ReadFileOrFail(tmp + "/cli.err")};
+}
+
+TEST_F(TlsAuthTest, MistralChatTakesTheCaTheCertificateAndTheToken) {
+  const std::string token_file = *dir_ + "/my-token";
+  std::ofstream(token_file) << kOtherToken << "\n";
+  const std::vector<std::string> tls = {"--gateway=" + gateway_->address(),
+                                        "--gateway_ca=" + public_ca_->cert_file(),
+                                        "--gateway_cert=" + user_cert_->cert_file,
+                                        "--gateway_key=" + user_cert_->key_file,
+                                        "--prompt=Hi",
+                                        "--max_tokens=3",
+                                        "--temperature=0"};
+  std::vector<std::string> args = tls;
+  args.push_back("--gateway_token_file=" + token_file);
+  const CliRun ok = RunMistralChat(args);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.err, HasSubstr("answer 3 tokens"));
+  // Without the token: refused, and said so.
+  const CliRun refused = RunMistralChat(tls);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("UNAUTHENTICATED"));
 }
 
 }  // namespace
