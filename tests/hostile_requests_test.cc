@@ -231,5 +231,17 @@ TEST_F(HostileRequestsTest, GarbageBytesAreAMalformedRequest) {
   EXPECT_THAT(status.error_message(), HasSubstr("malformed"));
 }
 
+TEST_F(HostileRequestsTest, RequestLargerThanTheMessageLimitIsRefusedClearly) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxSendMessageSize(256 << 20);
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateCustomChannel(tight_->address(), grpc::InsecureChannelCredentials(), arguments));
+  const CallResult result = Unary(*stub, GreedyChat(std::string(70 << 20, 'a'), {}, 1));
+  // gRPC's own check refuses it before any server code (or interceptor) runs, so the message is
+  // gRPC's: "Received message larger than max (N vs. M)", about the request's size only.
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(result.status.error_message(), HasSubstr("larger than max"));
+}
+
 }  // namespace
 }  // namespace pixtral
