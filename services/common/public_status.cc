@@ -51,10 +51,14 @@ absl::string_view PublicMessage(absl::StatusCode code) {
 
 std::string RequestIdOf(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
-  if (const auto found = metadata.find("x-request-id"); found != metadata.end()) {
-    const absl::string_view id(found->second.data(), found->second.size());
-    if (IsSaneRequestId(id)) return std::string(id);
-  }
+  const auto found = metadata.find("x-request-id");
+  return RequestIdOrNew(found == metadata.end()
+                            ? absl::string_view()
+                            : absl::string_view(found->second.data(), found->second.size()));
+}
+
+std::string RequestIdOrNew(absl::string_view id) {
+  if (IsSaneRequestId(id)) return std::string(id);
   static absl::BitGen* const random = new absl::BitGen();
   static absl::Mutex* const mutex = new absl::Mutex();
   absl::MutexLock lock(mutex);
@@ -62,7 +66,14 @@ std::string RequestIdOf(const grpc::ServerContext& context) {
 }
 
 grpc::Status PublicStatus(const absl::Status& status, absl::string_view request_id) {
-  if (status.ok()) return grpc::Status::OK;
+  const absl::Status public_error = PublicError(status, request_id);
+  if (public_error.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(public_error.code()),
+                      std::string(public_error.message()));
+}
+
+absl::Status PublicError(const absl::Status& status, absl::string_view request_id) {
+  if (status.ok()) return absl::OkStatus();
   const absl::StatusCode code = status.code();
   bool hide;
   switch (code) {
@@ -79,11 +90,9 @@ grpc::Status PublicStatus(const absl::Status& status, absl::string_view request_
     default:
       hide = true;
   }
-  if (!hide)
-    return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(status.message()));
+  if (!hide) return status;
   LOG(WARNING) << "request " << request_id << ": " << status;
-  return grpc::Status(static_cast<grpc::StatusCode>(code),
-                      absl::StrCat(PublicMessage(code), " (request id ", request_id, ")"));
+  return absl::Status(code, absl::StrCat(PublicMessage(code), " (request id ", request_id, ")"));
 }
 
 }  // namespace pixtral

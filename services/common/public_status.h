@@ -20,11 +20,18 @@
 
 namespace pixtral {
 
-// The caller's `x-request-id` metadata when it is a sane id (1 to 64 characters of
-// [A-Za-z0-9._-]), else a new random one.
+// `id` (a client's x-request-id header or metadata) when it is a sane id (1 to 64 characters of
+// [A-Za-z0-9._-]), else a new random one. An HTTP front calls this with its header's value.
+std::string RequestIdOrNew(absl::string_view id);
+
+// RequestIdOrNew of the call's `x-request-id` metadata.
 std::string RequestIdOf(const grpc::ServerContext& context);
 
-// `status` as a public client may see it (see above); OK stays OK.
+// `status` as a public client may see it (see above), logging the original when it hides it; OK
+// stays OK. The HTTP front maps the result's code to its HTTP status.
+absl::Status PublicError(const absl::Status& status, absl::string_view request_id);
+
+// PublicError as a grpc::Status.
 grpc::Status PublicStatus(const absl::Status& status, absl::string_view request_id);
 
 }  // namespace pixtral
