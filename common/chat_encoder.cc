@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 
 namespace pixtral {
 namespace {
@@ -242,7 +243,7 @@ MistralTokenizer::MistralTokenizer(std::unique_ptr<TekkenTokenizer> tekken, Opti
 }
 
 absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
-    const ChatCompletionRequest& request) const {
+    const ChatCompletionRequest& request, const EncodeCallState& call) const {
   absl::Status valid = Validate(request, options_.max_images);
   if (!valid.ok()) return valid;
   std::string system_prompt;
@@ -261,6 +262,12 @@ absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
     return absl::OkStatus();
   };
   auto append_image = [&](const Part& part) -> absl::Status {
+    if (absl::Now() >= call.deadline) {
+      return absl::DeadlineExceededError("the deadline passed while the images were loaded");
+    }
+    if (call.cancelled && call.cancelled()) {
+      return absl::CancelledError("the request was cancelled while the images were loaded");
+    }
     if (!options_.image_config.has_value()) {
       return WithPlace(absl::FailedPreconditionError("this tokenizer has no image section"), part);
     }

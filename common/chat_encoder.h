@@ -29,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/chat.h"
 #include "common/image_processing.h"
 #include "common/tekken.h"
@@ -53,6 +54,13 @@ struct MistralTokenizerOptions {
   int max_prompt_tokens = 131072;
 };
 
+// When an encoding should stop early: the caller's deadline and cancellation, checked before each
+// image is fetched and decoded (the costly steps), so a request nobody waits for stops there.
+struct EncodeCallState {
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> cancelled;  // empty: never
+};
+
 class MistralTokenizer {
  public:
   using Options = MistralTokenizerOptions;
@@ -64,7 +72,9 @@ class MistralTokenizer {
 
   // Validates, normalizes and encodes `request`. InvalidArgument for a malformed request; the
   // image fetcher's and decoder's statuses pass through, prefixed with the message and chunk.
-  absl::StatusOr<EncodedChat> EncodeChatCompletion(const ChatCompletionRequest& request) const;
+  // DEADLINE_EXCEEDED or CANCELLED when `call` says so before an image.
+  absl::StatusOr<EncodedChat> EncodeChatCompletion(const ChatCompletionRequest& request,
+                                                   const EncodeCallState& call = {}) const;
 
   const TekkenTokenizer& tekken() const { return *tekken_; }
 

@@ -268,5 +268,23 @@ TEST(ChatEncoderErrorTest, ReportsUndecodableImagesAndMissingFetcher) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// Images are the costly part of an encoding: a request whose caller has gone stops before them.
+TEST(ChatEncoderTest, StopsBeforeImagesWhenTheCallIsOverButEncodesText) {
+  auto tokenizer = Tokenizer();
+  const ChatCompletionRequest with_image{{User({Img(), Txt("a")})}};
+  EXPECT_EQ(tokenizer->EncodeChatCompletion(with_image, {.deadline = absl::InfinitePast()})
+                .status()
+                .code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(tokenizer->EncodeChatCompletion(with_image, {.cancelled = [] { return true; }})
+                .status()
+                .code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_TRUE(
+      tokenizer->EncodeChatCompletion(with_image, {.cancelled = [] { return false; }}).ok());
+  const ChatCompletionRequest text_only{{User("a")}};
+  EXPECT_TRUE(tokenizer->EncodeChatCompletion(text_only, {.deadline = absl::InfinitePast()}).ok());
+}
+
 }  // namespace
 }  // namespace pixtral

@@ -180,17 +180,25 @@ absl::Status CheckLimits(const char* what, int width, int height, const ImageDec
 // And a progressive JPEG of thousands of tiny scans takes libjpeg minutes to decode, so cap the
 // scans as libjpeg-turbo's TJFLAG_LIMITSCANS does. Entropy-coded data escapes 0xFF bytes, so
 // markers can be counted by searching.
-absl::Status CheckJpegBody(absl::string_view bytes, size_t first_scan_offset) {
-  if (bytes.find("\xFF\xD9", first_scan_offset) == absl::string_view::npos) {
+absl::Status CheckJpegBody(absl::string_view bytes, const HeaderDetails& details,
+                           const ImageDecodeLimits& limits) {
+  if (bytes.find("\xFF\xD9", details.jpeg_scan_offset) == absl::string_view::npos) {
     return Truncated("JPEG");
   }
   int scans = 1;
-  for (size_t at = bytes.find("\xFF\xDA", first_scan_offset); at != absl::string_view::npos;
+  for (size_t at = bytes.find("\xFF\xDA", details.jpeg_scan_offset); at != absl::string_view::npos;
        at = bytes.find("\xFF\xDA", at + 2)) {
     if (++scans > kMaxJpegScans) {
       return absl::InvalidArgumentError(
           absl::StrCat("JPEG has more than ", kMaxJpegScans, " scans"));
     }
+  }
+  const int64_t pixels = int64_t{details.header.width} * details.header.height;
+  if (scans * pixels > limits.max_jpeg_scan_pixels) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "JPEG has ", scans, " scans of ", details.header.width, "x", details.header.height,
+        " pixels: decoding it would cost more than this server allows for one image (",
+        limits.max_jpeg_scan_pixels, " scan-pixels)"));
   }
   return absl::OkStatus();
 }
@@ -356,6 +364,53 @@ absl::StatusOr<cv::Mat> ToRgb(cv::Mat decoded, bool ignore_alpha) {
 
 }  // namespace
 
+ImageMemoryBudget::Reservation& ImageMemoryBudget::Reservation::operator=(
+    Reservation&& other) noexcept {
+  if (this != &other) {
+    if (budget_ != nullptr) budget_->Release(bytes_);
+    budget_ = other.budget_;
+    bytes_ = other.bytes_;
+    other.budget_ = nullptr;
+    other.bytes_ = 0;
+  }
+  return *this;
+}
+
+ImageMemoryBudget::Reservation::~Reservation() {
+  if (budget_ != nullptr) budget_->Release(bytes_);
+}
+
+absl::StatusOr<ImageMemoryBudget::Reservation> ImageMemoryBudget::Reserve(int64_t bytes) {
+  absl::MutexLock lock(&mutex_);
+  if (bytes > capacity_ - in_use_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server is decoding as many images as its memory allows (an image this size needs ",
+        bytes >> 20, " MiB); retry later or send a smaller image"));
+  }
+  in_use_ += bytes;
+  Reservation reservation;
+  reservation.budget_ = this;
+  reservation.bytes_ = bytes;
+  return reservation;
+}
+
+int64_t ImageMemoryBudget::in_use() const {
+  absl::MutexLock lock(&mutex_);
+  return in_use_;
+}
+
+void ImageMemoryBudget::Release(int64_t bytes) {
+  absl::MutexLock lock(&mutex_);
+  in_use_ -= bytes;
+}
+
+int64_t PeakImageBytes(int width, int height) {
+  constexpr int64_t kBytesPerPixel = 4 + 3 + 12;
+  // The preprocessed result: at most 1024 x 1024 float32 RGB for Pixtral, with room to spare.
+  constexpr int64_t kResult = int64_t{16} << 20;
+  return int64_t{width} * height * kBytesPerPixel + kResult;
+}
+
 absl::string_view ImageFormatName(ImageFormat format) {
   switch (format) {
     case ImageFormat::kPng:
@@ -378,8 +433,10 @@ absl::StatusOr<ImageHeader> ReadImageHeader(absl::string_view encoded_bytes) {
   return details->header;
 }
 
-absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
-                                         const ImageDecodeLimits& limits) {
+namespace {
+
+absl::StatusOr<HeaderDetails> CheckBeforeDecoding(absl::string_view encoded_bytes,
+                                                  const ImageDecodeLimits& limits) {
   // cv::imdecode takes the buffer's length as an int.
   const int64_t max_bytes = std::min<int64_t>(limits.max_encoded_bytes, INT32_MAX);
   if (static_cast<int64_t>(encoded_bytes.size()) > max_bytes) {
@@ -394,6 +451,39 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
       !status.ok()) {
     return status;
   }
+  if (header.format == ImageFormat::kJpeg) {
+    if (absl::Status status = CheckJpegBody(encoded_bytes, *details, limits); !status.ok()) {
+      return status;
+    }
+  }
+  return details;
+}
+
+}  // namespace
+
+absl::StatusOr<ImageHeader> CheckImageBeforeDecoding(absl::string_view encoded_bytes,
+                                                     const ImageDecodeLimits& limits) {
+  absl::StatusOr<HeaderDetails> details = CheckBeforeDecoding(encoded_bytes, limits);
+  if (!details.ok()) return details.status();
+  return details->header;
+}
+
+absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
+                                         const ImageDecodeLimits& limits) {
+  absl::StatusOr<HeaderDetails> details = CheckBeforeDecoding(encoded_bytes, limits);
+  if (!details.ok()) return details.status();
+  const ImageHeader& header = details->header;
+  const std::string what = absl::StrCat(ImageFormatName(header.format), " image");
+
+  // Held until the decoded image is returned; PreprocessImage holds its own, larger, reservation
+  // (and passes no budget here).
+  ImageMemoryBudget::Reservation reservation;
+  if (limits.memory_budget != nullptr) {
+    absl::StatusOr<ImageMemoryBudget::Reservation> reserved =
+        limits.memory_budget->Reserve(PeakImageBytes(header.width, header.height));
+    if (!reserved.ok()) return reserved.status();
+    reservation = *std::move(reserved);
+  }
 
   cv::Mat decoded;
   if (header.format == ImageFormat::kGif) {
@@ -401,12 +491,6 @@ absl::StatusOr<cv::Mat> DecodeImageToRgb(absl::string_view encoded_bytes,
     if (!gif.ok()) return gif.status();
     decoded = *std::move(gif);
   } else {
-    if (header.format == ImageFormat::kJpeg) {
-      if (absl::Status status = CheckJpegBody(encoded_bytes, details->jpeg_scan_offset);
-          !status.ok()) {
-        return status;
-      }
-    }
     const cv::Mat buffer(1, static_cast<int>(encoded_bytes.size()), CV_8U,
                          const_cast<char*>(encoded_bytes.data()));
     try {

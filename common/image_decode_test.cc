@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "opencv2/imgcodecs.hpp"
@@ -384,6 +385,90 @@ TEST(DecodeImageToRgbTest, JpegWithTooManyScansIsRefused) {
   for (int i = 0; i < 500; ++i) fake_scans += std::string("\xFF\xDA\x00\x02", 4);
   jpeg.insert(first_scan + 2, fake_scans);
   ExpectInvalid(DecodeImageToRgb(jpeg), "more than 500 scans");
+}
+
+// Start-of-scan markers in a JPEG's body, counted independently of the decoder.
+int CountScans(const std::string& jpeg) {
+  int scans = 0;
+  for (size_t at = jpeg.find("\xFF\xDA"); at != std::string::npos;
+       at = jpeg.find("\xFF\xDA", at + 2)) {
+    ++scans;
+  }
+  return scans;
+}
+
+TEST(DecodeImageToRgbTest, ProgressiveJpegCostIsBoundedByScansTimesPixels) {
+  const std::string jpeg = Encode(".jpg", Noise(256, 128), {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  const int scans = CountScans(jpeg);
+  ASSERT_GT(scans, 5);  // libjpeg's progressive script
+  const int64_t cost = int64_t{scans} * 256 * 128;
+  EXPECT_TRUE(DecodeImageToRgb(jpeg, {.max_jpeg_scan_pixels = cost}).ok());
+  ExpectExhausted(DecodeImageToRgb(jpeg, {.max_jpeg_scan_pixels = cost - 1}));
+  // A baseline JPEG is one scan: the budget is its pixel count.
+  const std::string baseline = Encode(".jpg", Noise(256, 128));
+  ASSERT_EQ(CountScans(baseline), 1);
+  EXPECT_TRUE(DecodeImageToRgb(baseline, {.max_jpeg_scan_pixels = 256 * 128}).ok());
+}
+
+TEST(DecodeImageToRgbTest, ManyScansOverALargeFrameAreRefusedBeforeDecoding) {
+  // The hostile file of the security review: 499 scans over 5600 x 5600 pixels (18 s of CPU when
+  // decoded). Built from a small progressive JPEG by enlarging its frame header and adding scans.
+  std::string jpeg = Encode(".jpg", MakeTestImage(8, 8).bgr, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  const size_t sof = jpeg.find("\xFF\xC2");
+  ASSERT_NE(sof, std::string::npos);
+  jpeg.replace(sof + 5, 4, "\x15\xE0\x15\xE0");  // 5600 x 5600
+  std::string more_scans;
+  for (int i = CountScans(jpeg); i < 499; ++i) more_scans += std::string("\xFF\xDA\x00\x02", 4);
+  jpeg.insert(jpeg.find("\xFF\xDA") + 2, more_scans);
+  const absl::Time start = absl::Now();
+  const absl::StatusOr<cv::Mat> decoded = DecodeImageToRgb(jpeg);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+  ExpectExhausted(decoded);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("499 scans"));
+}
+
+TEST(ImageMemoryBudgetTest, ReservationsShareTheBudgetAndGiveItBack) {
+  ImageMemoryBudget budget(100);
+  absl::StatusOr<ImageMemoryBudget::Reservation> a = budget.Reserve(60);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(budget.in_use(), 60);
+  EXPECT_EQ(budget.Reserve(41).status().code(), absl::StatusCode::kResourceExhausted);
+  {
+    absl::StatusOr<ImageMemoryBudget::Reservation> b = budget.Reserve(40);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(budget.in_use(), 100);
+    ImageMemoryBudget::Reservation moved = *std::move(b);
+    EXPECT_EQ(budget.in_use(), 100);
+  }
+  EXPECT_EQ(budget.in_use(), 60);
+  *a = ImageMemoryBudget::Reservation();
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(DecodeImageToRgbTest, MemoryBudgetIsReservedFromTheHeaderAndReturned) {
+  // A few hundred bytes of GIF with a 3000 x 3000 screen: 9 million pixels of canvas, as in the
+  // review's 799-byte GIF with a 5792 x 5792 screen.
+  GifSpec spec{.screen_width = 3000, .screen_height = 3000, .width = 1, .height = 1};
+  spec.palette = kPalette;
+  spec.stored_rows = {{1}};
+  const std::string gif = EncodeGif(spec);
+  ASSERT_LT(gif.size(), 1000u);
+  const int64_t peak = PeakImageBytes(3000, 3000);
+  auto budget = std::make_shared<ImageMemoryBudget>(peak);
+  ImageDecodeLimits limits{.memory_budget = budget};
+  {
+    // Another request holds part of the budget: this image does not fit now.
+    absl::StatusOr<ImageMemoryBudget::Reservation> other = budget->Reserve(1);
+    ASSERT_TRUE(other.ok());
+    const absl::StatusOr<cv::Mat> refused = DecodeImageToRgb(gif, limits);
+    ExpectExhausted(refused);
+    EXPECT_THAT(refused.status().message(), HasSubstr("retry later"));
+  }
+  // Alone, it fits; afterwards the budget is whole again.
+  absl::StatusOr<cv::Mat> decoded = DecodeImageToRgb(gif, limits);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->cols, 3000);
+  EXPECT_EQ(budget->in_use(), 0);
 }
 
 TEST(DecodeImageToRgbTest, OversizedGifFrameOnASmallScreenIsRefused) {

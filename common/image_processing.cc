@@ -103,7 +103,21 @@ absl::StatusOr<PreprocessedImage> PreprocessRgbImage(const cv::Mat& rgb,
 absl::StatusOr<PreprocessedImage> PreprocessImage(absl::string_view encoded_bytes,
                                                   const ImageEncoderConfig& config,
                                                   const ImageDecodeLimits& limits) {
-  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(encoded_bytes, limits);
+  // The float32 copy of preprocessing is the largest allocation: reserve for decoding and
+  // preprocessing together, and let the decode itself reserve nothing more.
+  ImageMemoryBudget::Reservation reservation;
+  ImageDecodeLimits decode_limits = limits;
+  if (limits.memory_budget != nullptr) {
+    // A file refused anyway is refused for its own reason, before it competes for memory.
+    absl::StatusOr<ImageHeader> header = CheckImageBeforeDecoding(encoded_bytes, limits);
+    if (!header.ok()) return header.status();
+    absl::StatusOr<ImageMemoryBudget::Reservation> reserved =
+        limits.memory_budget->Reserve(PeakImageBytes(header->width, header->height));
+    if (!reserved.ok()) return reserved.status();
+    reservation = *std::move(reserved);
+    decode_limits.memory_budget = nullptr;
+  }
+  absl::StatusOr<cv::Mat> rgb = DecodeImageToRgb(encoded_bytes, decode_limits);
   if (!rgb.ok()) return rgb.status();
   return PreprocessRgbImage(*rgb, config);
 }

@@ -2,7 +2,7 @@
 """Checks k8s/ against the server binaries it runs.
 
 Every manifest parses; every flag a container passes exists in that binary's --helpfull; probes
-and Services use the port the container listens on; the pod's termination grace outlasts the
+and Services use the port the container listens on (probes: --health_port where TLS is on); the pod's termination grace outlasts the
 server's --shutdown_grace; and each overlay's JSON patch replaces an argument with the same flag
 (an index that drifted to another flag fails here, not in a cluster).
 Usage: k8s_manifests_test.py K8S_DIR BINARY...
@@ -49,9 +49,14 @@ def check_deployment(deployment, flags_of, failures):
             if flag not in flags_of[binary]:
                 failures.append(f"{name}: {binary} has no flag --{flag}")
         port = int(args.get("port", "0"))
+        # With TLS the probes use the plaintext health-only port (kubelet cannot speak TLS).
+        probe_port = int(args.get("health_port", port))
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if probe in container and container[probe]["grpc"]["port"] != port:
-                failures.append(f"{name}: {probe} checks a port other than --port={port}")
+            if probe in container and container[probe]["grpc"]["port"] != probe_port:
+                failures.append(f"{name}: {probe} checks a port other than {probe_port}")
+        if "health_port" in args and probe_port not in [p["containerPort"] for p in
+                                                        container["ports"]]:
+            failures.append(f"{name}: --health_port={probe_port} is not a containerPort")
         if container["ports"][0]["containerPort"] != port:
             failures.append(f"{name}: containerPort differs from --port={port}")
         grace = duration_seconds(args.get("shutdown_grace", "10s"))
@@ -65,12 +70,19 @@ def apply_patch(deployment, operations, failures):
         node = deployment
         for key in keys[:-1]:
             node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list) and keys[-1] == "-":
+            if op["op"] != "add":
+                failures.append(f"patch {op['path']}: '-' only appends")
+            node.append(op["value"])
+            continue
         last = int(keys[-1]) if isinstance(node, list) else keys[-1]
         if op["op"] == "replace":
             old = node[last]
             if isinstance(old, str) and flag_name(old) != flag_name(op["value"]):
                 failures.append(f"patch {op['path']} replaces {old} with {op['value']}")
             node[last] = op["value"]
+        elif op["op"] == "add" and isinstance(node, list):
+            node.insert(last, op["value"])
         elif op["op"] == "add":
             node[last] = op["value"]
         else:
@@ -99,7 +111,13 @@ def main():
     for overlay in sorted(os.listdir(overlays)):
         for kustomization in load_all(os.path.join(overlays, overlay, "kustomization.yaml")):
             deployments = copy.deepcopy(base)
-            for patch in kustomization.get("patches", []):
+            patches = []
+            for component in kustomization.get("components", []):
+                path = os.path.normpath(os.path.join(overlays, overlay, component))
+                for doc in load_all(os.path.join(path, "kustomization.yaml")):
+                    patches += doc.get("patches", [])
+            patches += kustomization.get("patches", [])
+            for patch in patches:
                 apply_patch(deployments[patch["target"]["name"]], yaml.safe_load(patch["patch"]),
                             failures)
             for replica in kustomization.get("replicas", []):

@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
   nodejs npm python3 python3-yaml
   gnuplot-nox  # bench/plot_load.gp: the load benchmark's PNG
+  openssl clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing, then builds everything (the CUDA targets
-# included, compiled by nvcc without a GPU) and runs every test.
+# included, compiled by nvcc without a GPU), runs every test, then runs each fuzz target for
+# FUZZ_SECONDS (default 60; tools/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -13,4 +14,10 @@ set -e
 passed=$(grep -cE '^//.* +PASSED in' /tmp/pixtral-bazel-test.log || true)
 failed=$(grep -cE '^//.* +(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' /tmp/pixtral-bazel-test.log || true)
 echo "tests: ${passed} passed, ${failed} failed"
-exit "$status"
+# Then every fuzz target for a bounded time under ASan and UBSan (clang); a finding fails CI.
+set +e
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" tools/fuzz.sh
+fuzz_status=$?
+set -e
+[ "$status" -ne 0 ] && exit "$status"
+exit "$fuzz_status"

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -50,6 +52,15 @@ ABSL_FLAG(std::vector<std::string>, image, {},
           "An image path or http(s)/data: URL for --prompt; repeat the flag for several images.");
 ABSL_FLAG(std::string, gateway, "",
           "host:port of a running gateway to chat through, instead of loading MODEL_DIR here.");
+ABSL_FLAG(std::string, gateway_ca, "",
+          "With --gateway: TLS, trusting this CA (PEM) for the gateway's certificate.");
+ABSL_FLAG(bool, gateway_tls, false,
+          "With --gateway: TLS, trusting the system's CAs (implied by --gateway_ca).");
+ABSL_FLAG(std::string, gateway_cert, "",
+          "With --gateway: this client's certificate (PEM), for a gateway that requires mTLS.");
+ABSL_FLAG(std::string, gateway_key, "", "Private key of --gateway_cert (PEM).");
+ABSL_FLAG(std::string, gateway_token_file, "",
+          "With --gateway: a file whose first line is the bearer token to send.");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend of the embedded mode: cpu | cuda.");
 ABSL_FLAG(int, cache_tokens, 32768,
           "Embedded mode: KV cache capacity in tokens, which bounds the conversation's length.");
@@ -229,6 +240,26 @@ int Interactive(const ChatSource& source, const ImageFetcher& local_files) {
   return 0;
 }
 
+// TLS and the token for --gateway. The token comes from a file, not a flag, so it never shows in
+// the process list.
+absl::StatusOr<GatewayClientOptions> GatewayClientOptionsFromFlags() {
+  GatewayClientOptions options;
+  options.tls = {.ca_file = absl::GetFlag(FLAGS_gateway_ca),
+                 .cert_file = absl::GetFlag(FLAGS_gateway_cert),
+                 .key_file = absl::GetFlag(FLAGS_gateway_key),
+                 .use_tls = absl::GetFlag(FLAGS_gateway_tls)};
+  if (const std::string path = absl::GetFlag(FLAGS_gateway_token_file); !path.empty()) {
+    std::ifstream in(path);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read a token from ", path));
+    }
+    options.token = std::string(absl::StripAsciiWhitespace(line));
+    if (options.token.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  }
+  return options;
+}
+
 int Main(const std::vector<char*>& positional) {
   if (!absl::GetFlag(FLAGS_instruct)) {
     std::cerr << "mistral-chat: only --instruct is supported: Pixtral is a vision model, which "
@@ -267,7 +298,14 @@ int Main(const std::vector<char*>& positional) {
       return stack->pipeline().Run(request, params, {}, on_delta);
     };
   } else {
-    client = GatewayClient::Create(gateway);
+    absl::StatusOr<GatewayClientOptions> options = GatewayClientOptionsFromFlags();
+    absl::StatusOr<std::unique_ptr<GatewayClient>> connected =
+        options.ok() ? GatewayClient::Connect(gateway, *options) : options.status();
+    if (!connected.ok()) {
+      std::cerr << "mistral-chat: " << connected.status() << "\n";
+      return 1;
+    }
+    client = *std::move(connected);
     absl::StatusOr<v1::ModelInfo> info = client->GetModelInfo();
     if (!info.ok()) {
       std::cerr << "mistral-chat: cannot reach the gateway at " << gateway << ": " << info.status()

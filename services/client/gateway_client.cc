@@ -11,29 +11,44 @@
 
 namespace pixtral {
 
-std::unique_ptr<GatewayClient> GatewayClient::Create(const std::string& address,
-                                                     const GatewayClientOptions& options) {
+absl::StatusOr<std::unique_ptr<GatewayClient>> GatewayClient::Connect(
+    const std::string& address, const GatewayClientOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
   arguments.SetMaxSendMessageSize(options.max_message_bytes);
   return std::make_unique<GatewayClient>(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments), options);
+      grpc::CreateCustomChannel(address, *credentials, arguments), options);
+}
+
+std::unique_ptr<GatewayClient> GatewayClient::Create(const std::string& address,
+                                                     const GatewayClientOptions& options) {
+  absl::StatusOr<std::unique_ptr<GatewayClient>> client = Connect(address, options);
+  if (client.ok()) return *std::move(client);
+  std::unique_ptr<GatewayClient> unusable(new GatewayClient(nullptr, options));
+  unusable->unusable_ = client.status();
+  return unusable;
 }
 
 GatewayClient::GatewayClient(std::shared_ptr<grpc::Channel> channel,
                              const GatewayClientOptions& options)
-    : stub_(v1::Gateway::NewStub(std::move(channel))), options_(options) {}
+    : stub_(channel != nullptr ? v1::Gateway::NewStub(std::move(channel)) : nullptr),
+      options_(options) {}
 
 std::unique_ptr<grpc::ClientContext> GatewayClient::NewContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
   if (options_.timeout != absl::InfiniteDuration()) {
     context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   }
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
   return context;
 }
 
 absl::StatusOr<ChatResult> GatewayClient::Complete(const ChatCompletionRequest& request,
                                                    const ChatParams& params) const {
+  if (!unusable_.ok()) return unusable_;
   absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, params);
   if (!proto.ok()) return proto.status();
   v1::ChatCompletionResponse response;
@@ -45,6 +60,7 @@ absl::StatusOr<ChatResult> GatewayClient::Complete(const ChatCompletionRequest& 
 absl::StatusOr<ChatResult> GatewayClient::Stream(
     const ChatCompletionRequest& request, const ChatParams& params,
     const std::function<bool(const ChatDelta&)>& on_delta) const {
+  if (!unusable_.ok()) return unusable_;
   absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, params);
   if (!proto.ok()) return proto.status();
   std::unique_ptr<grpc::ClientContext> context = NewContext();
@@ -93,6 +109,7 @@ absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(absl::string_view text)
 }
 
 absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(const v1::TokenizeRequest& request) const {
+  if (!unusable_.ok()) return unusable_;
   v1::TokenizeResponse response;
   grpc::Status status = stub_->Tokenize(NewContext().get(), request, &response);
   if (!status.ok()) return ToAbslStatus(status);
@@ -100,6 +117,7 @@ absl::StatusOr<std::vector<int>> GatewayClient::Tokenize(const v1::TokenizeReque
 }
 
 absl::StatusOr<v1::ModelInfo> GatewayClient::GetModelInfo() const {
+  if (!unusable_.ok()) return unusable_;
   v1::ModelInfo info;
   grpc::Status status = stub_->GetModelInfo(NewContext().get(), v1::GetModelInfoRequest(), &info);
   if (!status.ok()) return ToAbslStatus(status);

@@ -16,6 +16,14 @@
 //     return true;  // false cancels the completion
 //   });
 //
+// Over TLS, with a client certificate (gateways with mTLS) and a bearer token (gateways with
+// --auth_token_file):
+//
+//   absl::StatusOr<std::unique_ptr<GatewayClient>> client = GatewayClient::Connect(
+//       "gateway.example.com:443",
+//       {.tls = {.ca_file = "ca.crt", .cert_file = "me.crt", .key_file = "me.key"},
+//        .token = "s3cret"});
+//
 // Errors keep the gateway's status code and message (INVALID_ARGUMENT for a bad request,
 // RESOURCE_EXHAUSTED when the gateway is full, UNAVAILABLE when it cannot be reached...).
 #ifndef PIXTRAL_SERVICES_CLIENT_GATEWAY_CLIENT_H_
@@ -32,6 +40,7 @@
 #include "common/chat.h"
 #include "grpcpp/channel.h"
 #include "proto/gateway.grpc.pb.h"
+#include "services/common/tls_credentials.h"
 #include "services/gateway/chat_types.h"
 
 namespace pixtral {
@@ -41,12 +50,22 @@ struct GatewayClientOptions {
   absl::Duration timeout = absl::InfiniteDuration();
   // Requests carry images inline (ImageChunk), so both directions allow more than gRPC's 4 MB.
   int max_message_bytes = 64 << 20;
+  // TLS to the gateway: its CA (or .use_tls for the system's roots), and a client certificate
+  // where the gateway requires one. Nothing set: plaintext.
+  ChannelTlsFiles tls;
+  // Sent as "authorization: Bearer <token>" on every call; empty: none.
+  std::string token;
 };
 
 class GatewayClient {
  public:
-  // A client of the gateway at `address` (host:port), over plaintext gRPC. Connects lazily: an
-  // unreachable gateway shows as UNAVAILABLE on the first call.
+  // A client of the gateway at `address` (host:port), over TLS when options.tls names anything.
+  // Connects lazily: an unreachable gateway shows as UNAVAILABLE on the first call.
+  // InvalidArgument when the TLS files cannot be used (TLS's own checks, tls_credentials.h).
+  static absl::StatusOr<std::unique_ptr<GatewayClient>> Connect(
+      const std::string& address, const GatewayClientOptions& options = {});
+  // Connect for callers that prefer a client in every case: one whose TLS files are unusable
+  // answers every call with that error (it never falls back to plaintext).
   static std::unique_ptr<GatewayClient> Create(const std::string& address,
                                                const GatewayClientOptions& options = {});
 
@@ -78,6 +97,8 @@ class GatewayClient {
 
   std::unique_ptr<v1::Gateway::Stub> stub_;
   const GatewayClientOptions options_;
+  // Why there is no channel (Create with unusable TLS files); OK otherwise.
+  absl::Status unusable_;
 };
 
 }  // namespace pixtral

@@ -18,7 +18,9 @@ class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
         methods->GetSendStatus().error_code() == grpc::StatusCode::INTERNAL) {
       methods->ModifySendStatus(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "the request is not a valid message (string fields must be valid UTF-8)"));
+                       "the request is malformed: it does not parse as the method's message (a "
+                       "truncated or corrupt message, a field of the wrong type, or a string "
+                       "field that is not valid UTF-8)"));
     }
     methods->Proceed();
   }

@@ -17,10 +17,11 @@ absl::StatusOr<std::unique_ptr<ReplicaPool>> ReplicaPool::Create(
   // An address that resolves to several hosts (a Kubernetes headless Service: one A record per
   // ready pod) spreads its calls over all of them instead of pinning the first.
   args.SetLoadBalancingPolicyName("round_robin");
+  const std::shared_ptr<grpc::ChannelCredentials> credentials =
+      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials();
   for (const std::string& address : addresses) {
     if (address.empty()) return absl::InvalidArgumentError("empty replica address");
-    pool->channels_.push_back(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    pool->channels_.push_back(grpc::CreateCustomChannel(address, credentials, args));
   }
   return pool;
 }

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/status.h"
 
 namespace pixtral {
@@ -27,6 +28,8 @@ namespace pixtral {
 struct ChannelOptions {
   int max_receive_message_bytes = 64 << 20;
   int max_send_message_bytes = 64 << 20;
+  // TLS or mTLS to the workers (MakeChannelCredentials in tls_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 class ReplicaPool {

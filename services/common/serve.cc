@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/common/server_runner.h"
+#include "services/common/server_security_flags.h"
+#include "services/common/tls_credentials.h"
 
 ABSL_FLAG(int, port, 0, "Port to listen on (all interfaces); 0 picks a free one.");
 ABSL_FLAG(std::string, port_file, "",
@@ -39,13 +41,21 @@ absl::Status WritePortFile(const std::string& path, int port) {
 absl::Status ServeUntilTerminated(const std::string& name,
                                   const std::vector<grpc::Service*>& services) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(ServerTlsFilesFromFlags());
+  if (!credentials.ok()) return credentials.status();
   absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
       services, {.address = absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_port)),
                  .max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
-                 .shutdown_grace = grace});
+                 .shutdown_grace = grace,
+                 .credentials = *std::move(credentials),
+                 .reflection = ReflectionEnabledByFlag(),
+                 .health_address = HealthAddressFromFlag()});
   if (!server.ok()) return server.status();
-  std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
+  std::cerr << name << ": serving on port " << (*server)->port();
+  if ((*server)->health_port() > 0) std::cerr << ", health on " << (*server)->health_port();
+  std::cerr << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     if (absl::Status status = WritePortFile(path, (*server)->port()); !status.ok()) return status;
   }

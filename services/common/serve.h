@@ -1,5 +1,6 @@
 // The part of main() every Pixtral server shares: the listening flags (--port, --port_file,
-// --shutdown_grace, --max_message_bytes), then serving until SIGTERM or SIGINT, then a graceful
+// --shutdown_grace, --max_message_bytes; TLS, mTLS and reflection from server_security_flags.h),
+// then serving until SIGTERM or SIGINT, then a graceful
 // shutdown that gives in-flight calls --shutdown_grace before cancelling them.
 //
 //   absl::Status Run() {

@@ -5,11 +5,15 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "services/common/health_mirror.h"
 #include "services/common/parse_error_interceptor.h"
+#include "services/common/tls_credentials.h"
 
 namespace pixtral {
 namespace {
@@ -22,17 +26,45 @@ sigset_t TerminationSignals() {
   return signals;
 }
 
+// Sets whether one server has reflection. Linking gRPC's reflection library registers its plugin
+// for every server the process builds (a static initializer), so the option removes it, then
+// adds it back only where asked.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    auto reflection = std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>();
+    const std::string name = reflection->name();
+    std::erase_if(*plugins, [&](const auto& plugin) { return plugin->name() == name; });
+    if (enabled_) plugins->push_back(std::move(reflection));
+  }
+
+ private:
+  bool enabled_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
     const std::vector<grpc::Service*>& services, const ServerOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   std::unique_ptr<RunningServer> running(new RunningServer());
   running->shutdown_grace_ = options.shutdown_grace;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &running->port_);
+  std::shared_ptr<grpc::ServerCredentials> credentials = options.credentials;
+  if (credentials == nullptr) {
+    credentials = grpc::InsecureServerCredentials();
+    if (!IsLoopbackAddress(options.address)) {
+      LOG(WARNING) << "serving plaintext on " << options.address
+                   << ", which is not a loopback address: anyone who can reach it can call it and "
+                      "read its traffic; give --tls_cert and --tls_key (and --tls_client_ca for "
+                      "mTLS)";
+    }
+  }
+  builder.AddListeningPort(options.address, credentials, &running->port_);
+  builder.SetOption(std::make_unique<ReflectionOption>(options.reflection));
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
@@ -42,6 +74,21 @@ absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
   running->server_ = builder.BuildAndStart();
   if (running->server_ == nullptr || running->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
+  }
+  if (!options.health_address.empty()) {
+    running->health_mirror_ = std::make_unique<HealthMirror>(
+        running->server_->InProcessChannel(grpc::ChannelArguments()));
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_address, grpc::InsecureServerCredentials(),
+                            &running->health_port_);
+    // Only the mirror: not the default health service, not reflection.
+    health.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    health.SetOption(std::make_unique<ReflectionOption>(false));
+    health.RegisterService(running->health_mirror_.get());
+    running->health_server_ = health.BuildAndStart();
+    if (running->health_server_ == nullptr || running->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.health_address));
+    }
   }
   return running;
 }
@@ -55,6 +102,10 @@ void RunningServer::Shutdown() {
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(shutdown_grace_));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
 }
 
 void BlockTerminationSignals() {

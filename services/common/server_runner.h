@@ -1,7 +1,7 @@
 // Runs a gRPC server the way every Pixtral service does: health checking (grpc.health.v1),
-// server reflection, message-size limits set on purpose, and a graceful shutdown that stops
-// accepting calls, reports NOT_SERVING, and gives in-flight calls a grace period before
-// cancelling them.
+// TLS or mTLS when given credentials, server reflection only when asked for, message-size limits
+// set on purpose, and a graceful shutdown that stops accepting calls, reports NOT_SERVING, and
+// gives in-flight calls a grace period before cancelling them.
 //
 //   GatewayService service(...);
 //   absl::StatusOr<std::unique_ptr<RunningServer>> server =
@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace pixtral {
@@ -31,6 +32,14 @@ struct ServerOptions {
   int max_send_message_bytes = 64 << 20;
   // How long in-flight calls may run on after Shutdown() before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // TLS or mTLS (tls_credentials.h); null: plaintext, with a warning at start unless the
+  // address is loopback.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // grpc.reflection.v1alpha lets anyone list the services and their messages: off by default.
+  bool reflection = false;
+  // host:port of a second, plaintext listener serving only grpc.health.v1, mirroring the main
+  // server's (health_mirror.h), for probes that cannot speak TLS. Empty: none.
+  std::string health_address;
 };
 
 class RunningServer {
@@ -41,6 +50,8 @@ class RunningServer {
   ~RunningServer();  // shuts down if Shutdown() was not called
 
   int port() const { return port_; }
+  // The health listener's port; 0 without one.
+  int health_port() const { return health_port_; }
 
   // Reports NOT_SERVING to health checks, stops accepting calls, waits up to the grace period
   // for in-flight calls and then cancels what remains. Idempotent.
@@ -51,6 +62,9 @@ class RunningServer {
 
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<grpc::Service> health_mirror_;
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
   absl::Duration shutdown_grace_;
   bool shut_down_ = false;
 };

@@ -30,7 +30,11 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
     const std::function<bool(const ChatDelta&)>& on_delta) {
   if (params.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (absl::Status status = ValidateStopStrings(params.stop); !status.ok()) return status;
-  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(request);
+  if (absl::Status status = ValidateStopTokenIds(params.stop_token_ids); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(
+      request, {.deadline = context.deadline, .cancelled = context.cancelled});
   if (!encoded.ok()) return encoded.status();
 
   GenerationRequest generation;

@@ -7,6 +7,17 @@
 
 namespace pixtral {
 
+absl::Status ValidateStopTokenIds(const std::vector<int32_t>& ids) {
+  if (ids.size() > kMaxStopTokenIds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxStopTokenIds, " stop token ids, got ", ids.size()));
+  }
+  for (int32_t id : ids) {
+    if (id < 0) return absl::InvalidArgumentError("stop token ids must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateStopStrings(const std::vector<std::string>& stops) {
   if (stops.size() > kMaxStopStrings) {
     return absl::InvalidArgumentError(

@@ -11,6 +11,7 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_COMPLETION_TEXT_H_
 #define PIXTRAL_SERVICES_GATEWAY_COMPLETION_TEXT_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,13 @@ namespace pixtral {
 // Limits on client-supplied stop strings.
 inline constexpr int kMaxStopStrings = 16;
 inline constexpr int kMaxStopStringBytes = 256;
+// Each generated token is checked against every stop id: a bound on per-step work.
+inline constexpr int kMaxStopTokenIds = 64;
 
 // INVALID_ARGUMENT for too many stop strings, or one that is empty, too long or not UTF-8.
 absl::Status ValidateStopStrings(const std::vector<std::string>& stops);
+// At most kMaxStopTokenIds ids, none negative.
+absl::Status ValidateStopTokenIds(const std::vector<int32_t>& ids);
 
 class CompletionText {
  public:

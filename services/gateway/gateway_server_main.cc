@@ -14,8 +14,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "services/common/auth.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
+#include "services/common/tls_credentials.h"
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/distributed_stack.h"
 #include "services/gateway/gateway_service.h"
@@ -36,6 +38,9 @@ ABSL_FLAG(int, max_images_per_request, 8, "Images in one chat at most.");
 ABSL_FLAG(int64_t, max_image_bytes, int64_t{20} << 20,
           "Encoded bytes of one image at most (inline, data: URI or downloaded).");
 ABSL_FLAG(int64_t, max_image_pixels, int64_t{1} << 25, "Decoded pixels of one image at most.");
+ABSL_FLAG(int64_t, max_image_memory_bytes, int64_t{2} << 30,
+          "Memory all images being decoded at once may hold (19 bytes a pixel at the peak); an "
+          "image that does not fit beside the others is RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_prompt_tokens, 0,
           "Prompt tokens (images included) at most; 0: the model's context.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0.");
@@ -43,6 +48,14 @@ ABSL_FLAG(bool, allow_private_addresses, false,
           "Let image URLs reach loopback, private and link-local addresses (trusted setups only).");
 ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Bearer tokens, one a line: every call must send \"authorization: Bearer <token>\" "
+          "(UNAUTHENTICATED otherwise). Empty: no authentication (development).");
+ABSL_FLAG(std::string, worker_tls_ca, "",
+          "CA (PEM) that signed the workers' certificates: the worker channels use TLS.");
+ABSL_FLAG(std::string, worker_tls_cert, "",
+          "The gateway's client certificate (PEM) for workers that require mTLS.");
+ABSL_FLAG(std::string, worker_tls_key, "", "Private key of --worker_tls_cert (PEM).");
 
 namespace pixtral {
 namespace {
@@ -58,6 +71,8 @@ absl::Status Run() {
   ImageDecodeLimits decode_limits;
   decode_limits.max_encoded_bytes = max_image_bytes;
   decode_limits.max_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  decode_limits.memory_budget =
+      std::make_shared<ImageMemoryBudget>(absl::GetFlag(FLAGS_max_image_memory_bytes));
   const FrontEndOptions front_end{.max_images_per_request = max_images,
                                   .max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens),
                                   .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens),
@@ -70,6 +85,9 @@ absl::Status Run() {
   const MistralTokenizer* tokenizer;
   GatewayOptions options{.max_concurrent_requests = absl::GetFlag(FLAGS_max_concurrent_requests),
                          .request_limits = {.max_image_bytes = max_image_bytes}};
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    PIXTRAL_ASSIGN_OR_RETURN(options.tokens, BearerTokens::FromFile(path));
+  }
   if (absl::GetFlag(FLAGS_embedded)) {
     PIXTRAL_ASSIGN_OR_RETURN(
         embedded, EmbeddedStack::Create({.model_dir = model_dir,
@@ -81,11 +99,18 @@ absl::Status Run() {
     tokenizer = &embedded->tokenizer();
     options.model_info = embedded->model_info();
   } else {
+    ChannelOptions channel;
+    PIXTRAL_ASSIGN_OR_RETURN(
+        channel.credentials,
+        MakeChannelCredentials({.ca_file = absl::GetFlag(FLAGS_worker_tls_ca),
+                                .cert_file = absl::GetFlag(FLAGS_worker_tls_cert),
+                                .key_file = absl::GetFlag(FLAGS_worker_tls_key)}));
     PIXTRAL_ASSIGN_OR_RETURN(
         distributed,
         DistributedStack::Create({.model_dir = model_dir,
                                   .vision_workers = absl::GetFlag(FLAGS_vision_workers),
                                   .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
+                                  .channel = channel,
                                   .front_end = front_end}));
     pipeline = &distributed->pipeline();
     tokenizer = &distributed->tokenizer();

@@ -3,7 +3,9 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "services/common/grpc_auth.h"
 #include "services/common/grpc_status.h"
+#include "services/common/public_status.h"
 
 namespace pixtral {
 namespace {
@@ -15,32 +17,40 @@ CallContext ContextOf(grpc::ServerContext* context) {
 
 }  // namespace
 
-grpc::Status GatewayService::Complete(grpc::ServerContext* context,
+absl::Status GatewayService::Acquire() {
+  if (running_.fetch_add(1) >= options_.max_concurrent_requests) {
+    running_.fetch_sub(1);
+    return absl::ResourceExhaustedError(absl::StrCat("the gateway is running its maximum of ",
+                                                     options_.max_concurrent_requests,
+                                                     " requests; retry later"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GatewayService::Complete(grpc::ServerContext* context,
                                       const v1::ChatCompletionRequest& request,
                                       const std::function<bool(const ChatDelta&)>& on_delta,
                                       ChatResult* result) {
-  if (running_.fetch_add(1) >= options_.max_concurrent_requests) {
-    running_.fetch_sub(1);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the gateway is running its maximum of ",
-                                     options_.max_concurrent_requests, " completions"));
-  }
-  absl::Cleanup release = [this] { running_.fetch_sub(1); };
+  if (absl::Status slot = Acquire(); !slot.ok()) return slot;
+  absl::Cleanup release = [this] { Release(); };
   absl::StatusOr<ChatCompletionRequest> chat = FromProto(request, options_.request_limits);
-  if (!chat.ok()) return ToGrpcStatus(chat.status());
+  if (!chat.ok()) return chat.status();
   absl::StatusOr<ChatResult> completed =
       pipeline_.Run(*chat, FromProto(request.sampling()), ContextOf(context), on_delta);
-  if (!completed.ok()) return ToGrpcStatus(completed.status());
+  if (!completed.ok()) return completed.status();
   *result = *std::move(completed);
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::Status GatewayService::CreateChatCompletion(grpc::ServerContext* context,
                                                   const v1::ChatCompletionRequest* request,
                                                   v1::ChatCompletionResponse* response) {
+  if (grpc::Status denied = CheckCallToken(options_.tokens.get(), *context); !denied.ok()) {
+    return denied;
+  }
   ChatResult result;
-  grpc::Status status = Complete(context, *request, nullptr, &result);
-  if (!status.ok()) return status;
+  absl::Status status = Complete(context, *request, nullptr, &result);
+  if (!status.ok()) return PublicStatus(status, RequestIdOf(*context));
   ToProto(result, response);
   return grpc::Status::OK;
 }
@@ -48,8 +58,11 @@ grpc::Status GatewayService::CreateChatCompletion(grpc::ServerContext* context,
 grpc::Status GatewayService::StreamChatCompletion(
     grpc::ServerContext* context, const v1::ChatCompletionRequest* request,
     grpc::ServerWriter<v1::ChatCompletionChunk>* writer) {
+  if (grpc::Status denied = CheckCallToken(options_.tokens.get(), *context); !denied.ok()) {
+    return denied;
+  }
   ChatResult result;
-  grpc::Status status = Complete(
+  absl::Status status = Complete(
       context, *request,
       [writer](const ChatDelta& delta) {
         v1::ChatCompletionChunk chunk;
@@ -57,7 +70,7 @@ grpc::Status GatewayService::StreamChatCompletion(
         return writer->Write(chunk);
       },
       &result);
-  if (!status.ok()) return status;
+  if (!status.ok()) return PublicStatus(status, RequestIdOf(*context));
   v1::ChatCompletionChunk last;
   last.set_finish_reason(ToProto(result.finish));
   ToProto(result.usage, last.mutable_usage());
@@ -65,29 +78,54 @@ grpc::Status GatewayService::StreamChatCompletion(
   return grpc::Status::OK;
 }
 
-grpc::Status GatewayService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
-                                      v1::TokenizeResponse* response) {
-  absl::StatusOr<std::vector<int>> ids;
-  switch (request->input_case()) {
+absl::Status GatewayService::TokenizeIds(const v1::TokenizeRequest& request,
+                                         std::vector<int>* ids) {
+  // Tokenizing a long text or a chat with images costs CPU like a completion's front half.
+  if (absl::Status slot = Acquire(); !slot.ok()) return slot;
+  absl::Cleanup release = [this] { Release(); };
+  absl::StatusOr<std::vector<int>> encoded;
+  switch (request.input_case()) {
     case v1::TokenizeRequest::kText:
-      ids = tokenizer_.Encode(request->text(), /*bos=*/false, /*eos=*/false);
+      if (static_cast<int64_t>(request.text().size()) > options_.request_limits.max_text_bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the text has ", request.text().size(), " bytes; at most ",
+                         options_.request_limits.max_text_bytes, " are accepted"));
+      }
+      encoded = tokenizer_.Encode(request.text(), /*bos=*/false, /*eos=*/false);
       break;
     case v1::TokenizeRequest::kChat: {
       absl::StatusOr<ChatCompletionRequest> chat =
-          FromProto(request->chat(), options_.request_limits);
-      ids = chat.ok() ? pipeline_.Tokenize(*chat) : chat.status();
+          FromProto(request.chat(), options_.request_limits);
+      encoded = chat.ok() ? pipeline_.Tokenize(*chat) : chat.status();
       break;
     }
     default:
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "nothing to tokenize");
+      return absl::InvalidArgumentError("nothing to tokenize");
   }
-  if (!ids.ok()) return ToGrpcStatus(ids.status());
-  response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+  if (!encoded.ok()) return encoded.status();
+  *ids = *std::move(encoded);
+  return absl::OkStatus();
+}
+
+grpc::Status GatewayService::Tokenize(grpc::ServerContext* context,
+                                      const v1::TokenizeRequest* request,
+                                      v1::TokenizeResponse* response) {
+  if (grpc::Status denied = CheckCallToken(options_.tokens.get(), *context); !denied.ok()) {
+    return denied;
+  }
+  std::vector<int> ids;
+  if (absl::Status status = TokenizeIds(*request, &ids); !status.ok()) {
+    return PublicStatus(status, RequestIdOf(*context));
+  }
+  response->mutable_token_ids()->Assign(ids.begin(), ids.end());
   return grpc::Status::OK;
 }
 
-grpc::Status GatewayService::GetModelInfo(grpc::ServerContext*, const v1::GetModelInfoRequest*,
-                                          v1::ModelInfo* response) {
+grpc::Status GatewayService::GetModelInfo(grpc::ServerContext* context,
+                                          const v1::GetModelInfoRequest*, v1::ModelInfo* response) {
+  if (grpc::Status denied = CheckCallToken(options_.tokens.get(), *context); !denied.ok()) {
+    return denied;
+  }
   *response = options_.model_info;
   return grpc::Status::OK;
 }

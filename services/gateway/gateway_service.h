@@ -1,22 +1,29 @@
-// The public gRPC API (pixtral.v1.Gateway): a thin shell over ChatPipeline. It converts
-// messages, bounds how many completions run at once (RESOURCE_EXHAUSTED beyond, rather than an
-// unbounded queue), passes the client's deadline and cancellation down, and streams deltas.
+// The public gRPC API (pixtral.v1.Gateway): a thin shell over ChatPipeline. It checks the bearer
+// token when one is required, converts messages, bounds how many completions and tokenizations
+// run at once (RESOURCE_EXHAUSTED beyond, rather than an unbounded queue), passes the client's
+// deadline and cancellation down, streams deltas, and returns errors as a public client may see
+// them (PublicStatus: no worker addresses or library text; the detail is logged).
 #ifndef PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 #define PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "proto/gateway.grpc.pb.h"
+#include "services/common/auth.h"
 #include "services/gateway/chat_pipeline.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
 
 struct GatewayOptions {
+  // Completions and tokenizations running at once.
   int max_concurrent_requests = 64;
   RequestLimits request_limits;
   v1::ModelInfo model_info;
+  // When set (--auth_token_file), every call needs `authorization: Bearer <token>`.
+  std::shared_ptr<const BearerTokens> tokens;
 };
 
 class GatewayService final : public v1::Gateway::Service {
@@ -39,8 +46,12 @@ class GatewayService final : public v1::Gateway::Service {
 
  private:
   // Runs a completion if a slot is free; `on_delta` may be empty.
-  grpc::Status Complete(grpc::ServerContext* context, const v1::ChatCompletionRequest& request,
+  absl::Status Complete(grpc::ServerContext* context, const v1::ChatCompletionRequest& request,
                         const std::function<bool(const ChatDelta&)>& on_delta, ChatResult* result);
+  absl::Status TokenizeIds(const v1::TokenizeRequest& request, std::vector<int>* ids);
+  // Takes one of the max_concurrent_requests slots; RESOURCE_EXHAUSTED when none is free.
+  absl::Status Acquire();
+  void Release() { running_.fetch_sub(1); }
 
   ChatPipeline& pipeline_;
   const TekkenTokenizer& tokenizer_;

@@ -36,6 +36,28 @@ absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest&
     return absl::InvalidArgumentError(
         absl::StrCat("at most ", limits.max_messages, " messages, got ", request.messages_size()));
   }
+  int64_t text_bytes = 0;
+  for (int i = 0; i < request.messages_size(); ++i) {
+    const v1::ChatMessage& message = request.messages(i);
+    if (message.content_size() > limits.max_chunks_per_message) {
+      return absl::InvalidArgumentError(absl::StrCat("message ", i, ": at most ",
+                                                     limits.max_chunks_per_message, " chunks, got ",
+                                                     message.content_size()));
+    }
+    for (const v1::ContentChunk& chunk : message.content()) {
+      text_bytes += static_cast<int64_t>(chunk.text().size());
+      if (static_cast<int64_t>(chunk.image_url().size()) > limits.max_url_bytes()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("message ", i, ": an image URL of ", chunk.image_url().size(),
+                         " bytes exceeds the limit of ", limits.max_url_bytes()));
+      }
+    }
+  }
+  if (text_bytes > limits.max_text_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the messages hold ", text_bytes,
+                                                   " bytes of text; at most ",
+                                                   limits.max_text_bytes, " are accepted"));
+  }
   ChatCompletionRequest chat;
   for (int i = 0; i < request.messages_size(); ++i) {
     const v1::ChatMessage& message = request.messages(i);

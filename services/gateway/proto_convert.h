@@ -18,10 +18,16 @@ struct RequestLimits {
   // Encoded bytes of one image sent inline (ImageChunk); URLs are capped by the image fetcher.
   int64_t max_image_bytes = 20 << 20;
   int max_messages = 256;
+  int max_chunks_per_message = 256;
+  // Text of all messages together: more than the model's context can hold, yet a bound on the
+  // tokenizer's work for one request.
+  int64_t max_text_bytes = 4 << 20;
+  // An image URL; a data: URI of the largest allowed image (base64) fits.
+  int64_t max_url_bytes() const { return max_image_bytes / 3 * 4 + 4096; }
 };
 
 // INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system or assistant
-// message, too many messages or an inline image over the limit.
+// message, too many messages or chunks, too much text, or an inline image or URL over the limit.
 absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
                                                 const RequestLimits& limits);
 

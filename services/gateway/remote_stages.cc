@@ -60,6 +60,39 @@ std::unique_ptr<typename Stub::Stub> StubFor(grpc::Channel& channel) {
 
 absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
     absl::Span<const PreprocessedImage> images, const CallContext& context) {
+  // Consecutive images whose pixels together fit one call.
+  std::vector<absl::Span<const PreprocessedImage>> groups;
+  size_t first = 0;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const int64_t image_bytes = static_cast<int64_t>(images[i].pixels.size() * sizeof(float));
+    if (i > first && bytes + image_bytes > max_bytes_per_call_) {
+      groups.push_back(images.subspan(first, i - first));
+      first = i;
+      bytes = 0;
+    }
+    bytes += image_bytes;
+  }
+  if (first < images.size() || images.empty()) groups.push_back(images.subspan(first));
+  if (groups.size() == 1) return EncodeInOneCall(groups[0], context);
+
+  std::vector<absl::StatusOr<std::vector<float>>> results(groups.size());
+  std::vector<std::thread> calls;
+  for (size_t g = 1; g < groups.size(); ++g) {
+    calls.emplace_back([&, g] { results[g] = EncodeInOneCall(groups[g], context); });
+  }
+  results[0] = EncodeInOneCall(groups[0], context);
+  for (std::thread& call : calls) call.join();
+  std::vector<float> features;
+  for (absl::StatusOr<std::vector<float>>& result : results) {
+    if (!result.ok()) return result.status();
+    features.insert(features.end(), result->begin(), result->end());
+  }
+  return features;
+}
+
+absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
+    absl::Span<const PreprocessedImage> images, const CallContext& context) {
   v1::EncodeRequest request;
   for (const PreprocessedImage& image : images) {
     v1::Tensor* tensor = request.add_images();

@@ -13,18 +13,31 @@
 
 namespace pixtral {
 
+// Pixels of images sent in one Encode call at most: two 1024x1024 images (12 MiB of float32
+// each), far under the 64 MiB message limit, so every request the gateway accepts fits the wire.
+inline constexpr int64_t kMaxPixelBytesPerEncodeCall = int64_t{26} << 20;
+
 class RemoteVisionStage final : public VisionStage {
  public:
-  // `width` is the vision encoder's hidden size (the model's params.json says it).
-  RemoteVisionStage(ReplicaPool& pool, int width) : pool_(pool), width_(width) {}
+  // `width` is the vision encoder's hidden size (the model's params.json says it). Images are
+  // sent in calls of at most `max_bytes_per_call` of pixels (one image per call if larger),
+  // concurrently; the worker batches concurrent calls together.
+  RemoteVisionStage(ReplicaPool& pool, int width,
+                    int64_t max_bytes_per_call = kMaxPixelBytesPerEncodeCall)
+      : pool_(pool), width_(width), max_bytes_per_call_(max_bytes_per_call) {}
 
   absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
                                             const CallContext& context) override;
   int width() const override { return width_; }
 
  private:
+  // One Encode call for `images`.
+  absl::StatusOr<std::vector<float>> EncodeInOneCall(absl::Span<const PreprocessedImage> images,
+                                                     const CallContext& context);
+
   ReplicaPool& pool_;
   const int width_;
+  const int64_t max_bytes_per_call_;
 };
 
 class RemoteDecoderStage final : public DecoderStage {
