@@ -29,6 +29,9 @@ ABSL_FLAG(int, warmup_steps, 8, "Decode steps run before timing.");
 ABSL_FLAG(int, steps, 64, "Timed decode steps.");
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature of every sequence (0: greedy).");
 ABSL_FLAG(float, top_p, 1.0f, "Nucleus of every sequence's sampling.");
+ABSL_FLAG(bool, auto_cache, false,
+          "Size the KV cache from the device memory left after the weights (CacheOptions "
+          "num_blocks 0) and print its capacity, instead of just what the run needs.");
 ABSL_FLAG(int, profile_step, -1,
           "Step (counting warm-up) bracketed by cudaProfilerStart/Stop, for "
           "`ncu --profile-from-start off`; -1: none.");
@@ -46,7 +49,9 @@ int Main() {
     return 2;
   }
   const int positions = prompt_tokens + warmup + steps;
-  const CacheOptions cache{.block_size = 16, .num_blocks = batch * ((positions + 15) / 16)};
+  const CacheOptions cache{
+      .block_size = 16,
+      .num_blocks = absl::GetFlag(FLAGS_auto_cache) ? 0 : batch * ((positions + 15) / 16)};
   absl::StatusOr<BenchModel> loaded =
       LoadBenchModel(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache);
   if (!loaded.ok()) {
@@ -57,6 +62,9 @@ int Main() {
   const DecoderConfig& config = model->config().decoder;
 
   Decoder& decoder = model->decoder();
+  std::printf("KV cache: %lld positions in %d blocks\n",
+              static_cast<long long>(decoder.cache().capacity()),
+              decoder.cache().layout().num_blocks);
   // Each sequence gets its own prompt, prefilled on its own; then all decode together, each
   // feeding back its own greedy pick.
   std::vector<SequenceId> seqs(batch);

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "kernels/rope.h"
 
 namespace pixtral {
@@ -44,12 +46,31 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
         BlockWeights layer, kernels::LoadBlock(loader, absl::StrCat("layers.", i), /*fused=*/true));
     d->layers_.push_back(std::move(layer));
   }
+  int num_blocks = cache.num_blocks;
+  if (num_blocks == 0) {
+    PIXTRAL_ASSIGN_OR_RETURN(const int64_t free, backend->FreeMemoryBytes());
+    // k and v, every layer, in the backend's cache dtype.
+    const int64_t block_bytes = int64_t{2} * config.n_layers * cache.block_size *
+                                config.n_kv_heads * config.head_dim *
+                                DTypeSize(backend->KvCacheDType());
+    const int64_t blocks =
+        static_cast<int64_t>(static_cast<double>(free) * cache.free_memory_fraction) / block_bytes;
+    if (blocks < 1) {
+      return absl::ResourceExhaustedError(absl::StrCat("no room for a KV cache: ", free,
+                                                       " bytes free, a block takes ", block_bytes));
+    }
+    num_blocks = static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max()));
+    LOG(INFO) << "KV cache sized from free device memory: " << num_blocks << " blocks, "
+              << int64_t{num_blocks} * cache.block_size << " positions ("
+              << int64_t{num_blocks} * block_bytes / (1 << 20) << " MiB of " << free / (1 << 20)
+              << " MiB free)";
+  }
   PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
                            PagedKvCache::Create(*backend, {.num_layers = config.n_layers,
                                                            .num_kv_heads = config.n_kv_heads,
                                                            .head_dim = config.head_dim,
                                                            .block_size = cache.block_size,
-                                                           .num_blocks = cache.num_blocks}));
+                                                           .num_blocks = num_blocks}));
   return d;
 }
 

@@ -39,7 +39,10 @@ using SequenceId = int64_t;
 
 struct CacheOptions {
   int block_size = 16;   // positions per KV cache block
-  int num_blocks = 256;  // blocks shared by all sequences
+  int num_blocks = 256;  // blocks shared by all sequences; 0: sized from free device memory
+  // With num_blocks 0: the share of the device memory left after the weights that the cache
+  // takes; the rest stays for activations and workspaces.
+  double free_memory_fraction = 0.85;
 };
 
 // One sequence's share of a Forward step: tokens appended after what its cache holds.

@@ -167,6 +167,12 @@ TEST_F(DecoderTest, ForwardSampledRefusesBadDrawsAndAllLogits) {
   decoder().Release(seq);
 }
 
+TEST(DecoderCacheTest, SizingFromFreeMemoryNeedsADeviceBackend) {
+  std::unique_ptr<kernels::Backend> cpu = kernels::NewCpuBackend();
+  auto model = PixtralModel::Load(kPixtralTinyDir, cpu.get(), {.block_size = 4, .num_blocks = 0});
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kUnimplemented) << model.status();
+}
+
 TEST_F(DecoderTest, AllLogitsEndWithTheLastPositionsLogits) {
   SequenceId seq = decoder().AddSequence();
   auto out = decoder().Forward({{.sequence = seq, .tokens = prompt_, .all_logits = true}});

@@ -87,6 +87,9 @@ class Backend {
   virtual void CopyToHost(const Tensor& src, void* host) = 0;
   // The element type the KV cache is stored in (f32 on the CPU, bf16 on the GPU).
   virtual DType KvCacheDType() const = 0;
+  // Bytes of device memory still free, for sizing the KV cache after the weights are loaded;
+  // Unimplemented on host backends (whose caches are sized by the caller).
+  virtual absl::StatusOr<int64_t> FreeMemoryBytes() const = 0;
 
   // ---- Linear algebra ---------------------------------------------------------------------------
 

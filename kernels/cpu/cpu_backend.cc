@@ -165,6 +165,10 @@ class CpuBackend : public Backend {
   }
   DType KvCacheDType() const override { return DType::kF32; }
 
+  absl::StatusOr<int64_t> FreeMemoryBytes() const override {
+    return absl::UnimplementedError("the CPU backend's KV cache is sized by its caller");
+  }
+
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
     const auto [t, k, n] = CheckMatMul(x, w, bias, y);
     const float* xs = x.data<float>();

@@ -210,6 +210,15 @@ class CudaBackend : public Backend {
 
   DType KvCacheDType() const override { return DType::kBF16; }
 
+  absl::StatusOr<int64_t> FreeMemoryBytes() const override {
+    size_t free = 0, total = 0;
+    const cudaError_t error = cudaMemGetInfo(&free, &total);
+    if (error != cudaSuccess) {
+      return absl::InternalError(absl::StrCat("cudaMemGetInfo: ", cudaGetErrorString(error)));
+    }
+    return static_cast<int64_t>(free);
+  }
+
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
     const auto [t, k, n] = CheckMatMul(x, w, bias, y);
     if (t == 0 || n == 0) return;
