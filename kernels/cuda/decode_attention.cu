@@ -13,7 +13,7 @@ namespace {
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeThreads = kDecodeWarps * kWarpSize;
 constexpr int kElementsPerLane = 8;  // one 16-byte load of bf16
-constexpr int kMinSplitLen = 64;
+constexpr int kMinSplitLen = 256;
 // Steps of loads in flight per warp, and the rows (k and v of two positions) a lane copies a step.
 constexpr int kStages = 4;
 constexpr int kRowsPerStep = 4;
@@ -90,15 +90,10 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
     q[g][0] = a.x * f, q[g][1] = a.y * f, q[g][2] = a.z * f, q[g][3] = a.w * f;
     q[g][4] = b.x * f, q[g][5] = b.y * f, q[g][6] = b.z * f, q[g][7] = b.w * f;
   }
-  // Each lane keeps the softmax state of one query head of the group (its lane group's sum for
-  // that head lands on it, see attend), and the outputs of every head for its 8 dimensions.
-  constexpr int kLanesPerHead = kLanesPerKey / kGroup;
-  static_assert(kLanesPerHead >= 1, "a lane group must have a lane per query head");
-  const int own_head = part / kLanesPerHead;
-  const int group_base = lane - part;
-  float running_max = -INFINITY, running_sum = 0.0f, acc[kGroup][kElementsPerLane];
+  float running_max[kGroup], running_sum[kGroup], acc[kGroup][kElementsPerLane];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
+    running_max[g] = -INFINITY, running_sum[g] = 0.0f;
 #pragma unroll
     for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] = 0.0f;
   }
@@ -118,54 +113,23 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
     float k[kElementsPerLane], v[kElementsPerLane];
     Unpack(k_packed, k);
     Unpack(v_packed, v);
-    float dots[kGroup];
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
-      dots[g] = 0.0f;
+      float dot = 0.0f;
 #pragma unroll
-      for (int i = 0; i < kElementsPerLane; ++i) dots[g] += q[g][i] * k[i];
-    }
-    // Transposing reduction over the lane group: while a lane holds several heads' partial sums,
-    // each exchange sends half of them and keeps the other half, so G heads over 16 lanes take
-    // 2 + 1 + 1 + 1 shuffles instead of 4 x 4, and the full sum of head part / kLanesPerHead ends
-    // on each lane.
+      for (int i = 0; i < kElementsPerLane; ++i) dot += q[g][i] * k[i];
 #pragma unroll
-    for (int round = 0, offset = kLanesPerKey / 2; offset > 0; ++round, offset /= 2) {
-      const int count = (kGroup >> round) > 1 ? (kGroup >> round) : 1;
-      if (count > 1) {
-        const int half = count / 2;
-        const bool upper = (lane & offset) != 0;
-#pragma unroll
-        for (int i = 0; i < kGroup / 2; ++i) {
-          if (i >= half) continue;
-          const float send = upper ? dots[i] : dots[i + half];
-          const float keep = upper ? dots[i + half] : dots[i];
-          dots[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
-        }
-      } else {
-        dots[0] += __shfl_xor_sync(0xffffffffu, dots[0], offset);
+      for (int offset = kLanesPerKey / 2; offset > 0; offset /= 2) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
       }
-    }
-    // The own head's online softmax, then each head's weight and rescale from its lanes.
-    float weight = 0.0f, correction = 1.0f;
-    if (active) {
-      const float new_max = fmaxf(running_max, dots[0]);
-      correction = exp2f(running_max - new_max);
-      weight = exp2f(dots[0] - new_max);
-      running_sum = running_sum * correction + weight;
-      running_max = new_max;
-    }
+      if (!active) continue;
+      const float new_max = fmaxf(running_max[g], dot);
+      const float correction = exp2f(running_max[g] - new_max);
+      const float weight = exp2f(dot - new_max);
+      running_sum[g] = running_sum[g] * correction + weight;
+      running_max[g] = new_max;
 #pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      const int owner = group_base + g * kLanesPerHead;
-      const float w = __shfl_sync(0xffffffffu, weight, owner);
-      const float c = __shfl_sync(0xffffffffu, correction, owner);
-      if (c != 1.0f) {  // the maximum moved: rare after the first keys
-#pragma unroll
-        for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] *= c;
-      }
-#pragma unroll
-      for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] += w * v[i];
+      for (int i = 0; i < kElementsPerLane; ++i) acc[g][i] = acc[g][i] * correction + weight * v[i];
     }
   };
   const int steps = valid ? (end - begin + 2 * kGroups - 1) / (2 * kGroups) : 0;
@@ -195,11 +159,9 @@ __global__ void __launch_bounds__(kDecodeThreads, 4)
   }
   WaitAsync<0>();
   __syncthreads();  // the ring becomes group_out
-  if (part % kLanesPerHead == 0) {
-    group_max[group][own_head] = running_max, group_sum[group][own_head] = running_sum;
-  }
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
+    if (part == 0) group_max[group][g] = running_max[g], group_sum[group][g] = running_sum[g];
 #pragma unroll
     for (int i = 0; i < kElementsPerLane; ++i) group_out[group][g][part * 8 + i] = acc[g][i];
   }

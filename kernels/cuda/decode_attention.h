@@ -29,7 +29,8 @@ struct DecodeSplit {
 };
 
 // Splits of `max_context` positions that give the grid about eight blocks per SM (two waves at
-// four resident), at least 64 positions each.
+// four resident), at least 256 positions each (a split's fixed cost and the merge outweigh a
+// shorter one).
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
