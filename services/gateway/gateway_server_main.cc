@@ -6,6 +6,9 @@
 //       --vision_workers=vision-0:9001,vision-1:9001 --decoder_workers=decoder-0:9002
 //   gateway_server --model_dir=/models/Pixtral-12B-2409 --embedded --backend=cuda
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +22,7 @@
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/distributed_stack.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/http_server.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Model folder: params.json and tekken.json (and the weights with --embedded).");
@@ -44,8 +48,52 @@ ABSL_FLAG(bool, allow_private_addresses, false,
 ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
 
+ABSL_FLAG(int, http_port, -1,
+          "Also serve the OpenAI-compatible HTTP API on this port (0: a free port); -1: off.");
+ABSL_FLAG(std::string, http_port_file, "", "Write the bound HTTP port here once serving.");
+ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{64} << 20,
+          "Largest HTTP request body (images travel inside it as data URIs); beyond it 413.");
+
 namespace pixtral {
 namespace {
+
+// Written to a temporary name and renamed, so a reader never sees a partial number.
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << port << "\n";
+    if (!out.good()) return absl::InternalError("cannot write " + temporary);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot rename " + temporary + " to " + path);
+  }
+  return absl::OkStatus();
+}
+
+// The HTTP front over the same pipeline and completion limit as the gRPC service, or null when
+// --http_port is -1.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ChatPipeline& pipeline,
+                                                      const TekkenTokenizer& tokenizer,
+                                                      GatewayService& service,
+                                                      const GatewayOptions& options) {
+  const int port = absl::GetFlag(FLAGS_http_port);
+  if (port < 0) return nullptr;
+  PIXTRAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<HttpServer> http,
+      HttpServer::Start(pipeline, tokenizer, service.slots(),
+                        {.port = port,
+                         .max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes),
+                         .threads = options.max_concurrent_requests + 32,
+                         .model_name = options.model_info.model_name(),
+                         .max_context_tokens = options.model_info.max_context_tokens(),
+                         .request_limits = options.request_limits}));
+  std::cerr << "gateway: serving HTTP on port " << http->port() << std::endl;
+  if (const std::string path = absl::GetFlag(FLAGS_http_port_file); !path.empty()) {
+    PIXTRAL_RETURN_IF_ERROR(WritePortFile(path, http->port()));
+  }
+  return http;
+}
 
 absl::Status Run() {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -92,7 +140,12 @@ absl::Status Run() {
     options.model_info = distributed->model_info();
   }
   GatewayService service(*pipeline, tokenizer->tekken(), options);
-  return ServeUntilTerminated("gateway", {&service});
+  PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> http,
+                           StartHttp(*pipeline, tokenizer->tekken(), service, options));
+  absl::Status served = ServeUntilTerminated("gateway", {&service});
+  // HTTP completions ran on through the gRPC grace period; what remains is cancelled now.
+  if (http != nullptr) http->Stop();
+  return served;
 }
 
 }  // namespace

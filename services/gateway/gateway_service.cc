@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_service.h"
 
-#include "absl/cleanup/cleanup.h"
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/common/grpc_status.h"
@@ -19,13 +20,12 @@ grpc::Status GatewayService::Complete(grpc::ServerContext* context,
                                       const v1::ChatCompletionRequest& request,
                                       const std::function<bool(const ChatDelta&)>& on_delta,
                                       ChatResult* result) {
-  if (running_.fetch_add(1) >= options_.max_concurrent_requests) {
-    running_.fetch_sub(1);
+  std::optional<CompletionSlots::Slot> slot = slots_.TryAcquire();
+  if (!slot.has_value()) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         absl::StrCat("the gateway is running its maximum of ",
                                      options_.max_concurrent_requests, " completions"));
   }
-  absl::Cleanup release = [this] { running_.fetch_sub(1); };
   absl::StatusOr<ChatCompletionRequest> chat = FromProto(request, options_.request_limits);
   if (!chat.ok()) return ToGrpcStatus(chat.status());
   absl::StatusOr<ChatResult> completed =

@@ -4,11 +4,11 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 #define PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 
-#include <atomic>
 #include <string>
 
 #include "proto/gateway.grpc.pb.h"
 #include "services/gateway/chat_pipeline.h"
+#include "services/gateway/completion_slots.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
@@ -24,7 +24,13 @@ class GatewayService final : public v1::Gateway::Service {
   // `pipeline` and `tokenizer` must outlive the service.
   GatewayService(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer,
                  const GatewayOptions& options)
-      : pipeline_(pipeline), tokenizer_(tokenizer), options_(options) {}
+      : pipeline_(pipeline),
+        tokenizer_(tokenizer),
+        options_(options),
+        slots_(options.max_concurrent_requests) {}
+
+  // The completions running through this service; the HTTP front shares the same limit.
+  CompletionSlots& slots() { return slots_; }
 
   grpc::Status CreateChatCompletion(grpc::ServerContext* context,
                                     const v1::ChatCompletionRequest* request,
@@ -45,7 +51,7 @@ class GatewayService final : public v1::Gateway::Service {
   ChatPipeline& pipeline_;
   const TekkenTokenizer& tokenizer_;
   const GatewayOptions options_;
-  std::atomic<int> running_{0};
+  CompletionSlots slots_;
 };
 
 }  // namespace pixtral
