@@ -1,0 +1,254 @@
+// The gateway's HTTP API driven by the official `openai` npm package (a client nobody here
+// wrote), plus node's own http module for what the SDK hides (keep-alive, body limits, raw SSE).
+// Run by tests/openai_client_test.cc against a real embedded gateway on a random-weight toy
+// model: node openai_client_test.js BASE_URL IMAGE_PATH
+'use strict';
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const http = require('node:http');
+const OpenAI = require('openai');
+
+const [baseUrl, imagePath] = process.argv.slice(2);
+const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+const origin = new URL(baseUrl);
+
+const tests = [];
+function test(name, body) { tests.push({ name, body }); }
+
+// POST `body` (a string or Buffer) with node's http module; resolves {status, headers, text, socketReused}.
+function rawPost(path, body, agent) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: origin.hostname, port: origin.port, path, method: 'POST', agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (d) => { text += d; });
+        response.on('end', () => resolve({ status: response.statusCode, headers: response.headers,
+                                           text, socketReused: request.reusedSocket }));
+      });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+async function tokenizeCount(messages) {
+  const response = await rawPost('/tokenize', JSON.stringify({ messages }));
+  assert.equal(response.status, 200, response.text);
+  return JSON.parse(response.text).count;
+}
+
+const greedy = { temperature: 0, max_tokens: 6 };
+let model;
+
+test('models.list names the served model', async () => {
+  const models = [];
+  for await (const m of client.models.list()) models.push(m);
+  assert.equal(models.length, 1);
+  assert.equal(models[0].object, 'model');
+  model = models[0].id;
+  assert.ok(model.length > 0);
+});
+
+test('unary completion: content, finish_reason, usage', async () => {
+  const messages = [{ role: 'system', content: 'Be brief.' },
+                    { role: 'user', content: 'Tell me a story.' }];
+  const completion = await client.chat.completions.create({ model, messages, ...greedy });
+  assert.equal(completion.object, 'chat.completion');
+  assert.match(completion.id, /^chatcmpl-/);
+  assert.equal(completion.choices.length, 1);
+  const choice = completion.choices[0];
+  assert.equal(choice.message.role, 'assistant');
+  assert.equal(typeof choice.message.content, 'string');
+  assert.equal(choice.finish_reason, 'length');
+  assert.equal(completion.usage.completion_tokens, 6);
+  assert.equal(completion.usage.prompt_tokens, await tokenizeCount(messages));
+  assert.equal(completion.usage.total_tokens, completion.usage.prompt_tokens + 6);
+});
+
+test('streamed completion equals the unary one, usage last, then [DONE]', async () => {
+  const messages = [{ role: 'user', content: 'Count to ten.' }];
+  const unary = await client.chat.completions.create({ model, messages, ...greedy });
+  const stream = await client.chat.completions.create({
+    model, messages, ...greedy, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let finish = null;
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.choices.length === 0) {
+      usage = chunk.usage;
+      continue;
+    }
+    assert.equal(usage, null, 'the usage chunk comes last');
+    text += chunk.choices[0].delta.content ?? '';
+    if (chunk.choices[0].finish_reason) finish = chunk.choices[0].finish_reason;
+  }
+  assert.ok(chunks >= 3);
+  assert.equal(text, unary.choices[0].message.content);
+  assert.equal(finish, 'length');
+  assert.deepEqual(usage, unary.usage);
+});
+
+test('raw SSE framing: data lines and a final data: [DONE]', async () => {
+  const response = await rawPost('/v1/chat/completions', JSON.stringify({
+    messages: [{ role: 'user', content: 'Hi' }], ...greedy, stream: true }));
+  assert.equal(response.status, 200);
+  assert.match(response.headers['content-type'], /^text\/event-stream/);
+  const events = response.text.split('\n\n').filter((e) => e.length > 0);
+  assert.equal(events[events.length - 1], 'data: [DONE]');
+  for (const event of events.slice(0, -1)) {
+    if (event.startsWith(':')) continue;  // heartbeat comment
+    assert.ok(event.startsWith('data: '), event);
+    JSON.parse(event.slice(6));
+  }
+});
+
+test('an image as a data URI is encoded with its image tokens', async () => {
+  const dataUri = `data:image/png;base64,${fs.readFileSync(imagePath).toString('base64')}`;
+  const messages = [{ role: 'user', content: [
+    { type: 'text', text: 'Describe the image.' },
+    { type: 'image_url', image_url: { url: dataUri } }] }];
+  const completion = await client.chat.completions.create({ model, messages, ...greedy });
+  const textOnly = await tokenizeCount([{ role: 'user', content: 'Describe the image.' }]);
+  assert.equal(completion.usage.prompt_tokens, await tokenizeCount(messages));
+  assert.ok(completion.usage.prompt_tokens > textOnly + 16, `${completion.usage.prompt_tokens}`);
+  assert.equal(completion.usage.completion_tokens, 6);
+});
+
+test('logprobs: one per generated token, and top_logprobs is refused with a 400', async () => {
+  const completion = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Hi' }], ...greedy, logprobs: true });
+  const content = completion.choices[0].logprobs.content;
+  assert.equal(content.length, 6);
+  assert.equal(content.map((t) => t.token).join(''), completion.choices[0].message.content);
+  for (const t of content) {
+    assert.ok(t.logprob <= 0);
+    assert.deepEqual(Buffer.from(t.bytes).toString('utf8'), t.token);
+  }
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }],
+                                     ...greedy, logprobs: true, top_logprobs: 2 }),
+    (e) => e instanceof OpenAI.BadRequestError && /top_logprobs/.test(e.message));
+});
+
+test('unknown fields are ignored', async () => {
+  const completion = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Hi' }], ...greedy,
+    user: 'someone', metadata: { a: 'b' }, a_field_from_the_future: [1, 2] });
+  assert.equal(completion.choices[0].finish_reason, 'length');
+});
+
+test('a final assistant message with prefix: true is continued', async () => {
+  const messages = [{ role: 'user', content: 'Say hello.' },
+                    { role: 'assistant', content: 'Hello', prefix: true }];
+  const completion = await client.chat.completions.create({ model, messages, ...greedy });
+  // The prefix has no </s>: the prompt is the chat plus the prefix's tokens.
+  assert.equal(completion.usage.prompt_tokens, await tokenizeCount(messages));
+  const closed = await tokenizeCount([messages[0], { role: 'assistant', content: 'Hello' },
+                                      { role: 'user', content: 'x' }]);
+  assert.ok(closed > completion.usage.prompt_tokens);
+});
+
+test('errors: OpenAI error objects and status codes', async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [], ...greedy }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 &&
+           e.error.type === 'invalid_request_error');
+  await assert.rejects(
+    client.chat.completions.create({ model: 'not-this-one',
+                                     messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found');
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], n: 2 }),
+    (e) => e instanceof OpenAI.BadRequestError && /\bn\b/.test(e.message));
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }] }),
+    (e) => e instanceof OpenAI.BadRequestError);
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }],
+                                     max_tokens: 1000000 }),
+    (e) => e instanceof OpenAI.BadRequestError && /context/.test(e.message));
+  const malformed = await rawPost('/v1/chat/completions', '{"messages": [');
+  assert.equal(malformed.status, 400);
+  assert.equal(JSON.parse(malformed.text).error.type, 'invalid_request_error');
+  const tooLarge = await rawPost('/v1/chat/completions', 'x'.repeat(3 << 20));
+  assert.equal(tooLarge.status, 413);
+  assert.equal(JSON.parse(tooLarge.text).error.code, 'request_too_large');
+});
+
+test('keep-alive: a second request reuses the connection', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const body = JSON.stringify({ prompt: 'hello' });
+  const first = await rawPost('/tokenize', body, agent);
+  const second = await rawPost('/tokenize', body, agent);
+  assert.equal(first.status, 200);
+  assert.equal(second.status, 200);
+  assert.equal(second.socketReused, true);
+  agent.destroy();
+});
+
+test('tokenize and detokenize round-trip (vLLM shapes)', async () => {
+  const tokenized = JSON.parse((await rawPost('/tokenize', JSON.stringify({ prompt: 'Hello world' }))).text);
+  assert.equal(tokenized.count, tokenized.tokens.length);
+  assert.ok(tokenized.max_model_len > 0);
+  assert.equal(tokenized.tokens[0], 1);  // <s>
+  const detokenized = JSON.parse(
+    (await rawPost('/detokenize', JSON.stringify({ tokens: tokenized.tokens }))).text);
+  assert.equal(detokenized.prompt, 'Hello world');
+});
+
+// The gateway runs with --max_concurrent_requests=1: while a long stream holds the only slot a
+// second completion is 429; aborting the stream (closing the connection) cancels its generation
+// and frees the slot, so a completion right after succeeds.
+test('429 while busy; a client that disconnects mid-stream frees its completion', async () => {
+  const controller = new AbortController();
+  const stream = await client.chat.completions.create(
+    { model, messages: [{ role: 'user', content: 'Go on forever.' }], temperature: 0,
+      max_tokens: 20000, stream: true },
+    { signal: controller.signal });
+  const iterator = stream[Symbol.asyncIterator]();
+  await iterator.next();
+  await iterator.next();
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], ...greedy }),
+    (e) => e instanceof OpenAI.RateLimitError && e.status === 429);
+  controller.abort();
+  try {
+    while (!(await iterator.next()).done) { /* what was buffered before the abort */ }
+  } catch (e) {
+    assert.ok(e instanceof OpenAI.APIUserAbortError, `${e}`);
+  }
+  const started = Date.now();
+  for (;;) {
+    try {
+      await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], ...greedy });
+      break;
+    } catch (e) {
+      assert.ok(e instanceof OpenAI.RateLimitError, `${e}`);
+      // 20000 tokens would take minutes on the toy model: freeing within seconds is the cancel.
+      assert.ok(Date.now() - started < 10000, 'the aborted stream still holds its slot');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+});
+
+(async () => {
+  let failed = 0;
+  for (const { name, body } of tests) {
+    try {
+      await body();
+      console.log(`ok   ${name}`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}\n${e.stack}`);
+    }
+  }
+  console.log(`${tests.length - failed} of ${tests.length} passed`);
+  process.exit(failed === 0 ? 0 : 1);
+})();
