@@ -61,6 +61,12 @@ grpc::Status GatewayService::StreamChatCompletion(
   v1::ChatCompletionChunk last;
   last.set_finish_reason(ToProto(result.finish));
   ToProto(result.usage, last.mutable_usage());
+  for (const ToolCall& call : result.tool_calls) {
+    v1::ToolCall* out = last.add_tool_calls();
+    out->set_id(call.id);
+    out->set_name(call.name);
+    out->set_arguments(call.arguments);
+  }
   writer->Write(last);
   return grpc::Status::OK;
 }

@@ -20,8 +20,9 @@ struct RequestLimits {
   int max_messages = 256;
 };
 
-// INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system or assistant
-// message, too many messages or an inline image over the limit.
+// INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system, assistant or
+// tool message, too many messages or an inline image over the limit. Text chunks of a system,
+// assistant or tool message join with "\n\n", as mistral_common joins a message's chunks.
 absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
                                                 const RequestLimits& limits);
 
@@ -30,14 +31,14 @@ void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out);
 // A streamed chunk before the last: the delta's text, ids and logprobs.
 void ToProto(const ChatDelta& delta, v1::ChatCompletionChunk* out);
 
-// The client's direction. INVALID_ARGUMENT for an assistant prefix message, which the public API
-// cannot express; a user message's plain string becomes one text chunk.
+// The client's direction: a user message's plain string becomes one text chunk.
 absl::StatusOr<v1::ChatCompletionRequest> ToProto(const ChatCompletionRequest& request,
                                                   const ChatParams& params);
 void ToProto(const ChatParams& params, v1::SamplingParams* out);
 
 ChatFinish FromProto(v1::FinishReason finish);
 ChatUsage FromProto(const v1::Usage& usage);
+std::vector<ToolCall> FromProto(const google::protobuf::RepeatedPtrField<v1::ToolCall>& calls);
 ChatResult FromProto(const v1::ChatCompletionResponse& response);
 ChatDelta FromProto(const v1::ChatCompletionChunk& chunk);
 
