@@ -262,6 +262,13 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
           // What vLLM sends: the error object as an event; OpenAI's SDK raises it as an APIError.
           if (!send(SseEvent(HttpErrorOf(result.status()).body))) return false;
         } else {
+          // Calls are sent whole in one delta once parsed (their text never streamed).
+          if (!result->tool_calls.empty() &&
+              !send(SseEvent(ChunkJson(identity,
+                                       {{"tool_calls", ToolCallsJson(result->tool_calls, true)}},
+                                       nullptr, nullptr, include_usage)))) {
+            return false;
+          }
           if (!send(SseEvent(ChunkJson(identity, json::object(), nullptr,
                                        FinishReasonName(result->finish), include_usage)))) {
             return false;

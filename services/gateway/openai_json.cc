@@ -13,6 +13,9 @@ namespace pixtral {
 namespace {
 
 using json = nlohmann::json;
+// Requests keep their keys' order: tool schemas are written into the prompt as the client sent
+// them (mistral_common keeps Python's dict order).
+using ojson = nlohmann::ordered_json;
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
@@ -20,13 +23,13 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 
 // The body as a JSON object, refusing malformed text, other top-level types and deep nesting
 // (the callback discards anything deeper than kMaxJsonDepth, so no deep value is ever built).
-absl::StatusOr<json> ParseObject(absl::string_view body) {
+absl::StatusOr<ojson> ParseObject(absl::string_view body) {
   bool too_deep = false;
-  json::parser_callback_t bound_depth = [&too_deep](int depth, json::parse_event_t, json&) {
+  ojson::parser_callback_t bound_depth = [&too_deep](int depth, ojson::parse_event_t, ojson&) {
     if (depth > kMaxJsonDepth) too_deep = true;
     return !too_deep;
   };
-  json parsed = json::parse(body.begin(), body.end(), bound_depth, /*allow_exceptions=*/false);
+  ojson parsed = ojson::parse(body.begin(), body.end(), bound_depth, /*allow_exceptions=*/false);
   if (too_deep) {
     return absl::InvalidArgumentError(
         absl::StrCat("the JSON body nests deeper than ", kMaxJsonDepth, " levels"));
@@ -37,31 +40,31 @@ absl::StatusOr<json> ParseObject(absl::string_view body) {
 }
 
 // Present and not null.
-const json* Field(const json& object, const char* name) {
+const ojson* Field(const ojson& object, const char* name) {
   auto it = object.find(name);
   if (it == object.end() || it->is_null()) return nullptr;
   return &*it;
 }
 
-absl::Status ReadString(const json& object, const char* name, std::string* out) {
-  const json* value = Field(object, name);
+absl::Status ReadString(const ojson& object, const char* name, std::string* out) {
+  const ojson* value = Field(object, name);
   if (value == nullptr) return absl::OkStatus();
   if (!value->is_string()) return Invalid(name, "must be a string");
   *out = value->get<std::string>();
   return absl::OkStatus();
 }
 
-absl::Status ReadBool(const json& object, const char* name, bool* out) {
-  const json* value = Field(object, name);
+absl::Status ReadBool(const ojson& object, const char* name, bool* out) {
+  const ojson* value = Field(object, name);
   if (value == nullptr) return absl::OkStatus();
   if (!value->is_boolean()) return Invalid(name, "must be a boolean");
   *out = value->get<bool>();
   return absl::OkStatus();
 }
 
-absl::Status ReadNumber(const json& object, const char* name, double low, double high,
+absl::Status ReadNumber(const ojson& object, const char* name, double low, double high,
                         std::optional<double>* out) {
-  const json* value = Field(object, name);
+  const ojson* value = Field(object, name);
   if (value == nullptr) return absl::OkStatus();
   if (!value->is_number()) return Invalid(name, "must be a number");
   const double number = value->get<double>();
@@ -72,9 +75,9 @@ absl::Status ReadNumber(const json& object, const char* name, double low, double
   return absl::OkStatus();
 }
 
-absl::Status ReadInteger(const json& object, const char* name, int64_t low, int64_t high,
+absl::Status ReadInteger(const ojson& object, const char* name, int64_t low, int64_t high,
                          std::optional<int64_t>* out) {
-  const json* value = Field(object, name);
+  const ojson* value = Field(object, name);
   if (value == nullptr) return absl::OkStatus();
   if (!value->is_number_integer()) return Invalid(name, "must be an integer");
   // Unsigned values above int64's range read as negative through get<int64_t>: check the sign.
@@ -92,12 +95,12 @@ absl::Status ReadInteger(const json& object, const char* name, int64_t low, int6
 
 // The text parts of a system or assistant message's content (a string or an array of text parts),
 // joined as mistral_common joins a message's chunks.
-absl::StatusOr<std::string> TextContent(const json& content, const std::string& where) {
+absl::StatusOr<std::string> TextContent(const ojson& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) return Invalid(where, "content must be a string or an array");
   std::vector<std::string> texts;
   for (size_t p = 0; p < content.size(); ++p) {
-    const json& part = content[p];
+    const ojson& part = content[p];
     const std::string place = absl::StrCat(where, ".content[", p, "]");
     if (!part.is_object()) return Invalid(place, "must be an object");
     std::string type;
@@ -110,11 +113,11 @@ absl::StatusOr<std::string> TextContent(const json& content, const std::string& 
   return absl::StrJoin(texts, "\n\n");
 }
 
-absl::StatusOr<std::vector<ContentChunk>> UserContent(const json& content,
+absl::StatusOr<std::vector<ContentChunk>> UserContent(const ojson& content,
                                                       const std::string& where) {
   std::vector<ContentChunk> chunks;
   for (size_t p = 0; p < content.size(); ++p) {
-    const json& part = content[p];
+    const ojson& part = content[p];
     const std::string place = absl::StrCat(where, ".content[", p, "]");
     if (!part.is_object()) return Invalid(place, "must be an object");
     std::string type;
@@ -127,7 +130,7 @@ absl::StatusOr<std::vector<ContentChunk>> UserContent(const json& content,
       chunks.push_back(TextChunk{std::move(text)});
     } else if (type == "image_url") {
       // OpenAI nests the URL ({"image_url": {"url": ...}}); Mistral's API also takes a string.
-      const json* image = Field(part, "image_url");
+      const ojson* image = Field(part, "image_url");
       std::string url;
       if (image != nullptr && image->is_string()) {
         url = image->get<std::string>();
@@ -145,9 +148,76 @@ absl::StatusOr<std::vector<ContentChunk>> UserContent(const json& content,
   return chunks;
 }
 
-absl::Status ParseMessages(const json& body, const RequestLimits& limits,
+// An assistant message's "tool_calls": [{"id", "type": "function", "function": {"name",
+// "arguments"}}]. Arguments are JSON text in OpenAI's API; an object is accepted too.
+absl::Status ReadToolCalls(const ojson& message, const std::string& where,
+                            std::vector<ToolCall>* calls) {
+  const ojson* list = Field(message, "tool_calls");
+  if (list == nullptr) return absl::OkStatus();
+  if (!list->is_array()) return Invalid(where + ".tool_calls", "must be an array");
+  for (size_t c = 0; c < list->size(); ++c) {
+    const ojson& item = (*list)[c];
+    const std::string place = absl::StrCat(where, ".tool_calls[", c, "]");
+    const ojson* function = item.is_object() ? Field(item, "function") : nullptr;
+    if (function == nullptr || !function->is_object()) {
+      return Invalid(place, "needs a function object");
+    }
+    ToolCall call;
+    std::string type = "function";
+    for (absl::Status s : {ReadString(item, "id", &call.id), ReadString(item, "type", &type),
+                           ReadString(*function, "name", &call.name)}) {
+      if (!s.ok()) return Invalid(place, s.message());
+    }
+    if (type != "function") return Invalid(place, "only function tool calls are supported");
+    if (call.id.empty()) call.id = "null";
+    if (const ojson* arguments = Field(*function, "arguments"); arguments != nullptr) {
+      call.arguments = arguments->is_string() ? arguments->get<std::string>() : arguments->dump();
+    }
+    calls->push_back(std::move(call));
+  }
+  return absl::OkStatus();
+}
+
+// "tools": [{"type": "function", "function": {"name", "description", "parameters"}}] and
+// "tool_choice". "none" leaves the tools out of the prompt, so the model answers in text; forcing
+// a call ("required", or a named function) is refused, since nothing here can force one.
+absl::Status ParseTools(const ojson& body, std::vector<Tool>* tools) {
+  const ojson* list = Field(body, "tools");
+  if (list == nullptr) return absl::OkStatus();
+  if (!list->is_array()) return Invalid("tools", "must be an array");
+  for (size_t t = 0; t < list->size(); ++t) {
+    const ojson& item = (*list)[t];
+    const std::string place = absl::StrCat("tools[", t, "]");
+    const ojson* function = item.is_object() ? Field(item, "function") : nullptr;
+    if (function == nullptr || !function->is_object()) {
+      return Invalid(place, "needs a function object");
+    }
+    std::string type = "function";
+    Tool tool;
+    for (absl::Status s : {ReadString(item, "type", &type), ReadString(*function, "name", &tool.name),
+                           ReadString(*function, "description", &tool.description)}) {
+      if (!s.ok()) return Invalid(place, s.message());
+    }
+    if (type != "function") return Invalid(place, "only function tools are supported");
+    if (const ojson* parameters = Field(*function, "parameters"); parameters != nullptr) {
+      if (!parameters->is_object()) return Invalid(place, "parameters must be an object");
+      // Re-serialized in the client's key order by the chat encoder (it keeps JSON text as is).
+      tool.parameters = parameters->dump();
+    }
+    tools->push_back(std::move(tool));
+  }
+  const ojson* choice = Field(body, "tool_choice");
+  if (choice == nullptr || *choice == "auto") return absl::OkStatus();
+  if (*choice == "none") {
+    tools->clear();
+    return absl::OkStatus();
+  }
+  return Invalid("tool_choice", "only \"auto\" and \"none\" are supported");
+}
+
+absl::Status ParseMessages(const ojson& body, const RequestLimits& limits,
                            ChatCompletionRequest* chat) {
-  const json* messages = Field(body, "messages");
+  const ojson* messages = Field(body, "messages");
   if (messages == nullptr || !messages->is_array()) {
     return Invalid("messages", "is required and must be an array");
   }
@@ -156,14 +226,14 @@ absl::Status ParseMessages(const json& body, const RequestLimits& limits,
                    absl::StrCat("at most ", limits.max_messages, ", got ", messages->size()));
   }
   for (size_t i = 0; i < messages->size(); ++i) {
-    const json& message = (*messages)[i];
+    const ojson& message = (*messages)[i];
     const std::string where = absl::StrCat("messages[", i, "]");
     if (!message.is_object()) return Invalid(where, "must be an object");
     std::string role;
     if (absl::Status s = ReadString(message, "role", &role); !s.ok()) {
       return Invalid(where, s.message());
     }
-    const json* content = Field(message, "content");
+    const ojson* content = Field(message, "content");
     if (role == "system" || role == "developer") {
       if (content == nullptr) return Invalid(where, "a system message needs content");
       absl::StatusOr<std::string> text = TextContent(*content, where);
@@ -190,7 +260,22 @@ absl::Status ParseMessages(const json& body, const RequestLimits& limits,
       if (absl::Status s = ReadBool(message, "prefix", &assistant.prefix); !s.ok()) {
         return Invalid(where, s.message());
       }
+      if (absl::Status s = ReadToolCalls(message, where, &assistant.tool_calls); !s.ok()) return s;
       chat->messages.push_back(std::move(assistant));
+    } else if (role == "tool") {
+      ToolMessage tool;
+      if (content != nullptr) {
+        absl::StatusOr<std::string> text = TextContent(*content, where);
+        if (!text.ok()) return text.status();
+        tool.content = *std::move(text);
+      }
+      if (absl::Status s = ReadString(message, "tool_call_id", &tool.tool_call_id); !s.ok()) {
+        return Invalid(where, s.message());
+      }
+      if (absl::Status s = ReadString(message, "name", &tool.name); !s.ok()) {
+        return Invalid(where, s.message());
+      }
+      chat->messages.push_back(std::move(tool));
     } else if (role.empty()) {
       return Invalid(where, "role is required");
     } else {
@@ -201,7 +286,7 @@ absl::Status ParseMessages(const json& body, const RequestLimits& limits,
 }
 
 // vLLM's continue_final_message: the last message, an assistant's, is a prefix to continue.
-absl::Status ApplyContinueFinalMessage(const json& body, ChatCompletionRequest* chat) {
+absl::Status ApplyContinueFinalMessage(const ojson& body, ChatCompletionRequest* chat) {
   bool continue_final = false;
   if (absl::Status s = ReadBool(body, "continue_final_message", &continue_final); !s.ok()) return s;
   if (!continue_final) return absl::OkStatus();
@@ -214,15 +299,15 @@ absl::Status ApplyContinueFinalMessage(const json& body, ChatCompletionRequest* 
   return absl::OkStatus();
 }
 
-absl::Status ParseStop(const json& body, std::vector<std::string>* stop) {
-  const json* value = Field(body, "stop");
+absl::Status ParseStop(const ojson& body, std::vector<std::string>* stop) {
+  const ojson* value = Field(body, "stop");
   if (value == nullptr) return absl::OkStatus();
   if (value->is_string()) {
     stop->push_back(value->get<std::string>());
     return absl::OkStatus();
   }
   if (!value->is_array()) return Invalid("stop", "must be a string or an array of strings");
-  for (const json& item : *value) {
+  for (const ojson& item : *value) {
     if (!item.is_string()) return Invalid("stop", "must be a string or an array of strings");
     stop->push_back(item.get<std::string>());
   }
@@ -230,25 +315,23 @@ absl::Status ParseStop(const json& body, std::vector<std::string>* stop) {
 }
 
 // Fields with a meaning this server cannot honour: refused unless they ask for the default.
-absl::Status RefuseUnsupported(const json& body) {
+absl::Status RefuseUnsupported(const ojson& body) {
   for (const char* name : {"presence_penalty", "frequency_penalty"}) {
-    const json* value = Field(body, name);
+    const ojson* value = Field(body, name);
     if (value != nullptr && (!value->is_number() || value->get<double>() != 0.0)) {
       return Invalid(name, "is not supported (only 0)");
     }
   }
-  const json* format = Field(body, "response_format");
+  const ojson* format = Field(body, "response_format");
   if (format != nullptr) {
-    const json* type = format->is_object() ? Field(*format, "type") : nullptr;
+    const ojson* type = format->is_object() ? Field(*format, "type") : nullptr;
     if (type == nullptr || *type != "text") {
       return Invalid("response_format", "only {\"type\": \"text\"} is supported");
     }
   }
-  for (const char* name : {"tools", "functions"}) {
-    const json* value = Field(body, name);
-    if (value != nullptr && !(value->is_array() && value->empty())) {
-      return Invalid(name, "function calling is not supported by this server yet");
-    }
+  // The deprecated function-calling API; "tools" replaces it.
+  if (const ojson* functions = Field(body, "functions"); functions != nullptr) {
+    return Invalid("functions", "is deprecated and not supported; use tools");
   }
   return absl::OkStatus();
 }
@@ -257,13 +340,14 @@ absl::Status RefuseUnsupported(const json& body) {
 
 absl::StatusOr<OpenAiChatRequest> ParseChatCompletionRequest(absl::string_view body,
                                                              const RequestLimits& limits) {
-  absl::StatusOr<json> parsed = ParseObject(body);
+  absl::StatusOr<ojson> parsed = ParseObject(body);
   if (!parsed.ok()) return parsed.status();
-  const json& object = *parsed;
+  const ojson& object = *parsed;
   OpenAiChatRequest request;
   absl::Status status = ReadString(object, "model", &request.model);
   if (status.ok()) status = ParseMessages(object, limits, &request.chat);
   if (status.ok()) status = ApplyContinueFinalMessage(object, &request.chat);
+  if (status.ok()) status = ParseTools(object, &request.chat.tools);
   if (status.ok()) status = RefuseUnsupported(object);
   if (!status.ok()) return status;
 
@@ -291,7 +375,7 @@ absl::StatusOr<OpenAiChatRequest> ParseChatCompletionRequest(absl::string_view b
     return Invalid("top_logprobs", "is not supported (only 0): the server returns the logprob of "
                                    "the chosen token only");
   }
-  if (const json* options = Field(object, "stream_options"); options != nullptr) {
+  if (const ojson* options = Field(object, "stream_options"); options != nullptr) {
     if (!options->is_object()) return Invalid("stream_options", "must be an object");
     if (!request.stream) return Invalid("stream_options", "is only allowed with stream: true");
     if (absl::Status s = ReadBool(*options, "include_usage", &request.include_usage); !s.ok()) {
@@ -312,9 +396,9 @@ absl::StatusOr<OpenAiChatRequest> ParseChatCompletionRequest(absl::string_view b
 
 absl::StatusOr<TokenizeHttpRequest> ParseTokenizeRequest(absl::string_view body,
                                                          const RequestLimits& limits) {
-  absl::StatusOr<json> parsed = ParseObject(body);
+  absl::StatusOr<ojson> parsed = ParseObject(body);
   if (!parsed.ok()) return parsed.status();
-  const json& object = *parsed;
+  const ojson& object = *parsed;
   TokenizeHttpRequest request;
   if (absl::Status s = ReadString(object, "model", &request.model); !s.ok()) return s;
   const bool has_prompt = Field(object, "prompt") != nullptr;
@@ -346,20 +430,21 @@ absl::StatusOr<TokenizeHttpRequest> ParseTokenizeRequest(absl::string_view body,
         "continue_final_message and add_generation_prompt cannot both be true");
   }
   if (absl::Status s = ApplyContinueFinalMessage(object, &request.chat); !s.ok()) return s;
+  if (absl::Status s = ParseTools(object, &request.chat.tools); !s.ok()) return s;
   if (absl::Status s = RefuseUnsupported(object); !s.ok()) return s;
   return request;
 }
 
 absl::StatusOr<DetokenizeHttpRequest> ParseDetokenizeRequest(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseObject(body);
+  absl::StatusOr<ojson> parsed = ParseObject(body);
   if (!parsed.ok()) return parsed.status();
   DetokenizeHttpRequest request;
   if (absl::Status s = ReadString(*parsed, "model", &request.model); !s.ok()) return s;
-  const json* tokens = Field(*parsed, "tokens");
+  const ojson* tokens = Field(*parsed, "tokens");
   if (tokens == nullptr || !tokens->is_array()) {
     return Invalid("tokens", "is required and must be an array of integers");
   }
-  for (const json& token : *tokens) {
+  for (const ojson& token : *tokens) {
     if (!token.is_number_integer() || token.get<int64_t>() < 0 ||
         token.get<int64_t>() > std::numeric_limits<int>::max()) {
       return Invalid("tokens", "must be an array of non-negative integers");
@@ -370,7 +455,27 @@ absl::StatusOr<DetokenizeHttpRequest> ParseDetokenizeRequest(absl::string_view b
 }
 
 const char* FinishReasonName(ChatFinish finish) {
-  return finish == ChatFinish::kLength ? "length" : "stop";
+  switch (finish) {
+    case ChatFinish::kLength:
+      return "length";
+    case ChatFinish::kToolCalls:
+      return "tool_calls";
+    case ChatFinish::kStop:
+      break;
+  }
+  return "stop";
+}
+
+json ToolCallsJson(const std::vector<ToolCall>& calls, bool with_index) {
+  json list = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json call = {{"id", calls[i].id},
+                 {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (with_index) call["index"] = i;
+    list.push_back(std::move(call));
+  }
+  return list;
 }
 
 json LogprobsJson(const TekkenTokenizer& tokenizer, const std::vector<int32_t>& token_ids,
@@ -404,6 +509,10 @@ json UsageJson(const ChatUsage& usage) {
 json ChatCompletionJson(const CompletionIdentity& identity, const ChatResult& result,
                         const TekkenTokenizer& tokenizer, bool logprobs) {
   json message = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
+  if (!result.tool_calls.empty()) {
+    message["content"] = nullptr;
+    message["tool_calls"] = ToolCallsJson(result.tool_calls, /*with_index=*/false);
+  }
   json choice = {{"index", 0},
                  {"message", std::move(message)},
                  {"logprobs", logprobs ? LogprobsJson(tokenizer, result.token_ids, result.logprobs)

@@ -3,7 +3,8 @@
 // field is type-checked, sizes are bounded, nesting is bounded, and anything wrong is an
 // INVALID_ARGUMENT status naming the field; fields OpenAI defines that this server does not read
 // (and unknown ones) are ignored as OpenAI ignores them, while those whose meaning it cannot honour
-// (n > 1, top_logprobs > 0, penalties) are refused rather than silently dropped.
+// (n > 1, top_logprobs > 0, penalties, a forced tool choice) are refused rather than silently
+// dropped.
 //
 //   absl::StatusOr<OpenAiChatRequest> request = ParseChatCompletionRequest(body, limits);
 //   absl::StatusOr<ChatResult> result = pipeline.Run(request->chat, request->params, {}, nullptr);
@@ -68,8 +69,12 @@ struct CompletionIdentity {
   std::string model;
 };
 
-// "stop" or "length".
+// "stop", "length" or "tool_calls".
 const char* FinishReasonName(ChatFinish finish);
+
+// OpenAI's tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}], with
+// "index" as streamed deltas carry it.
+nlohmann::json ToolCallsJson(const std::vector<ToolCall>& calls, bool with_index);
 
 // The `logprobs` object of a choice for `token_ids` (OpenAI's {"content": [{token, logprob,
 // bytes, top_logprobs: []}]}).

@@ -196,3 +196,71 @@ TEST(ChatCompletionJson, OpenAisResponseShape) {
 
 }  // namespace
 }  // namespace pixtral
+
+namespace pixtral {
+namespace {
+
+TEST(ParseChatCompletionRequest, ToolsToolCallsAndToolResults) {
+  absl::StatusOr<OpenAiChatRequest> request = Parse(R"({
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                              "required": ["city"]}, "strict": false}}],
+    "tool_choice": "auto", "parallel_tool_calls": true,
+    "messages": [
+      {"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "a1b2c3d4e", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "a1b2c3d4e", "content": "{\"temp\": 20}"}]})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  ASSERT_EQ(request->chat.tools.size(), 1u);
+  EXPECT_EQ(request->chat.tools[0].name, "get_weather");
+  EXPECT_EQ(request->chat.tools[0].description, "Weather");
+  // The schema keeps the client's key order (it is written into the prompt).
+  EXPECT_EQ(request->chat.tools[0].parameters,
+            R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})");
+  const auto& assistant = std::get<AssistantMessage>(request->chat.messages[1]);
+  ASSERT_EQ(assistant.tool_calls.size(), 1u);
+  EXPECT_EQ(assistant.tool_calls[0].id, "a1b2c3d4e");
+  EXPECT_EQ(assistant.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(assistant.tool_calls[0].arguments, R"({"city": "Paris"})");
+  const auto& tool = std::get<ToolMessage>(request->chat.messages[2]);
+  EXPECT_EQ(tool.tool_call_id, "a1b2c3d4e");
+  EXPECT_EQ(tool.content, R"({"temp": 20})");
+}
+
+TEST(ParseChatCompletionRequest, ToolChoice) {
+  const std::string base =
+      R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function",
+          "function": {"name": "f"}}], "tool_choice": )";
+  absl::StatusOr<OpenAiChatRequest> none = Parse(base + R"("none"})");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->chat.tools.empty());
+  EXPECT_EQ(Parse(base + R"("required"})").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse(base + R"({"type": "function", "function": {"name": "f"}}})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "code"}]})")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ChatCompletionJson, ToolCallsAnswer) {
+  absl::StatusOr<std::unique_ptr<TekkenTokenizer>> tekken =
+      TekkenTokenizer::FromFile("tests/data/generated/tekken.json");
+  ASSERT_TRUE(tekken.ok()) << tekken.status();
+  ChatResult result;
+  result.tool_calls = {{"a1b2c3d4e", "get_weather", R"({"city": "Paris"})"}};
+  result.finish = ChatFinish::kToolCalls;
+  const json response = ChatCompletionJson({"chatcmpl-1", 5, "m"}, result, **tekken, false);
+  const json& message = response["choices"][0]["message"];
+  EXPECT_TRUE(message["content"].is_null());
+  EXPECT_EQ(message["tool_calls"][0]["id"], "a1b2c3d4e");
+  EXPECT_EQ(message["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(message["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(message["tool_calls"][0]["function"]["arguments"], R"({"city": "Paris"})");
+  EXPECT_EQ(response["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(ToolCallsJson(result.tool_calls, true)[0]["index"], 0);
+}
+
+}  // namespace
+}  // namespace pixtral
