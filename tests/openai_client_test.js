@@ -154,6 +154,66 @@ test('a final assistant message with prefix: true is continued', async () => {
   assert.ok(closed > completion.usage.prompt_tokens);
 });
 
+const weatherTool = {
+  type: 'function',
+  function: { name: 'get_weather', description: 'The weather in a city',
+              parameters: { type: 'object', properties: { city: { type: 'string' } },
+                            required: ['city'] } },
+};
+
+async function tokenizeWithTools(messages, tools) {
+  const response = await rawPost('/tokenize', JSON.stringify({ messages, tools }));
+  assert.equal(response.status, 200, response.text);
+  return JSON.parse(response.text);
+}
+
+test('tools, an assistant tool call and its result reach the prompt', async () => {
+  const messages = [
+    { role: 'user', content: 'What is the weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'a1b2c3d4e', type: 'function',
+      function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'a1b2c3d4e', content: '{"temperature": 20}' },
+  ];
+  const completion = await client.chat.completions.create({
+    model, messages, tools: [weatherTool], tool_choice: 'auto', ...greedy });
+  assert.ok(['length', 'stop', 'tool_calls'].includes(completion.choices[0].finish_reason));
+  const withTools = await tokenizeWithTools(messages, [weatherTool]);
+  assert.equal(completion.usage.prompt_tokens, withTools.count);
+  // The ids mistral_common v3 writes: [AVAILABLE_TOOLS]=5 ... [/AVAILABLE_TOOLS]=6 before the
+  // last user turn, [TOOL_CALLS]=9, [TOOL_RESULTS]=7 ... [/TOOL_RESULTS]=8.
+  const t = withTools.tokens;
+  assert.deepEqual([t[0], t[1]], [1, 5]);
+  for (const id of [6, 3, 4, 9, 2, 7, 8]) assert.ok(t.includes(id), `token ${id}`);
+  assert.equal(t[t.length - 1], 8);
+  // tool_choice "none" leaves the tools out of the prompt.
+  const none = await client.chat.completions.create({
+    model, messages, tools: [weatherTool], tool_choice: 'none', ...greedy });
+  assert.ok(none.usage.prompt_tokens < completion.usage.prompt_tokens);
+  const streamed = await client.chat.completions.create({
+    model, messages, tools: [weatherTool], ...greedy, stream: true });
+  let chunks = 0;
+  for await (const chunk of streamed) chunks++;
+  assert.ok(chunks > 1);
+});
+
+test('tool errors: a forced tool choice, a bad call id, an unanswered call', async () => {
+  const user = { role: 'user', content: 'Weather?' };
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [user], tools: [weatherTool],
+                                     tool_choice: 'required' }),
+    (e) => e instanceof OpenAI.BadRequestError && /tool_choice/.test(e.message));
+  const call = (id) => ({ role: 'assistant', content: null, tool_calls: [{ id, type: 'function',
+    function: { name: 'get_weather', arguments: '{}' } }] });
+  await assert.rejects(
+    client.chat.completions.create({ model, tools: [weatherTool], messages: [
+      user, call('call_1'), { role: 'tool', tool_call_id: 'call_1', content: 'x' }] }),
+    (e) => e instanceof OpenAI.BadRequestError && /tool call id/.test(e.message));
+  await assert.rejects(
+    client.chat.completions.create({ model, tools: [weatherTool], messages: [
+      user, call('a1b2c3d4e'), { role: 'user', content: 'and?' }] }),
+    (e) => e instanceof OpenAI.BadRequestError && /differ in number/.test(e.message));
+});
+
 test('errors: OpenAI error objects and status codes', async () => {
   await assert.rejects(
     client.chat.completions.create({ model, messages: [], ...greedy }),
