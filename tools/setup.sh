@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
-  libcpp-httplib-dev
+  libcpp-httplib-dev libedit-dev
   nodejs npm python3 python3-yaml
 )
 

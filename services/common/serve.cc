@@ -6,8 +6,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "services/common/command_line.h"
 #include "services/common/server_runner.h"
 
 ABSL_FLAG(int, port, 0, "Port to listen on (all interfaces); 0 picks a free one.");
@@ -59,6 +61,9 @@ absl::Status ServeUntilTerminated(const std::string& name,
 
 int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*run)()) {
   BlockTerminationSignals();
+  absl::SetProgramUsageMessage(absl::StrCat("The Pixtral ", name, " server.\nUsage: ", argv[0],
+                                            " --model_dir=DIR [--port=PORT] [flags...]"));
+  HandleHelpAndVersion(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::Status status = run(); !status.ok()) {
     std::cerr << name << ": " << status << std::endl;
