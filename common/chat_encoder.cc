@@ -31,9 +31,9 @@ struct Turn {
   bool text_only = true;  // Only text was seen: `text` is the content, encoded in one piece.
   std::string text;
   std::vector<Part> parts;
-  bool prefix = false;                    // assistant turns
+  bool prefix = false;                      // assistant turns
   std::vector<const ToolCall*> tool_calls;  // assistant turns
-  const ToolMessage* tool = nullptr;      // tool turns
+  const ToolMessage* tool = nullptr;        // tool turns
 };
 
 // _aggregate_content_chunks_impl: texts of different messages join with kJoin, adjacent text
@@ -207,9 +207,9 @@ absl::StatusOr<std::unique_ptr<MistralTokenizer>> MistralTokenizer::Create(
   if (options.max_images < 0 || options.max_prompt_tokens <= 0) {
     return absl::InvalidArgumentError("max_images and max_prompt_tokens must be positive");
   }
-  for (const char* name : {"[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]",
-                           "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
-                           "[/TOOL_RESULTS]", "[TOOL_CALLS]"}) {
+  for (const char* name :
+       {"[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "[AVAILABLE_TOOLS]",
+        "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]"}) {
     if (!tekken->SpecialTokenId(name).ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("the tokenizer has no ", name, " token; it cannot encode chats"));

@@ -267,7 +267,6 @@ TEST(ChatEncoderErrorTest, ReportsUndecodableImagesAndMissingFetcher) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
 }
 
-
 // The expected texts below are those of mistral_common's tests/test_tokenize_v3.py
 // (test_tools_singleturn, test_system_tools_multiturn, test_tool_message) for tekken, where the
 // requests there end in a way the serving validator allows.

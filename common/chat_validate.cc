@@ -55,8 +55,9 @@ bool IsToolCallId(absl::string_view id) {
 }
 
 absl::Status BadFunctionName(size_t index, absl::string_view name) {
-  return Invalid(index, absl::StrCat("function name \"", name,
-                                     "\" must be 1 to 64 of a-z, A-Z, 0-9, underscores and dashes"));
+  return Invalid(index,
+                 absl::StrCat("function name \"", name,
+                              "\" must be 1 to 64 of a-z, A-Z, 0-9, underscores and dashes"));
 }
 
 absl::Status ValidateStructure(const std::vector<ChatMessage>& messages) {
@@ -79,9 +80,9 @@ absl::Status ValidateStructure(const std::vector<ChatMessage>& messages) {
                          (previous == Role::kAssistant && current != Role::kSystem) ||
                          (previous == Role::kTool && current != Role::kSystem);
     if (!allowed) {
-      return Invalid(i, absl::StrCat(Article(current), " ", RoleName(current),
-                                     " message cannot follow ", Article(previous), " ",
-                                     RoleName(previous), " message"));
+      return Invalid(
+          i, absl::StrCat(Article(current), " ", RoleName(current), " message cannot follow ",
+                          Article(previous), " ", RoleName(previous), " message"));
     }
   }
   // _validate_tool_calls_followed_by_tool_messages (it starts counting at the second message).
@@ -91,8 +92,9 @@ absl::Status ValidateStructure(const std::vector<ChatMessage>& messages) {
       --expected_results;
     } else if (const auto* assistant = std::get_if<AssistantMessage>(&messages[i])) {
       if (expected_results != 0) {
-        return Invalid(i, "the previous assistant message's tool calls and the tool messages "
-                          "answering them differ in number");
+        return Invalid(i,
+                       "the previous assistant message's tool calls and the tool messages "
+                       "answering them differ in number");
       }
       expected_results = static_cast<int>(assistant->tool_calls.size());
     }
@@ -114,8 +116,8 @@ absl::Status ValidateAssistant(const AssistantMessage& assistant, size_t index, 
   for (const ToolCall& call : assistant.tool_calls) {
     if (!IsFunctionName(call.name)) return BadFunctionName(index, call.name);
     if (call.id != "null" && !IsToolCallId(call.id)) {
-      return Invalid(index, absl::StrCat("tool call id \"", call.id,
-                                         "\" must be 9 of a-z, A-Z and 0-9"));
+      return Invalid(index,
+                     absl::StrCat("tool call id \"", call.id, "\" must be 9 of a-z, A-Z and 0-9"));
     }
   }
   if (assistant.prefix && !is_last) {
@@ -153,9 +155,9 @@ absl::Status ValidateTools(const std::vector<Tool>& tools) {
   for (size_t t = 0; t < tools.size(); ++t) {
     const Tool& tool = tools[t];
     if (!IsFunctionName(tool.name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tool ", t, ": function name \"", tool.name,
-          "\" must be 1 to 64 of a-z, A-Z, 0-9, underscores and dashes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tool ", t, ": function name \"", tool.name,
+                       "\" must be 1 to 64 of a-z, A-Z, 0-9, underscores and dashes"));
     }
     if (!tool.parameters.empty() && !JsonOrString(tool.parameters).is_object()) {
       return absl::InvalidArgumentError(

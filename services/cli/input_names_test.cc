@@ -16,7 +16,8 @@ InputNames TwoTurns() {
 TEST(NameTheInput, NamesTheChunkAsTyped) {
   const absl::Status named = NameTheInput(
       absl::InvalidArgumentError("message 2, chunk 1: cannot decode the image"), TwoTurns());
-  EXPECT_EQ(named, absl::InvalidArgumentError("image \"cat.png\" of turn 2: cannot decode the image"));
+  EXPECT_EQ(named,
+            absl::InvalidArgumentError("image \"cat.png\" of turn 2: cannot decode the image"));
 }
 
 TEST(NameTheInput, LeavesOtherErrorsAlone) {

@@ -301,7 +301,8 @@ int Interactive(const ChatSource& source, const ImageFetcher& local_files) {
 
 // Flag values that no model could accept, found before one loads.
 absl::Status CheckFlags() {
-  if (absl::GetFlag(FLAGS_max_tokens) < 1) return absl::InvalidArgumentError("--max_tokens must be >= 1");
+  if (absl::GetFlag(FLAGS_max_tokens) < 1)
+    return absl::InvalidArgumentError("--max_tokens must be >= 1");
   const double temperature = absl::GetFlag(FLAGS_temperature);
   if (!(temperature >= 0 && std::isfinite(temperature))) {
     return absl::InvalidArgumentError("--temperature must be >= 0");

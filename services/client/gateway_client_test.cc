@@ -3,8 +3,8 @@
 // process.
 #include "services/client/gateway_client.h"
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>

@@ -90,11 +90,11 @@ class ChatPipelineTest : public ::testing::Test {
 
 TEST_F(ChatPipelineTest, AnAnswerOfToolCallsBecomesToolCalls) {
   std::string streamed;
-  absl::StatusOr<ChatResult> result =
-      Run(WithTools(),
-          Answer(true, R"([{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"},)"
-                       R"( {"name": "get_time", "arguments": {}}])"),
-          &streamed);
+  absl::StatusOr<ChatResult> result = Run(
+      WithTools(),
+      Answer(true, R"([{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"},)"
+                   R"( {"name": "get_time", "arguments": {}}])"),
+      &streamed);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->finish, ChatFinish::kToolCalls);
   EXPECT_EQ(result->text, "");

@@ -42,7 +42,7 @@ struct ChatUsage {
 };
 
 struct ChatResult {
-  std::string text;  // empty when the model called tools
+  std::string text;                  // empty when the model called tools
   std::vector<ToolCall> tool_calls;  // with ChatFinish::kToolCalls
   std::vector<int32_t> token_ids;
   std::vector<float> logprobs;

@@ -76,40 +76,39 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   const int threads = options.threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
-  server.set_read_timeout(std::chrono::microseconds(absl::ToInt64Microseconds(options.read_timeout)));
+  server.set_read_timeout(
+      std::chrono::microseconds(absl::ToInt64Microseconds(options.read_timeout)));
   server.set_write_timeout(
       std::chrono::microseconds(absl::ToInt64Microseconds(options.write_timeout)));
   server.set_keep_alive_timeout(absl::ToInt64Seconds(options.keep_alive_timeout));
   server.set_keep_alive_max_count(options.keep_alive_max_requests);
 
-  server.Post("/v1/chat/completions",
-              [self](const httplib::Request& req, httplib::Response& res) {
-                self->ChatCompletions(req, res);
-              });
+  server.Post("/v1/chat/completions", [self](const httplib::Request& req, httplib::Response& res) {
+    self->ChatCompletions(req, res);
+  });
   server.Post("/tokenize", [self](const httplib::Request& req, httplib::Response& res) {
     self->Tokenize(req, res);
   });
   server.Post("/detokenize", [self](const httplib::Request& req, httplib::Response& res) {
     self->Detokenize(req, res);
   });
-  server.Get("/v1/models", [self](const httplib::Request&, httplib::Response& res) {
-    self->Models(res);
-  });
+  server.Get("/v1/models",
+             [self](const httplib::Request&, httplib::Response& res) { self->Models(res); });
   server.Get("/health", [self](const httplib::Request&, httplib::Response& res) {
     res.status = self->stopping_ ? 503 : 200;
   });
   // cpp-httplib's own refusals (unknown path, 413 for a body over the limit, malformed HTTP)
   // have no body: give them OpenAI's error object. Handlers' errors already have one.
-  server.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request& req, httplib::Response& res) {
+  server.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         std::string message = absl::StrCat("HTTP ", res.status);
         if (res.status == 400) message = "malformed HTTP request";
         if (res.status == 404) message = absl::StrCat("no route for ", req.method, " ", req.path);
         if (res.status == 405) message = absl::StrCat(req.method, " is not allowed here");
         if (res.status == 413) message = "the request body is larger than the server accepts";
-        ReplyError(res, MakeHttpError(res.status, message,
-                                      res.status == 413 ? "request_too_large" : ""));
+        ReplyError(
+            res, MakeHttpError(res.status, message, res.status == 413 ? "request_too_large" : ""));
         return httplib::Server::HandlerResponse::Handled;
       }));
   server.set_exception_handler(
@@ -117,10 +116,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
         ReplyError(res, MakeHttpError(500, "internal error", "internal_error"));
       });
 
-  const int port = options.port == 0 ? server.bind_to_any_port(options.host)
-                                     : (server.bind_to_port(options.host, options.port)
-                                            ? options.port
-                                            : -1);
+  const int port = options.port == 0
+                       ? server.bind_to_any_port(options.host)
+                       : (server.bind_to_port(options.host, options.port) ? options.port : -1);
   if (port < 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen for HTTP on ", options.host, ":", options.port));
@@ -139,8 +137,10 @@ void HttpServer::Stop() {
 bool HttpServer::CheckModel(const std::string& model, httplib::Response& response) {
   if (model.empty() || model == options_.model_name) return true;
   ReplyError(response, MakeHttpError(404,
-                                     absl::StrCat("The model `", model, "` does not exist; this "
-                                                  "server serves `", options_.model_name, "`"),
+                                     absl::StrCat("The model `", model,
+                                                  "` does not exist; this "
+                                                  "server serves `",
+                                                  options_.model_name, "`"),
                                      "model_not_found"));
   return false;
 }
@@ -161,16 +161,15 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
   if (stopping_) {
-    return ReplyError(response, MakeHttpError(503, "the server is shutting down",
-                                              "service_unavailable"));
+    return ReplyError(response,
+                      MakeHttpError(503, "the server is shutting down", "service_unavailable"));
   }
   std::optional<CompletionSlots::Slot> slot = slots_.TryAcquire();
   if (!slot.has_value()) {
-    return ReplyError(response,
-                      MakeHttpError(429,
-                                    absl::StrCat("the gateway is running its maximum of ",
-                                                 slots_.max(), " completions"),
-                                    "rate_limit_exceeded"));
+    return ReplyError(response, MakeHttpError(429,
+                                              absl::StrCat("the gateway is running its maximum of ",
+                                                           slots_.max(), " completions"),
+                                              "rate_limit_exceeded"));
   }
   const CompletionIdentity identity{
       .id = absl::StrFormat("chatcmpl-%016x%04x", absl::Uniform<uint64_t>(absl::BitGen()),
@@ -189,21 +188,20 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
   }
 
   auto stream = std::make_shared<Stream>();
-  stream->worker = std::thread([this, stream, request = *std::move(request),
-                                slot = *std::move(slot)]() mutable {
-    CallContext context{.cancelled = [this, stream] {
-      return stream->client_gone.load() || stopping_.load();
-    }};
-    absl::StatusOr<ChatResult> result = pipeline_.Run(
-        request.chat, request.params, context, [&stream](const ChatDelta& delta) {
-          absl::MutexLock lock(&stream->mu);
-          stream->deltas.push_back(delta);
-          return !stream->client_gone.load();
-        });
-    absl::MutexLock lock(&stream->mu);
-    stream->result = std::move(result);
-    // The slot is released here, when the worker leaves: the completion has freed its cache.
-  });
+  stream->worker =
+      std::thread([this, stream, request = *std::move(request), slot = *std::move(slot)]() mutable {
+        CallContext context{
+            .cancelled = [this, stream] { return stream->client_gone.load() || stopping_.load(); }};
+        absl::StatusOr<ChatResult> result =
+            pipeline_.Run(request.chat, request.params, context, [&stream](const ChatDelta& delta) {
+              absl::MutexLock lock(&stream->mu);
+              stream->deltas.push_back(delta);
+              return !stream->client_gone.load();
+            });
+        absl::MutexLock lock(&stream->mu);
+        stream->result = std::move(result);
+        // The slot is released here, when the worker leaves: the completion has freed its cache.
+      });
 
   // Errors before anything was generated (a bad image, a prompt over the context) get a proper
   // HTTP status; once the event stream has begun, an error can only be an event in it.
@@ -305,7 +303,8 @@ void HttpServer::Detokenize(const httplib::Request& http_request, httplib::Respo
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
   // mistral_common's decode drops control tokens by default.
-  absl::StatusOr<std::string> text = tokenizer_.Decode(request->tokens, SpecialTokenPolicy::kIgnore);
+  absl::StatusOr<std::string> text =
+      tokenizer_.Decode(request->tokens, SpecialTokenPolicy::kIgnore);
   if (!text.ok()) return ReplyError(response, HttpErrorOf(text.status()));
   Reply(response, 200, {{"prompt", *text}});
 }

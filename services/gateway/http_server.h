@@ -7,7 +7,7 @@
 //   GET  /health                200 while serving, 503 once stopping
 //
 // Built on cpp-httplib (Debian's libcpp-httplib-dev): HTTP/1.1 keep-alive, a thread pool, body
-// size limits (413 before the body is read), read and write timeouts. A streamed completion runs
+// size limits (413, the body never stored), read and write timeouts. A streamed completion runs
 // on its own thread and the connection's thread writes its events; when a write fails (the client
 // went away) the completion is cancelled, which frees its KV cache, and the connection's thread
 // waits for that before it moves on.
@@ -43,7 +43,7 @@ namespace pixtral {
 struct HttpServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 picks a free port, reported by port()
-  // Request bodies beyond this are 413 before they are read (images travel as data URIs).
+  // Request bodies beyond this are 413 and never stored (images travel as data URIs).
   int64_t max_body_bytes = 64 << 20;
   // Connections served at once (each keep-alive connection holds a thread while it is open).
   int threads = 96;

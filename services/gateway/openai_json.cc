@@ -104,10 +104,12 @@ absl::StatusOr<std::string> TextContent(const ojson& content, const std::string&
     const std::string place = absl::StrCat(where, ".content[", p, "]");
     if (!part.is_object()) return Invalid(place, "must be an object");
     std::string type;
-    if (absl::Status s = ReadString(part, "type", &type); !s.ok()) return Invalid(place, s.message());
+    if (absl::Status s = ReadString(part, "type", &type); !s.ok())
+      return Invalid(place, s.message());
     if (type != "text") return Invalid(place, "only text parts are allowed in this message");
     std::string text;
-    if (absl::Status s = ReadString(part, "text", &text); !s.ok()) return Invalid(place, s.message());
+    if (absl::Status s = ReadString(part, "text", &text); !s.ok())
+      return Invalid(place, s.message());
     texts.push_back(std::move(text));
   }
   return absl::StrJoin(texts, "\n\n");
@@ -121,7 +123,8 @@ absl::StatusOr<std::vector<ContentChunk>> UserContent(const ojson& content,
     const std::string place = absl::StrCat(where, ".content[", p, "]");
     if (!part.is_object()) return Invalid(place, "must be an object");
     std::string type;
-    if (absl::Status s = ReadString(part, "type", &type); !s.ok()) return Invalid(place, s.message());
+    if (absl::Status s = ReadString(part, "type", &type); !s.ok())
+      return Invalid(place, s.message());
     if (type == "text") {
       std::string text;
       if (absl::Status s = ReadString(part, "text", &text); !s.ok()) {
@@ -151,7 +154,7 @@ absl::StatusOr<std::vector<ContentChunk>> UserContent(const ojson& content,
 // An assistant message's "tool_calls": [{"id", "type": "function", "function": {"name",
 // "arguments"}}]. Arguments are JSON text in OpenAI's API; an object is accepted too.
 absl::Status ReadToolCalls(const ojson& message, const std::string& where,
-                            std::vector<ToolCall>* calls) {
+                           std::vector<ToolCall>* calls) {
   const ojson* list = Field(message, "tool_calls");
   if (list == nullptr) return absl::OkStatus();
   if (!list->is_array()) return Invalid(where + ".tool_calls", "must be an array");
@@ -194,8 +197,9 @@ absl::Status ParseTools(const ojson& body, std::vector<Tool>* tools) {
     }
     std::string type = "function";
     Tool tool;
-    for (absl::Status s : {ReadString(item, "type", &type), ReadString(*function, "name", &tool.name),
-                           ReadString(*function, "description", &tool.description)}) {
+    for (absl::Status s :
+         {ReadString(item, "type", &type), ReadString(*function, "name", &tool.name),
+          ReadString(*function, "description", &tool.description)}) {
       if (!s.ok()) return Invalid(place, s.message());
     }
     if (type != "function") return Invalid(place, "only function tools are supported");
@@ -372,8 +376,9 @@ absl::StatusOr<OpenAiChatRequest> ParseChatCompletionRequest(absl::string_view b
   if (n.value_or(1) != 1) return Invalid("n", "only 1 choice per request is supported");
   if (top_logprobs.value_or(0) > 0) {
     // The engine reports the chosen token's logprob only; alternatives are not computed.
-    return Invalid("top_logprobs", "is not supported (only 0): the server returns the logprob of "
-                                   "the chosen token only");
+    return Invalid("top_logprobs",
+                   "is not supported (only 0): the server returns the logprob of "
+                   "the chosen token only");
   }
   if (const ojson* options = Field(object, "stream_options"); options != nullptr) {
     if (!options->is_object()) return Invalid("stream_options", "must be an object");
@@ -542,12 +547,9 @@ json ChunkJson(const CompletionIdentity& identity, json delta, json logprobs,
 }
 
 json UsageChunkJson(const CompletionIdentity& identity, const ChatUsage& usage) {
-  return {{"id", identity.id},
-          {"object", "chat.completion.chunk"},
-          {"created", identity.created},
-          {"model", identity.model},
-          {"choices", json::array()},
-          {"usage", UsageJson(usage)}};
+  return {{"id", identity.id},           {"object", "chat.completion.chunk"},
+          {"created", identity.created}, {"model", identity.model},
+          {"choices", json::array()},    {"usage", UsageJson(usage)}};
 }
 
 HttpError MakeHttpError(int http_status, absl::string_view message, absl::string_view code) {

@@ -154,9 +154,9 @@ TEST(ParseTokenizeRequest, VllmShapes) {
 TEST(HttpErrorOf, StatusCodesAndOpenAisErrorObject) {
   EXPECT_EQ(HttpErrorOf(absl::InvalidArgumentError("x")).http_status, 400);
   EXPECT_EQ(HttpErrorOf(absl::UnavailableError("x")).http_status, 503);
-  EXPECT_EQ(HttpErrorOf(absl::ResourceExhaustedError("message 0, chunk 1: too many pixels"))
-                .http_status,
-            413);
+  EXPECT_EQ(
+      HttpErrorOf(absl::ResourceExhaustedError("message 0, chunk 1: too many pixels")).http_status,
+      413);
   EXPECT_EQ(HttpErrorOf(absl::ResourceExhaustedError("queue full")).http_status, 429);
   const json body = HttpErrorOf(absl::InvalidArgumentError("bad")).body;
   EXPECT_EQ(body["error"]["message"], "bad");
@@ -238,10 +238,11 @@ TEST(ParseChatCompletionRequest, ToolChoice) {
   EXPECT_EQ(Parse(base + R"("required"})").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse(base + R"({"type": "function", "function": {"name": "f"}}})").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Parse(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "code"}]})")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Parse(R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "code"}]})")
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ChatCompletionJson, ToolCallsAnswer) {
