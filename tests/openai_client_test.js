@@ -1,7 +1,9 @@
 // The gateway's HTTP API driven by the official `openai` npm package (a client nobody here
 // wrote), plus node's own http module for what the SDK hides (keep-alive, body limits, raw SSE).
 // Run by tests/openai_client_test.cc against a real embedded gateway on a random-weight toy
-// model: node openai_client_test.js BASE_URL IMAGE_PATH
+// model: node openai_client_test.js BASE_URL IMAGE_PATH ORPHAN_URL GATEWAY_PID
+// (ORPHAN_URL: a gateway whose workers are not there; GATEWAY_PID: BASE_URL's process, which the
+// last test sends SIGTERM.)
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -9,7 +11,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const OpenAI = require('openai');
 
-const [baseUrl, imagePath] = process.argv.slice(2);
+const [baseUrl, imagePath, orphanUrl, gatewayPid] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
 const origin = new URL(baseUrl);
 
@@ -296,6 +298,44 @@ test('429 while busy; a client that disconnects mid-stream frees its completion'
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+});
+
+test('503 when no worker can be reached', async () => {
+  const orphan = new OpenAI({ baseURL: `${orphanUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+  await assert.rejects(
+    orphan.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], ...greedy }),
+    (e) => e instanceof OpenAI.InternalServerError && e.status === 503 &&
+           e.error.code === 'service_unavailable');
+});
+
+// Last: SIGTERM with a stream in flight. /health turns 503 and new completions are refused at
+// once; the stream runs on through --shutdown_grace (2 s) and is then cancelled (an error event).
+test('SIGTERM drains: health 503, new completions 503, the running stream cancelled after the grace', async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'Go on forever.' }], temperature: 0,
+    max_tokens: 20000, stream: true });
+  const iterator = stream[Symbol.asyncIterator]();
+  await iterator.next();
+  await iterator.next();
+  const signalled = Date.now();
+  process.kill(Number(gatewayPid), 'SIGTERM');
+  for (;;) {
+    const health = await fetch(`${baseUrl}/health`);
+    if (health.status === 503) break;
+    assert.equal(health.status, 200);
+    assert.ok(Date.now() - signalled < 2000, 'health still 200 after SIGTERM');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], ...greedy }),
+    (e) => e instanceof OpenAI.InternalServerError && e.status === 503);
+  let chunks = 0;
+  await assert.rejects(async () => {
+    while (!(await iterator.next()).done) chunks++;
+  }, (e) => e instanceof OpenAI.APIError);
+  const elapsed = Date.now() - signalled;
+  assert.ok(chunks > 0, 'the stream went on during the grace');
+  assert.ok(elapsed >= 1500 && elapsed < 8000, `cancelled after ${elapsed} ms`);
 });
 
 (async () => {

@@ -39,7 +39,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
 }  // namespace
 
 absl::Status ServeUntilTerminated(const std::string& name,
-                                  const std::vector<grpc::Service*>& services) {
+                                  const std::vector<grpc::Service*>& services,
+                                  const std::function<void()>& on_signal) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
       services, {.address = absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_port)),
@@ -54,6 +55,7 @@ absl::Status ServeUntilTerminated(const std::string& name,
   const int signal = WaitForTerminationSignal();
   std::cerr << name << ": signal " << signal << ", shutting down (grace "
             << absl::FormatDuration(grace) << ")" << std::endl;
+  if (on_signal) on_signal();
   (*server)->Shutdown();
   std::cerr << name << ": stopped" << std::endl;
   return absl::OkStatus();

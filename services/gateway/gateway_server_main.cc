@@ -13,9 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
@@ -47,6 +50,8 @@ ABSL_FLAG(bool, allow_private_addresses, false,
           "Let image URLs reach loopback, private and link-local addresses (trusted setups only).");
 ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
+
+ABSL_DECLARE_FLAG(absl::Duration, shutdown_grace);  // services/common/serve.cc
 
 ABSL_FLAG(int, http_port, -1,
           "Also serve the OpenAI-compatible HTTP API on this port (0: a free port); -1: off.");
@@ -142,9 +147,17 @@ absl::Status Run() {
   GatewayService service(*pipeline, tokenizer->tekken(), options);
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> http,
                            StartHttp(*pipeline, tokenizer->tekken(), service, options));
-  absl::Status served = ServeUntilTerminated("gateway", {&service});
-  // HTTP completions ran on through the gRPC grace period; what remains is cancelled now.
-  if (http != nullptr) http->Stop();
+  // On SIGTERM the HTTP front drains with the gRPC server; its completions run on through the
+  // grace period, and what remains is cancelled after it.
+  absl::Time signalled = absl::InfiniteFuture();
+  absl::Status served = ServeUntilTerminated("gateway", {&service}, [&http, &signalled] {
+    signalled = absl::Now();
+    if (http != nullptr) http->Drain();
+  });
+  if (http != nullptr) {
+    http->WaitForCompletions(signalled + absl::GetFlag(FLAGS_shutdown_grace));
+    http->Stop();
+  }
   return served;
 }
 

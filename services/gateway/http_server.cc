@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -53,6 +54,20 @@ struct Stream {
   }
 };
 
+// Counts one completion in `running` for as long as it lives (moved into a stream's worker).
+class Running {
+ public:
+  explicit Running(std::atomic<int>* running) : running_(running) { running_->fetch_add(1); }
+  Running(Running&& other) noexcept : running_(other.running_) { other.running_ = nullptr; }
+  Running& operator=(Running&&) = delete;
+  ~Running() {
+    if (running_ != nullptr) running_->fetch_sub(1);
+  }
+
+ private:
+  std::atomic<int>* running_;
+};
+
 }  // namespace
 
 HttpServer::HttpServer(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer,
@@ -95,7 +110,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   server.Get("/v1/models",
              [self](const httplib::Request&, httplib::Response& res) { self->Models(res); });
   server.Get("/health", [self](const httplib::Request&, httplib::Response& res) {
-    res.status = self->stopping_ ? 503 : 200;
+    res.status = self->draining_ || self->stopping_ ? 503 : 200;
   });
   // cpp-httplib's own refusals (unknown path, 413 for a body over the limit, malformed HTTP)
   // have no body: give them OpenAI's error object. Handlers' errors already have one.
@@ -128,7 +143,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   return http;
 }
 
+bool HttpServer::WaitForCompletions(absl::Time deadline) const {
+  while (running_.load() > 0) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
 void HttpServer::Stop() {
+  draining_ = true;
   if (stopping_.exchange(true)) return;
   server_->stop();
   if (listener_.joinable()) listener_.join();
@@ -160,7 +184,7 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
       ParseChatCompletionRequest(http_request.body, options_.request_limits);
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
-  if (stopping_) {
+  if (draining_) {
     return ReplyError(response,
                       MakeHttpError(503, "the server is shutting down", "service_unavailable"));
   }
@@ -178,6 +202,7 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
       .model = options_.model_name};
   const bool logprobs = request->params.logprobs;
   const bool include_usage = request->include_usage;
+  Running running(&running_);
 
   if (!request->stream) {
     CallContext context{.cancelled = [this] { return stopping_.load(); }};
@@ -188,20 +213,20 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
   }
 
   auto stream = std::make_shared<Stream>();
-  stream->worker =
-      std::thread([this, stream, request = *std::move(request), slot = *std::move(slot)]() mutable {
-        CallContext context{
-            .cancelled = [this, stream] { return stream->client_gone.load() || stopping_.load(); }};
-        absl::StatusOr<ChatResult> result =
-            pipeline_.Run(request.chat, request.params, context, [&stream](const ChatDelta& delta) {
-              absl::MutexLock lock(&stream->mu);
-              stream->deltas.push_back(delta);
-              return !stream->client_gone.load();
-            });
-        absl::MutexLock lock(&stream->mu);
-        stream->result = std::move(result);
-        // The slot is released here, when the worker leaves: the completion has freed its cache.
-      });
+  stream->worker = std::thread([this, stream, request = *std::move(request),
+                                slot = *std::move(slot), running = std::move(running)]() mutable {
+    CallContext context{
+        .cancelled = [this, stream] { return stream->client_gone.load() || stopping_.load(); }};
+    absl::StatusOr<ChatResult> result =
+        pipeline_.Run(request.chat, request.params, context, [&stream](const ChatDelta& delta) {
+          absl::MutexLock lock(&stream->mu);
+          stream->deltas.push_back(delta);
+          return !stream->client_gone.load();
+        });
+    absl::MutexLock lock(&stream->mu);
+    stream->result = std::move(result);
+    // The slot is released here, when the worker leaves: the completion has freed its cache.
+  });
 
   // Errors before anything was generated (a bad image, a prompt over the context) get a proper
   // HTTP status; once the event stream has begun, an error can only be an event in it.

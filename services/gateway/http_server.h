@@ -4,7 +4,7 @@
 //   POST /v1/chat/completions   unary JSON, or Server-Sent Events with stream: true
 //   GET  /v1/models             the one model served
 //   POST /tokenize, /detokenize vLLM's shapes
-//   GET  /health                200 while serving, 503 once stopping
+//   GET  /health                200 while serving, 503 once draining
 //
 // Built on cpp-httplib (Debian's libcpp-httplib-dev): HTTP/1.1 keep-alive, a thread pool, body
 // size limits (413, the body never stored), read and write timeouts. A streamed completion runs
@@ -70,6 +70,13 @@ class HttpServer {
 
   int port() const { return port_; }
 
+  // Starts a graceful shutdown: /health answers 503 and new completions are refused with 503,
+  // while running ones go on.
+  void Drain() { draining_ = true; }
+
+  // Waits until no completion runs here or `deadline` passes; whether none runs.
+  bool WaitForCompletions(absl::Time deadline) const;
+
   // Cancels running completions, stops listening and waits for the connections' threads.
   // Idempotent.
   void Stop();
@@ -93,7 +100,9 @@ class HttpServer {
   std::unique_ptr<httplib::Server> server_;
   std::thread listener_;
   int port_ = 0;
-  std::atomic<bool> stopping_{false};
+  std::atomic<int> running_{0};  // completions in progress
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> stopping_{false};  // running completions are cancelled
   std::atomic<uint64_t> next_id_{0};
 };
 
