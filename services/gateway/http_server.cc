@@ -37,23 +37,6 @@ std::string SseEvent(const json& data) {
   return absl::StrCat("data: ", data.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
 }
 
-// A streamed completion: the pipeline runs on `worker`, handing deltas to the connection's
-// thread, which writes them. `client_gone` travels the other way.
-struct Stream {
-  absl::Mutex mu;
-  std::deque<ChatDelta> deltas ABSL_GUARDED_BY(mu);
-  std::optional<absl::StatusOr<ChatResult>> result ABSL_GUARDED_BY(mu);
-  std::atomic<bool> client_gone{false};
-  std::thread worker;
-
-  bool HasNews() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !deltas.empty() || result.has_value(); }
-
-  void Join() {
-    client_gone = true;
-    if (worker.joinable()) worker.join();
-  }
-};
-
 // Counts one completion in `running` for as long as it lives (moved into a stream's worker).
 class Running {
  public:
@@ -69,6 +52,23 @@ class Running {
 };
 
 }  // namespace
+
+// A streamed completion: the pipeline runs on `worker`, handing deltas to the connection's
+// thread, which writes them. `client_gone` travels the other way.
+struct HttpServer::Stream {
+  absl::Mutex mu;
+  std::deque<ChatDelta> deltas ABSL_GUARDED_BY(mu);
+  std::optional<absl::StatusOr<ChatResult>> result ABSL_GUARDED_BY(mu);
+  std::atomic<bool> client_gone{false};
+  std::thread worker;
+
+  bool HasNews() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !deltas.empty() || result.has_value(); }
+
+  void Join() {
+    client_gone = true;
+    if (worker.joinable()) worker.join();
+  }
+};
 
 HttpServer::HttpServer(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer,
                        CompletionSlots& slots, const HttpServerOptions& options)
@@ -246,65 +246,64 @@ void HttpServer::ChatCompletions(const httplib::Request& http_request,
   response.set_header("Cache-Control", "no-cache");
   response.set_chunked_content_provider(
       "text/event-stream",
-      [this, stream, identity, logprobs, include_usage](size_t, httplib::DataSink& sink) {
-        auto send = [&](const std::string& event) {
-          if (sink.write(event.data(), event.size())) return true;
-          stream->client_gone = true;
-          return false;
-        };
-        if (!send(SseEvent(ChunkJson(identity, {{"role", "assistant"}, {"content", ""}}, nullptr,
-                                     nullptr, include_usage)))) {
-          return false;
-        }
-        while (true) {
-          std::deque<ChatDelta> deltas;
-          bool news;
-          {
-            absl::MutexLock lock(&stream->mu);
-            news = stream->mu.AwaitWithTimeout(absl::Condition(stream.get(), &Stream::HasNews),
-                                               kStreamHeartbeat);
-            deltas.swap(stream->deltas);
-          }
-          if (!news) {
-            if (!send(": keep-alive\n\n")) return false;
-            continue;
-          }
-          if (deltas.empty()) break;  // the result is in
-          for (const ChatDelta& delta : deltas) {
-            if (delta.text.empty() && !logprobs) continue;
-            json event = ChunkJson(
-                identity, {{"content", delta.text}},
-                logprobs ? LogprobsJson(tokenizer_, delta.token_ids, delta.logprobs) : nullptr,
-                nullptr, include_usage);
-            if (!send(SseEvent(event))) return false;
-          }
-        }
-        stream->worker.join();
-        const absl::StatusOr<ChatResult>& result = *stream->result;
-        if (!result.ok()) {
-          // What vLLM sends: the error object as an event; OpenAI's SDK raises it as an APIError.
-          if (!send(SseEvent(HttpErrorOf(result.status()).body))) return false;
-        } else {
-          // Calls are sent whole in one delta once parsed (their text never streamed).
-          if (!result->tool_calls.empty() &&
-              !send(SseEvent(ChunkJson(identity,
-                                       {{"tool_calls", ToolCallsJson(result->tool_calls, true)}},
-                                       nullptr, nullptr, include_usage)))) {
-            return false;
-          }
-          if (!send(SseEvent(ChunkJson(identity, json::object(), nullptr,
-                                       FinishReasonName(result->finish), include_usage)))) {
-            return false;
-          }
-          if (include_usage && !send(SseEvent(UsageChunkJson(identity, result->usage)))) {
-            return false;
-          }
-        }
-        if (!send("data: [DONE]\n\n")) return false;
-        sink.done();
-        return true;
-      },
+      [this, stream, events = EventFormat{identity, logprobs, include_usage}](
+          size_t, httplib::DataSink& sink) { return WriteEvents(*stream, events, sink); },
       [stream](bool) { stream->Join(); });
+}
+
+bool HttpServer::WriteEvents(Stream& stream, const EventFormat& format,
+                             httplib::DataSink& sink) const {
+  const CompletionIdentity& identity = format.identity;
+  auto send = [&](const std::string& event) {
+    if (sink.write(event.data(), event.size())) return true;
+    stream.client_gone = true;  // the worker's next delta cancels the completion
+    return false;
+  };
+  auto chunk = [&](json delta, json logprobs = nullptr, const char* finish = nullptr) {
+    return SseEvent(
+        ChunkJson(identity, std::move(delta), std::move(logprobs), finish, format.include_usage));
+  };
+  if (!send(chunk({{"role", "assistant"}, {"content", ""}}))) return false;
+  while (true) {
+    std::deque<ChatDelta> deltas;
+    bool news;
+    {
+      absl::MutexLock lock(&stream.mu);
+      news =
+          stream.mu.AwaitWithTimeout(absl::Condition(&stream, &Stream::HasNews), kStreamHeartbeat);
+      deltas.swap(stream.deltas);
+    }
+    if (!news) {
+      if (!send(": keep-alive\n\n")) return false;
+      continue;
+    }
+    if (deltas.empty()) break;  // the result is in
+    for (const ChatDelta& delta : deltas) {
+      if (delta.text.empty() && !format.logprobs) continue;
+      json logprobs = format.logprobs ? LogprobsJson(tokenizer_, delta.token_ids, delta.logprobs)
+                                      : json(nullptr);
+      if (!send(chunk({{"content", delta.text}}, std::move(logprobs)))) return false;
+    }
+  }
+  stream.worker.join();
+  const absl::StatusOr<ChatResult>& result = *stream.result;
+  if (!result.ok()) {
+    // What vLLM sends: the error object as an event; OpenAI's SDK raises it as an APIError.
+    if (!send(SseEvent(HttpErrorOf(result.status()).body))) return false;
+  } else {
+    // Calls are sent whole in one delta once parsed (their text never streamed).
+    if (!result->tool_calls.empty() &&
+        !send(chunk({{"tool_calls", ToolCallsJson(result->tool_calls, /*with_index=*/true)}}))) {
+      return false;
+    }
+    if (!send(chunk(json::object(), nullptr, FinishReasonName(result->finish)))) return false;
+    if (format.include_usage && !send(SseEvent(UsageChunkJson(identity, result->usage)))) {
+      return false;
+    }
+  }
+  if (!send("data: [DONE]\n\n")) return false;
+  sink.done();
+  return true;
 }
 
 void HttpServer::Tokenize(const httplib::Request& http_request, httplib::Response& response) {

@@ -30,9 +30,11 @@
 #include "common/tekken.h"
 #include "services/gateway/chat_pipeline.h"
 #include "services/gateway/completion_slots.h"
+#include "services/gateway/openai_json.h"
 #include "services/gateway/proto_convert.h"
 
 namespace httplib {
+class DataSink;
 class Server;
 struct Request;
 struct Response;
@@ -85,7 +87,18 @@ class HttpServer {
   HttpServer(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer, CompletionSlots& slots,
              const HttpServerOptions& options);
 
+  struct Stream;
+  // What every event of one stream repeats or depends on.
+  struct EventFormat {
+    CompletionIdentity identity;
+    bool logprobs = false;
+    bool include_usage = false;
+  };
+
   void ChatCompletions(const httplib::Request& request, httplib::Response& response);
+  // Writes `stream`'s events as they come (a heartbeat comment while none do), then the finish,
+  // the usage and [DONE]. False once the client is gone.
+  bool WriteEvents(Stream& stream, const EventFormat& format, httplib::DataSink& sink) const;
   void Tokenize(const httplib::Request& request, httplib::Response& response);
   void Detokenize(const httplib::Request& request, httplib::Response& response);
   void Models(httplib::Response& response);
