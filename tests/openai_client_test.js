@@ -36,6 +36,25 @@ function rawPost(path, body, agent) {
   });
 }
 
+// POST with chunked transfer encoding (no Content-Length), `parts` written one after another.
+function chunkedPost(path, parts, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: origin.hostname, port: origin.port, path, method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (d) => { text += d; });
+        response.on('end', () => resolve({ status: response.statusCode, text }));
+      });
+    request.on('error', (e) => (e.code === 'EPIPE' || e.code === 'ECONNRESET'
+      ? resolve({ status: 'reset', text: '' }) : reject(e)));
+    for (const part of parts) request.write(part);
+    request.end();
+  });
+}
+
 async function tokenizeCount(messages) {
   const response = await rawPost('/tokenize', JSON.stringify({ messages }));
   assert.equal(response.status, 200, response.text);
@@ -242,6 +261,18 @@ test('errors: OpenAI error objects and status codes', async () => {
   const tooLarge = await rawPost('/v1/chat/completions', 'x'.repeat(3 << 20));
   assert.equal(tooLarge.status, 413);
   assert.equal(JSON.parse(tooLarge.text).error.code, 'request_too_large');
+  // Without a Content-Length the limit holds too: the server counts the chunks (it may close the
+  // connection before this client has written them all).
+  const chunked = await chunkedPost('/v1/chat/completions',
+                                    Array.from({ length: 6 }, () => 'x'.repeat(512 << 10)));
+  assert.ok([413, 'reset'].includes(chunked.status), `${chunked.status}`);
+  if (chunked.status === 413) assert.equal(JSON.parse(chunked.text).error.code, 'request_too_large');
+  // Under the limit, a chunked body is read as any other.
+  const small = await chunkedPost('/tokenize', ['{"prompt": ', '"hello"}']);
+  assert.equal(small.status, 200, small.text);
+  // A header line beyond cpp-httplib's 8 KB is refused, not buffered.
+  const hugeHeader = await chunkedPost('/v1/chat/completions', ['{}'], { 'x-big': 'y'.repeat(20000) });
+  assert.ok(hugeHeader.status === 400 || hugeHeader.status === 'reset', `${hugeHeader.status}`);
 });
 
 test('keep-alive: a second request reuses the connection', async () => {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -98,15 +99,23 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   server.set_keep_alive_timeout(absl::ToInt64Seconds(options.keep_alive_timeout));
   server.set_keep_alive_max_count(options.keep_alive_max_requests);
 
-  server.Post("/v1/chat/completions", [self](const httplib::Request& req, httplib::Response& res) {
-    self->ChatCompletions(req, res);
-  });
-  server.Post("/tokenize", [self](const httplib::Request& req, httplib::Response& res) {
-    self->Tokenize(req, res);
-  });
-  server.Post("/detokenize", [self](const httplib::Request& req, httplib::Response& res) {
-    self->Detokenize(req, res);
-  });
+  // Bodies are read through a content reader so that the size limit also holds for chunked
+  // bodies, which cpp-httplib 0.11 would otherwise collect without bound.
+  const auto post = [self, &server](const char* path, void (HttpServer::*handle)(
+                                                          const std::string&, httplib::Response&)) {
+    server.Post(path, [self, handle](const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader& reader) {
+      std::string body;
+      if (absl::Status read = self->ReadBody(req, reader, &body); !read.ok()) {
+        res.set_header("Connection", "close");  // what is left of the body is not read
+        return ReplyError(res, HttpErrorOf(read));
+      }
+      (self->*handle)(body, res);
+    });
+  };
+  post("/v1/chat/completions", &HttpServer::ChatCompletions);
+  post("/tokenize", &HttpServer::Tokenize);
+  post("/detokenize", &HttpServer::Detokenize);
   server.Get("/v1/models",
              [self](const httplib::Request&, httplib::Response& res) { self->Models(res); });
   server.Get("/health", [self](const httplib::Request&, httplib::Response& res) {
@@ -178,10 +187,33 @@ void HttpServer::Models(httplib::Response& response) {
   Reply(response, 200, {{"object", "list"}, {"data", json::array({std::move(model)})}});
 }
 
-void HttpServer::ChatCompletions(const httplib::Request& http_request,
-                                 httplib::Response& response) {
+absl::Status HttpServer::ReadBody(const httplib::Request& request,
+                                  const httplib::ContentReader& reader, std::string* body) const {
+  const size_t limit = static_cast<size_t>(options_.max_body_bytes);
+  const absl::Status too_large = absl::ResourceExhaustedError(
+      absl::StrCat("the request body is larger than the server accepts (", limit, " bytes)"));
+  uint64_t length = 0;
+  if (request.has_header("Content-Length") &&
+      absl::SimpleAtoi(request.get_header_value("Content-Length"), &length) && length > limit) {
+    return too_large;
+  }
+  bool within_limit = true;
+  const bool read = reader([&](const char* data, size_t size) {
+    if (body->size() + size > limit) {
+      within_limit = false;
+      return false;
+    }
+    body->append(data, size);
+    return true;
+  });
+  if (!within_limit) return too_large;
+  if (!read) return absl::InvalidArgumentError("the request body could not be read");
+  return absl::OkStatus();
+}
+
+void HttpServer::ChatCompletions(const std::string& body, httplib::Response& response) {
   absl::StatusOr<OpenAiChatRequest> request =
-      ParseChatCompletionRequest(http_request.body, options_.request_limits);
+      ParseChatCompletionRequest(body, options_.request_limits);
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
   if (draining_) {
@@ -306,9 +338,8 @@ bool HttpServer::WriteEvents(Stream& stream, const EventFormat& format,
   return true;
 }
 
-void HttpServer::Tokenize(const httplib::Request& http_request, httplib::Response& response) {
-  absl::StatusOr<TokenizeHttpRequest> request =
-      ParseTokenizeRequest(http_request.body, options_.request_limits);
+void HttpServer::Tokenize(const std::string& body, httplib::Response& response) {
+  absl::StatusOr<TokenizeHttpRequest> request = ParseTokenizeRequest(body, options_.request_limits);
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
   absl::StatusOr<std::vector<int>> tokens =
@@ -322,8 +353,8 @@ void HttpServer::Tokenize(const httplib::Request& http_request, httplib::Respons
          {"token_strs", nullptr}});
 }
 
-void HttpServer::Detokenize(const httplib::Request& http_request, httplib::Response& response) {
-  absl::StatusOr<DetokenizeHttpRequest> request = ParseDetokenizeRequest(http_request.body);
+void HttpServer::Detokenize(const std::string& body, httplib::Response& response) {
+  absl::StatusOr<DetokenizeHttpRequest> request = ParseDetokenizeRequest(body);
   if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
   if (!CheckModel(request->model, response)) return;
   // mistral_common's decode drops control tokens by default.

@@ -7,7 +7,7 @@
 //   GET  /health                200 while serving, 503 once draining
 //
 // Built on cpp-httplib (Debian's libcpp-httplib-dev): HTTP/1.1 keep-alive, a thread pool, body
-// size limits (413, the body never stored), read and write timeouts. A streamed completion runs
+// size limits (413, chunked bodies included), read and write timeouts. A streamed completion runs
 // on its own thread and the connection's thread writes its events; when a write fails (the client
 // went away) the completion is cancelled, which frees its KV cache, and the connection's thread
 // waits for that before it moves on.
@@ -34,6 +34,7 @@
 #include "services/gateway/proto_convert.h"
 
 namespace httplib {
+class ContentReader;
 class DataSink;
 class Server;
 struct Request;
@@ -45,7 +46,7 @@ namespace pixtral {
 struct HttpServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 picks a free port, reported by port()
-  // Request bodies beyond this are 413 and never stored (images travel as data URIs).
+  // Request bodies beyond this are 413, and their connection closed (images travel as data URIs).
   int64_t max_body_bytes = 64 << 20;
   // Connections served at once (each keep-alive connection holds a thread while it is open).
   int threads = 96;
@@ -95,12 +96,16 @@ class HttpServer {
     bool include_usage = false;
   };
 
-  void ChatCompletions(const httplib::Request& request, httplib::Response& response);
+  // The body into `body`: RESOURCE_EXHAUSTED (413) once it outgrows max_body_bytes, by its
+  // Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be read.
+  absl::Status ReadBody(const httplib::Request& request, const httplib::ContentReader& reader,
+                        std::string* body) const;
+  void ChatCompletions(const std::string& body, httplib::Response& response);
   // Writes `stream`'s events as they come (a heartbeat comment while none do), then the finish,
   // the usage and [DONE]. False once the client is gone.
   bool WriteEvents(Stream& stream, const EventFormat& format, httplib::DataSink& sink) const;
-  void Tokenize(const httplib::Request& request, httplib::Response& response);
-  void Detokenize(const httplib::Request& request, httplib::Response& response);
+  void Tokenize(const std::string& body, httplib::Response& response);
+  void Detokenize(const std::string& body, httplib::Response& response);
   void Models(httplib::Response& response);
   // Whether `model` (may be empty) names the served model; a 404 in `response` if not.
   bool CheckModel(const std::string& model, httplib::Response& response);

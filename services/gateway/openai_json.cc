@@ -576,9 +576,9 @@ HttpError HttpErrorOf(const absl::Status& status) {
       return MakeHttpError(403, message, "permission_denied");
     case absl::StatusCode::kResourceExhausted:
       // The chat encoder prefixes an image's own errors with its place ("message 1, chunk 0:
-      // ..."): an image over the size limits is the request's fault and retrying cannot help.
-      // Anything else exhausted (a full queue) is transient.
-      if (absl::StartsWith(message, "message ")) {
+      // ..."): an image over the size limits is the request's fault and retrying cannot help, as
+      // is a body over the HTTP limit. Anything else exhausted (a full queue) is transient.
+      if (absl::StartsWith(message, "message ") || absl::StartsWith(message, "the request body")) {
         return MakeHttpError(413, message, "request_too_large");
       }
       return MakeHttpError(429, message, "rate_limit_exceeded");
