@@ -54,7 +54,8 @@ struct HttpServerOptions {
   // A client that reads a stream slower than this per write is dropped (and its completion
   // cancelled).
   absl::Duration write_timeout = absl::Seconds(30);
-  absl::Duration keep_alive_timeout = absl::Seconds(10);
+  // An idle keep-alive connection is closed after this (it also delays Stop() by up to this).
+  absl::Duration keep_alive_timeout = absl::Seconds(5);
   int keep_alive_max_requests = 1000;
   std::string model_name;  // what /v1/models lists and `model` must match when given
   int max_context_tokens = 0;
