@@ -82,13 +82,91 @@ TEST(RequestToProtoTest, UnsetSeedStaysUnset) {
   EXPECT_FALSE(proto->sampling().has_seed());
 }
 
-TEST(RequestToProtoTest, AssistantPrefixIsRefused) {
+ChatCompletionRequest WithToolsAndPrefix() {
   ChatCompletionRequest request;
-  request.messages.push_back(UserMessage{"Hi"});
-  request.messages.push_back(AssistantMessage{"Hel", /*prefix=*/true});
-  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, {});
-  EXPECT_EQ(proto.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(proto.status().message(), HasSubstr("message 1"));
+  request.tools.push_back({"get_weather", "The weather", R"({"type": "object"})"});
+  request.messages.push_back(UserMessage{"Weather in Paris?"});
+  AssistantMessage calls;
+  calls.tool_calls.push_back({"a1b2c3d4e", "get_weather", R"({"city": "Paris"})"});
+  request.messages.push_back(calls);
+  request.messages.push_back(ToolMessage{"20C", "a1b2c3d4e", "get_weather"});
+  request.messages.push_back(AssistantMessage{"It is", /*prefix=*/true});
+  return request;
+}
+
+TEST(RequestToProtoTest, ToolsToolCallsResultsAndPrefix) {
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(WithToolsAndPrefix(), {});
+  ASSERT_TRUE(proto.ok()) << proto.status();
+  const auto expected = ParseText<v1::ChatCompletionRequest>(R"pb(
+    messages {
+      role: ROLE_USER
+      content { text: "Weather in Paris?" }
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      tool_calls { id: "a1b2c3d4e" name: "get_weather" arguments: "{\"city\": \"Paris\"}" }
+    }
+    messages {
+      role: ROLE_TOOL
+      content { text: "20C" }
+      tool_call_id: "a1b2c3d4e"
+      name: "get_weather"
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      content { text: "It is" }
+      prefix: true
+    }
+    tools { name: "get_weather" description: "The weather" parameters: "{\"type\": \"object\"}" }
+    sampling { top_p: 1 }
+  )pb");
+  EXPECT_TRUE(MessageDifferencer::Equals(*proto, expected)) << proto->DebugString();
+  absl::StatusOr<ChatCompletionRequest> read = FromProto(*proto, RequestLimits());
+  ASSERT_TRUE(read.ok()) << read.status();
+  absl::StatusOr<v1::ChatCompletionRequest> again = ToProto(*read, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(*again, *proto)) << again->DebugString();
+}
+
+// mistral_common joins a message's text chunks with "\n\n" (the model would see another prompt
+// if they were glued together).
+TEST(RequestFromProtoTest, TextChunksOfSystemAssistantAndToolMessagesJoinWithBlankLines) {
+  const auto proto = ParseText<v1::ChatCompletionRequest>(R"pb(
+    messages {
+      role: ROLE_SYSTEM
+      content { text: "a" }
+      content { text: "" }
+      content { text: "b" }
+    }
+    messages {
+      role: ROLE_USER
+      content { text: "u" }
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      content { text: "c" }
+      content { text: "d" }
+    }
+  )pb");
+  absl::StatusOr<ChatCompletionRequest> read = FromProto(proto, RequestLimits());
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(std::get<SystemMessage>(read->messages[0]).content, "a\n\nb");
+  EXPECT_EQ(std::get<AssistantMessage>(read->messages[2]).content, "c\n\nd");
+}
+
+TEST(ResultFromProtoTest, ToolCallsAndTheirFinishReason) {
+  const auto response = ParseText<v1::ChatCompletionResponse>(R"pb(
+    tool_calls { id: "a1b2c3d4e" name: "f" arguments: "{}" }
+    finish_reason: FINISH_REASON_TOOL_CALLS
+    usage {}
+  )pb");
+  const ChatResult result = FromProto(response);
+  EXPECT_EQ(result.finish, ChatFinish::kToolCalls);
+  ASSERT_EQ(result.tool_calls.size(), 1u);
+  EXPECT_EQ(result.tool_calls[0].id, "a1b2c3d4e");
+  v1::ChatCompletionResponse back;
+  ToProto(result, &back);
+  EXPECT_TRUE(MessageDifferencer::Equals(back, response)) << back.DebugString();
 }
 
 TEST(RequestToProtoTest, TheGatewayReadsBackWhatTheClientWrote) {

@@ -1,0 +1,91 @@
+// The gateway's OpenAI-compatible HTTP API under the official `openai` npm client: starts an
+// embedded gateway (random-weight toy model, real tekken vocabulary, CPU) with --http_port, and a
+// distributed one whose workers are not there (503), then runs tests/openai_client_test.js against
+// them with node. The script's own checks are the test; this file owns the servers' lifetimes and
+// the limits the script relies on. The script ends by sending the embedded gateway SIGTERM with a
+// stream in flight, so its exit status is checked here.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+#include "tools/random_model.h"
+
+namespace pixtral {
+namespace {
+
+std::string Runfile(const std::string& path) {
+  char cwd[4096];
+  return absl::StrCat(getcwd(cwd, sizeof(cwd)), "/", path);
+}
+
+int ReadPort(const std::string& path) {
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream in(path);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return 0;
+}
+
+TEST(OpenAiClientTest, TheOfficialClientPassesItsScript) {
+  const std::string tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = tmp + "/model";
+  ASSERT_TRUE(
+      WriteRandomModel(dir, ToyConfig(), /*seed=*/5, "tests/data/generated/tekken.json").ok());
+  const std::string http_port_file = tmp + "/http_port";
+  // One completion at a time, so the script can observe 429 and a cancelled stream's slot coming
+  // back; a 2 MB body limit, so it can observe 413.
+  absl::StatusOr<std::unique_ptr<ServerProcess>> gateway = ServerProcess::Start(
+      "services/gateway/gateway_server",
+      {"--model_dir=" + dir, "--embedded", "--cache_tokens=32768", "--max_concurrent_requests=1",
+       "--http_port=0", "--http_port_file=" + http_port_file, "--http_max_body_bytes=2000000",
+       "--shutdown_grace=2s"},
+      "gateway");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  const int port = ReadPort(http_port_file);
+  ASSERT_GT(port, 0);
+  // Nothing listens on port 1: every completion finds no worker.
+  const std::string orphan_port_file = tmp + "/orphan_http_port";
+  absl::StatusOr<std::unique_ptr<ServerProcess>> orphan = ServerProcess::Start(
+      "services/gateway/gateway_server",
+      {"--model_dir=" + dir, "--vision_workers=127.0.0.1:1", "--decoder_workers=127.0.0.1:1",
+       "--http_port=0", "--http_port_file=" + orphan_port_file},
+      "orphan");
+  ASSERT_TRUE(orphan.ok()) << orphan.status();
+  const int orphan_port = ReadPort(orphan_port_file);
+  ASSERT_GT(orphan_port, 0);
+
+  const std::string command =
+      absl::StrCat("NODE_PATH=", Runfile("tools/npm/node_modules"), " node ",
+                   Runfile("tests/openai_client_test.js"), " http://127.0.0.1:", port, " ",
+                   Runfile("tests/data/images/chelsea.png"), " http://127.0.0.1:", orphan_port, " ",
+                   (*gateway)->pid(), " 2>&1");
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  // SIGTERM with a stream in flight: drained, the stream cancelled after the grace, exit 0.
+  EXPECT_EQ((*gateway)->Wait(absl::Seconds(20)), 0);
+}
+
+TEST(GatewayCommandLineTest, HelpListsTheFlagsAndExitsZero) {
+  const std::string out = std::string(std::getenv("TEST_TMPDIR")) + "/help.txt";
+  const int status =
+      std::system(absl::StrCat("services/gateway/gateway_server --help > ", out).c_str());
+  EXPECT_EQ(status, 0);
+  std::ifstream in(out);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Usage: "), std::string::npos) << text;
+  for (const char* flag : {"--http_port", "--http_max_body_bytes", "--model_dir", "--port"}) {
+    EXPECT_NE(text.find(flag), std::string::npos) << flag;
+  }
+}
+
+}  // namespace
+}  // namespace pixtral
