@@ -1,6 +1,7 @@
 // The gateway's OpenAI-compatible HTTP API under the official `openai` npm client: starts an
 // embedded gateway (random-weight toy model, real tekken vocabulary, CPU) with --http_port, and a
-// distributed one whose workers are not there (503), then runs tests/openai_client_test.js against
+// distributed one whose workers are not there (503) and an embedded one with --auth_token_file
+// (401), then runs tests/openai_client_test.js against
 // them with node. The script's own checks are the test; this file owns the servers' lifetimes and
 // the limits the script relies on. The script ends by sending the embedded gateway SIGTERM with a
 // stream in flight, so its exit status is checked here.
@@ -64,11 +65,27 @@ TEST(OpenAiClientTest, TheOfficialClientPassesItsScript) {
   const int orphan_port = ReadPort(orphan_port_file);
   ASSERT_GT(orphan_port, 0);
 
+  // Bearer tokens (the gRPC API's --auth_token_file) on the HTTP port too; a 1000-byte body
+  // limit, so the script can show the token is checked before the body is read.
+  const std::string token = "http-token-5f1e";
+  const std::string token_file = tmp + "/tokens";
+  std::ofstream(token_file) << "other-token\n" << token << "\n";
+  const std::string guarded_port_file = tmp + "/guarded_http_port";
+  absl::StatusOr<std::unique_ptr<ServerProcess>> guarded =
+      ServerProcess::Start("services/gateway/gateway_server",
+                           {"--model_dir=" + dir, "--embedded", "--cache_tokens=32768",
+                            "--http_port=0", "--http_port_file=" + guarded_port_file,
+                            "--http_max_body_bytes=1000", "--auth_token_file=" + token_file},
+                           "guarded");
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  const int guarded_port = ReadPort(guarded_port_file);
+  ASSERT_GT(guarded_port, 0);
+
   const std::string command =
       absl::StrCat("NODE_PATH=", Runfile("tools/npm/node_modules"), " node ",
                    Runfile("tests/openai_client_test.js"), " http://127.0.0.1:", port, " ",
                    Runfile("tests/data/images/chelsea.png"), " http://127.0.0.1:", orphan_port, " ",
-                   (*gateway)->pid(), " 2>&1");
+                   (*gateway)->pid(), " http://127.0.0.1:", guarded_port, " ", token, " 2>&1");
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
   // SIGTERM with a stream in flight: drained, the stream cancelled after the grace, exit 0.
   EXPECT_EQ((*gateway)->Wait(absl::Seconds(20)), 0);

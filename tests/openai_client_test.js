@@ -1,9 +1,10 @@
 // The gateway's HTTP API driven by the official `openai` npm package (a client nobody here
 // wrote), plus node's own http module for what the SDK hides (keep-alive, body limits, raw SSE).
 // Run by tests/openai_client_test.cc against a real embedded gateway on a random-weight toy
-// model: node openai_client_test.js BASE_URL IMAGE_PATH ORPHAN_URL GATEWAY_PID
+// model: node openai_client_test.js BASE_URL IMAGE_PATH ORPHAN_URL GATEWAY_PID GUARDED_URL TOKEN
 // (ORPHAN_URL: a gateway whose workers are not there; GATEWAY_PID: BASE_URL's process, which the
-// last test sends SIGTERM.)
+// last test sends SIGTERM; GUARDED_URL: a gateway with --auth_token_file holding TOKEN and a
+// 1000-byte body limit.)
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -11,7 +12,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const OpenAI = require('openai');
 
-const [baseUrl, imagePath, orphanUrl, gatewayPid] = process.argv.slice(2);
+const [baseUrl, imagePath, orphanUrl, gatewayPid, guardedUrl, token] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
 const origin = new URL(baseUrl);
 
@@ -328,6 +329,105 @@ test('429 while busy; a client that disconnects mid-stream frees its completion'
       assert.ok(Date.now() - started < 10000, 'the aborted stream still holds its slot');
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+});
+
+// Any request with node's http module: resolves {status, headers, text}; 'reset' if the server
+// closed the connection under the request.
+function rawRequest(url, method, path, headers = {}, body = undefined, agent = undefined) {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: target.hostname, port: target.port, path, method, headers, agent },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (d) => { text += d; });
+        response.on('end', () => resolve({ status: response.statusCode, headers: response.headers,
+                                           text, socketReused: request.reusedSocket }));
+      });
+    request.on('error', (e) => (e.code === 'EPIPE' || e.code === 'ECONNRESET'
+      ? resolve({ status: 'reset', headers: {}, text: '' }) : reject(e)));
+    request.end(body);
+  });
+}
+
+// The guarded gateway runs with --auth_token_file: every request but /health needs
+// "Authorization: Bearer <token>" (the official client sends its apiKey so).
+test('--auth_token_file: 401 with WWW-Authenticate: Bearer without the token, /health open', async () => {
+  const chat = JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }], ...greedy });
+  const json = { 'content-type': 'application/json' };
+  const refusals = [
+    ['GET', '/v1/models', {}],
+    ['POST', '/v1/chat/completions', json],
+    ['POST', '/v1/chat/completions', { ...json, authorization: 'Bearer not-the-token' }],
+    ['POST', '/v1/chat/completions', { ...json, authorization: `Basic ${token}` }],
+    ['POST', '/tokenize', { ...json, authorization: `Bearer ${token}x` }],
+    ['GET', '/no/such/path', {}],  // 401, not 404: no token, no map of the server
+  ];
+  for (const [method, path, headers] of refusals) {
+    const response = await rawRequest(guardedUrl, method, path, headers,
+                                      method === 'POST' ? chat : undefined);
+    const where = `${method} ${path} ${JSON.stringify(headers)}`;
+    assert.equal(response.status, 401, where);
+    assert.equal(response.headers['www-authenticate'], 'Bearer', where);
+    const error = JSON.parse(response.text).error;
+    assert.equal(error.code, 'invalid_api_key', where);
+    assert.ok(!response.text.includes('not-the-token') && !response.text.includes(token), where);
+  }
+  const health = await rawRequest(guardedUrl, 'GET', '/health');
+  assert.equal(health.status, 200);
+
+  // The token is checked before the body is read: a body over the 1000-byte limit is 401, not
+  // 413. On a keep-alive connection the unread body does not turn into a next request.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const big = JSON.stringify({ messages: [{ role: 'user', content: 'y'.repeat(3000) }] });
+  const unread = await rawRequest(guardedUrl, 'POST', '/v1/chat/completions',
+                                  { ...json, 'content-length': Buffer.byteLength(big) }, big, agent);
+  assert.equal(unread.status, 401);
+  const after = await rawRequest(guardedUrl, 'GET', '/health', {}, undefined, agent);
+  assert.equal(after.status, 200);
+  agent.destroy();
+  // With the token the same body is read and refused for its size.
+  const tooLarge = await rawRequest(guardedUrl, 'POST', '/v1/chat/completions',
+                                    { ...json, authorization: `Bearer ${token}` }, big);
+  assert.ok([413, 'reset'].includes(tooLarge.status), `${tooLarge.status}`);
+});
+
+test('--auth_token_file: the official client with the token as apiKey; a wrong one is AuthenticationError', async () => {
+  const wrong = new OpenAI({ baseURL: `${guardedUrl}/v1`, apiKey: 'not-the-token', maxRetries: 0 });
+  await assert.rejects(
+    wrong.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], ...greedy }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401 &&
+           !e.message.includes('not-the-token'));
+  const guarded = new OpenAI({ baseURL: `${guardedUrl}/v1`, apiKey: token, maxRetries: 0 });
+  const models = [];
+  for await (const m of guarded.models.list()) models.push(m.id);
+  assert.deepEqual(models, [model]);
+  const completion = await guarded.chat.completions.create(
+    { model, messages: [{ role: 'user', content: 'Hi' }], ...greedy });
+  assert.equal(completion.choices.length, 1);
+  assert.ok(completion.usage.completion_tokens > 0);
+  const stream = await guarded.chat.completions.create(
+    { model, messages: [{ role: 'user', content: 'Hi' }], ...greedy, stream: true });
+  let text = '';
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+  assert.equal(text, completion.choices[0].message.content);
+});
+
+// Errors about the system reach the client as a fixed sentence with the request id (its own
+// X-Request-Id, echoed back): no worker address, no gRPC text.
+test('a worker failure is a public error: no addresses, the request id', async () => {
+  const response = await rawRequest(
+    orphanUrl, 'POST', '/v1/chat/completions',
+    { 'content-type': 'application/json', 'x-request-id': 'trace-42' },
+    JSON.stringify({ messages: [{ role: 'user', content: 'x' }], ...greedy }));
+  assert.equal(response.status, 503, response.text);
+  assert.equal(response.headers['x-request-id'], 'trace-42');
+  const { message } = JSON.parse(response.text).error;
+  assert.match(message, /request id trace-42/);
+  for (const leak of ['127.0.0.1', 'ipv4', ':1', 'worker', 'connect']) {
+    assert.ok(!message.includes(leak), `${leak} in ${message}`);
   }
 });
 

@@ -57,7 +57,8 @@ ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "Bearer tokens, one a line: every call must send \"authorization: Bearer <token>\" "
-          "(UNAUTHENTICATED otherwise). Empty: no authentication (development).");
+          "(UNAUTHENTICATED otherwise; on the HTTP port \"Authorization: Bearer <token>\", 401 "
+          "otherwise, /health exempt). Empty: no authentication (development).");
 ABSL_FLAG(std::string, worker_tls_ca, "",
           "CA (PEM) that signed the workers' certificates: the worker channels use TLS.");
 ABSL_FLAG(std::string, worker_tls_cert, "",
@@ -105,7 +106,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ChatPipeline& pipeline,
                          .threads = options.max_concurrent_requests + 32,
                          .model_name = options.model_info.model_name(),
                          .max_context_tokens = options.model_info.max_context_tokens(),
-                         .request_limits = options.request_limits}));
+                         .request_limits = options.request_limits,
+                         .tokens = options.tokens}));
   std::cerr << "gateway: serving HTTP on port " << http->port() << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_http_port_file); !path.empty()) {
     PIXTRAL_RETURN_IF_ERROR(WritePortFile(path, http->port()));

@@ -13,6 +13,7 @@
 #include "glog/logging.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "services/common/public_status.h"
 #include "services/gateway/openai_json.h"
 
 namespace pixtral {
@@ -32,6 +33,11 @@ void Reply(httplib::Response& response, int status, const json& body) {
 
 void ReplyError(httplib::Response& response, const HttpError& error) {
   Reply(response, error.http_status, error.body);
+}
+
+// `status` as a public client may see it (PublicError logs what it hides under `request_id`).
+HttpError PublicHttpError(const absl::Status& status, const std::string& request_id) {
+  return HttpErrorOf(PublicError(status, request_id));
 }
 
 std::string SseEvent(const json& data) {
@@ -99,18 +105,37 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   server.set_keep_alive_timeout(absl::ToInt64Seconds(options.keep_alive_timeout));
   server.set_keep_alive_max_count(options.keep_alive_max_requests);
 
+  // The token is checked before routing, so a caller without one gets 401 before its body is
+  // read and learns nothing, not even which paths exist. /health stays open for probes and load
+  // balancers (it tells nothing but whether the server is serving).
+  server.set_pre_routing_handler([self](const httplib::Request& req, httplib::Response& res) {
+    if (self->options_.tokens == nullptr || req.path == "/health") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const absl::Status allowed =
+        self->options_.tokens->Check(req.get_header_value("Authorization"));
+    if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_header("Connection", "close");  // a body, if one follows, is not read
+    ReplyError(res, MakeHttpError(401, allowed.message(), "invalid_api_key"));
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
   // Bodies are read through a content reader so that the size limit also holds for chunked
   // bodies, which cpp-httplib 0.11 would otherwise collect without bound.
-  const auto post = [self, &server](const char* path, void (HttpServer::*handle)(
-                                                          const std::string&, httplib::Response&)) {
+  using PostHandler =
+      void (HttpServer::*)(const std::string&, const std::string&, httplib::Response&);
+  const auto post = [self, &server](const char* path, PostHandler handle) {
     server.Post(path, [self, handle](const httplib::Request& req, httplib::Response& res,
                                      const httplib::ContentReader& reader) {
+      const std::string request_id = RequestIdOrNew(req.get_header_value("X-Request-Id"));
+      res.set_header("X-Request-Id", request_id);
       std::string body;
       if (absl::Status read = self->ReadBody(req, reader, &body); !read.ok()) {
         res.set_header("Connection", "close");  // what is left of the body is not read
-        return ReplyError(res, HttpErrorOf(read));
+        return ReplyError(res, PublicHttpError(read, request_id));
       }
-      (self->*handle)(body, res);
+      (self->*handle)(request_id, body, res);
     });
   };
   post("/v1/chat/completions", &HttpServer::ChatCompletions);
@@ -211,10 +236,11 @@ absl::Status HttpServer::ReadBody(const httplib::Request& request,
   return absl::OkStatus();
 }
 
-void HttpServer::ChatCompletions(const std::string& body, httplib::Response& response) {
+void HttpServer::ChatCompletions(const std::string& request_id, const std::string& body,
+                                 httplib::Response& response) {
   absl::StatusOr<OpenAiChatRequest> request =
       ParseChatCompletionRequest(body, options_.request_limits);
-  if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
+  if (!request.ok()) return ReplyError(response, PublicHttpError(request.status(), request_id));
   if (!CheckModel(request->model, response)) return;
   if (draining_) {
     return ReplyError(response,
@@ -224,7 +250,7 @@ void HttpServer::ChatCompletions(const std::string& body, httplib::Response& res
   if (!slot.has_value()) {
     return ReplyError(response, MakeHttpError(429,
                                               absl::StrCat("the gateway is running its maximum of ",
-                                                           slots_.max(), " completions"),
+                                                           slots_.max(), " requests; retry later"),
                                               "rate_limit_exceeded"));
   }
   const CompletionIdentity identity{
@@ -240,7 +266,7 @@ void HttpServer::ChatCompletions(const std::string& body, httplib::Response& res
     CallContext context{.cancelled = [this] { return stopping_.load(); }};
     absl::StatusOr<ChatResult> result =
         pipeline_.Run(request->chat, request->params, context, nullptr);
-    if (!result.ok()) return ReplyError(response, HttpErrorOf(result.status()));
+    if (!result.ok()) return ReplyError(response, PublicHttpError(result.status(), request_id));
     return Reply(response, 200, ChatCompletionJson(identity, *result, tokenizer_, logprobs));
   }
 
@@ -267,7 +293,7 @@ void HttpServer::ChatCompletions(const std::string& body, httplib::Response& res
     absl::MutexLock lock(&stream->mu);
     stream->mu.Await(absl::Condition(stream.get(), &Stream::HasNews));
     if (stream->deltas.empty() && !stream->result->ok()) {
-      early_error = HttpErrorOf(stream->result->status());
+      early_error = PublicHttpError(stream->result->status(), request_id);
     }
   }
   if (early_error.has_value()) {
@@ -278,7 +304,7 @@ void HttpServer::ChatCompletions(const std::string& body, httplib::Response& res
   response.set_header("Cache-Control", "no-cache");
   response.set_chunked_content_provider(
       "text/event-stream",
-      [this, stream, events = EventFormat{identity, logprobs, include_usage}](
+      [this, stream, events = EventFormat{identity, request_id, logprobs, include_usage}](
           size_t, httplib::DataSink& sink) { return WriteEvents(*stream, events, sink); },
       [stream](bool) { stream->Join(); });
 }
@@ -321,7 +347,7 @@ bool HttpServer::WriteEvents(Stream& stream, const EventFormat& format,
   const absl::StatusOr<ChatResult>& result = *stream.result;
   if (!result.ok()) {
     // What vLLM sends: the error object as an event; OpenAI's SDK raises it as an APIError.
-    if (!send(SseEvent(HttpErrorOf(result.status()).body))) return false;
+    if (!send(SseEvent(PublicHttpError(result.status(), format.request_id).body))) return false;
   } else {
     // Calls are sent whole in one delta once parsed (their text never streamed).
     if (!result->tool_calls.empty() &&
@@ -338,14 +364,24 @@ bool HttpServer::WriteEvents(Stream& stream, const EventFormat& format,
   return true;
 }
 
-void HttpServer::Tokenize(const std::string& body, httplib::Response& response) {
+void HttpServer::Tokenize(const std::string& request_id, const std::string& body,
+                          httplib::Response& response) {
   absl::StatusOr<TokenizeHttpRequest> request = ParseTokenizeRequest(body, options_.request_limits);
-  if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
+  if (!request.ok()) return ReplyError(response, PublicHttpError(request.status(), request_id));
   if (!CheckModel(request->model, response)) return;
+  // A chat with images costs CPU like a completion's front half: it takes a slot as the gRPC
+  // Tokenize does, from the same count.
+  std::optional<CompletionSlots::Slot> slot = slots_.TryAcquire();
+  if (!slot.has_value()) {
+    return ReplyError(response, MakeHttpError(429,
+                                              absl::StrCat("the gateway is running its maximum of ",
+                                                           slots_.max(), " requests; retry later"),
+                                              "rate_limit_exceeded"));
+  }
   absl::StatusOr<std::vector<int>> tokens =
       request->is_chat ? pipeline_.Tokenize(request->chat)
                        : tokenizer_.Encode(request->prompt, request->add_special_tokens, false);
-  if (!tokens.ok()) return ReplyError(response, HttpErrorOf(tokens.status()));
+  if (!tokens.ok()) return ReplyError(response, PublicHttpError(tokens.status(), request_id));
   Reply(response, 200,
         {{"count", tokens->size()},
          {"max_model_len", options_.max_context_tokens},
@@ -353,14 +389,15 @@ void HttpServer::Tokenize(const std::string& body, httplib::Response& response) 
          {"token_strs", nullptr}});
 }
 
-void HttpServer::Detokenize(const std::string& body, httplib::Response& response) {
+void HttpServer::Detokenize(const std::string& request_id, const std::string& body,
+                            httplib::Response& response) {
   absl::StatusOr<DetokenizeHttpRequest> request = ParseDetokenizeRequest(body);
-  if (!request.ok()) return ReplyError(response, HttpErrorOf(request.status()));
+  if (!request.ok()) return ReplyError(response, PublicHttpError(request.status(), request_id));
   if (!CheckModel(request->model, response)) return;
   // mistral_common's decode drops control tokens by default.
   absl::StatusOr<std::string> text =
       tokenizer_.Decode(request->tokens, SpecialTokenPolicy::kIgnore);
-  if (!text.ok()) return ReplyError(response, HttpErrorOf(text.status()));
+  if (!text.ok()) return ReplyError(response, PublicHttpError(text.status(), request_id));
   Reply(response, 200, {{"prompt", *text}});
 }
 

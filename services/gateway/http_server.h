@@ -6,6 +6,12 @@
 //   POST /tokenize, /detokenize vLLM's shapes
 //   GET  /health                200 while serving, 503 once draining
 //
+// With `tokens` (the gateway's --auth_token_file) every request but /health needs
+// `Authorization: Bearer <token>`: 401 with `WWW-Authenticate: Bearer` otherwise, decided before
+// the body is read. Errors reach clients as PublicError makes them (no worker addresses or
+// library text; the detail is logged under the request id, the client's `X-Request-Id` or a new
+// one, which every POST's response carries back).
+//
 // Built on cpp-httplib (Debian's libcpp-httplib-dev): HTTP/1.1 keep-alive, a thread pool, body
 // size limits (413, chunked bodies included), read and write timeouts. A streamed completion runs
 // on its own thread and the connection's thread writes its events; when a write fails (the client
@@ -28,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/tekken.h"
+#include "services/common/auth.h"
 #include "services/gateway/chat_pipeline.h"
 #include "services/gateway/completion_slots.h"
 #include "services/gateway/openai_json.h"
@@ -60,6 +67,8 @@ struct HttpServerOptions {
   std::string model_name;  // what /v1/models lists and `model` must match when given
   int max_context_tokens = 0;
   RequestLimits request_limits;
+  // When set, bearer tokens are required (see above); null: no authentication.
+  std::shared_ptr<const BearerTokens> tokens;
 };
 
 class HttpServer {
@@ -93,6 +102,7 @@ class HttpServer {
   // What every event of one stream repeats or depends on.
   struct EventFormat {
     CompletionIdentity identity;
+    std::string request_id;
     bool logprobs = false;
     bool include_usage = false;
   };
@@ -101,12 +111,16 @@ class HttpServer {
   // Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be read.
   absl::Status ReadBody(const httplib::Request& request, const httplib::ContentReader& reader,
                         std::string* body) const;
-  void ChatCompletions(const std::string& body, httplib::Response& response);
+  // The POST handlers: `request_id` names the call in public errors and the log.
+  void ChatCompletions(const std::string& request_id, const std::string& body,
+                       httplib::Response& response);
   // Writes `stream`'s events as they come (a heartbeat comment while none do), then the finish,
   // the usage and [DONE]. False once the client is gone.
   bool WriteEvents(Stream& stream, const EventFormat& format, httplib::DataSink& sink) const;
-  void Tokenize(const std::string& body, httplib::Response& response);
-  void Detokenize(const std::string& body, httplib::Response& response);
+  void Tokenize(const std::string& request_id, const std::string& body,
+                httplib::Response& response);
+  void Detokenize(const std::string& request_id, const std::string& body,
+                  httplib::Response& response);
   void Models(httplib::Response& response);
   // Whether `model` (may be empty) names the served model; a 404 in `response` if not.
   bool CheckModel(const std::string& model, httplib::Response& response);

@@ -352,6 +352,8 @@ absl::StatusOr<OpenAiChatRequest> ParseChatCompletionRequest(absl::string_view b
   if (status.ok()) status = ParseMessages(object, limits, &request.chat);
   if (status.ok()) status = ApplyContinueFinalMessage(object, &request.chat);
   if (status.ok()) status = ParseTools(object, &request.chat.tools);
+  // The gRPC API's bounds on chunks, text and images hold here too.
+  if (status.ok()) status = CheckRequestLimits(request.chat, limits);
   if (status.ok()) status = RefuseUnsupported(object);
   if (!status.ok()) return status;
 
@@ -413,6 +415,10 @@ absl::StatusOr<TokenizeHttpRequest> ParseTokenizeRequest(absl::string_view body,
   }
   if (has_prompt) {
     if (absl::Status s = ReadString(object, "prompt", &request.prompt); !s.ok()) return s;
+    if (static_cast<int64_t>(request.prompt.size()) > limits.max_text_bytes) {
+      return Invalid("prompt", absl::StrCat("has ", request.prompt.size(), " bytes; at most ",
+                                            limits.max_text_bytes, " are accepted"));
+    }
     if (absl::Status s = ReadBool(object, "add_special_tokens", &request.add_special_tokens);
         !s.ok()) {
       return s;
@@ -436,6 +442,7 @@ absl::StatusOr<TokenizeHttpRequest> ParseTokenizeRequest(absl::string_view body,
   }
   if (absl::Status s = ApplyContinueFinalMessage(object, &request.chat); !s.ok()) return s;
   if (absl::Status s = ParseTools(object, &request.chat.tools); !s.ok()) return s;
+  if (absl::Status s = CheckRequestLimits(request.chat, limits); !s.ok()) return s;
   if (absl::Status s = RefuseUnsupported(object); !s.ok()) return s;
   return request;
 }
@@ -578,6 +585,10 @@ HttpError HttpErrorOf(const absl::Status& status) {
       // The chat encoder prefixes an image's own errors with its place ("message 1, chunk 0:
       // ..."): an image over the size limits is the request's fault and retrying cannot help, as
       // is a body over the HTTP limit. Anything else exhausted (a full queue) is transient.
+      // The image memory budget's refusal says "retry later": it is transient, so 429.
+      if (absl::StrContains(message, "retry later")) {
+        return MakeHttpError(429, message, "rate_limit_exceeded");
+      }
       if (absl::StartsWith(message, "message ") || absl::StartsWith(message, "the request body")) {
         return MakeHttpError(413, message, "request_too_large");
       }

@@ -151,6 +151,38 @@ TEST(ParseTokenizeRequest, VllmShapes) {
   EXPECT_THAT(ParseDetokenizeRequest(R"({"tokens": [1, 2]})")->tokens, ElementsAre(1, 2));
 }
 
+// The gRPC API's request limits hold for the HTTP front's JSON too (RequestLimits).
+TEST(ParseChatCompletionRequest, AppliesTheRequestLimits) {
+  RequestLimits limits;
+  limits.max_text_bytes = 20;
+  limits.max_chunks_per_message = 2;
+  limits.max_tools = 1;
+  auto status = [&limits](const std::string& body) {
+    return ParseChatCompletionRequest(body, limits).status();
+  };
+  EXPECT_TRUE(status(R"({"messages": [{"role": "user", "content": "hi"}]})").ok());
+  EXPECT_THAT(
+      status(R"({"messages": [{"role": "user", "content": "012345678901234567890"}]})").message(),
+      HasSubstr("bytes of text"));
+  EXPECT_THAT(status(R"({"messages": [{"role": "user", "content": [
+      {"type": "text", "text": "a"}, {"type": "text", "text": "b"},
+      {"type": "text", "text": "c"}]}]})")
+                  .message(),
+              HasSubstr("chunks, got 3"));
+  EXPECT_THAT(status(R"({"messages": [{"role": "user", "content": "hi"}], "tools": [
+      {"type": "function", "function": {"name": "f"}},
+      {"type": "function", "function": {"name": "g"}}]})")
+                  .message(),
+              HasSubstr("at most 1 tools"));
+  EXPECT_EQ(ParseTokenizeRequest(R"({"prompt": "012345678901234567890"})", limits).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseTokenizeRequest(
+                  R"({"messages": [{"role": "user", "content": "012345678901234567890"}]})", limits)
+                  .status()
+                  .message(),
+              HasSubstr("bytes of text"));
+}
+
 TEST(HttpErrorOf, StatusCodesAndOpenAisErrorObject) {
   EXPECT_EQ(HttpErrorOf(absl::InvalidArgumentError("x")).http_status, 400);
   EXPECT_EQ(HttpErrorOf(absl::UnavailableError("x")).http_status, 503);
@@ -158,6 +190,13 @@ TEST(HttpErrorOf, StatusCodesAndOpenAisErrorObject) {
       HttpErrorOf(absl::ResourceExhaustedError("message 0, chunk 1: too many pixels")).http_status,
       413);
   EXPECT_EQ(HttpErrorOf(absl::ResourceExhaustedError("queue full")).http_status, 429);
+  // The image memory budget's refusal, placed by the chat encoder, is transient: 429, not 413.
+  EXPECT_EQ(HttpErrorOf(absl::ResourceExhaustedError(
+                            "message 0, chunk 1: the server is decoding as many images as its "
+                            "memory allows (an image this size needs 40 MiB); retry later or "
+                            "send a smaller image"))
+                .http_status,
+            429);
   const json body = HttpErrorOf(absl::InvalidArgumentError("bad")).body;
   EXPECT_EQ(body["error"]["message"], "bad");
   EXPECT_EQ(body["error"]["type"], "invalid_request_error");

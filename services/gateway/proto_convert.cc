@@ -59,9 +59,9 @@ absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest&
                                                      message.content_size()));
     }
     if (message.tool_calls_size() > limits.max_chunks_per_message) {
-      return absl::InvalidArgumentError(absl::StrCat("message ", i, ": at most ",
-                                                     limits.max_chunks_per_message,
-                                                     " tool calls, got ", message.tool_calls_size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("message ", i, ": at most ", limits.max_chunks_per_message,
+                       " tool calls, got ", message.tool_calls_size()));
     }
     // Tool calls, ids and names are prompt text too (mistral_common writes them as JSON).
     text_bytes += static_cast<int64_t>(message.tool_call_id().size() + message.name().size());
@@ -147,6 +147,77 @@ absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest&
     chat.tools.push_back({tool.name(), tool.description(), tool.parameters()});
   }
   return chat;
+}
+
+absl::Status CheckRequestLimits(const ChatCompletionRequest& request, const RequestLimits& limits) {
+  if (request.messages.size() > static_cast<size_t>(limits.max_messages)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", limits.max_messages, " messages, got ", request.messages.size()));
+  }
+  if (request.tools.size() > static_cast<size_t>(limits.max_tools)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", limits.max_tools, " tools, got ", request.tools.size()));
+  }
+  const auto too_many = [&limits](size_t i, size_t count, const char* what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message ", i, ": at most ", limits.max_chunks_per_message, " ", what, ", got ", count));
+  };
+  int64_t text_bytes = 0;
+  for (const Tool& tool : request.tools) {
+    text_bytes +=
+        static_cast<int64_t>(tool.name.size() + tool.description.size() + tool.parameters.size());
+  }
+  for (size_t i = 0; i < request.messages.size(); ++i) {
+    const ChatMessage& message = request.messages[i];
+    if (const auto* system = std::get_if<SystemMessage>(&message)) {
+      text_bytes += static_cast<int64_t>(system->content.size());
+    } else if (const auto* assistant = std::get_if<AssistantMessage>(&message)) {
+      if (assistant->tool_calls.size() > static_cast<size_t>(limits.max_chunks_per_message)) {
+        return too_many(i, assistant->tool_calls.size(), "tool calls");
+      }
+      text_bytes += static_cast<int64_t>(assistant->content.size());
+      for (const ToolCall& call : assistant->tool_calls) {
+        text_bytes +=
+            static_cast<int64_t>(call.id.size() + call.name.size() + call.arguments.size());
+      }
+    } else if (const auto* tool = std::get_if<ToolMessage>(&message)) {
+      text_bytes += static_cast<int64_t>(tool->content.size() + tool->tool_call_id.size() +
+                                         tool->name.size());
+    } else {
+      const UserMessage& user = std::get<UserMessage>(message);
+      if (const auto* text = std::get_if<std::string>(&user.content)) {
+        text_bytes += static_cast<int64_t>(text->size());
+        continue;
+      }
+      const auto& chunks = std::get<std::vector<ContentChunk>>(user.content);
+      if (chunks.size() > static_cast<size_t>(limits.max_chunks_per_message)) {
+        return too_many(i, chunks.size(), "chunks");
+      }
+      for (const ContentChunk& chunk : chunks) {
+        if (const auto* text = std::get_if<TextChunk>(&chunk)) {
+          text_bytes += static_cast<int64_t>(text->text.size());
+        } else if (const auto* url = std::get_if<ImageURLChunk>(&chunk)) {
+          if (static_cast<int64_t>(url->url.size()) > limits.max_url_bytes()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("message ", i, ": an image URL of ", url->url.size(),
+                             " bytes exceeds the limit of ", limits.max_url_bytes()));
+          }
+        } else if (const auto* image = std::get_if<ImageChunk>(&chunk)) {
+          if (static_cast<int64_t>(image->data.size()) > limits.max_image_bytes) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("message ", i, ": an inline image of ", image->data.size(),
+                             " bytes exceeds the limit of ", limits.max_image_bytes));
+          }
+        }
+      }
+    }
+  }
+  if (text_bytes > limits.max_text_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the messages and tools hold ", text_bytes,
+                                                   " bytes of text; at most ",
+                                                   limits.max_text_bytes, " are accepted"));
+  }
+  return absl::OkStatus();
 }
 
 void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out) {

@@ -34,6 +34,11 @@ struct RequestLimits {
 absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
                                                 const RequestLimits& limits);
 
+// The same RequestLimits on a request that did not come as a proto (the HTTP front's JSON):
+// messages, chunks and tool calls of one message, tools, text (tools and tool calls included),
+// inline images and image URLs. INVALID_ARGUMENT naming the limit.
+absl::Status CheckRequestLimits(const ChatCompletionRequest& request, const RequestLimits& limits);
+
 // The gateway's answers, whole or streamed.
 void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out);
 // A streamed chunk before the last: the delta's text, ids and logprobs.

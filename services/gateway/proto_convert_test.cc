@@ -227,5 +227,67 @@ TEST(ResultFromProtoTest, UnspecifiedFinishReadsAsStop) {
   EXPECT_EQ(FromProto(v1::FINISH_REASON_STOP), ChatFinish::kStop);
 }
 
+// Tools and tool calls are prompt text as much as content is: the same bounds hold for them, on
+// the gRPC path (FromProto) and on the HTTP front's (CheckRequestLimits).
+TEST(RequestLimitsTest, ToolsAndToolCallsCountTowardTheLimits) {
+  RequestLimits limits;
+  limits.max_text_bytes = 40;
+  limits.max_chunks_per_message = 2;
+  limits.max_tools = 1;
+  auto expect_invalid = [&limits](const std::string& text, absl::string_view needle) {
+    const auto proto = ParseText<v1::ChatCompletionRequest>(text);
+    absl::Status status = FromProto(proto, limits).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(status.message(), HasSubstr(needle)) << text;
+  };
+  const std::string user = R"pb(messages {
+                                  role: ROLE_USER
+                                  content { text: "hi" }
+                                })pb";
+  EXPECT_TRUE(FromProto(ParseText<v1::ChatCompletionRequest>(
+                            user + R"pb(tools { name: "f" parameters: "{}" })pb"),
+                        limits)
+                  .ok());
+  expect_invalid(user + R"pb(tools { name: "f" }
+                             tools { name: "g" })pb",
+                 "at most 1 tools");
+  expect_invalid(
+      user + R"pb(tools { name: "f" description: ")pb" + std::string(40, 'd') + R"pb(" })pb",
+      "bytes of text");
+  expect_invalid(user + R"pb(messages {
+                               role: ROLE_ASSISTANT
+                               tool_calls { id: "123456789" name: "f" }
+                               tool_calls { id: "123456780" name: "f" }
+                               tool_calls { id: "123456781" name: "f" }
+                             })pb",
+                 "tool calls, got 3");
+  expect_invalid(user + R"pb(messages { role: ROLE_ASSISTANT
+                                        tool_calls { id: "123456789" name: "f" arguments: ")pb" +
+                     std::string(40, 'a') + R"pb(                                                                                                  " }
+                              })pb",
+                 "bytes of text");
+
+  ChatCompletionRequest chat{{UserMessage{"hi"}}, {Tool{"f", "", "{}"}}};
+  EXPECT_TRUE(CheckRequestLimits(chat, limits).ok());
+  chat.tools.push_back(Tool{"g", "", ""});
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("at most 1 tools"));
+  chat.tools.pop_back();
+  AssistantMessage calls;
+  calls.tool_calls = {{"123456789", "f", std::string(40, 'a')}};
+  chat.messages.push_back(calls);
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("bytes of text"));
+  chat.messages.back() = ToolMessage{std::string(40, 'r'), "123456789"};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("bytes of text"));
+  chat.messages.back() = UserMessage{std::vector<ContentChunk>{
+      TextChunk{"a"}, ImageURLChunk{"https://example.com/x.png"}, TextChunk{"b"}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("chunks, got 3"));
+  limits.max_image_bytes = 3;
+  chat.messages.back() = UserMessage{std::vector<ContentChunk>{ImageChunk{"1234"}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("inline image of 4 bytes"));
+  chat.messages.back() =
+      UserMessage{std::vector<ContentChunk>{ImageURLChunk{"https://" + std::string(5000, 'h')}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("image URL"));
+}
+
 }  // namespace
 }  // namespace pixtral
