@@ -12,10 +12,12 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "services/common/testing/test_pki.h"
 #include "tests/server_process.h"
 #include "tools/random_model.h"
 
@@ -89,6 +91,55 @@ TEST(OpenAiClientTest, TheOfficialClientPassesItsScript) {
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
   // SIGTERM with a stream in flight: drained, the stream cancelled after the grace, exit 0.
   EXPECT_EQ((*gateway)->Wait(absl::Seconds(20)), 0);
+}
+
+// HTTPS on the HTTP port from the gRPC port's TLS flags, with certificates made by openssl: one
+// gateway with --tls_cert/--tls_key and tokens, one that also requires client certificates.
+TEST(OpenAiClientTest, HttpsFromTheTlsFlags) {
+  const std::string tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = tmp + "/tls_model";
+  ASSERT_TRUE(
+      WriteRandomModel(dir, ToyConfig(), /*seed=*/5, "tests/data/generated/tekken.json").ok());
+  absl::StatusOr<TestCa> ca = TestCa::Create(tmp + "/pki", "public-ca");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  absl::StatusOr<TestCert> server = ca->Issue("gateway");
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<TestCert> client = ca->Issue("user");
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::string token = "https-token-77a0";
+  const std::string token_file = tmp + "/tls_tokens";
+  std::ofstream(token_file) << token << "\n";
+  const std::vector<std::string> common = {"--model_dir=" + dir,
+                                           "--embedded",
+                                           "--cache_tokens=32768",
+                                           "--http_port=0",
+                                           "--tls_cert=" + server->cert_file,
+                                           "--tls_key=" + server->key_file};
+
+  std::vector<std::string> args = common;
+  args.push_back("--http_port_file=" + tmp + "/tls_http_port");
+  args.push_back("--auth_token_file=" + token_file);
+  absl::StatusOr<std::unique_ptr<ServerProcess>> tls =
+      ServerProcess::Start("services/gateway/gateway_server", args, "tls");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  const int tls_port = ReadPort(tmp + "/tls_http_port");
+  ASSERT_GT(tls_port, 0);
+  args = common;
+  args.push_back("--http_port_file=" + tmp + "/mtls_http_port");
+  args.push_back("--tls_client_ca=" + ca->cert_file());
+  absl::StatusOr<std::unique_ptr<ServerProcess>> mtls =
+      ServerProcess::Start("services/gateway/gateway_server", args, "mtls");
+  ASSERT_TRUE(mtls.ok()) << mtls.status();
+  const int mtls_port = ReadPort(tmp + "/mtls_http_port");
+  ASSERT_GT(mtls_port, 0);
+
+  // The certificates name localhost and 127.0.0.1; node trusts the test CA through
+  // NODE_EXTRA_CA_CERTS, as a deployment's clients trust its CA.
+  const std::string command = absl::StrCat(
+      "NODE_EXTRA_CA_CERTS=", ca->cert_file(), " NODE_PATH=", Runfile("tools/npm/node_modules"),
+      " node ", Runfile("tests/openai_tls_test.js"), " https://localhost:", tls_port, " ", token,
+      " https://localhost:", mtls_port, " ", client->cert_file, " ", client->key_file, " 2>&1");
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
 }
 
 TEST(GatewayCommandLineTest, HelpListsTheFlagsAndExitsZero) {

@@ -23,6 +23,7 @@
 #include "services/common/auth.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
+#include "services/common/server_security_flags.h"
 #include "services/common/tls_credentials.h"
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/distributed_stack.h"
@@ -68,7 +69,8 @@ ABSL_FLAG(std::string, worker_tls_key, "", "Private key of --worker_tls_cert (PE
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_grace);  // services/common/serve.cc
 
 ABSL_FLAG(int, http_port, -1,
-          "Also serve the OpenAI-compatible HTTP API on this port (0: a free port); -1: off.");
+          "Also serve the OpenAI-compatible HTTP API on this port (0: a free port; HTTPS with "
+          "--tls_cert and --tls_key, client certificates with --tls_client_ca); -1: off.");
 ABSL_FLAG(std::string, http_port_file, "", "Write the bound HTTP port here once serving.");
 ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{64} << 20,
           "Largest HTTP request body (images travel inside it as data URIs); beyond it 413.");
@@ -98,6 +100,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ChatPipeline& pipeline,
                                                       const GatewayOptions& options) {
   const int port = absl::GetFlag(FLAGS_http_port);
   if (port < 0) return nullptr;
+  // The gRPC port's certificate and client CA serve HTTPS too.
+  const ServerTlsFiles tls = ServerTlsFilesFromFlags();
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<HttpServer> http,
       HttpServer::Start(pipeline, tokenizer, service.slots(),
@@ -107,8 +111,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ChatPipeline& pipeline,
                          .model_name = options.model_info.model_name(),
                          .max_context_tokens = options.model_info.max_context_tokens(),
                          .request_limits = options.request_limits,
-                         .tokens = options.tokens}));
-  std::cerr << "gateway: serving HTTP on port " << http->port() << std::endl;
+                         .tokens = options.tokens,
+                         .tls_cert_file = tls.cert_file,
+                         .tls_key_file = tls.key_file,
+                         .tls_client_ca_file = tls.client_ca_file}));
+  std::cerr << "gateway: serving " << (tls.tls() ? "HTTPS" : "HTTP") << " on port " << http->port()
+            << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_http_port_file); !path.empty()) {
     PIXTRAL_RETURN_IF_ERROR(WritePortFile(path, http->port()));
   }

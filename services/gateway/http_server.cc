@@ -83,8 +83,7 @@ HttpServer::HttpServer(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer,
       tokenizer_(tokenizer),
       slots_(slots),
       options_(options),
-      started_(absl::ToUnixSeconds(absl::Now())),
-      server_(std::make_unique<httplib::Server>()) {}
+      started_(absl::ToUnixSeconds(absl::Now())) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -93,6 +92,22 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
                                                               CompletionSlots& slots,
                                                               const HttpServerOptions& options) {
   std::unique_ptr<HttpServer> http(new HttpServer(pipeline, tokenizer, slots, options));
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("HTTPS needs both a certificate and its key");
+  }
+  if (!options.tls_cert_file.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(
+        options.tls_cert_file.c_str(), options.tls_key_file.c_str(),
+        options.tls_client_ca_file.empty() ? nullptr : options.tls_client_ca_file.c_str());
+    if (!tls->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot serve HTTPS with ", options.tls_cert_file, " and ", options.tls_key_file,
+          options.tls_client_ca_file.empty() ? "" : " and " + options.tls_client_ca_file));
+    }
+    http->server_ = std::move(tls);
+  } else {
+    http->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& server = *http->server_;
   HttpServer* self = http.get();
   const int threads = options.threads;

@@ -69,12 +69,18 @@ struct HttpServerOptions {
   RequestLimits request_limits;
   // When set, bearer tokens are required (see above); null: no authentication.
   std::shared_ptr<const BearerTokens> tokens;
+  // HTTPS with this certificate chain and key (PEM; the gateway's --tls_cert and --tls_key),
+  // read once at Start: a rotated certificate needs a restart here, unlike on the gRPC port.
+  // Empty: plaintext. With `tls_client_ca_file` clients must present a certificate it signed.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
 };
 
 class HttpServer {
  public:
   // Binds and starts serving. `pipeline`, `tokenizer` and `slots` must outlive the server.
-  // UNAVAILABLE if the address cannot be bound.
+  // UNAVAILABLE if the address cannot be bound; INVALID_ARGUMENT if the TLS files cannot be used.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(ChatPipeline& pipeline,
                                                            const TekkenTokenizer& tokenizer,
                                                            CompletionSlots& slots,
