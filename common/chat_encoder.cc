@@ -8,6 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "common/chat_json.h"
+#include "common/chat_validate.h"
 
 namespace pixtral {
 namespace {
@@ -25,78 +27,15 @@ struct Part {
 
 // A message after mistral_common's InstructRequestNormalizer.
 struct Turn {
-  bool is_user = true;
+  enum Kind { kUser, kAssistant, kTool };
+  Kind kind = kUser;
   bool text_only = true;  // Only text was seen: `text` is the content, encoded in one piece.
   std::string text;
   std::vector<Part> parts;
-  bool prefix = false;  // Assistant turns only.
+  bool prefix = false;                      // assistant turns
+  std::vector<const ToolCall*> tool_calls;  // assistant turns
+  const ToolMessage* tool = nullptr;        // tool turns
 };
-
-bool IsImage(const ContentChunk& chunk) { return !std::holds_alternative<TextChunk>(chunk); }
-
-const char* RoleName(const ChatMessage& message) {
-  if (std::holds_alternative<SystemMessage>(message)) return "system";
-  if (std::holds_alternative<UserMessage>(message)) return "user";
-  return "assistant";
-}
-
-absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError(what); }
-
-// MistralRequestValidator(V3) without tools, plus our limits.
-absl::Status Validate(const ChatCompletionRequest& request, int max_images) {
-  const std::vector<ChatMessage>& messages = request.messages;
-  if (messages.empty()) return Invalid("the request has no messages");
-  const ChatMessage& last = messages.back();
-  if (messages.size() == 1 && std::holds_alternative<AssistantMessage>(last)) {
-    return Invalid("a conversation must start with a user or system message");
-  }
-  if (messages.size() > 1) {
-    const auto* assistant = std::get_if<AssistantMessage>(&last);
-    if (std::holds_alternative<SystemMessage>(last) ||
-        (assistant != nullptr && !assistant->prefix)) {
-      return Invalid(
-          absl::StrCat("the last message must be a user message or an assistant prefix, "
-                       "not a ",
-                       RoleName(last), " message"));
-    }
-  }
-  int images = 0;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (i > 0 && std::holds_alternative<AssistantMessage>(messages[i - 1]) &&
-        std::holds_alternative<SystemMessage>(messages[i])) {
-      return Invalid(
-          absl::StrCat("message ", i, ": a system message cannot follow an assistant message"));
-    }
-    if (const auto* assistant = std::get_if<AssistantMessage>(&messages[i])) {
-      if (assistant->content.empty()) {
-        return Invalid(absl::StrCat("message ", i, ": an assistant message needs content"));
-      }
-      if (assistant->prefix && i + 1 != messages.size()) {
-        return Invalid(
-            absl::StrCat("message ", i, ": an assistant prefix must be the last message"));
-      }
-    }
-    const auto* user = std::get_if<UserMessage>(&messages[i]);
-    if (user == nullptr) continue;
-    const auto* chunks = std::get_if<std::vector<ContentChunk>>(&user->content);
-    if (chunks == nullptr) continue;
-    if (chunks->empty()) return Invalid(absl::StrCat("message ", i, ": the content list is empty"));
-    for (size_t c = 0; c < chunks->size(); ++c) {
-      const ContentChunk& chunk = (*chunks)[c];
-      if (!IsImage(chunk)) continue;
-      const bool empty = std::holds_alternative<ImageChunk>(chunk)
-                             ? std::get<ImageChunk>(chunk).data.empty()
-                             : std::get<ImageURLChunk>(chunk).url.empty();
-      if (empty) return Invalid(absl::StrCat("message ", i, ", chunk ", c, ": the image is empty"));
-      ++images;
-    }
-  }
-  if (images > max_images) {
-    return Invalid(
-        absl::StrCat("the request has ", images, " images; at most ", max_images, " are allowed"));
-  }
-  return absl::OkStatus();
-}
 
 // _aggregate_content_chunks_impl: texts of different messages join with kJoin, adjacent text
 // chunks of one message too; empty texts vanish; images stay where they are.
@@ -121,9 +60,9 @@ class ContentAggregator {
     }
   }
 
-  Turn Finish(bool is_user) {
+  Turn Finish(Turn::Kind kind) {
     Turn turn;
-    turn.is_user = is_user;
+    turn.kind = kind;
     turn.text_only = parts_.empty();
     if (turn.text_only) {
       turn.text = std::move(pending_);
@@ -147,7 +86,7 @@ class ContentAggregator {
 
 // InstructRequestNormalizer: the joined system prompt, and the user/assistant turns with
 // consecutive messages of one role merged (a system message between two user messages keeps
-// them apart, as in mistral_common).
+// them apart, as in mistral_common); tool messages stay one turn each.
 std::vector<Turn> Normalize(const ChatCompletionRequest& request, std::string* system_prompt) {
   std::vector<std::string> system_parts;
   std::vector<Turn> turns;
@@ -159,12 +98,21 @@ std::vector<Turn> Normalize(const ChatCompletionRequest& request, std::string* s
       ++i;
       continue;
     }
-    const bool is_user = std::holds_alternative<UserMessage>(messages[i]);
+    if (const auto* tool = std::get_if<ToolMessage>(&messages[i])) {
+      Turn turn;
+      turn.kind = Turn::kTool;
+      turn.tool = tool;
+      turns.push_back(std::move(turn));
+      ++i;
+      continue;
+    }
+    const size_t role = messages[i].index();
+    const Turn::Kind kind =
+        std::holds_alternative<UserMessage>(messages[i]) ? Turn::kUser : Turn::kAssistant;
     ContentAggregator aggregator;
     bool prefix = false;
-    for (; i < messages.size() && std::holds_alternative<UserMessage>(messages[i]) == is_user &&
-           !std::holds_alternative<SystemMessage>(messages[i]);
-         ++i) {
+    std::vector<const ToolCall*> tool_calls;
+    for (; i < messages.size() && messages[i].index() == role; ++i) {
       if (const auto* user = std::get_if<UserMessage>(&messages[i])) {
         if (const auto* text = std::get_if<std::string>(&user->content)) {
           aggregator.AddString(*text);
@@ -175,14 +123,60 @@ std::vector<Turn> Normalize(const ChatCompletionRequest& request, std::string* s
         const auto& assistant = std::get<AssistantMessage>(messages[i]);
         aggregator.AddString(assistant.content);
         prefix |= assistant.prefix;
+        for (const ToolCall& call : assistant.tool_calls) tool_calls.push_back(&call);
       }
     }
-    turns.push_back(aggregator.Finish(is_user));
+    turns.push_back(aggregator.Finish(kind));
     turns.back().prefix = prefix;
+    turns.back().tool_calls = std::move(tool_calls);
   }
   *system_prompt = absl::StrJoin(system_parts, kJoin);
-  if (turns.empty() || !turns.front().is_user) turns.insert(turns.begin(), Turn{});
+  if (turns.empty() || turns.front().kind != Turn::kUser) turns.insert(turns.begin(), Turn{});
   return turns;
+}
+
+// mistral_common's _normalize_json_content, then _parse_json_content: empty is {}, JSON text is
+// its value, anything else is a string.
+nlohmann::ordered_json NormalizedJson(absl::string_view text) {
+  if (text.empty()) return nlohmann::ordered_json::object();
+  return JsonOrString(text);
+}
+
+// [{"type": "function", "function": {"name": ..., "description": ..., "parameters": ...}}]
+std::string ToolsJson(const std::vector<Tool>& tools) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const Tool& tool : tools) {
+    nlohmann::ordered_json function;
+    function["name"] = tool.name;
+    function["description"] = tool.description;
+    function["parameters"] = NormalizedJson(tool.parameters);
+    nlohmann::ordered_json entry;
+    entry["type"] = "function";
+    entry["function"] = std::move(function);
+    list.push_back(std::move(entry));
+  }
+  return PythonJsonDumps(list);
+}
+
+// InstructTokenizerV3._prepare_function_call: [{"name": ..., "arguments": ..., "id": ...}].
+std::string ToolCallsJson(const std::vector<const ToolCall*>& calls) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const ToolCall* call : calls) {
+    nlohmann::ordered_json entry;
+    entry["name"] = call->name;
+    entry["arguments"] = NormalizedJson(call->arguments);
+    if (!call->id.empty() && call->id != "null") entry["id"] = call->id;
+    list.push_back(std::move(entry));
+  }
+  return PythonJsonDumps(list);
+}
+
+// InstructTokenizerV3._prepare_tool_result: {"content": ..., "call_id": ...}.
+std::string ToolResultJson(const ToolMessage& tool) {
+  nlohmann::ordered_json result;
+  result["content"] = NormalizedJson(tool.content);
+  result["call_id"] = tool.tool_call_id;
+  return PythonJsonDumps(result);
 }
 
 // _maybe_put_image_first: text chunks followed by a single image put the image first.
@@ -214,7 +208,9 @@ absl::StatusOr<std::unique_ptr<MistralTokenizer>> MistralTokenizer::Create(
   if (options.max_images < 0 || options.max_prompt_tokens <= 0) {
     return absl::InvalidArgumentError("max_images and max_prompt_tokens must be positive");
   }
-  for (const char* name : {"[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]"}) {
+  for (const char* name :
+       {"[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "[AVAILABLE_TOOLS]",
+        "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]"}) {
     if (!tekken->SpecialTokenId(name).ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("the tokenizer has no ", name, " token; it cannot encode chats"));
@@ -240,17 +236,22 @@ MistralTokenizer::MistralTokenizer(std::unique_ptr<TekkenTokenizer> tekken, Opti
   img_ = *tekken_->SpecialTokenId("[IMG]");
   img_break_ = *tekken_->SpecialTokenId("[IMG_BREAK]");
   img_end_ = *tekken_->SpecialTokenId("[IMG_END]");
+  begin_tools_ = *tekken_->SpecialTokenId("[AVAILABLE_TOOLS]");
+  end_tools_ = *tekken_->SpecialTokenId("[/AVAILABLE_TOOLS]");
+  begin_tool_results_ = *tekken_->SpecialTokenId("[TOOL_RESULTS]");
+  end_tool_results_ = *tekken_->SpecialTokenId("[/TOOL_RESULTS]");
+  tool_calls_ = *tekken_->SpecialTokenId("[TOOL_CALLS]");
 }
 
 absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
     const ChatCompletionRequest& request, const EncodeCallState& call) const {
-  absl::Status valid = Validate(request, options_.max_images);
+  absl::Status valid = ValidateChatRequest(request, options_.max_images);
   if (!valid.ok()) return valid;
   std::string system_prompt;
   std::vector<Turn> turns = Normalize(request, &system_prompt);
   size_t last_user = 0;
   for (size_t t = 0; t < turns.size(); ++t) {
-    if (turns[t].is_user) last_user = t;
+    if (turns[t].kind == Turn::kUser) last_user = t;
   }
 
   EncodedChat out;
@@ -299,14 +300,36 @@ absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
   for (size_t t = 0; t < turns.size(); ++t) {
     Turn& turn = turns[t];
     absl::Status status;
-    if (!turn.is_user) {
-      // InstructTokenizerV2 strips trailing spaces from assistant text.
-      absl::string_view text = turn.text;
-      while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
-      status = append_text(text);
+    if (turn.kind == Turn::kTool) {
+      out.tokens.push_back(begin_tool_results_);
+      status = append_text(ToolResultJson(*turn.tool));
+      if (!status.ok()) return status;
+      out.tokens.push_back(end_tool_results_);
+      continue;
+    }
+    if (turn.kind == Turn::kAssistant) {
+      if (!turn.tool_calls.empty()) {
+        if (!turn.text.empty()) {
+          return absl::InvalidArgumentError(
+              "consecutive assistant messages mix content and tool calls");
+        }
+        out.tokens.push_back(tool_calls_);
+        status = append_text(ToolCallsJson(turn.tool_calls));
+      } else {
+        // InstructTokenizerV2 strips trailing spaces from assistant text.
+        absl::string_view text = turn.text;
+        while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+        status = append_text(text);
+      }
       if (!status.ok()) return status;
       if (!turn.prefix) out.tokens.push_back(tekken_->eos_id());
       continue;
+    }
+    if (t == last_user && !request.tools.empty()) {
+      out.tokens.push_back(begin_tools_);
+      status = append_text(ToolsJson(request.tools));
+      if (!status.ok()) return status;
+      out.tokens.push_back(end_tools_);
     }
     const bool with_system = t == last_user && !system_prompt.empty();
     out.tokens.push_back(begin_inst_);

@@ -3,9 +3,17 @@
 //
 //   <s>[INST]user text[/INST]assistant text</s>[INST]system prompt\n\nlast user text[/INST]
 //
+// and with tools (function calling), a prefix to continue, and tool calls and results:
+//
+//   <s>[AVAILABLE_TOOLS][{"type": "function", ...}][/AVAILABLE_TOOLS][INST]user[/INST]
+//   [TOOL_CALLS][{"name": "f", "arguments": {...}, "id": "abcdef123"}]</s>
+//   [TOOL_RESULTS]{"content": ..., "call_id": "abcdef123"}[/TOOL_RESULTS]assistant prefix
+//
 // - Consecutive messages of one role merge into one (their texts joined by "\n\n").
 // - All system messages join (by "\n\n") into one system prompt, written at the start of the
 //   last user message, followed by "\n\n".
+// - The tools' JSON goes before the last user message; tool calls, results and tools are written
+//   as Python's json.dumps writes them (chat_json.h), JSON text normalized as mistral_common does.
 // - Each image becomes rows of [IMG] tokens, each row ending in [IMG_BREAK] except the last,
 //   which ends in [IMG_END]; text and images keep their order, except that a user message made
 //   of text followed by one image puts the image first (mistral_common does the same).
@@ -15,9 +23,9 @@
 //   absl::StatusOr<EncodedChat> encoded = (*tokenizer)->EncodeChatCompletion(request);
 //   // encoded->tokens for the decoder, encoded->images for the vision encoder (in [IMG] order).
 //
-// Requests come from clients: every structural problem (no messages, wrong role order, an empty
-// assistant message, too many images, a prompt longer than the context, an image that cannot be
-// loaded) is an error status, never a crash.
+// Requests come from clients: every structural problem (chat_validate.h: no messages, wrong role
+// order, an empty assistant message, bad tool call ids, too many images; a prompt longer than the
+// context, an image that cannot be loaded) is an error status, never a crash.
 #ifndef PIXTRAL_COMMON_CHAT_ENCODER_H_
 #define PIXTRAL_COMMON_CHAT_ENCODER_H_
 
@@ -88,6 +96,11 @@ class MistralTokenizer {
   int img_ = 0;
   int img_break_ = 0;
   int img_end_ = 0;
+  int begin_tools_ = 0;
+  int end_tools_ = 0;
+  int begin_tool_results_ = 0;
+  int end_tool_results_ = 0;
+  int tool_calls_ = 0;
 };
 
 }  // namespace pixtral

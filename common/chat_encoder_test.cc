@@ -1,5 +1,6 @@
 #include "common/chat_encoder.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -230,12 +231,10 @@ TEST(ChatEncoderErrorTest, RejectsMalformedConversations) {
   expect_invalid({}, "no messages");
   expect_invalid({AssistantMessage{"hi"}}, "must start with");
   expect_invalid({User("a"), AssistantMessage{"b"}}, "last message");
-  expect_invalid({User("a"), SystemMessage{"s"}}, "last message");
   expect_invalid({User("a"), AssistantMessage{"b"}, SystemMessage{"s"}, User("c")},
                  "cannot follow an assistant");
   expect_invalid({User("a"), AssistantMessage{""}, User("c")}, "needs content");
   expect_invalid({User("a"), AssistantMessage{"p", true}, User("c")}, "prefix must be the last");
-  expect_invalid({User(std::vector<ContentChunk>{})}, "content list is empty");
   expect_invalid({User({ImageChunk{""}})}, "image is empty");
   expect_invalid({User("bad \xFF utf8")}, "UTF-8");
 }
@@ -286,5 +285,118 @@ TEST(ChatEncoderTest, StopsBeforeImagesWhenTheCallIsOverButEncodesText) {
   EXPECT_TRUE(tokenizer->EncodeChatCompletion(text_only, {.deadline = absl::InfinitePast()}).ok());
 }
 
+// The expected texts below are those of mistral_common's tests/test_tokenize_v3.py
+// (test_tools_singleturn, test_system_tools_multiturn, test_tool_message) for tekken, where the
+// requests there end in a way the serving validator allows.
+std::string TemplateText(const MistralTokenizer& tokenizer, ChatCompletionRequest request) {
+  absl::StatusOr<EncodedChat> encoded = tokenizer.EncodeChatCompletion(request);
+  EXPECT_TRUE(encoded.ok()) << encoded.status();
+  return encoded.ok() ? encoded->text : "";
+}
+
+AssistantMessage Calls(std::vector<ToolCall> calls) {
+  AssistantMessage message;
+  message.tool_calls = std::move(calls);
+  return message;
+}
+
+TEST(ChatEncoderToolsTest, AvailableToolsGoBeforeTheLastUserMessage) {
+  auto tokenizer = Tokenizer();
+  ChatCompletionRequest request{{User("a")}, {Tool{"tool1", "1", "{}"}}};
+  EXPECT_EQ(TemplateText(*tokenizer, request),
+            "<s>[AVAILABLE_TOOLS][{\"type\": \"function\", \"function\": {\"name\": \"tool1\", "
+            "\"description\": \"1\", \"parameters\": {}}}][/AVAILABLE_TOOLS][INST]a[/INST]");
+  absl::StatusOr<EncodedChat> encoded = tokenizer->EncodeChatCompletion(request);
+  ASSERT_TRUE(encoded.ok());
+  // Outside the tools' span the ids are the plain chat's: [1, 3, 1097, 4].
+  const std::vector<int>& tokens = encoded->tokens;
+  const int begin = *tokenizer->tekken().SpecialTokenId("[AVAILABLE_TOOLS]");
+  const int end = *tokenizer->tekken().SpecialTokenId("[/AVAILABLE_TOOLS]");
+  const auto b = std::find(tokens.begin(), tokens.end(), begin);
+  const auto e = std::find(tokens.begin(), tokens.end(), end);
+  ASSERT_TRUE(b != tokens.end() && e != tokens.end());
+  std::vector<int> outside(tokens.begin(), b);
+  outside.insert(outside.end(), e + 1, tokens.end());
+  EXPECT_EQ(outside, (std::vector<int>{kBos, kInst, 1097, kEndInst}));
+
+  request = {{SystemMessage{"SYSTEM"}, User("a"), AssistantMessage{"b"}, User("c")},
+             {Tool{"tool1", "1", ""}, Tool{"tool2", "2", "{\"type\":\"object\"}"}}};
+  EXPECT_EQ(TemplateText(*tokenizer, request),
+            "<s>[INST]a[/INST]b</s>[AVAILABLE_TOOLS][{\"type\": \"function\", \"function\": "
+            "{\"name\": \"tool1\", \"description\": \"1\", \"parameters\": {}}}, {\"type\": "
+            "\"function\", \"function\": {\"name\": \"tool2\", \"description\": \"2\", "
+            "\"parameters\": {\"type\": \"object\"}}}][/AVAILABLE_TOOLS][INST]SYSTEM\n\nc[/INST]");
+}
+
+TEST(ChatEncoderToolsTest, ToolCallsAndResults) {
+  auto tokenizer = Tokenizer();
+  const ToolCall call{"123456789", "b", "{}"};
+  EXPECT_EQ(TemplateText(*tokenizer, {{User("a"), Calls({call}), ToolMessage{"d", "123456789"}}}),
+            "<s>[INST]a[/INST][TOOL_CALLS][{\"name\": \"b\", \"arguments\": {}, \"id\": "
+            "\"123456789\"}]</s>[TOOL_RESULTS]{\"content\": \"d\", \"call_id\": "
+            "\"123456789\"}[/TOOL_RESULTS]");
+  // JSON content is embedded as JSON, normalized; other text as a string.
+  EXPECT_EQ(
+      TemplateText(*tokenizer, {{User("a"), Calls({call}), ToolMessage{"{\"a\":1}", "123456789"}}}),
+      "<s>[INST]a[/INST][TOOL_CALLS][{\"name\": \"b\", \"arguments\": {}, \"id\": "
+      "\"123456789\"}]</s>[TOOL_RESULTS]{\"content\": {\"a\": 1}, \"call_id\": "
+      "\"123456789\"}[/TOOL_RESULTS]");
+  EXPECT_EQ(TemplateText(*tokenizer,
+                         {{User("a"), Calls({call}), ToolMessage{"d{\"a\": 1}", "123456789"}}}),
+            "<s>[INST]a[/INST][TOOL_CALLS][{\"name\": \"b\", \"arguments\": {}, \"id\": "
+            "\"123456789\"}]</s>[TOOL_RESULTS]{\"content\": \"d{\\\"a\\\": 1}\", \"call_id\": "
+            "\"123456789\"}[/TOOL_RESULTS]");
+  // A "null" id is left out; arguments are normalized JSON; empty arguments and results are {}.
+  EXPECT_EQ(TemplateText(*tokenizer, {{User("a"), Calls({{"null", "b", "{\"x\":[1,2]}"}}),
+                                       ToolMessage{"", "123456789"}, User("e")}}),
+            "<s>[INST]a[/INST][TOOL_CALLS][{\"name\": \"b\", \"arguments\": {\"x\": [1, 2]}}]</s>"
+            "[TOOL_RESULTS]{\"content\": {}, \"call_id\": \"123456789\"}[/TOOL_RESULTS]"
+            "[INST]e[/INST]");
+  // Two calls, two results, then the model's answer and a prefix to continue.
+  EXPECT_EQ(TemplateText(*tokenizer, {{User("a"), Calls({call, {"abcdefghi", "q", ""}}),
+                                       ToolMessage{"1", "123456789"}, ToolMessage{"2", "abcdefghi"},
+                                       AssistantMessage{"So", /*prefix=*/true}}}),
+            "<s>[INST]a[/INST][TOOL_CALLS][{\"name\": \"b\", \"arguments\": {}, \"id\": "
+            "\"123456789\"}, {\"name\": \"q\", \"arguments\": {}, \"id\": \"abcdefghi\"}]</s>"
+            "[TOOL_RESULTS]{\"content\": 1, \"call_id\": \"123456789\"}[/TOOL_RESULTS]"
+            "[TOOL_RESULTS]{\"content\": 2, \"call_id\": \"abcdefghi\"}[/TOOL_RESULTS]So");
+}
+
+// mistral_common accepts these; the encoder used to refuse them.
+TEST(ChatEncoderTest, AcceptsALastSystemMessageAndAnEmptyUserMessage) {
+  auto tokenizer = Tokenizer();
+  EXPECT_EQ(TemplateText(*tokenizer, {{User("a"), SystemMessage{"s"}}}), "<s>[INST]s\n\na[/INST]");
+  EXPECT_EQ(TemplateText(*tokenizer, {{User(std::vector<ContentChunk>{})}}), "<s>[INST][/INST]");
+  EXPECT_EQ(TemplateText(*tokenizer, {{SystemMessage{"s"}, User(std::vector<ContentChunk>{})}}),
+            "<s>[INST]s\n\n[/INST]");
+}
+
+TEST(ChatEncoderToolsTest, ValidatesAsMistralCommonV3) {
+  auto tokenizer = Tokenizer();
+  auto expect_invalid = [&](ChatCompletionRequest request, absl::string_view needle) {
+    absl::Status status = tokenizer->EncodeChatCompletion(request).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << needle;
+    EXPECT_THAT(status.message(), HasSubstr(needle));
+  };
+  const ToolCall call{"123456789", "b", "{}"};
+  expect_invalid({{User("a"), Calls({{"12", "b", "{}"}}), ToolMessage{"d", "123456789"}}},
+                 "tool call id \"12\"");
+  expect_invalid({{User("a"), Calls({{"123456789", "b c", "{}"}}), ToolMessage{"d", "123456789"}}},
+                 "function name");
+  expect_invalid({{User("a"), Calls({call}), ToolMessage{"d", ""}}}, "needs a tool_call_id");
+  expect_invalid({{User("a"), Calls({call}), ToolMessage{"d", "bad id"}}}, "tool call id");
+  expect_invalid({{User("a"), Calls({call}), User("b")}}, "differ in number");
+  expect_invalid({{User("a"), Calls({call}), ToolMessage{"d", "123456789"},
+                   ToolMessage{"d", "123456789"}, AssistantMessage{"x"}, User("y")}},
+                 "differ in number");
+  AssistantMessage both = Calls({call});
+  both.content = "text";
+  expect_invalid({{User("a"), both, ToolMessage{"d", "123456789"}}}, "both content and tool calls");
+  expect_invalid({{User("a"), ToolMessage{"d", "123456789"}}}, "cannot follow a user");
+  expect_invalid({{User("a"), Calls({call}), ToolMessage{"d", "123456789"}, SystemMessage{"s"}}},
+                 "cannot follow a tool");
+  expect_invalid({{User("a")}, {Tool{"bad name", "", ""}}}, "function name");
+  expect_invalid({{User("a")}, {Tool{"f", "", "[1]"}}}, "JSON object");
+}
 }  // namespace
 }  // namespace pixtral

@@ -147,6 +147,7 @@ absl::Status CurlStatus(CURLcode code, const char* message, absl::string_view ur
     case CURLE_TOO_MANY_REDIRECTS:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
+    case CURLE_COULDNT_RESOLVE_HOST:  // the client's URL names no host: retrying cannot help
       return absl::InvalidArgumentError(detail);
     case CURLE_FILESIZE_EXCEEDED:
       return absl::ResourceExhaustedError(detail);

@@ -259,6 +259,13 @@ TEST(ImageFetcherTest, ClosedPortIsUnavailable) {
              absl::StatusCode::kUnavailable, "fetching");
 }
 
+// .invalid never resolves (RFC 2606): the URL is the client's mistake, not a server outage that
+// a retry could outlast.
+TEST(ImageFetcherTest, AHostThatDoesNotResolveIsInvalidArgument) {
+  ExpectCode(ImageFetcher(ImageFetcher::Options()).Fetch("http://no-such-host.invalid/cat.png"),
+             absl::StatusCode::kInvalidArgument, "no-such-host.invalid");
+}
+
 TEST(ImageFetcherTest, DataUris) {
   const std::string payload = absl::Base64Escape(kImage);
   absl::StatusOr<std::string> bytes = ImageFetcher().Fetch("data:image/png;base64," + payload);

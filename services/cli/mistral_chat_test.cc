@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/testing/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -186,6 +187,67 @@ TEST_F(MistralChatTest, ScriptErrorsExitNonZeroWithAClearMessage) {
   run = RunChat(Flags({"--gateway=127.0.0.1:1", "--prompt=Hi"}));
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_THAT(run.err, HasSubstr("cannot reach the gateway at 127.0.0.1:1"));
+}
+
+TEST_F(MistralChatTest, HelpListsTheFlagsAndVersionPrintsOne) {
+  ChatRun run = RunChat({"--help"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("mistral-chat MODEL_DIR --prompt TEXT"));
+  for (const char* flag : {"--max_tokens", "--temperature", "--image", "--gateway", "--backend"}) {
+    EXPECT_THAT(run.out, HasSubstr(flag));
+  }
+  run = RunChat({"--version"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, MatchesRegex("mistral-chat \\(pixtral-serving [0-9.]+\\)\n"));
+}
+
+// Bad flags and missing --image files are reported before any model loads (here there is none).
+TEST_F(MistralChatTest, ArgumentsAndImagesAreCheckedBeforeTheModelLoads) {
+  const std::string missing = std::string(std::getenv("TEST_TMPDIR")) + "/missing";
+  ChatRun run = RunChat({missing, "--prompt=Hi", "--image=no/such/image.png"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("--image no/such/image.png: cannot open image file"));
+  EXPECT_THAT(run.err, ::testing::Not(HasSubstr("cannot load")));
+  run = RunChat({missing, "--prompt=Hi", "--temperature=-1"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr("--temperature"));
+  run = RunChat({missing, "--prompt=Hi", "--top_p=0"});
+  EXPECT_EQ(run.exit_code, 2);
+  run = RunChat({missing, "--prompt=Hi", "--backend=tpu"});
+  EXPECT_EQ(run.exit_code, 2);
+}
+
+// The model's side says "message 0, chunk 1"; the person typed a path.
+TEST_F(MistralChatTest, ErrorsNameTheImageAsTyped) {
+  const std::string junk = std::string(std::getenv("TEST_TMPDIR")) + "/junk.png";
+  std::ofstream(junk) << "this is not an image";
+  ChatRun run = RunChat(Flags({*dir_, "--prompt=Hi", "--image", junk}));
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr(absl::StrCat("INVALID_ARGUMENT: --image ", junk, ": ")));
+  run = RunChat(Flags({*dir_}), absl::StrCat("Look.\n", junk, "\n\n\n"));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr(absl::StrCat("image \"", junk, "\" of turn 1: ")));
+}
+
+// Ctrl-C while an answer streams stops that answer; the program reads the next turn (here the
+// end of input) and exits 0 instead of dying of SIGINT.
+TEST_F(MistralChatTest, CtrlCStopsTheAnswerNotTheProgram) {
+  const std::string tmp = std::getenv("TEST_TMPDIR");
+  const std::string script = absl::StrCat(
+      "(printf 'Tell me everything.\\n\\n'; sleep 4) | services/cli/mistral-chat '", *dir_,
+      "' --max_tokens=8000 --cache_tokens=8192 --temperature=0 > ", tmp, "/ctrlc.out 2> ", tmp,
+      "/ctrlc.err & pid=$!; for i in $(seq 100); do grep -q 'Image path' ", tmp,
+      "/ctrlc.out 2>/dev/null && break; sleep 0.1; done; sleep 1; kill -INT $pid; wait $pid; "
+      "echo $? > ",
+      tmp, "/ctrlc.rc");
+  std::ofstream(tmp + "/ctrlc.sh") << script << "\n";
+  const auto start = absl::Now();
+  ASSERT_EQ(std::system(absl::StrCat("sh ", tmp, "/ctrlc.sh").c_str()), 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));  // 8000 tokens would take far longer
+  EXPECT_EQ(ReadFileOrFail(tmp + "/ctrlc.rc"), "0\n");
+  EXPECT_THAT(ReadFileOrFail(tmp + "/ctrlc.err"), HasSubstr("[interrupted]"));
+  const std::string out = ReadFileOrFail(tmp + "/ctrlc.out");
+  EXPECT_EQ(out.find("====================="), std::string::npos) << out;  // no finished answer
 }
 
 TEST_F(MistralChatTest, UsageErrorsExitTwo) {

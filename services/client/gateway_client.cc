@@ -78,6 +78,7 @@ absl::StatusOr<ChatResult> GatewayClient::Stream(
       finished = true;
       result.finish = FromProto(chunk.finish_reason());
       result.usage = FromProto(chunk.usage());
+      result.tool_calls = FromProto(chunk.tool_calls());
     }
     if ((!delta.text.empty() || !delta.token_ids.empty()) && on_delta && !on_delta(delta)) {
       context->TryCancel();

@@ -3,6 +3,7 @@
 // process.
 #include "services/client/gateway_client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -184,11 +185,21 @@ TEST_F(GatewayClientTest, ErrorsKeepTheGatewaysStatus) {
   EXPECT_THAT(negative.status().message(), HasSubstr("temperature"));
 }
 
-TEST_F(GatewayClientTest, PrefixMessagesAreRefusedBeforeTheWire) {
+// A final assistant prefix reaches the model as the start of its answer: the prompt ends with
+// the prefix's text and no </s>.
+TEST_F(GatewayClientTest, APrefixIsContinued) {
   ChatCompletionRequest request;
   request.messages.push_back(UserMessage{"Hi"});
   request.messages.push_back(AssistantMessage{"Hel", /*prefix=*/true});
-  EXPECT_EQ(client_->Complete(request, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::vector<int>> tokens = client_->Tokenize(request);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  absl::StatusOr<std::vector<int>> hel = client_->Tokenize("Hel");
+  ASSERT_TRUE(hel.ok()) << hel.status();
+  ASSERT_GE(tokens->size(), hel->size());
+  EXPECT_TRUE(std::equal(hel->begin(), hel->end(), tokens->end() - hel->size()));
+  absl::StatusOr<ChatResult> result = client_->Complete(request, {.max_tokens = 2});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->usage.prompt_tokens, static_cast<int>(tokens->size()));
 }
 
 TEST(GatewayClientUnreachableTest, IsUnavailable) {

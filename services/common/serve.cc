@@ -6,8 +6,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "services/common/command_line.h"
 #include "services/common/server_runner.h"
 #include "services/common/server_security_flags.h"
 #include "services/common/tls_credentials.h"
@@ -39,7 +41,8 @@ absl::Status WritePortFile(const std::string& path, int port) {
 }  // namespace
 
 absl::Status ServeUntilTerminated(const std::string& name,
-                                  const std::vector<grpc::Service*>& services) {
+                                  const std::vector<grpc::Service*>& services,
+                                  const std::function<void()>& on_signal) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(ServerTlsFilesFromFlags());
@@ -62,6 +65,7 @@ absl::Status ServeUntilTerminated(const std::string& name,
   const int signal = WaitForTerminationSignal();
   std::cerr << name << ": signal " << signal << ", shutting down (grace "
             << absl::FormatDuration(grace) << ")" << std::endl;
+  if (on_signal) on_signal();
   (*server)->Shutdown();
   std::cerr << name << ": stopped" << std::endl;
   return absl::OkStatus();
@@ -69,6 +73,9 @@ absl::Status ServeUntilTerminated(const std::string& name,
 
 int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*run)()) {
   BlockTerminationSignals();
+  absl::SetProgramUsageMessage(absl::StrCat("The Pixtral ", name, " server.\nUsage: ", argv[0],
+                                            " --model_dir=DIR [--port=PORT] [flags...]"));
+  HandleHelpAndVersion(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::Status status = run(); !status.ok()) {
     std::cerr << name << ": " << status << std::endl;

@@ -15,6 +15,7 @@
 #ifndef PIXTRAL_SERVICES_COMMON_SERVE_H_
 #define PIXTRAL_SERVICES_COMMON_SERVE_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,11 @@ namespace pixtral {
 // Starts `services` on the flags' address, writes the bound port to --port_file if set (so tests
 // and scripts can use --port=0), blocks until SIGTERM or SIGINT, then shuts down gracefully.
 // UNAVAILABLE if the port cannot be bound; the port file's error if it cannot be written.
+// `on_signal` (may be empty) runs as soon as the signal arrives, before the graceful shutdown:
+// a second front (the gateway's HTTP API) starts draining with the gRPC server.
 absl::Status ServeUntilTerminated(const std::string& name,
-                                  const std::vector<grpc::Service*>& services);
+                                  const std::vector<grpc::Service*>& services,
+                                  const std::function<void()>& on_signal = nullptr);
 
 // A server's whole main(): blocks SIGTERM and SIGINT before any thread starts (so only
 // ServeUntilTerminated receives them), parses the flags, calls `run`, and exits 0, or 1 with

@@ -6,6 +6,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "services/gateway/completion_text.h"
+#include "services/gateway/tool_call_parser.h"
 
 namespace pixtral {
 
@@ -16,6 +17,7 @@ ChatPipeline::ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& visio
   for (int i = 0; i < 3; ++i) {
     image_token_ids_[i] = tokenizer.tekken().SpecialTokenId(names[i]).value_or(-1);
   }
+  tool_calls_id_ = tokenizer.tekken().SpecialTokenId("[TOOL_CALLS]").value_or(-1);
 }
 
 absl::StatusOr<std::vector<int>> ChatPipeline::Tokenize(
@@ -66,6 +68,11 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   generation.logprobs = params.logprobs;
 
   CompletionText text(tokenizer_.tekken(), params.stop);
+  // An answer to a request with tools that begins with [TOOL_CALLS] is calls, not text: its text
+  // is held back from the deltas and parsed at the end.
+  const bool tools_offered = !request.tools.empty();
+  bool calling_tools = false;
+  std::string calls_text;
   bool client_cancelled = false;
   absl::Status decode_error;
   absl::StatusOr<Completion> completion = decoder_.Generate(
@@ -73,12 +80,16 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
       [&](absl::Span<const SampledToken> tokens) {
         ChatDelta delta;
         for (const SampledToken& token : tokens) {
+          if (tools_offered && result.token_ids.empty() && delta.token_ids.empty() &&
+              token.id == tool_calls_id_) {
+            calling_tools = true;
+          }
           absl::StatusOr<std::string> piece = text.Add(token.id);
           if (!piece.ok()) {
             decode_error = piece.status();
             return false;
           }
-          delta.text += *piece;
+          (calling_tools ? calls_text : delta.text) += *piece;
           delta.token_ids.push_back(token.id);
           if (params.logprobs) delta.logprobs.push_back(token.logprob);
           if (text.stopped()) break;
@@ -105,6 +116,16 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   }
 
   ChatDelta last{text.Finish()};
+  if (calling_tools) {
+    calls_text += last.text;
+    last.text.clear();
+    absl::StatusOr<std::vector<ToolCall>> calls = ParseToolCalls(calls_text);
+    if (calls.ok()) {
+      result.tool_calls = *std::move(calls);
+    } else {
+      last.text = std::move(calls_text);  // not calls after all: the client gets the text
+    }
+  }
   result.text += last.text;
   if (!last.text.empty() && on_delta && !on_delta(last)) {
     return absl::CancelledError("the client cancelled the completion");
@@ -112,6 +133,7 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   result.finish = completion->finish_reason == FinishReason::kLength && !text.stopped()
                       ? ChatFinish::kLength
                       : ChatFinish::kStop;
+  if (!result.tool_calls.empty()) result.finish = ChatFinish::kToolCalls;
   result.usage.completion_tokens = static_cast<int>(result.token_ids.size());
   return result;
 }

@@ -49,6 +49,7 @@ class ChatPipeline {
   DecoderStage& decoder_;
   const ChatLimits limits_;
   int image_token_ids_[3];  // [IMG], [IMG_BREAK], [IMG_END]
+  int tool_calls_id_;       // [TOOL_CALLS]
 };
 
 }  // namespace pixtral

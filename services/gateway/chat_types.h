@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/chat.h"
+
 namespace pixtral {
 
 struct ChatParams {
@@ -31,7 +33,7 @@ struct ChatDelta {
   std::vector<float> logprobs;
 };
 
-enum class ChatFinish { kStop, kLength };
+enum class ChatFinish { kStop, kLength, kToolCalls };
 
 struct ChatUsage {
   int prompt_tokens = 0;
@@ -40,7 +42,8 @@ struct ChatUsage {
 };
 
 struct ChatResult {
-  std::string text;
+  std::string text;                  // empty when the model called tools
+  std::vector<ToolCall> tool_calls;  // with ChatFinish::kToolCalls
   std::vector<int32_t> token_ids;
   std::vector<float> logprobs;
   ChatFinish finish = ChatFinish::kStop;

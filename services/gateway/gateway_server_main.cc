@@ -6,21 +6,29 @@
 //       --vision_workers=vision-0:9001,vision-1:9001 --decoder_workers=decoder-0:9002
 //   gateway_server --model_dir=/models/Pixtral-12B-2409 --embedded --backend=cuda
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "services/common/auth.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
+#include "services/common/server_security_flags.h"
 #include "services/common/tls_credentials.h"
 #include "services/embedded/embedded_stack.h"
 #include "services/gateway/distributed_stack.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/http_server.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Model folder: params.json and tekken.json (and the weights with --embedded).");
@@ -50,15 +58,70 @@ ABSL_FLAG(bool, allow_local_files, false,
           "Let image URLs read local files (file://); never on a public gateway.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "Bearer tokens, one a line: every call must send \"authorization: Bearer <token>\" "
-          "(UNAUTHENTICATED otherwise). Empty: no authentication (development).");
+          "(UNAUTHENTICATED otherwise; on the HTTP port \"Authorization: Bearer <token>\", 401 "
+          "otherwise, /health exempt). Empty: no authentication (development).");
 ABSL_FLAG(std::string, worker_tls_ca, "",
           "CA (PEM) that signed the workers' certificates: the worker channels use TLS.");
 ABSL_FLAG(std::string, worker_tls_cert, "",
           "The gateway's client certificate (PEM) for workers that require mTLS.");
 ABSL_FLAG(std::string, worker_tls_key, "", "Private key of --worker_tls_cert (PEM).");
 
+ABSL_DECLARE_FLAG(absl::Duration, shutdown_grace);  // services/common/serve.cc
+
+ABSL_FLAG(int, http_port, -1,
+          "Also serve the OpenAI-compatible HTTP API on this port (0: a free port; HTTPS with "
+          "--tls_cert and --tls_key, client certificates with --tls_client_ca); -1: off.");
+ABSL_FLAG(std::string, http_port_file, "", "Write the bound HTTP port here once serving.");
+ABSL_FLAG(int64_t, http_max_body_bytes, int64_t{64} << 20,
+          "Largest HTTP request body (images travel inside it as data URIs); beyond it 413.");
+
 namespace pixtral {
 namespace {
+
+// Written to a temporary name and renamed, so a reader never sees a partial number.
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << port << "\n";
+    if (!out.good()) return absl::InternalError("cannot write " + temporary);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot rename " + temporary + " to " + path);
+  }
+  return absl::OkStatus();
+}
+
+// The HTTP front over the same pipeline and completion limit as the gRPC service, or null when
+// --http_port is -1.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartHttp(ChatPipeline& pipeline,
+                                                      const TekkenTokenizer& tokenizer,
+                                                      GatewayService& service,
+                                                      const GatewayOptions& options) {
+  const int port = absl::GetFlag(FLAGS_http_port);
+  if (port < 0) return nullptr;
+  // The gRPC port's certificate and client CA serve HTTPS too.
+  const ServerTlsFiles tls = ServerTlsFilesFromFlags();
+  PIXTRAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<HttpServer> http,
+      HttpServer::Start(pipeline, tokenizer, service.slots(),
+                        {.port = port,
+                         .max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes),
+                         .threads = options.max_concurrent_requests + 32,
+                         .model_name = options.model_info.model_name(),
+                         .max_context_tokens = options.model_info.max_context_tokens(),
+                         .request_limits = options.request_limits,
+                         .tokens = options.tokens,
+                         .tls_cert_file = tls.cert_file,
+                         .tls_key_file = tls.key_file,
+                         .tls_client_ca_file = tls.client_ca_file}));
+  std::cerr << "gateway: serving " << (tls.tls() ? "HTTPS" : "HTTP") << " on port " << http->port()
+            << std::endl;
+  if (const std::string path = absl::GetFlag(FLAGS_http_port_file); !path.empty()) {
+    PIXTRAL_RETURN_IF_ERROR(WritePortFile(path, http->port()));
+  }
+  return http;
+}
 
 absl::Status Run() {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -117,7 +180,20 @@ absl::Status Run() {
     options.model_info = distributed->model_info();
   }
   GatewayService service(*pipeline, tokenizer->tekken(), options);
-  return ServeUntilTerminated("gateway", {&service});
+  PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> http,
+                           StartHttp(*pipeline, tokenizer->tekken(), service, options));
+  // On SIGTERM the HTTP front drains with the gRPC server; its completions run on through the
+  // grace period, and what remains is cancelled after it.
+  absl::Time signalled = absl::InfiniteFuture();
+  absl::Status served = ServeUntilTerminated("gateway", {&service}, [&http, &signalled] {
+    signalled = absl::Now();
+    if (http != nullptr) http->Drain();
+  });
+  if (http != nullptr) {
+    http->WaitForCompletions(signalled + absl::GetFlag(FLAGS_shutdown_grace));
+    http->Stop();
+  }
+  return served;
 }
 
 }  // namespace

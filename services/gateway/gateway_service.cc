@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_service.h"
 
-#include "absl/cleanup/cleanup.h"
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/common/grpc_auth.h"
@@ -17,22 +18,17 @@ CallContext ContextOf(grpc::ServerContext* context) {
 
 }  // namespace
 
-absl::Status GatewayService::Acquire() {
-  if (running_.fetch_add(1) >= options_.max_concurrent_requests) {
-    running_.fetch_sub(1);
-    return absl::ResourceExhaustedError(absl::StrCat("the gateway is running its maximum of ",
-                                                     options_.max_concurrent_requests,
-                                                     " requests; retry later"));
-  }
-  return absl::OkStatus();
+absl::Status GatewayService::TooBusy() const {
+  return absl::ResourceExhaustedError(absl::StrCat("the gateway is running its maximum of ",
+                                                   slots_.max(), " requests; retry later"));
 }
 
 absl::Status GatewayService::Complete(grpc::ServerContext* context,
                                       const v1::ChatCompletionRequest& request,
                                       const std::function<bool(const ChatDelta&)>& on_delta,
                                       ChatResult* result) {
-  if (absl::Status slot = Acquire(); !slot.ok()) return slot;
-  absl::Cleanup release = [this] { Release(); };
+  std::optional<CompletionSlots::Slot> slot = slots_.TryAcquire();
+  if (!slot.has_value()) return TooBusy();
   absl::StatusOr<ChatCompletionRequest> chat = FromProto(request, options_.request_limits);
   if (!chat.ok()) return chat.status();
   absl::StatusOr<ChatResult> completed =
@@ -74,6 +70,12 @@ grpc::Status GatewayService::StreamChatCompletion(
   v1::ChatCompletionChunk last;
   last.set_finish_reason(ToProto(result.finish));
   ToProto(result.usage, last.mutable_usage());
+  for (const ToolCall& call : result.tool_calls) {
+    v1::ToolCall* out = last.add_tool_calls();
+    out->set_id(call.id);
+    out->set_name(call.name);
+    out->set_arguments(call.arguments);
+  }
   writer->Write(last);
   return grpc::Status::OK;
 }
@@ -81,8 +83,8 @@ grpc::Status GatewayService::StreamChatCompletion(
 absl::Status GatewayService::TokenizeIds(const v1::TokenizeRequest& request,
                                          std::vector<int>* ids) {
   // Tokenizing a long text or a chat with images costs CPU like a completion's front half.
-  if (absl::Status slot = Acquire(); !slot.ok()) return slot;
-  absl::Cleanup release = [this] { Release(); };
+  std::optional<CompletionSlots::Slot> slot = slots_.TryAcquire();
+  if (!slot.has_value()) return TooBusy();
   absl::StatusOr<std::vector<int>> encoded;
   switch (request.input_case()) {
     case v1::TokenizeRequest::kText:

@@ -6,13 +6,13 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 #define PIXTRAL_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
 
-#include <atomic>
 #include <memory>
 #include <string>
 
 #include "proto/gateway.grpc.pb.h"
 #include "services/common/auth.h"
 #include "services/gateway/chat_pipeline.h"
+#include "services/gateway/completion_slots.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
@@ -31,7 +31,13 @@ class GatewayService final : public v1::Gateway::Service {
   // `pipeline` and `tokenizer` must outlive the service.
   GatewayService(ChatPipeline& pipeline, const TekkenTokenizer& tokenizer,
                  const GatewayOptions& options)
-      : pipeline_(pipeline), tokenizer_(tokenizer), options_(options) {}
+      : pipeline_(pipeline),
+        tokenizer_(tokenizer),
+        options_(options),
+        slots_(options.max_concurrent_requests) {}
+
+  // The completions running through this service; the HTTP front shares the same limit.
+  CompletionSlots& slots() { return slots_; }
 
   grpc::Status CreateChatCompletion(grpc::ServerContext* context,
                                     const v1::ChatCompletionRequest* request,
@@ -49,14 +55,13 @@ class GatewayService final : public v1::Gateway::Service {
   absl::Status Complete(grpc::ServerContext* context, const v1::ChatCompletionRequest& request,
                         const std::function<bool(const ChatDelta&)>& on_delta, ChatResult* result);
   absl::Status TokenizeIds(const v1::TokenizeRequest& request, std::vector<int>* ids);
-  // Takes one of the max_concurrent_requests slots; RESOURCE_EXHAUSTED when none is free.
-  absl::Status Acquire();
-  void Release() { running_.fetch_sub(1); }
+  // RESOURCE_EXHAUSTED: all max_concurrent_requests slots (shared with the HTTP front) are taken.
+  absl::Status TooBusy() const;
 
   ChatPipeline& pipeline_;
   const TekkenTokenizer& tokenizer_;
   const GatewayOptions options_;
-  std::atomic<int> running_{0};
+  CompletionSlots slots_;
 };
 
 }  // namespace pixtral

@@ -18,7 +18,8 @@ struct RequestLimits {
   // Encoded bytes of one image sent inline (ImageChunk); URLs are capped by the image fetcher.
   int64_t max_image_bytes = 20 << 20;
   int max_messages = 256;
-  int max_chunks_per_message = 256;
+  int max_chunks_per_message = 256;  // and tool calls of one message
+  int max_tools = 128;
   // Text of all messages together: more than the model's context can hold, yet a bound on the
   // tokenizer's work for one request.
   int64_t max_text_bytes = 4 << 20;
@@ -26,24 +27,31 @@ struct RequestLimits {
   int64_t max_url_bytes() const { return max_image_bytes / 3 * 4 + 4096; }
 };
 
-// INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system or assistant
-// message, too many messages or chunks, too much text, or an inline image or URL over the limit.
+// INVALID_ARGUMENT for an unspecified role, an empty chunk, an image in a system, assistant or
+// tool message, too many messages, chunks, tool calls or tools, too much text (tool calls and
+// tools included), or an inline image or URL over the limit. Text chunks of a system, assistant
+// or tool message join with "\n\n", as mistral_common joins a message's chunks.
 absl::StatusOr<ChatCompletionRequest> FromProto(const v1::ChatCompletionRequest& request,
                                                 const RequestLimits& limits);
+
+// The same RequestLimits on a request that did not come as a proto (the HTTP front's JSON):
+// messages, chunks and tool calls of one message, tools, text (tools and tool calls included),
+// inline images and image URLs. INVALID_ARGUMENT naming the limit.
+absl::Status CheckRequestLimits(const ChatCompletionRequest& request, const RequestLimits& limits);
 
 // The gateway's answers, whole or streamed.
 void ToProto(const ChatResult& result, v1::ChatCompletionResponse* out);
 // A streamed chunk before the last: the delta's text, ids and logprobs.
 void ToProto(const ChatDelta& delta, v1::ChatCompletionChunk* out);
 
-// The client's direction. INVALID_ARGUMENT for an assistant prefix message, which the public API
-// cannot express; a user message's plain string becomes one text chunk.
+// The client's direction: a user message's plain string becomes one text chunk.
 absl::StatusOr<v1::ChatCompletionRequest> ToProto(const ChatCompletionRequest& request,
                                                   const ChatParams& params);
 void ToProto(const ChatParams& params, v1::SamplingParams* out);
 
 ChatFinish FromProto(v1::FinishReason finish);
 ChatUsage FromProto(const v1::Usage& usage);
+std::vector<ToolCall> FromProto(const google::protobuf::RepeatedPtrField<v1::ToolCall>& calls);
 ChatResult FromProto(const v1::ChatCompletionResponse& response);
 ChatDelta FromProto(const v1::ChatCompletionChunk& chunk);
 

@@ -82,13 +82,91 @@ TEST(RequestToProtoTest, UnsetSeedStaysUnset) {
   EXPECT_FALSE(proto->sampling().has_seed());
 }
 
-TEST(RequestToProtoTest, AssistantPrefixIsRefused) {
+ChatCompletionRequest WithToolsAndPrefix() {
   ChatCompletionRequest request;
-  request.messages.push_back(UserMessage{"Hi"});
-  request.messages.push_back(AssistantMessage{"Hel", /*prefix=*/true});
-  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, {});
-  EXPECT_EQ(proto.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(proto.status().message(), HasSubstr("message 1"));
+  request.tools.push_back({"get_weather", "The weather", R"({"type": "object"})"});
+  request.messages.push_back(UserMessage{"Weather in Paris?"});
+  AssistantMessage calls;
+  calls.tool_calls.push_back({"a1b2c3d4e", "get_weather", R"({"city": "Paris"})"});
+  request.messages.push_back(calls);
+  request.messages.push_back(ToolMessage{"20C", "a1b2c3d4e", "get_weather"});
+  request.messages.push_back(AssistantMessage{"It is", /*prefix=*/true});
+  return request;
+}
+
+TEST(RequestToProtoTest, ToolsToolCallsResultsAndPrefix) {
+  absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(WithToolsAndPrefix(), {});
+  ASSERT_TRUE(proto.ok()) << proto.status();
+  const auto expected = ParseText<v1::ChatCompletionRequest>(R"pb(
+    messages {
+      role: ROLE_USER
+      content { text: "Weather in Paris?" }
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      tool_calls { id: "a1b2c3d4e" name: "get_weather" arguments: "{\"city\": \"Paris\"}" }
+    }
+    messages {
+      role: ROLE_TOOL
+      content { text: "20C" }
+      tool_call_id: "a1b2c3d4e"
+      name: "get_weather"
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      content { text: "It is" }
+      prefix: true
+    }
+    tools { name: "get_weather" description: "The weather" parameters: "{\"type\": \"object\"}" }
+    sampling { top_p: 1 }
+  )pb");
+  EXPECT_TRUE(MessageDifferencer::Equals(*proto, expected)) << proto->DebugString();
+  absl::StatusOr<ChatCompletionRequest> read = FromProto(*proto, RequestLimits());
+  ASSERT_TRUE(read.ok()) << read.status();
+  absl::StatusOr<v1::ChatCompletionRequest> again = ToProto(*read, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(*again, *proto)) << again->DebugString();
+}
+
+// mistral_common joins a message's text chunks with "\n\n" (the model would see another prompt
+// if they were glued together).
+TEST(RequestFromProtoTest, TextChunksOfSystemAssistantAndToolMessagesJoinWithBlankLines) {
+  const auto proto = ParseText<v1::ChatCompletionRequest>(R"pb(
+    messages {
+      role: ROLE_SYSTEM
+      content { text: "a" }
+      content { text: "" }
+      content { text: "b" }
+    }
+    messages {
+      role: ROLE_USER
+      content { text: "u" }
+    }
+    messages {
+      role: ROLE_ASSISTANT
+      content { text: "c" }
+      content { text: "d" }
+    }
+  )pb");
+  absl::StatusOr<ChatCompletionRequest> read = FromProto(proto, RequestLimits());
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(std::get<SystemMessage>(read->messages[0]).content, "a\n\nb");
+  EXPECT_EQ(std::get<AssistantMessage>(read->messages[2]).content, "c\n\nd");
+}
+
+TEST(ResultFromProtoTest, ToolCallsAndTheirFinishReason) {
+  const auto response = ParseText<v1::ChatCompletionResponse>(R"pb(
+    tool_calls { id: "a1b2c3d4e" name: "f" arguments: "{}" }
+    finish_reason: FINISH_REASON_TOOL_CALLS
+    usage {}
+  )pb");
+  const ChatResult result = FromProto(response);
+  EXPECT_EQ(result.finish, ChatFinish::kToolCalls);
+  ASSERT_EQ(result.tool_calls.size(), 1u);
+  EXPECT_EQ(result.tool_calls[0].id, "a1b2c3d4e");
+  v1::ChatCompletionResponse back;
+  ToProto(result, &back);
+  EXPECT_TRUE(MessageDifferencer::Equals(back, response)) << back.DebugString();
 }
 
 TEST(RequestToProtoTest, TheGatewayReadsBackWhatTheClientWrote) {
@@ -147,6 +225,68 @@ TEST(ResultFromProtoTest, ResultAndDeltaSurviveTheWire) {
 TEST(ResultFromProtoTest, UnspecifiedFinishReadsAsStop) {
   EXPECT_EQ(FromProto(v1::FINISH_REASON_UNSPECIFIED), ChatFinish::kStop);
   EXPECT_EQ(FromProto(v1::FINISH_REASON_STOP), ChatFinish::kStop);
+}
+
+// Tools and tool calls are prompt text as much as content is: the same bounds hold for them, on
+// the gRPC path (FromProto) and on the HTTP front's (CheckRequestLimits).
+TEST(RequestLimitsTest, ToolsAndToolCallsCountTowardTheLimits) {
+  RequestLimits limits;
+  limits.max_text_bytes = 40;
+  limits.max_chunks_per_message = 2;
+  limits.max_tools = 1;
+  auto expect_invalid = [&limits](const std::string& text, absl::string_view needle) {
+    const auto proto = ParseText<v1::ChatCompletionRequest>(text);
+    absl::Status status = FromProto(proto, limits).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(status.message(), HasSubstr(needle)) << text;
+  };
+  const std::string user = R"pb(messages {
+                                  role: ROLE_USER
+                                  content { text: "hi" }
+                                })pb";
+  EXPECT_TRUE(FromProto(ParseText<v1::ChatCompletionRequest>(
+                            user + R"pb(tools { name: "f" parameters: "{}" })pb"),
+                        limits)
+                  .ok());
+  expect_invalid(user + R"pb(tools { name: "f" }
+                             tools { name: "g" })pb",
+                 "at most 1 tools");
+  expect_invalid(
+      user + R"pb(tools { name: "f" description: ")pb" + std::string(40, 'd') + R"pb(" })pb",
+      "bytes of text");
+  expect_invalid(user + R"pb(messages {
+                               role: ROLE_ASSISTANT
+                               tool_calls { id: "123456789" name: "f" }
+                               tool_calls { id: "123456780" name: "f" }
+                               tool_calls { id: "123456781" name: "f" }
+                             })pb",
+                 "tool calls, got 3");
+  expect_invalid(user + R"pb(messages { role: ROLE_ASSISTANT
+                                        tool_calls { id: "123456789" name: "f" arguments: ")pb" +
+                     std::string(40, 'a') + R"pb(                                                                                                  " }
+                              })pb",
+                 "bytes of text");
+
+  ChatCompletionRequest chat{{UserMessage{"hi"}}, {Tool{"f", "", "{}"}}};
+  EXPECT_TRUE(CheckRequestLimits(chat, limits).ok());
+  chat.tools.push_back(Tool{"g", "", ""});
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("at most 1 tools"));
+  chat.tools.pop_back();
+  AssistantMessage calls;
+  calls.tool_calls = {{"123456789", "f", std::string(40, 'a')}};
+  chat.messages.push_back(calls);
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("bytes of text"));
+  chat.messages.back() = ToolMessage{std::string(40, 'r'), "123456789"};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("bytes of text"));
+  chat.messages.back() = UserMessage{std::vector<ContentChunk>{
+      TextChunk{"a"}, ImageURLChunk{"https://example.com/x.png"}, TextChunk{"b"}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("chunks, got 3"));
+  limits.max_image_bytes = 3;
+  chat.messages.back() = UserMessage{std::vector<ContentChunk>{ImageChunk{"1234"}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("inline image of 4 bytes"));
+  chat.messages.back() =
+      UserMessage{std::vector<ContentChunk>{ImageURLChunk{"https://" + std::string(5000, 'h')}}};
+  EXPECT_THAT(CheckRequestLimits(chat, limits).message(), HasSubstr("image URL"));
 }
 
 }  // namespace
