@@ -23,6 +23,17 @@ MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, con
   return dims;
 }
 
+void CheckSampleRows(const Tensor& logits, size_t draws, const Tensor& ids,
+                     const Tensor& logprobs) {
+  CheckF32(logits);
+  CheckI32(ids);
+  CheckF32(logprobs);
+  CHECK(logits.rank() == 2 && static_cast<int64_t>(draws) == logits.dim(0) &&
+        ids.shape() == std::vector<int64_t>{logits.dim(0)} && logprobs.shape() == ids.shape())
+      << "SampleRows: " << logits.DebugString() << ", " << draws << " draws, " << ids.DebugString()
+      << ", " << logprobs.DebugString();
+}
+
 int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out) {
   CheckF32(gate_up);
   CheckF32(out);

@@ -22,6 +22,9 @@ struct MatMulDims {
 };
 MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 
+// SampleRows: logits f32 [R, V] with `draws` = R; ids i32 [R]; logprobs f32 [R].
+void CheckSampleRows(const Tensor& logits, size_t draws, const Tensor& ids, const Tensor& logprobs);
+
 // SwiGlu: gate_up f32 [T, 2F], out f32 [T, F]. Returns F.
 int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out);
 // SplitColumns: x f32 [T, C]; 1 to 4 f32 parts of T rows whose row sizes add up to C. Returns

@@ -389,12 +389,7 @@ class CpuBackend : public Backend {
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
                   const Tensor& logprobs) override {
-    CheckF32(logits);
-    CheckI32(ids);
-    CheckF32(logprobs);
-    CHECK(logits.rank() == 2 && std::ssize(draws) == logits.dim(0) &&
-          ids.shape() == std::vector<int64_t>{logits.dim(0)} && logprobs.shape() == ids.shape())
-        << logits.DebugString() << " " << draws.size() << " " << ids.DebugString();
+    CheckSampleRows(logits, draws.size(), ids, logprobs);
     const int64_t vocab = logits.dim(1);
     ParallelFor(logits.dim(0), 8 * vocab, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {

@@ -500,12 +500,7 @@ class CudaBackend : public Backend {
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
                   const Tensor& logprobs) override {
-    CheckF32(logits);
-    CheckI32(ids);
-    CheckF32(logprobs);
-    CHECK(logits.rank() == 2 && std::ssize(draws) == logits.dim(0) &&
-          ids.shape() == std::vector<int64_t>{logits.dim(0)} && logprobs.shape() == ids.shape())
-        << logits.DebugString() << " " << draws.size() << " " << ids.DebugString();
+    CheckSampleRows(logits, draws.size(), ids, logprobs);
     std::vector<float> packed;
     for (const RowSampling& d : draws) {
       // A draw just under 1 may round up to 1 in f32; the kernel gives it to the last token.
