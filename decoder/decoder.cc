@@ -21,6 +21,28 @@ absl::Span<const int32_t> PromptPart(const StepInput& in) {
              : in.tokens.first(std::min<size_t>(in.prompt_tokens, in.tokens.size()));
 }
 
+// The KV cache blocks that `cache.free_memory_fraction` of the backend's free memory holds.
+absl::StatusOr<int> BlocksInFreeMemory(kernels::Backend& backend, const DecoderConfig& config,
+                                       const CacheOptions& cache) {
+  PIXTRAL_ASSIGN_OR_RETURN(const int64_t free, backend.FreeMemoryBytes());
+  // k and v, every layer, in the backend's cache dtype.
+  const int64_t block_bytes = int64_t{2} * config.n_layers * cache.block_size * config.n_kv_heads *
+                              config.head_dim * DTypeSize(backend.KvCacheDType());
+  const int64_t blocks =
+      static_cast<int64_t>(static_cast<double>(free) * cache.free_memory_fraction) / block_bytes;
+  if (blocks < 1) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no room for a KV cache: ", free, " bytes free, a block takes ", block_bytes));
+  }
+  const int num_blocks =
+      static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max()));
+  LOG(INFO) << "KV cache sized from free device memory: " << num_blocks << " blocks, "
+            << int64_t{num_blocks} * cache.block_size << " positions ("
+            << int64_t{num_blocks} * block_bytes / (1 << 20) << " MiB of " << free / (1 << 20)
+            << " MiB free)";
+  return num_blocks;
+}
+
 }  // namespace
 
 using kernels::Backend;
@@ -48,22 +70,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
   }
   int num_blocks = cache.num_blocks;
   if (num_blocks == 0) {
-    PIXTRAL_ASSIGN_OR_RETURN(const int64_t free, backend->FreeMemoryBytes());
-    // k and v, every layer, in the backend's cache dtype.
-    const int64_t block_bytes = int64_t{2} * config.n_layers * cache.block_size *
-                                config.n_kv_heads * config.head_dim *
-                                DTypeSize(backend->KvCacheDType());
-    const int64_t blocks =
-        static_cast<int64_t>(static_cast<double>(free) * cache.free_memory_fraction) / block_bytes;
-    if (blocks < 1) {
-      return absl::ResourceExhaustedError(absl::StrCat("no room for a KV cache: ", free,
-                                                       " bytes free, a block takes ", block_bytes));
-    }
-    num_blocks = static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max()));
-    LOG(INFO) << "KV cache sized from free device memory: " << num_blocks << " blocks, "
-              << int64_t{num_blocks} * cache.block_size << " positions ("
-              << int64_t{num_blocks} * block_bytes / (1 << 20) << " MiB of " << free / (1 << 20)
-              << " MiB free)";
+    PIXTRAL_ASSIGN_OR_RETURN(num_blocks, BlocksInFreeMemory(*backend, config, cache));
   }
   PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
                            PagedKvCache::Create(*backend, {.num_layers = config.n_layers,
