@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(
   g++ clang-format
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
+  libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev
   nodejs npm python3 python3-yaml
 )
 
