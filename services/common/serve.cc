@@ -8,9 +8,22 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "glog/logging.h"
+#include "services/common/logging.h"
+#include "services/common/metrics.h"
+#include "services/common/metrics_http_server.h"
 #include "services/common/server_runner.h"
 
-ABSL_FLAG(int, port, 0, "Port to listen on (all interfaces); 0 picks a free one.");
+ABSL_FLAG(std::string, host, "0.0.0.0",
+          "Address to listen on (gRPC and --metrics_port): 0.0.0.0 all IPv4 interfaces, [::] all, "
+          "127.0.0.1 loopback only.");
+ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Port serving Prometheus metrics at GET /metrics over HTTP, from before the model "
+          "loads; -1 serves none, 0 picks a free one (logged).");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::Minutes(1),
+          "Client connections are closed (calls on them finish first) after this long, so "
+          "clients re-resolve and reach new replicas; inf keeps them.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written here once the server is up.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -34,16 +47,25 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+// gRPC takes "[::]:port"; httplib takes the host alone.
+std::string UnbracketedHost(const std::string& host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
 }  // namespace
 
 absl::Status ServeUntilTerminated(const std::string& name,
                                   const std::vector<grpc::Service*>& services) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
-      services, {.address = absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_port)),
+      services, {.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
                  .max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
-                 .shutdown_grace = grace});
+                 .shutdown_grace = grace,
+                 .max_connection_age = absl::GetFlag(FLAGS_max_connection_age)});
   if (!server.ok()) return server.status();
   std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
@@ -60,6 +82,19 @@ absl::Status ServeUntilTerminated(const std::string& name,
 int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*run)()) {
   BlockTerminationSignals();
   absl::ParseCommandLine(argc, argv);
+  InitServerLogging(name);
+  // Up before the model loads, so a scrape sees the load and the process from its start.
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (const int metrics_port = absl::GetFlag(FLAGS_metrics_port); metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started = MetricsHttpServer::Start(
+        UnbracketedHost(absl::GetFlag(FLAGS_host)), metrics_port, metrics::Registry::Default());
+    if (!started.ok()) {
+      std::cerr << name << ": " << started.status() << std::endl;
+      return 1;
+    }
+    metrics = *std::move(started);
+    LOG(INFO) << name << ": metrics on port " << metrics->port();
+  }
   if (absl::Status status = run(); !status.ok()) {
     std::cerr << name << ": " << status << std::endl;
     return 1;

@@ -1,5 +1,7 @@
-// The part of main() every Pixtral server shares: the listening flags (--port, --port_file,
-// --shutdown_grace, --max_message_bytes), then serving until SIGTERM or SIGINT, then a graceful
+// The part of main() every Pixtral server shares: the listening flags (--host, --port,
+// --port_file, --shutdown_grace, --max_message_bytes, --max_connection_age, --metrics_port),
+// glog on stderr with a summary line per call (services/common/logging.h), Prometheus metrics
+// at /metrics from before the model loads, then serving until SIGTERM or SIGINT, then a graceful
 // shutdown that gives in-flight calls --shutdown_grace before cancelling them.
 //
 //   absl::Status Run() {

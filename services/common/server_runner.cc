@@ -9,6 +9,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "services/common/logging.h"
 #include "services/common/parse_error_interceptor.h"
 
 namespace pixtral {
@@ -35,9 +36,17 @@ absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &running->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
+  // A second server on a busy port must fail to start, not share the port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (options.max_connection_age != absl::InfiniteDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age)));
+  }
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // Sending hooks run in this order: the request log sees the status the parse-error rewrite left.
   interceptors.push_back(NewParseErrorInterceptorFactory());
+  interceptors.push_back(NewRequestLogInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   running->server_ = builder.BuildAndStart();
   if (running->server_ == nullptr || running->port_ == 0) {

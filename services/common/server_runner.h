@@ -31,6 +31,10 @@ struct ServerOptions {
   int max_send_message_bytes = 64 << 20;
   // How long in-flight calls may run on after Shutdown() before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // Each client connection is closed (GOAWAY) after this long; calls on it finish first. The
+  // client then reconnects and re-resolves, so pods that joined a headless Service get traffic.
+  // Infinite keeps connections for ever.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
 };
 
 class RunningServer {

@@ -95,6 +95,19 @@ TEST(RunningServerTest, UnusableAddressIsAnError) {
   EXPECT_FALSE(RunningServer::Start({&service}, {.address = "256.1.1.1:1"}).ok());
 }
 
+TEST(RunningServerTest, ASecondServerOnABusyPortFailsToStart) {
+  NamedGateway first_service("first"), second_service("second");
+  auto first = RunningServer::Start({&first_service}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  // With SO_REUSEPORT both would listen and the kernel would split the calls between them.
+  auto second =
+      RunningServer::Start({&second_service}, {.address = Loopback((*first)->port())});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  std::string name;
+  EXPECT_TRUE(AskName(*ChannelTo((*first)->port()), &name).ok());
+  EXPECT_EQ(name, "first");
+}
+
 // Starts `service` with `grace`, begins a GetModelInfo call, shuts the server down while the
 // call runs, and returns the call's status and how long Shutdown() took.
 struct ShutdownOutcome {

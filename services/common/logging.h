@@ -1,0 +1,54 @@
+// How every Pixtral server logs: glog lines on stderr (time, level, thread, file:line), and one
+// summary line per RPC carrying a request id, the method, the status code, the peer and the
+// time taken, plus whatever the service adds (tokens, time to first token).
+//
+// The request id comes from the caller's `x-request-id` metadata when it is a sane token
+// (letters, digits, `-_.:`, at most 128 bytes), or is made here; it is returned to the caller in
+// the response's initial metadata (`x-request-id`), and the gateway passes it on to the workers,
+// so one id follows a request through every log.
+//
+//   InitServerLogging("gateway");                               // in main, before any log
+//   builder.experimental().SetInterceptorCreators({NewRequestLogInterceptorFactory(), ...});
+//   ...
+//   grpc::Status Service::Method(grpc::ServerContext* context, ...) {
+//     const std::string id = RequestIdOf(*context);             // for the workers' metadata
+//     AddToRequestSummary(*context, "prompt_tokens=578 completion_tokens=64");
+//   }
+//
+// The interceptor also counts the calls for /metrics: pixtral_requests_total{method,code} and
+// pixtral_request_duration_seconds{method} (end-to-end latency as the server sees it).
+#ifndef PIXTRAL_SERVICES_COMMON_LOGGING_H_
+#define PIXTRAL_SERVICES_COMMON_LOGGING_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_interceptor.h"
+
+namespace pixtral {
+
+inline constexpr char kRequestIdKey[] = "x-request-id";
+
+// glog to stderr only (containers collect stderr), with `name` as the program name.
+void InitServerLogging(const std::string& name);
+
+// Whether `id` may be logged and forwarded as it is.
+bool IsValidRequestId(std::string_view id);
+// A new random id (16 hex digits).
+std::string NewRequestId();
+
+// The call's request id: the interceptor's (always present on a server built by RunningServer),
+// else the caller's valid x-request-id, else "".
+std::string RequestIdOf(const grpc::ServerContextBase& context);
+
+// Appends ` fields` to the call's summary line; ignored for calls the interceptor does not see.
+void AddToRequestSummary(const grpc::ServerContextBase& context, std::string_view fields);
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+NewRequestLogInterceptorFactory();
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_SERVICES_COMMON_LOGGING_H_
