@@ -1,6 +1,7 @@
 #include "decoder/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <utility>
 
@@ -31,6 +32,7 @@ struct Scheduler::Request {
   Sampler sampler;
   Completion completion;
   SequenceModel::SequenceId sequence = -1;  // -1 until prefilled
+  std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
 };
 
 Scheduler::Scheduler(SequenceModel& model, const Options& options)
@@ -69,10 +71,16 @@ bool Scheduler::HasWork() const {
 }
 
 void Scheduler::Step() {
+  step_stats_ = StepStats();
   Admit();
   SampleAndDecode();
-  std::lock_guard<std::mutex> lock(mutex_);
-  running_count_ = static_cast<int>(running_.size());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_count_ = static_cast<int>(running_.size());
+    step_stats_.waiting = static_cast<int>(waiting_.size());
+  }
+  step_stats_.running = static_cast<int>(running_.size());
+  if (options_.on_step) options_.on_step(step_stats_);
 }
 
 void Scheduler::Finish(Request& request, absl::StatusOr<Completion> result) {
@@ -122,6 +130,7 @@ void Scheduler::Admit() {
 
   // One batched prefill; if it fails, each prompt alone, so one bad prompt fails only itself.
   auto prefill = [&](std::vector<std::unique_ptr<Request>>& batch) -> absl::Status {
+    const auto started = std::chrono::steady_clock::now();
     std::vector<const Prompt*> prompts;
     std::vector<int> capacities;
     for (const auto& r : batch) {
@@ -137,6 +146,8 @@ void Scheduler::Admit() {
       return absl::InternalError("the model's prefill returned the wrong number of rows");
     }
     for (size_t i = 0; i < batch.size(); ++i) {
+      step_stats_.queue_seconds.push_back(
+          std::chrono::duration<double>(started - batch[i]->submitted).count());
       batch[i]->sequence = result->ids[i];
       running_.push_back(std::move(batch[i]));
     }
@@ -209,6 +220,7 @@ void Scheduler::SampleAndDecode() {
   running_ = std::move(still_running);
   pending_logits_.clear();
   if (running_.empty()) return;
+  step_stats_.decoded = static_cast<int>(ids.size());
   absl::StatusOr<std::vector<float>> logits = model_.Decode(ids, tokens);
   if (logits.ok() && logits->size() != running_.size() * vocab) {
     logits = absl::InternalError("the model's decode returned the wrong number of rows");

@@ -32,6 +32,14 @@ namespace pixtral {
 
 class Scheduler {
  public:
+  // What one Step() saw, for metrics.
+  struct StepStats {
+    int waiting = 0;                    // requests still queued after the step
+    int running = 0;                    // sequences in the batch after the step
+    int decoded = 0;                    // sequences in the step's decode call (0: none)
+    std::vector<double> queue_seconds;  // each request prefilled in the step: submit to prefill
+  };
+
   struct Options {
     // The tokenizer's EOS id; negative if the model has none.
     int32_t eos_id = -1;
@@ -40,6 +48,8 @@ class Scheduler {
     // Requests waiting to join the batch; beyond this Submit() is RESOURCE_EXHAUSTED rather
     // than letting a queue grow without bound.
     int max_waiting = 256;
+    // Optional: called on the stepping thread after each Step() (keep it short).
+    std::function<void(const StepStats&)> on_step;
   };
 
   struct Callbacks {
@@ -99,6 +109,7 @@ class Scheduler {
   // Owned by the stepping thread.
   std::vector<std::unique_ptr<Request>> running_;
   std::vector<float> pending_logits_;  // one row per running request, from the last model call
+  StepStats step_stats_;               // of the step in progress
 
   std::thread thread_;
 };

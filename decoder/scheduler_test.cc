@@ -208,6 +208,36 @@ TEST(SchedulerTest, BatchSizeIsCapped) {
   for (int size : model.decode_batch_sizes) EXPECT_LE(size, 2);
 }
 
+TEST(SchedulerTest, OnStepReportsQueueBatchAndWaits) {
+  FakeSequenceModel model;
+  std::vector<Scheduler::StepStats> steps;
+  Scheduler scheduler(model, {.max_batch_size = 2,
+                              .on_step = [&](const Scheduler::StepStats& s) { steps.push_back(s); }});
+  Outcome outcomes[3];
+  for (Outcome& o : outcomes) {
+    ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 2), o.Callbacks()).ok());
+  }
+  RunUntilIdle(scheduler);
+  ASSERT_GE(steps.size(), 3u);
+  // Step 1: two admitted (the cap), one left waiting, both decoded.
+  EXPECT_EQ(steps[0].queue_seconds.size(), 2u);
+  EXPECT_EQ(steps[0].waiting, 1);
+  EXPECT_EQ(steps[0].running, 2);
+  EXPECT_EQ(steps[0].decoded, 2);
+  for (double wait : steps[0].queue_seconds) EXPECT_GE(wait, 0);
+  // Each decode step's size matches the model's own record; every request was admitted once.
+  std::vector<int> decoded;
+  size_t admitted = 0;
+  for (const Scheduler::StepStats& s : steps) {
+    if (s.decoded > 0) decoded.push_back(s.decoded);
+    admitted += s.queue_seconds.size();
+  }
+  EXPECT_EQ(decoded, model.decode_batch_sizes);
+  EXPECT_EQ(admitted, 3u);
+  EXPECT_EQ(steps.back().running, 0);
+  EXPECT_EQ(steps.back().waiting, 0);
+}
+
 TEST(SchedulerTest, ThreadServesConcurrentSubmittersWithTheirOwnTokens) {
   FakeSequenceModel model;
   Scheduler scheduler(model, {.max_batch_size = 8});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
@@ -11,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
 #include "services/common/metrics.h"
+#include "services/common/metrics_catalog.h"
 
 namespace pixtral {
 namespace {
@@ -193,6 +195,49 @@ void AddToRequestSummary(const grpc::ServerContextBase& context, std::string_vie
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 NewRequestLogInterceptorFactory() {
   return std::make_unique<RequestLogInterceptorFactory>();
+}
+
+ModelLoadLog::ModelLoadLog(const std::string& name, const std::string& dir)
+    : name_(name), start_(std::chrono::steady_clock::now()) {
+  std::string files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const uintmax_t size = entry.file_size(error);
+    if (error) continue;
+    bytes_ += static_cast<int64_t>(size);
+    absl::StrAppend(&files, files.empty() ? "" : ", ", entry.path().filename().string());
+  }
+  metrics::ModelLoaded().Set(0);
+  LOG(INFO) << name_ << ": loading the model from " << dir << " (" << files << ": "
+            << absl::StrFormat("%.2f GB", bytes_ / 1e9) << ")";
+  ticker_ = std::thread([this] {
+    absl::MutexLock lock(&mutex_);
+    for (int tick = 1;; ++tick) {
+      if (mutex_.AwaitWithTimeout(absl::Condition(&stopped_), absl::Seconds(10))) return;
+      LOG(INFO) << name_ << ": still loading the model after " << tick * 10 << " s";
+    }
+  });
+}
+
+ModelLoadLog::~ModelLoadLog() { StopTicker(); }
+
+void ModelLoadLog::StopTicker() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopped_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+}
+
+void ModelLoadLog::Done() {
+  StopTicker();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  metrics::ModelLoadSeconds().Set(seconds);
+  metrics::ModelLoaded().Set(1);
+  LOG(INFO) << name_ << ": model loaded in " << absl::StrFormat("%.2f", seconds) << " s ("
+            << absl::StrFormat("%.2f GB/s", seconds > 0 ? bytes_ / 1e9 / seconds : 0) << ")";
 }
 
 }  // namespace pixtral

@@ -20,10 +20,14 @@
 #ifndef PIXTRAL_SERVICES_COMMON_LOGGING_H_
 #define PIXTRAL_SERVICES_COMMON_LOGGING_H_
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_interceptor.h"
 
@@ -48,6 +52,31 @@ void AddToRequestSummary(const grpc::ServerContextBase& context, std::string_vie
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 NewRequestLogInterceptorFactory();
+
+// Logs a model load: what is loaded (the folder's weight files and their bytes) at the start, a
+// line every 10 s while it runs, and the time and rate at the end (Done); also sets
+// pixtral_model_loaded and pixtral_model_load_seconds.
+//
+//   ModelLoadLog load("vision_worker", dir);
+//   ... load ...
+//   load.Done();
+class ModelLoadLog {
+ public:
+  ModelLoadLog(const std::string& name, const std::string& dir);
+  ~ModelLoadLog();  // stops the progress lines, also on a failed load
+
+  void Done();
+
+ private:
+  void StopTicker();
+
+  const std::string name_;
+  const std::chrono::steady_clock::time_point start_;
+  int64_t bytes_ = 0;
+  absl::Mutex mutex_;
+  bool stopped_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread ticker_;
+};
 
 }  // namespace pixtral
 

@@ -16,6 +16,8 @@
 #include "decoder/pixtral_sequence_model.h"
 #include "decoder/scheduler.h"
 #include "kernels/create_backend.h"
+#include "services/common/metrics_catalog.h"
+#include "services/common/logging.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/decoder_worker/decoder_service.h"
@@ -35,6 +37,16 @@ ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0
 namespace pixtral {
 namespace {
 
+// The scheduler's view after a step, for /metrics. Runs on the stepping thread, the only one that
+// changes the cache, so reading it here is safe.
+void RecordStep(const Scheduler::StepStats& step, const PagedKvCache& cache) {
+  metrics::WaitingRequests().Set(step.waiting);
+  metrics::RunningRequests().Set(step.running);
+  if (step.decoded > 0) metrics::BatchSize().Observe(step.decoded);
+  for (double seconds : step.queue_seconds) metrics::QueueTime().Observe(seconds);
+  metrics::KvCacheBlocksUsed().Set(cache.layout().num_blocks - cache.num_free_blocks());
+}
+
 // Pixtral-12B-2409 was trained with a 128k-token context.
 constexpr int kModelContextTokens = 131072;
 
@@ -47,11 +59,12 @@ absl::Status Run() {
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  const int num_blocks = (cache_tokens + block_size - 1) / block_size;
+  ModelLoadLog load("decoder_worker", dir);
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<PixtralModel> model,
-      PixtralModel::Load(
-          dir, backend.get(),
-          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size}));
+      PixtralModel::Load(dir, backend.get(), {.block_size = block_size, .num_blocks = num_blocks}));
+  load.Done();
   if (!model->config().vision.has_value()) {
     return absl::FailedPreconditionError("the model has no vision encoder");
   }
@@ -60,7 +73,13 @@ absl::Status Run() {
   PixtralSequenceModel sequences(*model);
   Scheduler scheduler(sequences, {.eos_id = tekken->eos_id(),
                                   .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
-                                  .max_waiting = absl::GetFlag(FLAGS_max_waiting)});
+                                  .max_waiting = absl::GetFlag(FLAGS_max_waiting),
+                                  .on_step = [cache = &model->decoder().cache()](
+                                                 const Scheduler::StepStats& step) {
+                                    RecordStep(step, *cache);
+                                  }});
+  metrics::KvCacheBlocksTotal().Set(num_blocks);
+  RecordStep({}, model->decoder().cache());
   scheduler.Start();
   DecoderService service(scheduler,
                          {.vocab_size = model->config().decoder.vocab_size,

@@ -5,9 +5,32 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "services/common/metrics_catalog.h"
 #include "services/gateway/completion_text.h"
 
 namespace pixtral {
+namespace {
+
+// Time to first token for the first delivery; the gap since the previous delivery, shared by its
+// tokens, for every later token (a worker may deliver several tokens in one message, which then
+// arrived together).
+void RecordTokenTimes(absl::Time start, size_t count, absl::Time& last) {
+  if (count == 0) return;
+  const absl::Time now = absl::Now();
+  double gap = 0;
+  if (last == absl::InfinitePast()) {
+    metrics::TimeToFirstToken().Observe(absl::ToDoubleSeconds(now - start));
+    --count;
+  } else {
+    gap = absl::ToDoubleSeconds(now - last) / static_cast<double>(count);
+  }
+  for (size_t i = 0; i < count; ++i) metrics::InterTokenLatency().Observe(gap);
+  last = now;
+}
+
+}  // namespace
 
 ChatPipeline::ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& vision,
                            DecoderStage& decoder, const ChatLimits& limits)
@@ -28,6 +51,7 @@ absl::StatusOr<std::vector<int>> ChatPipeline::Tokenize(
 absl::StatusOr<ChatResult> ChatPipeline::Run(
     const ChatCompletionRequest& request, const ChatParams& params, const CallContext& context,
     const std::function<bool(const ChatDelta&)>& on_delta) {
+  const absl::Time start = absl::Now();
   if (params.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (absl::Status status = ValidateStopStrings(params.stop); !status.ok()) return status;
   absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(request);
@@ -62,11 +86,13 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   generation.logprobs = params.logprobs;
 
   CompletionText text(tokenizer_.tekken(), params.stop);
+  absl::Time last_token = absl::InfinitePast();
   bool client_cancelled = false;
   absl::Status decode_error;
   absl::StatusOr<Completion> completion = decoder_.Generate(
       std::move(generation),
       [&](absl::Span<const SampledToken> tokens) {
+        RecordTokenTimes(start, tokens.size(), last_token);
         ChatDelta delta;
         for (const SampledToken& token : tokens) {
           absl::StatusOr<std::string> piece = text.Add(token.id);
@@ -109,6 +135,9 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
                       ? ChatFinish::kLength
                       : ChatFinish::kStop;
   result.usage.completion_tokens = static_cast<int>(result.token_ids.size());
+  metrics::EndToEndLatency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  metrics::PromptTokens().Increment(result.usage.prompt_tokens);
+  metrics::GenerationTokens().Increment(result.usage.completion_tokens);
   return result;
 }
 

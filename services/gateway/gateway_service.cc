@@ -2,15 +2,19 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
 
 namespace pixtral {
 namespace {
 
 CallContext ContextOf(grpc::ServerContext* context) {
   return {.deadline = absl::FromChrono(context->deadline()),
-          .cancelled = [context] { return context->IsCancelled(); }};
+          .cancelled = [context] { return context->IsCancelled(); },
+          .request_id = RequestIdOf(*context)};
 }
 
 }  // namespace
@@ -28,9 +32,25 @@ grpc::Status GatewayService::Complete(grpc::ServerContext* context,
   absl::Cleanup release = [this] { running_.fetch_sub(1); };
   absl::StatusOr<ChatCompletionRequest> chat = FromProto(request, options_.request_limits);
   if (!chat.ok()) return ToGrpcStatus(chat.status());
-  absl::StatusOr<ChatResult> completed =
-      pipeline_.Run(*chat, FromProto(request.sampling()), ContextOf(context), on_delta);
+  const absl::Time start = absl::Now();
+  absl::Time first_token = absl::InfinitePast();
+  absl::StatusOr<ChatResult> completed = pipeline_.Run(
+      *chat, FromProto(request.sampling()), ContextOf(context),
+      [&](const ChatDelta& delta) {
+        if (first_token == absl::InfinitePast() && !delta.token_ids.empty()) {
+          first_token = absl::Now();
+        }
+        return on_delta == nullptr || on_delta(delta);
+      });
   if (!completed.ok()) return ToGrpcStatus(completed.status());
+  AddToRequestSummary(
+      *context,
+      absl::StrFormat("prompt_tokens=%d image_tokens=%d completion_tokens=%d ttft=%.3f",
+                      completed->usage.prompt_tokens, completed->usage.image_tokens,
+                      completed->usage.completion_tokens,
+                      first_token == absl::InfinitePast()
+                          ? 0.0
+                          : absl::ToDoubleSeconds(first_token - start)));
   *result = *std::move(completed);
   return grpc::Status::OK;
 }

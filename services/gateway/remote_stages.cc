@@ -10,12 +10,15 @@
 #include "proto/decoder_worker.grpc.pb.h"
 #include "proto/vision_worker.grpc.pb.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
 namespace {
 
+// The deadline, and the request id for the worker's logs.
 void SetDeadline(const CallContext& context, grpc::ClientContext* client) {
+  if (!context.request_id.empty()) client->AddMetadata(kRequestIdKey, context.request_id);
   if (context.deadline != absl::InfiniteFuture()) {
     client->set_deadline(absl::ToChronoTime(context.deadline));
   }
@@ -102,7 +105,7 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
           absl::StrCat("vision worker returned ", rows, " feature rows, expected ", total_rows));
     }
     return finished;
-  });
+  }, context.request_id);
   if (!status.ok()) return ToAbslStatus(status);
   return features;
 }
@@ -164,7 +167,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
       }
     }
     return stream->Finish();
-  });
+  }, context.request_id);
   if (consumer_stopped) {
     completion.finish_reason = FinishReason::kCancelled;
     return completion;

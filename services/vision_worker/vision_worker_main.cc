@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "kernels/create_backend.h"
 #include "kernels/weights.h"
+#include "services/common/logging.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/vision_worker/vision_service.h"
@@ -27,6 +28,7 @@ namespace pixtral {
 namespace {
 
 absl::Status Run() {
+  ModelLoadLog load("vision_worker", absl::GetFlag(FLAGS_model_dir));
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder opened, OpenModelFolder(absl::GetFlag(FLAGS_model_dir)));
   auto folder = std::make_shared<ModelFolder>(std::move(opened));
   if (!folder->config.vision.has_value()) {
@@ -39,6 +41,7 @@ absl::Status Run() {
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<VisionEncoder> encoder,
       VisionEncoder::Create(backend.get(), vision, folder->config.decoder.dim, loader));
+  load.Done();
   EncodeBatcher batcher(*encoder, *backend,
                         {.max_patches_per_batch = absl::GetFlag(FLAGS_max_batch_patches)});
   VisionService service(batcher,
