@@ -205,5 +205,35 @@ TEST(ReplicaPoolTest, NoRetryAfterPartialResponse) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST(ReplicaPoolTest, ReachesARestartedReplicaWithinTwoSeconds) {
+  NamedGateway first("first"), second("second");
+  auto server = RunningServer::Start({&first}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  auto pool = ReplicaPool::Create({Loopback(port)}, {});
+  ASSERT_TRUE(pool.ok());
+  auto ask = [&](std::string* name) {
+    return (*pool)->Call([&](grpc::Channel& channel, bool*) { return AskName(channel, name); });
+  };
+  std::string name;
+  ASSERT_TRUE(ask(&name).ok());
+  (*server)->Shutdown();
+  // Down long enough for gRPC's default backoff (1 s, x1.6 per failure, +-20%) to wait 1.6-8 s
+  // after the restart (its 5th try); with the pool's 1 s cap it is under 2 s.
+  const absl::Time down_until = absl::Now() + absl::Seconds(11);
+  while (absl::Now() < down_until) {
+    EXPECT_FALSE(ask(&name).ok());
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  auto restarted = RunningServer::Start({&second}, {.address = Loopback(port)});
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  const absl::Time back = absl::Now();
+  while (!ask(&name).ok() && absl::Now() - back < absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(name, "second");
+  EXPECT_LT(absl::Now() - back, absl::Seconds(2));
+}
+
 }  // namespace
 }  // namespace pixtral
