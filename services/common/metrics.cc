@@ -177,7 +177,16 @@ Histogram& Registry::GetHistogram(std::string_view name, std::string_view help,
   return *GetSeries(Type::kHistogram, name, help, labels, std::move(upper_bounds)).histogram;
 }
 
+void Registry::AddCollector(std::function<void()> collect) {
+  absl::MutexLock lock(&collectors_mutex_);
+  collectors_.push_back(std::move(collect));
+}
+
 std::string Registry::Render() const {
+  {
+    absl::MutexLock lock(&collectors_mutex_);
+    for (const std::function<void()>& collect : collectors_) collect();
+  }
   std::string out;
   absl::MutexLock lock(&mutex_);
   for (const auto& [name, family] : families_) {

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -103,8 +104,12 @@ class Registry {
   Histogram& GetHistogram(std::string_view name, std::string_view help,
                           std::vector<double> upper_bounds, const Labels& labels = {});
 
-  // Every family sorted by name, in the text exposition format.
+  // Every family sorted by name, in the text exposition format. Runs the collectors first.
   std::string Render() const;
+
+  // `collect` runs at the start of every Render(), on the scraping thread, to refresh values
+  // that are cheaper to read when asked (device memory) than to track; it may call Get*.
+  void AddCollector(std::function<void()> collect);
 
  private:
   enum class Type { kCounter, kGauge, kHistogram };
@@ -124,6 +129,8 @@ class Registry {
   Series& GetSeries(Type type, std::string_view name, std::string_view help, const Labels& labels,
                     std::vector<double> upper_bounds);
 
+  mutable absl::Mutex collectors_mutex_;  // held while collectors run: one scrape at a time
+  std::vector<std::function<void()>> collectors_ ABSL_GUARDED_BY(collectors_mutex_);
   mutable absl::Mutex mutex_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mutex_);
 };

@@ -96,6 +96,14 @@ TEST(MetricsTest, ValuesUseShortestRoundTripAndSpecialNames) {
   EXPECT_EQ(FormatValue(std::nan("")), "NaN");
 }
 
+TEST(MetricsTest, CollectorsRefreshValuesBeforeEachRender) {
+  Registry registry;
+  int calls = 0;
+  registry.AddCollector([&] { registry.GetGauge("pixtral_polled", "Polled.").Set(++calls); });
+  EXPECT_NE(registry.Render().find("pixtral_polled 1\n"), std::string::npos);
+  EXPECT_NE(registry.Render().find("pixtral_polled 2\n"), std::string::npos);
+}
+
 TEST(MetricsTest, BucketHelpers) {
   EXPECT_EQ(ExponentialBuckets(0.001, 10, 4), (std::vector<double>{0.001, 0.01, 0.1, 1}));
   EXPECT_EQ(LinearBuckets(1, 2, 3), (std::vector<double>{1, 3, 5}));

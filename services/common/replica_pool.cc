@@ -61,6 +61,14 @@ absl::StatusOr<std::unique_ptr<ReplicaPool>> ReplicaPool::Create(
   return pool;
 }
 
+bool ReplicaPool::AnyReachable() {
+  bool reachable = false;
+  for (const auto& channel : channels_) {
+    reachable |= channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY;
+  }
+  return reachable;
+}
+
 grpc::Status ReplicaPool::Call(const Attempt& attempt, const std::string& request_id) {
   const size_t start = next_.fetch_add(1) % channels_.size();
   std::vector<size_t> healthy, failing;

@@ -37,6 +37,10 @@ class ReplicaPool {
 
   size_t size() const { return channels_.size(); }
 
+  // Whether some replica has a connected channel; asks idle channels to connect, so that the
+  // next poll sees them. For readiness: false while every replica is down or still starting.
+  bool AnyReachable();
+
   // One call: `attempt` runs against replicas in round-robin order until one returns anything
   // but UNAVAILABLE, or UNAVAILABLE after setting *received (a partial stream is never replayed),
   // or every replica was tried. Replicas whose channel is in TRANSIENT_FAILURE go last. A

@@ -3,10 +3,12 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "glog/logging.h"
 #include "services/common/logging.h"
@@ -58,20 +60,40 @@ std::string UnbracketedHost(const std::string& host) {
 }  // namespace
 
 absl::Status ServeUntilTerminated(const std::string& name,
-                                  const std::vector<grpc::Service*>& services) {
+                                  const std::vector<grpc::Service*>& services,
+                                  const ServeOptions& serve) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
       services, {.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
                  .max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .shutdown_grace = grace,
-                 .max_connection_age = absl::GetFlag(FLAGS_max_connection_age)});
+                 .max_connection_age = absl::GetFlag(FLAGS_max_connection_age),
+                 .health_names = serve.health_names});
   if (!server.ok()) return server.status();
   std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     if (absl::Status status = WritePortFile(path, (*server)->port()); !status.ok()) return status;
   }
+  absl::Notification stop_polling;
+  std::thread readiness;
+  if (serve.ready) {
+    readiness = std::thread([&] {
+      bool was_ready = true;
+      do {
+        const bool ready = serve.ready();
+        if (ready != was_ready) {
+          LOG(WARNING) << name << ": " << (ready ? "ready again" : "not ready") << ", health "
+                       << (ready ? "SERVING" : "NOT_SERVING");
+          (*server)->SetServing(ready);
+          was_ready = ready;
+        }
+      } while (!stop_polling.WaitForNotificationWithTimeout(absl::Seconds(1)));
+    });
+  }
   const int signal = WaitForTerminationSignal();
+  stop_polling.Notify();
+  if (readiness.joinable()) readiness.join();
   std::cerr << name << ": signal " << signal << ", shutting down (grace "
             << absl::FormatDuration(grace) << ")" << std::endl;
   (*server)->Shutdown();

@@ -16,6 +16,7 @@
 #ifndef PIXTRAL_SERVICES_COMMON_SERVE_H_
 #define PIXTRAL_SERVICES_COMMON_SERVE_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,16 @@ namespace pixtral {
 // Starts `services` on the flags' address, writes the bound port to --port_file if set (so tests
 // and scripts can use --port=0), blocks until SIGTERM or SIGINT, then shuts down gracefully.
 // UNAVAILABLE if the port cannot be bound; the port file's error if it cannot be written.
+struct ServeOptions {
+  // Health names answered besides "" (Kubernetes probes may ask for "pixtral.v1.Gateway").
+  std::vector<std::string> health_names;
+  // Polled every second while serving: health reports NOT_SERVING while it returns false (a
+  // gateway with no reachable worker of some kind). Empty: always ready.
+  std::function<bool()> ready;
+};
 absl::Status ServeUntilTerminated(const std::string& name,
-                                  const std::vector<grpc::Service*>& services);
+                                  const std::vector<grpc::Service*>& services,
+                                  const ServeOptions& serve = {});
 
 // A server's whole main(): blocks SIGTERM and SIGINT before any thread starts (so only
 // ServeUntilTerminated receives them), parses the flags, calls `run`, and exits 0, or 1 with

@@ -52,10 +52,19 @@ absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
   if (running->server_ == nullptr || running->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
   }
+  running->health_names_ = options.health_names;
+  running->SetServing(true);
   return running;
 }
 
 RunningServer::~RunningServer() { Shutdown(); }
+
+void RunningServer::SetServing(bool serving) {
+  if (shut_down_) return;  // after Shutdown() the health service answers NOT_SERVING for good
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(serving);
+  for (const std::string& name : health_names_) health->SetServingStatus(name, serving);
+}
 
 void RunningServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;

@@ -35,6 +35,8 @@ struct ServerOptions {
   // client then reconnects and re-resolves, so pods that joined a headless Service get traffic.
   // Infinite keeps connections for ever.
   absl::Duration max_connection_age = absl::InfiniteDuration();
+  // Service names health checks answer for besides "" (e.g. "pixtral.v1.Gateway").
+  std::vector<std::string> health_names;
 };
 
 class RunningServer {
@@ -46,6 +48,9 @@ class RunningServer {
 
   int port() const { return port_; }
 
+  // What health checks report for "" and every name in `health_names` (Start sets SERVING).
+  void SetServing(bool serving);
+
   // Reports NOT_SERVING to health checks, stops accepting calls, waits up to the grace period
   // for in-flight calls and then cancels what remains. Idempotent.
   void Shutdown();
@@ -54,6 +59,7 @@ class RunningServer {
   RunningServer() = default;
 
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> health_names_;
   int port_ = 0;
   absl::Duration shutdown_grace_;
   bool shut_down_ = false;

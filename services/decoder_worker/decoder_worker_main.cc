@@ -18,6 +18,7 @@
 #include "kernels/create_backend.h"
 #include "services/common/metrics_catalog.h"
 #include "services/common/logging.h"
+#include "services/common/metrics_gpu_memory.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/decoder_worker/decoder_service.h"
@@ -59,6 +60,7 @@ absl::Status Run() {
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  if (absl::GetFlag(FLAGS_backend) == "cuda") metrics::ExportGpuMemory(metrics::Registry::Default());
   const int num_blocks = (cache_tokens + block_size - 1) / block_size;
   ModelLoadLog load("decoder_worker", dir);
   PIXTRAL_ASSIGN_OR_RETURN(
@@ -87,7 +89,8 @@ absl::Status Run() {
                           .image_token_id = model->config().vision->image_token_id,
                           .max_context_tokens = std::min(kModelContextTokens, cache_tokens),
                           .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens)});
-  absl::Status served = ServeUntilTerminated("decoder_worker", {&service});
+  absl::Status served = ServeUntilTerminated(
+      "decoder_worker", {&service}, {.health_names = {v1::Decoder::service_full_name()}});
   scheduler.Stop();
   return served;
 }

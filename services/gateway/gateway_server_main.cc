@@ -92,7 +92,9 @@ absl::Status Run() {
     options.model_info = distributed->model_info();
   }
   GatewayService service(*pipeline, tokenizer->tekken(), options);
-  return ServeUntilTerminated("gateway", {&service});
+  ServeOptions serve{.health_names = {v1::Gateway::service_full_name()}};
+  if (distributed != nullptr) serve.ready = [&] { return distributed->WorkersReachable(); };
+  return ServeUntilTerminated("gateway", {&service}, serve);
 }
 
 }  // namespace

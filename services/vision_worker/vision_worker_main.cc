@@ -12,6 +12,7 @@
 #include "kernels/create_backend.h"
 #include "kernels/weights.h"
 #include "services/common/logging.h"
+#include "services/common/metrics_gpu_memory.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/vision_worker/vision_service.h"
@@ -37,6 +38,7 @@ absl::Status Run() {
   const VisionEncoderConfig& vision = *folder->config.vision;
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  if (absl::GetFlag(FLAGS_backend) == "cuda") metrics::ExportGpuMemory(metrics::Registry::Default());
   kernels::WeightLoader loader(*backend, folder->weights, folder);
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<VisionEncoder> encoder,
@@ -49,7 +51,8 @@ absl::Status Run() {
                          .patch_size = vision.patch_size,
                          .max_image_size = vision.image_size,
                          .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)});
-  return ServeUntilTerminated("vision_worker", {&service});
+  return ServeUntilTerminated("vision_worker", {&service},
+                              {.health_names = {v1::VisionEncoder::service_full_name()}});
 }
 
 }  // namespace
