@@ -17,8 +17,9 @@
    of each kind is reachable, a chat with an image goes through (mistral-chat --gateway), the
    request id of the gateway's summary line appears in both workers' logs, each /metrics parses
    with the Prometheus client's own parser and holds what the chat did, the gateway leaves and
-   re-enters rotation within seconds when the decoder worker stops and comes back, and a second
-   server on a busy port fails to start.
+   re-enters rotation within seconds when the decoder worker stops and comes back, a gateway
+   refuses a decoder worker that serves another model (fingerprint), and a second server on a
+   busy port fails to start.
 
 Usage: k8s_manifests_test.py K8S_DIR VALIDATOR TEKKEN_JSON IMAGE BINARY...
 (the three servers, make_random_model, health_probe and mistral-chat)
@@ -495,6 +496,42 @@ def run_cpu_demo(objects, binaries, tekken, image, failures):
                           4):
             failures.append("cpu-demo: the gateway did not return to rotation within 4 s of the "
                             f"decoder worker (restart took {time.monotonic() - started:.1f} s)")
+
+        # A decoder worker with another model: the gateway refuses it with a clear error.
+        other_model = os.path.join(work, "other-model")
+        subprocess.run([binaries["make_random_model"], f"--out={other_model}",
+                        f"--tekken={tekken}", "--n_layers=3"], check=True, capture_output=True)
+        other = server("decoder-worker")
+        other.args = [a if not a.startswith("--model_dir=") else f"--model_dir={other_model}"
+                      for a in other.args]
+        other_port = free_port()
+        other.args = [a if not a.startswith("--port=") else f"--port={other_port}"
+                      for a in other.args]
+        other.args = [a for a in other.args if not a.startswith("--metrics_port=")]
+        other.log_path = os.path.join(work, "other-decoder.log")
+        mixed = server("gateway")
+        mixed_port = free_port()
+        mixed.args = [f"--port={mixed_port}" if a.startswith("--port=") else
+                      f"--decoder_workers=127.0.0.1:{other_port}"
+                      if a.startswith("--decoder_workers=") else a
+                      for a in mixed.args if not a.startswith("--metrics_port=")]
+        mixed.log_path = os.path.join(work, "mixed-gateway.log")
+        servers["other-decoder"], servers["mixed-gateway"] = other, mixed
+        other.start()
+        mixed.start()
+        if not wait_for(lambda: health(probe, other_port) == "SERVING", 60) or \
+                not wait_for(lambda: health(probe, mixed_port) in ("SERVING", "NOT_SERVING"), 30):
+            failures.append("cpu-demo: the mismatched decoder worker or its gateway did not start")
+        else:
+            refused = subprocess.run(
+                [binaries["mistral-chat"], f"--gateway=127.0.0.1:{mixed_port}", "--prompt=Hi",
+                 "--max_tokens=2"], capture_output=True, text=True, timeout=120)
+            print("mismatched worker:", refused.stderr.strip()[-300:])
+            if refused.returncode == 0 or "serves another model" not in refused.stderr:
+                failures.append("cpu-demo: a decoder worker with another model was not refused: "
+                                f"{refused.stderr}")
+            if f"worker 127.0.0.1:{other_port} failed" not in mixed.text():
+                failures.append("cpu-demo: the gateway did not log the mismatched worker's address")
 
         # A second vision worker on the busy port fails to start.
         busy = server("vision-worker")

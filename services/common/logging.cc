@@ -60,8 +60,10 @@ const std::vector<double>& DurationBuckets() {
 
 class RequestLogInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit RequestLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : context_(info->server_context()),
+  RequestLogInterceptor(grpc::experimental::ServerRpcInfo* info,
+                        const std::vector<std::pair<std::string, std::string>>& response_metadata)
+      : response_metadata_(response_metadata),
+        context_(info->server_context()),
         method_(info->method()),
         start_(std::chrono::steady_clock::now()) {}
 
@@ -75,7 +77,9 @@ class RequestLogInterceptor final : public grpc::experimental::Interceptor {
       Summaries::Get().Open(context_);
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->emplace(kRequestIdKey, request_id_);
+      std::multimap<std::string, std::string>* metadata = methods->GetSendInitialMetadata();
+      metadata->emplace(kRequestIdKey, request_id_);
+      for (const auto& [key, value] : response_metadata_) metadata->emplace(key, value);
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Finish(methods->GetSendStatus());
@@ -142,6 +146,7 @@ class RequestLogInterceptor final : public grpc::experimental::Interceptor {
     return index >= 0 && index < 17 ? kNames[index] : absl::StrCat(index);
   }
 
+  const std::vector<std::pair<std::string, std::string>>& response_metadata_;
   grpc::ServerContextBase* const context_;
   const std::string method_;
   const std::chrono::steady_clock::time_point start_;
@@ -152,10 +157,17 @@ class RequestLogInterceptor final : public grpc::experimental::Interceptor {
 class RequestLogInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  explicit RequestLogInterceptorFactory(
+      std::vector<std::pair<std::string, std::string>> response_metadata)
+      : response_metadata_(std::move(response_metadata)) {}
+
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new RequestLogInterceptor(info);
+    return new RequestLogInterceptor(info, response_metadata_);
   }
+
+ private:
+  const std::vector<std::pair<std::string, std::string>> response_metadata_;  // outlives calls
 };
 
 }  // namespace
@@ -193,8 +205,9 @@ void AddToRequestSummary(const grpc::ServerContextBase& context, std::string_vie
 }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-NewRequestLogInterceptorFactory() {
-  return std::make_unique<RequestLogInterceptorFactory>();
+NewRequestLogInterceptorFactory(
+    std::vector<std::pair<std::string, std::string>> response_metadata) {
+  return std::make_unique<RequestLogInterceptorFactory>(std::move(response_metadata));
 }
 
 ModelLoadLog::ModelLoadLog(const std::string& name, const std::string& dir)

@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/server_context.h"
@@ -50,8 +52,11 @@ std::string RequestIdOf(const grpc::ServerContextBase& context);
 // Appends ` fields` to the call's summary line; ignored for calls the interceptor does not see.
 void AddToRequestSummary(const grpc::ServerContextBase& context, std::string_view fields);
 
+// `response_metadata` goes into every response's initial metadata besides the request id (a
+// worker's model fingerprint).
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-NewRequestLogInterceptorFactory();
+NewRequestLogInterceptorFactory(
+    std::vector<std::pair<std::string, std::string>> response_metadata = {});
 
 // Logs a model load: what is loaded (the folder's weight files and their bytes) at the start, a
 // line every 10 s while it runs, and the time and rate at the end (Done); also sets

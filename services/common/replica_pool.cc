@@ -15,7 +15,8 @@ namespace {
 bool IsWorkerFailure(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::INTERNAL ||
          code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::DATA_LOSS ||
-         code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNIMPLEMENTED;
+         code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNIMPLEMENTED ||
+         code == grpc::StatusCode::FAILED_PRECONDITION;  // e.g. another model
 }
 
 const char* CodeName(grpc::StatusCode code) {
@@ -30,6 +31,8 @@ const char* CodeName(grpc::StatusCode code) {
       return "RESOURCE_EXHAUSTED";
     case grpc::StatusCode::UNIMPLEMENTED:
       return "UNIMPLEMENTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
     default:
       return "UNKNOWN";
   }

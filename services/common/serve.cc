@@ -69,7 +69,8 @@ absl::Status ServeUntilTerminated(const std::string& name,
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .shutdown_grace = grace,
                  .max_connection_age = absl::GetFlag(FLAGS_max_connection_age),
-                 .health_names = serve.health_names});
+                 .health_names = serve.health_names,
+                 .response_metadata = serve.response_metadata});
   if (!server.ok()) return server.status();
   std::cerr << name << ": serving on port " << (*server)->port() << std::endl;
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {

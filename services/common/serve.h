@@ -18,6 +18,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,8 @@ struct ServeOptions {
   // Polled every second while serving: health reports NOT_SERVING while it returns false (a
   // gateway with no reachable worker of some kind). Empty: always ready.
   std::function<bool()> ready;
+  // Added to every response's initial metadata (workers: their model fingerprint).
+  std::vector<std::pair<std::string, std::string>> response_metadata;
 };
 absl::Status ServeUntilTerminated(const std::string& name,
                                   const std::vector<grpc::Service*>& services,

@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<RunningServer>> RunningServer::Start(
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   // Sending hooks run in this order: the request log sees the status the parse-error rewrite left.
   interceptors.push_back(NewParseErrorInterceptorFactory());
-  interceptors.push_back(NewRequestLogInterceptorFactory());
+  interceptors.push_back(NewRequestLogInterceptorFactory(options.response_metadata));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   running->server_ = builder.BuildAndStart();
   if (running->server_ == nullptr || running->port_ == 0) {

@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,8 @@ struct ServerOptions {
   absl::Duration max_connection_age = absl::InfiniteDuration();
   // Service names health checks answer for besides "" (e.g. "pixtral.v1.Gateway").
   std::vector<std::string> health_names;
+  // Added to every response's initial metadata (a worker's x-model-fingerprint).
+  std::vector<std::pair<std::string, std::string>> response_metadata;
 };
 
 class RunningServer {

@@ -17,8 +17,10 @@
 #include "decoder/scheduler.h"
 #include "kernels/create_backend.h"
 #include "services/common/metrics_catalog.h"
+#include "glog/logging.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_gpu_memory.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/decoder_worker/decoder_service.h"
@@ -89,8 +91,12 @@ absl::Status Run() {
                           .image_token_id = model->config().vision->image_token_id,
                           .max_context_tokens = std::min(kModelContextTokens, cache_tokens),
                           .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens)});
-  absl::Status served = ServeUntilTerminated(
-      "decoder_worker", {&service}, {.health_names = {v1::Decoder::service_full_name()}});
+  PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(dir));
+  LOG(INFO) << "decoder_worker: model fingerprint " << fingerprint;
+  absl::Status served =
+      ServeUntilTerminated("decoder_worker", {&service},
+                           {.health_names = {v1::Decoder::service_full_name()},
+                            .response_metadata = {{kModelFingerprintKey, fingerprint}}});
   scheduler.Stop();
   return served;
 }

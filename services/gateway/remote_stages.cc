@@ -11,10 +11,30 @@
 #include "proto/vision_worker.grpc.pb.h"
 #include "services/common/grpc_status.h"
 #include "services/common/logging.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
 namespace {
+
+// A worker must serve the gateway's model: its fingerprint arrives with its first response.
+grpc::Status CheckWorkerModel(const grpc::ClientContext& client, const std::string& expected) {
+  if (expected.empty()) return grpc::Status::OK;
+  const auto& metadata = client.GetServerInitialMetadata();
+  auto it = metadata.find(kModelFingerprintKey);
+  const std::string got = it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  if (got.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the worker sent no model fingerprint: it cannot be checked to serve the "
+                        "gateway's model");
+  }
+  if (!SameModel(got, expected)) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("the worker serves another model (fingerprint ", got,
+                                     "; the gateway's model folder has ", expected, ")"));
+  }
+  return grpc::Status::OK;
+}
 
 // The deadline, and the request id for the worker's logs.
 void SetDeadline(const CallContext& context, grpc::ClientContext* client) {
@@ -87,6 +107,13 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
     int64_t rows = 0;
     absl::Status bad;
     while (reader->Read(&chunk)) {
+      if (!*received) {
+        if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
+          client.TryCancel();
+          reader->Finish();
+          return model;
+        }
+      }
       *received = true;
       absl::StatusOr<int64_t> added =
           AppendMatrix(chunk.features(), width_, total_rows - rows, &features);
@@ -149,6 +176,13 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
     v1::GenerateOutput output;
     std::vector<SampledToken> tokens;
     while (stream->Read(&output)) {
+      if (!*received) {
+        if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
+          client.TryCancel();
+          stream->Finish();
+          return model;
+        }
+      }
       *received = true;
       tokens.clear();
       for (int i = 0; i < output.token_ids_size(); ++i) {

@@ -8,6 +8,9 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
 #define PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
 
+#include <string>
+#include <utility>
+
 #include "services/common/replica_pool.h"
 #include "services/gateway/stages.h"
 
@@ -16,7 +19,10 @@ namespace pixtral {
 class RemoteVisionStage final : public VisionStage {
  public:
   // `width` is the vision encoder's hidden size (the model's params.json says it).
-  RemoteVisionStage(ReplicaPool& pool, int width) : pool_(pool), width_(width) {}
+  // `model_fingerprint` (ModelFingerprint of the gateway's folder): a worker that answers with
+  // another model's is refused (FAILED_PRECONDITION); empty checks nothing.
+  RemoteVisionStage(ReplicaPool& pool, int width, std::string model_fingerprint = "")
+      : pool_(pool), width_(width), model_fingerprint_(std::move(model_fingerprint)) {}
 
   absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
                                             const CallContext& context) override;
@@ -25,13 +31,16 @@ class RemoteVisionStage final : public VisionStage {
  private:
   ReplicaPool& pool_;
   const int width_;
+  const std::string model_fingerprint_;
 };
 
 class RemoteDecoderStage final : public DecoderStage {
  public:
   // `feature_width` is the width of the image feature rows sent along with a prompt.
-  RemoteDecoderStage(ReplicaPool& pool, int feature_width)
-      : pool_(pool), feature_width_(feature_width) {}
+  RemoteDecoderStage(ReplicaPool& pool, int feature_width, std::string model_fingerprint = "")
+      : pool_(pool),
+        feature_width_(feature_width),
+        model_fingerprint_(std::move(model_fingerprint)) {}
 
   absl::StatusOr<Completion> Generate(
       GenerationRequest request,
@@ -41,6 +50,7 @@ class RemoteDecoderStage final : public DecoderStage {
  private:
   ReplicaPool& pool_;
   const int feature_width_;
+  const std::string model_fingerprint_;
 };
 
 // Feature rows per message: 512 rows of 1024 f32 are 2 MB, well under gRPC's default limit.

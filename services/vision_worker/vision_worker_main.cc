@@ -11,8 +11,10 @@
 #include "common/status_macros.h"
 #include "kernels/create_backend.h"
 #include "kernels/weights.h"
+#include "glog/logging.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_gpu_memory.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/vision_worker/vision_service.h"
@@ -51,8 +53,12 @@ absl::Status Run() {
                          .patch_size = vision.patch_size,
                          .max_image_size = vision.image_size,
                          .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)});
+  PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint,
+                           ModelFingerprint(absl::GetFlag(FLAGS_model_dir)));
+  LOG(INFO) << "vision_worker: model fingerprint " << fingerprint;
   return ServeUntilTerminated("vision_worker", {&service},
-                              {.health_names = {v1::VisionEncoder::service_full_name()}});
+                              {.health_names = {v1::VisionEncoder::service_full_name()},
+                               .response_metadata = {{kModelFingerprintKey, fingerprint}}});
 }
 
 }  // namespace
