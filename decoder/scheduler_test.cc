@@ -211,8 +211,9 @@ TEST(SchedulerTest, BatchSizeIsCapped) {
 TEST(SchedulerTest, OnStepReportsQueueBatchAndWaits) {
   FakeSequenceModel model;
   std::vector<Scheduler::StepStats> steps;
-  Scheduler scheduler(model, {.max_batch_size = 2,
-                              .on_step = [&](const Scheduler::StepStats& s) { steps.push_back(s); }});
+  Scheduler scheduler(model, {.max_batch_size = 2, .on_step = [&](const Scheduler::StepStats& s) {
+                                steps.push_back(s);
+                              }});
   Outcome outcomes[3];
   for (Outcome& o : outcomes) {
     ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 2), o.Callbacks()).ok());

@@ -41,8 +41,8 @@ class CapturingSink final : public google::LogSink {
   void send(google::LogSeverity severity, const char*, const char*, int, const struct ::tm*,
             const char* message, size_t length) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    lines_.push_back(absl::StrCat(google::GetLogSeverityName(severity), " ",
-                                  std::string(message, length)));
+    lines_.push_back(
+        absl::StrCat(google::GetLogSeverityName(severity), " ", std::string(message, length)));
   }
   std::vector<std::string> lines() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -157,9 +157,9 @@ TEST_F(RequestLogTest, FailuresLogAWarningWithTheMessageOnOneLine) {
 
 TEST_F(RequestLogTest, CallsAreCountedByMethodAndCode) {
   metrics::Registry& registry = metrics::Registry::Default();
-  metrics::Counter& ok = registry.GetCounter(
-      "pixtral_requests_total", "",
-      {{"method", "/pixtral.v1.Gateway/GetModelInfo"}, {"code", "OK"}});
+  metrics::Counter& ok =
+      registry.GetCounter("pixtral_requests_total", "",
+                          {{"method", "/pixtral.v1.Gateway/GetModelInfo"}, {"code", "OK"}});
   metrics::Counter& invalid = registry.GetCounter(
       "pixtral_requests_total", "",
       {{"method", "/pixtral.v1.Gateway/Tokenize"}, {"code", "INVALID_ARGUMENT"}});

@@ -198,8 +198,7 @@ std::string Registry::Render() const {
         absl::StrAppend(&out, name, rendered_labels, " ", FormatValue(series.counter->value()),
                         "\n");
       } else if (series.gauge != nullptr) {
-        absl::StrAppend(&out, name, rendered_labels, " ", FormatValue(series.gauge->value()),
-                        "\n");
+        absl::StrAppend(&out, name, rendered_labels, " ", FormatValue(series.gauge->value()), "\n");
       } else {
         const Histogram& histogram = *series.histogram;
         const std::vector<uint64_t> counts = histogram.CumulativeCounts();
@@ -207,10 +206,10 @@ std::string Registry::Render() const {
           const double bound = i < histogram.upper_bounds().size()
                                    ? histogram.upper_bounds()[i]
                                    : std::numeric_limits<double>::infinity();
-          absl::StrAppend(&out, name, "_bucket",
-                          RenderLabels(series.labels, absl::StrCat("le=\"", FormatValue(bound),
-                                                                   "\"")),
-                          " ", counts[i], "\n");
+          absl::StrAppend(
+              &out, name, "_bucket",
+              RenderLabels(series.labels, absl::StrCat("le=\"", FormatValue(bound), "\"")), " ",
+              counts[i], "\n");
         }
         // _count equals the +Inf bucket of the same snapshot, as scrapers expect.
         absl::StrAppend(&out, name, "_sum", rendered_labels, " ", FormatValue(histogram.sum()),

@@ -20,10 +20,10 @@ Histogram& TimeToFirstToken() {
 }
 
 Histogram& InterTokenLatency() {
-  static Histogram& h = R().GetHistogram(
-      "pixtral_inter_token_latency_seconds",
-      "Between successive generated tokens of a completion, as delivered.",
-      ExponentialBuckets(0.001, 2, 12));  // 1 ms .. 2 s
+  static Histogram& h =
+      R().GetHistogram("pixtral_inter_token_latency_seconds",
+                       "Between successive generated tokens of a completion, as delivered.",
+                       ExponentialBuckets(0.001, 2, 12));  // 1 ms .. 2 s
   return h;
 }
 
@@ -35,10 +35,10 @@ Histogram& EndToEndLatency() {
 }
 
 Histogram& QueueTime() {
-  static Histogram& h = R().GetHistogram(
-      "pixtral_request_queue_time_seconds",
-      "Time a request waited in the decoder's queue before it joined the batch.",
-      ExponentialBuckets(0.001, 2, 17));  // 1 ms .. 65 s
+  static Histogram& h =
+      R().GetHistogram("pixtral_request_queue_time_seconds",
+                       "Time a request waited in the decoder's queue before it joined the batch.",
+                       ExponentialBuckets(0.001, 2, 17));  // 1 ms .. 65 s
   return h;
 }
 
@@ -61,8 +61,8 @@ Gauge& RunningRequests() {
 }
 
 Gauge& WaitingRequests() {
-  static Gauge& g = R().GetGauge("pixtral_num_requests_waiting",
-                                 "Requests waiting to join the decoder's batch.");
+  static Gauge& g =
+      R().GetGauge("pixtral_num_requests_waiting", "Requests waiting to join the decoder's batch.");
   return g;
 }
 
@@ -90,8 +90,8 @@ Counter& PrefixCacheQueries() {
 }
 
 Counter& PrefixCacheHits() {
-  static Counter& c = R().GetCounter("pixtral_prefix_cache_hits_total",
-                                     "Prompt blocks found in the prefix cache.");
+  static Counter& c =
+      R().GetCounter("pixtral_prefix_cache_hits_total", "Prompt blocks found in the prefix cache.");
   return c;
 }
 
@@ -102,8 +102,8 @@ Counter& ImageCacheQueries() {
 }
 
 Counter& ImageCacheHits() {
-  static Counter& c = R().GetCounter("pixtral_image_cache_hits_total",
-                                     "Images found in the image-feature cache.");
+  static Counter& c =
+      R().GetCounter("pixtral_image_cache_hits_total", "Images found in the image-feature cache.");
   return c;
 }
 

@@ -23,8 +23,7 @@ int ExportGpuMemory(Registry& registry) {
       }
       const Labels labels = {{"device", std::to_string(device)}};
       registry
-          .GetGauge("pixtral_gpu_memory_used_bytes", "Device memory in use, all processes.",
-                    labels)
+          .GetGauge("pixtral_gpu_memory_used_bytes", "Device memory in use, all processes.", labels)
           .Set(static_cast<double>(total_bytes - free_bytes));
       registry.GetGauge("pixtral_gpu_memory_total_bytes", "Device memory in all.", labels)
           .Set(static_cast<double>(total_bytes));

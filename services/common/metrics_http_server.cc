@@ -40,8 +40,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     running->port_ = port;
   }
   if (running->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for metrics on ", host, ":", port));
+    return absl::UnavailableError(absl::StrCat("cannot listen for metrics on ", host, ":", port));
   }
   running->thread_ = std::thread([&server] { server.listen_after_bind(); });
   // Stop() before the loop has started would be lost (httplib only stops a running server).

@@ -29,9 +29,8 @@ class MetricsHttpServer {
  public:
   // Binds host:port (port 0 picks a free one) and serves from a thread of its own. UNAVAILABLE if
   // the port cannot be bound.
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& host,
-                                                                   int port,
-                                                                   const metrics::Registry& registry);
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
+      const std::string& host, int port, const metrics::Registry& registry);
   ~MetricsHttpServer();  // Stop()
 
   int port() const { return port_; }

@@ -89,8 +89,8 @@ grpc::Status ReplicaPool::Call(const Attempt& attempt, const std::string& reques
     status = attempt(*channels_[index], &received);
     if (IsWorkerFailure(status.error_code())) {
       metrics::WorkerFailures(addresses_[index]).Increment();
-      LOG(WARNING) << "worker " << addresses_[index] << " failed request id=" << request_id
-                   << ": " << CodeName(status.error_code()) << ": "
+      LOG(WARNING) << "worker " << addresses_[index] << " failed request id=" << request_id << ": "
+                   << CodeName(status.error_code()) << ": "
                    << status.error_message().substr(0, 300);
     }
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE || received) return status;

@@ -100,8 +100,7 @@ TEST(RunningServerTest, ASecondServerOnABusyPortFailsToStart) {
   auto first = RunningServer::Start({&first_service}, {.address = "127.0.0.1:0"});
   ASSERT_TRUE(first.ok()) << first.status();
   // With SO_REUSEPORT both would listen and the kernel would split the calls between them.
-  auto second =
-      RunningServer::Start({&second_service}, {.address = Loopback((*first)->port())});
+  auto second = RunningServer::Start({&second_service}, {.address = Loopback((*first)->port())});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   std::string name;
   EXPECT_TRUE(AskName(*ChannelTo((*first)->port()), &name).ok());

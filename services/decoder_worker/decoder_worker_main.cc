@@ -15,10 +15,10 @@
 #include "decoder/pixtral_model.h"
 #include "decoder/pixtral_sequence_model.h"
 #include "decoder/scheduler.h"
-#include "kernels/create_backend.h"
-#include "services/common/metrics_catalog.h"
 #include "glog/logging.h"
+#include "kernels/create_backend.h"
 #include "services/common/logging.h"
+#include "services/common/metrics_catalog.h"
 #include "services/common/metrics_gpu_memory.h"
 #include "services/common/model_fingerprint.h"
 #include "services/common/serve.h"
@@ -62,7 +62,8 @@ absl::Status Run() {
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
-  if (absl::GetFlag(FLAGS_backend) == "cuda") metrics::ExportGpuMemory(metrics::Registry::Default());
+  if (absl::GetFlag(FLAGS_backend) == "cuda")
+    metrics::ExportGpuMemory(metrics::Registry::Default());
   const int num_blocks = (cache_tokens + block_size - 1) / block_size;
   ModelLoadLog load("decoder_worker", dir);
   PIXTRAL_ASSIGN_OR_RETURN(
@@ -75,13 +76,13 @@ absl::Status Run() {
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<TekkenTokenizer> tekken,
                            TekkenTokenizer::FromFile(dir + "/tekken.json"));
   PixtralSequenceModel sequences(*model);
-  Scheduler scheduler(sequences, {.eos_id = tekken->eos_id(),
-                                  .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
-                                  .max_waiting = absl::GetFlag(FLAGS_max_waiting),
-                                  .on_step = [cache = &model->decoder().cache()](
-                                                 const Scheduler::StepStats& step) {
-                                    RecordStep(step, *cache);
-                                  }});
+  Scheduler scheduler(
+      sequences, {.eos_id = tekken->eos_id(),
+                  .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
+                  .max_waiting = absl::GetFlag(FLAGS_max_waiting),
+                  .on_step = [cache = &model->decoder().cache()](const Scheduler::StepStats& step) {
+                    RecordStep(step, *cache);
+                  }});
   metrics::KvCacheBlocksTotal().Set(num_blocks);
   RecordStep({}, model->decoder().cache());
   scheduler.Start();

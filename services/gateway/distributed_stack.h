@@ -48,9 +48,7 @@ class DistributedStack {
   // What the gateway's GetModelInfo reports.
   v1::ModelInfo model_info() const;
   // Whether at least one vision worker and one decoder worker are connected (readiness).
-  bool WorkersReachable() {
-    return vision_pool_->AnyReachable() && decoder_pool_->AnyReachable();
-  }
+  bool WorkersReachable() { return vision_pool_->AnyReachable() && decoder_pool_->AnyReachable(); }
 
  private:
   DistributedStack() = default;

@@ -35,8 +35,7 @@ grpc::Status GatewayService::Complete(grpc::ServerContext* context,
   const absl::Time start = absl::Now();
   absl::Time first_token = absl::InfinitePast();
   absl::StatusOr<ChatResult> completed = pipeline_.Run(
-      *chat, FromProto(request.sampling()), ContextOf(context),
-      [&](const ChatDelta& delta) {
+      *chat, FromProto(request.sampling()), ContextOf(context), [&](const ChatDelta& delta) {
         if (first_token == absl::InfinitePast() && !delta.token_ids.empty()) {
           first_token = absl::Now();
         }
@@ -45,12 +44,11 @@ grpc::Status GatewayService::Complete(grpc::ServerContext* context,
   if (!completed.ok()) return ToGrpcStatus(completed.status());
   AddToRequestSummary(
       *context,
-      absl::StrFormat("prompt_tokens=%d image_tokens=%d completion_tokens=%d ttft=%.3f",
-                      completed->usage.prompt_tokens, completed->usage.image_tokens,
-                      completed->usage.completion_tokens,
-                      first_token == absl::InfinitePast()
-                          ? 0.0
-                          : absl::ToDoubleSeconds(first_token - start)));
+      absl::StrFormat(
+          "prompt_tokens=%d image_tokens=%d completion_tokens=%d ttft=%.3f",
+          completed->usage.prompt_tokens, completed->usage.image_tokens,
+          completed->usage.completion_tokens,
+          first_token == absl::InfinitePast() ? 0.0 : absl::ToDoubleSeconds(first_token - start)));
   *result = *std::move(completed);
   return grpc::Status::OK;
 }

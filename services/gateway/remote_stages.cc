@@ -22,7 +22,8 @@ grpc::Status CheckWorkerModel(const grpc::ClientContext& client, const std::stri
   if (expected.empty()) return grpc::Status::OK;
   const auto& metadata = client.GetServerInitialMetadata();
   auto it = metadata.find(kModelFingerprintKey);
-  const std::string got = it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  const std::string got =
+      it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
   if (got.empty()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the worker sent no model fingerprint: it cannot be checked to serve the "
@@ -97,7 +98,7 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
   for (const PreprocessedImage& image : images) total_rows += image.grid.rows * image.grid.cols;
 
   std::vector<float> features;
-  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+  auto attempt = [&](grpc::Channel& channel, bool* received) {
     features.clear();
     grpc::ClientContext client;
     SetDeadline(context, &client);
@@ -132,7 +133,8 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
           absl::StrCat("vision worker returned ", rows, " feature rows, expected ", total_rows));
     }
     return finished;
-  }, context.request_id);
+  };
+  grpc::Status status = pool_.Call(attempt, context.request_id);
   if (!status.ok()) return ToAbslStatus(status);
   return features;
 }
@@ -157,7 +159,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
 
   Completion completion;
   bool consumer_stopped = false;
-  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+  auto attempt = [&](grpc::Channel& channel, bool* received) {
     completion = Completion();
     grpc::ClientContext client;
     SetDeadline(context, &client);
@@ -201,7 +203,8 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
       }
     }
     return stream->Finish();
-  }, context.request_id);
+  };
+  grpc::Status status = pool_.Call(attempt, context.request_id);
   if (consumer_stopped) {
     completion.finish_reason = FinishReason::kCancelled;
     return completion;

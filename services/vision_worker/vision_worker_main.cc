@@ -9,9 +9,9 @@
 #include "absl/status/statusor.h"
 #include "common/model_folder.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "kernels/create_backend.h"
 #include "kernels/weights.h"
-#include "glog/logging.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_gpu_memory.h"
 #include "services/common/model_fingerprint.h"
@@ -40,7 +40,8 @@ absl::Status Run() {
   const VisionEncoderConfig& vision = *folder->config.vision;
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
-  if (absl::GetFlag(FLAGS_backend) == "cuda") metrics::ExportGpuMemory(metrics::Registry::Default());
+  if (absl::GetFlag(FLAGS_backend) == "cuda")
+    metrics::ExportGpuMemory(metrics::Registry::Default());
   kernels::WeightLoader loader(*backend, folder->weights, folder);
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<VisionEncoder> encoder,
