@@ -13,7 +13,8 @@
    on Hopper GPUs with an autoscaler each, whose queries name metrics the servers export; each
    overlay's patch replaces an argument with the same flag.
 3. Runs the three servers as processes with the cpu-demo overlay's flags (ports moved to free
-   ones, the model folder a random-weight toy model): the gateway is NOT_SERVING until a worker
+   ones, the model folder a random-weight toy model): a server answers NOT_SERVING while its
+   model loads, then SERVING; the gateway is NOT_SERVING until a worker
    of each kind is reachable, a chat with an image goes through (mistral-chat --gateway), the
    request id of the gateway's summary line appears in both workers' logs, each /metrics parses
    with the Prometheus client's own parser and holds what the chat did, the gateway leaves and
@@ -532,6 +533,44 @@ def run_cpu_demo(objects, binaries, tekken, image, failures):
                                 f"{refused.stderr}")
             if f"worker 127.0.0.1:{other_port} failed" not in mixed.text():
                 failures.append("cpu-demo: the gateway did not log the mismatched worker's address")
+
+        # Health while a model loads: NOT_SERVING on the port, then SERVING. The load is held
+        # by a params.json that is a FIFO, fed only once NOT_SERVING was seen.
+        slow_model = os.path.join(work, "slow-model")
+        os.mkdir(slow_model)
+        for name in os.listdir(model):
+            if name != "params.json":
+                os.symlink(os.path.join(model, name), os.path.join(slow_model, name))
+        with open(os.path.join(model, "params.json"), "rb") as f:
+            params = f.read()
+        fifo = os.path.join(slow_model, "params.json")
+        os.mkfifo(fifo)
+        slow = server("decoder-worker")
+        slow_port = free_port()
+        slow.args = [f"--port={slow_port}" if a.startswith("--port=") else
+                     f"--model_dir={slow_model}" if a.startswith("--model_dir=") else a
+                     for a in slow.args if not a.startswith("--metrics_port=")]
+        slow.log_path = os.path.join(work, "slow-decoder.log")
+        servers["slow-decoder"] = slow
+        slow.start()
+        if not wait_for(lambda: health(probe, slow_port) == "NOT_SERVING", 10):
+            failures.append("cpu-demo: a loading server does not answer NOT_SERVING")
+        if health(probe, slow_port, "pixtral.v1.Decoder") == "SERVING":
+            failures.append("cpu-demo: a loading decoder worker claims pixtral.v1.Decoder")
+
+        def feed():  # each read of params.json opens the FIFO anew
+            if health(probe, slow_port, "pixtral.v1.Decoder") == "SERVING":
+                return True
+            try:
+                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return False  # no reader yet
+            os.write(descriptor, params)
+            os.close(descriptor)
+            return False
+        if not wait_for(feed, 60):
+            failures.append("cpu-demo: the loading decoder worker never became SERVING: " +
+                            slow.text()[-1500:])
 
         # A second vision worker on the busy port fails to start.
         busy = server("vision-worker")

@@ -57,14 +57,27 @@ std::string UnbracketedHost(const std::string& host) {
   return host;
 }
 
+// While the model loads: a server with only the health service, NOT_SERVING, on the port the
+// real one will use, so probes get an answer (and a second process on the port fails early).
+std::unique_ptr<RunningServer>& LoadingServer() {
+  static std::unique_ptr<RunningServer>* server = new std::unique_ptr<RunningServer>();
+  return *server;
+}
+
 }  // namespace
 
 absl::Status ServeUntilTerminated(const std::string& name,
                                   const std::vector<grpc::Service*>& services,
                                   const ServeOptions& serve) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  int port = absl::GetFlag(FLAGS_port);
+  if (std::unique_ptr<RunningServer>& loading = LoadingServer(); loading != nullptr) {
+    port = loading->port();  // the same port, also with --port=0
+    loading->Shutdown();
+    loading.reset();
+  }
   absl::StatusOr<std::unique_ptr<RunningServer>> server = RunningServer::Start(
-      services, {.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
+      services, {.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", port),
                  .max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .max_send_message_bytes = absl::GetFlag(FLAGS_max_message_bytes),
                  .shutdown_grace = grace,
@@ -118,7 +131,19 @@ int ServerMain(int argc, char** argv, const std::string& name, absl::Status (*ru
     metrics = *std::move(started);
     LOG(INFO) << name << ": metrics on port " << metrics->port();
   }
-  if (absl::Status status = run(); !status.ok()) {
+  absl::StatusOr<std::unique_ptr<RunningServer>> loading = RunningServer::Start(
+      {}, {.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
+           .shutdown_grace = absl::ZeroDuration()});
+  if (!loading.ok()) {
+    std::cerr << name << ": " << loading.status() << std::endl;
+    return 1;
+  }
+  (*loading)->SetServing(false);
+  LOG(INFO) << name << ": NOT_SERVING on port " << (*loading)->port() << " while loading";
+  LoadingServer() = *std::move(loading);
+  absl::Status status = run();
+  LoadingServer().reset();  // run() failed before serving
+  if (!status.ok()) {
     std::cerr << name << ": " << status << std::endl;
     return 1;
   }

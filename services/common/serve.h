@@ -11,8 +11,9 @@
 //   int main(int argc, char** argv) { return pixtral::ServerMain(argc, argv, "vision_worker", Run);
 //   }
 //
-// Start the server only once the model is loaded: health checks then report SERVING exactly
-// when the process can do its work.
+// ServerMain listens on --port from the start with only the health service, NOT_SERVING (for
+// "" and any name) while `run` loads the model; ServeUntilTerminated then takes the port over
+// with the real services, SERVING. SIGTERM during the load takes effect once serving starts.
 #ifndef PIXTRAL_SERVICES_COMMON_SERVE_H_
 #define PIXTRAL_SERVICES_COMMON_SERVE_H_
 
