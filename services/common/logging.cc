@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -107,15 +108,20 @@ class RequestLogInterceptor final : public grpc::experimental::Interceptor {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const std::string code = CodeName(status.error_code());
+    // A method no service has is named by the caller: one "unknown" series, and in the log only
+    // escaped and cut short.
+    const bool unknown = status.error_code() == grpc::StatusCode::UNIMPLEMENTED;
+    const std::string method =
+        unknown ? absl::StrCat("unknown(", absl::CHexEscape(method_.substr(0, 64)), ")") : method_;
     metrics::Registry& registry = metrics::Registry::Default();
     registry
         .GetCounter("pixtral_requests_total", "RPCs served, by method and status code.",
-                    {{"method", method_}, {"code", code}})
+                    {{"method", unknown ? "unknown" : method_}, {"code", code}})
         .Increment();
     registry
         .GetHistogram("pixtral_request_duration_seconds",
                       "Time from a call's arrival to its status, by method.", DurationBuckets(),
-                      {{"method", method_}})
+                      {{"method", unknown ? "unknown" : method_}})
         .Observe(seconds);
     // Health probes arrive every few seconds from every kubelet: counted, not logged.
     if (method_.starts_with("/grpc.health.v1.") || method_.starts_with("/grpc.reflection.")) {
@@ -123,7 +129,7 @@ class RequestLogInterceptor final : public grpc::experimental::Interceptor {
       return;
     }
     std::string line = absl::StrFormat("request id=%s method=%s code=%s seconds=%.3f peer=%s",
-                                       request_id_, method_, code, seconds, context_->peer());
+                                       request_id_, method, code, seconds, context_->peer());
     absl::StrAppend(&line, Summaries::Get().Close(context_));
     if (status.ok()) {
       LOG(INFO) << line;

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "proto/gateway.grpc.pb.h"
@@ -177,6 +179,34 @@ TEST_F(RequestLogTest, CallsAreCountedByMethodAndCode) {
   EXPECT_NE(text.find("pixtral_request_duration_seconds_count{method=\"/pixtral.v1.Gateway/"
                       "GetModelInfo\"}"),
             std::string::npos);
+}
+
+// Method names of unknown methods come from the caller: they must not become label values (each
+// would be a series kept for ever).
+TEST_F(RequestLogTest, UnknownMethodsShareOneSeries) {
+  grpc::GenericStub generic(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                                grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(&context, absl::StrCat("/made.up/Method", i), grpc::StubOptions(), &request,
+                      &response, [&](grpc::Status s) {
+                        status = s;
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  server_->Shutdown();
+  const std::string text = metrics::Registry::Default().Render();
+  EXPECT_EQ(text.find("made.up"), std::string::npos) << text;
+  EXPECT_NE(text.find("pixtral_requests_total{code=\"UNIMPLEMENTED\",method=\"unknown\"}"),
+            std::string::npos);
+  EXPECT_EQ(LinesWith("method=unknown(/made.up/Method").size(), 3u);
 }
 
 }  // namespace
