@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -105,6 +106,40 @@ TEST(RunningServerTest, ASecondServerOnABusyPortFailsToStart) {
   std::string name;
   EXPECT_TRUE(AskName(*ChannelTo((*first)->port()), &name).ok());
   EXPECT_EQ(name, "first");
+}
+
+// Records the peer (client address and port: one per connection) of each call.
+class PeerRecorder final : public v1::Gateway::Service {
+ public:
+  grpc::Status GetModelInfo(grpc::ServerContext* context, const v1::GetModelInfoRequest*,
+                            v1::ModelInfo*) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peers_.insert(context->peer());
+    return grpc::Status::OK;
+  }
+  size_t peers() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peers_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::string> peers_;
+};
+
+TEST(RunningServerTest, MaxConnectionAgeMakesClientsReconnect) {
+  PeerRecorder service;
+  auto server = RunningServer::Start(
+      {&service}, {.address = "127.0.0.1:0", .max_connection_age = absl::Milliseconds(300)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = ChannelTo((*server)->port());  // one channel, as a gateway keeps
+  std::string name;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(AskName(*channel, &name).ok());
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  // Aged out every ~0.3 s (+-10% jitter, and the grace to finish calls): several connections.
+  EXPECT_GE(service.peers(), 3u);
 }
 
 // Starts `service` with `grace`, begins a GetModelInfo call, shuts the server down while the
