@@ -97,8 +97,7 @@ class ServicesFaultsTest : public ::testing::Test {
     auto vision = ServerProcess::Start(
         kVisionWorker,
         // No image-feature cache: the kill test times a real encode of an image sent twice.
-        {"--model_dir=" + *dir_, absl::StrCat("--port=", port), "--image_cache_bytes=0"},
-        "vision");
+        {"--model_dir=" + *dir_, absl::StrCat("--port=", port), "--image_cache_bytes=0"}, "vision");
     if (!vision.ok()) return false;
     vision_[i] = vision->release();
     return true;
