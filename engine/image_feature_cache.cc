@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/block_hash.h"
+#include "services/common/metrics_catalog.h"
 
 namespace pixtral {
 namespace {
@@ -17,6 +18,7 @@ BlockKey ImageFeatureCache::Key(const Image& image) {
 }
 
 Features ImageFeatureCache::Find(const BlockKey& key) {
+  metrics::ImageCacheQueries().Increment();
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
@@ -24,6 +26,7 @@ Features ImageFeatureCache::Find(const BlockKey& key) {
     return nullptr;
   }
   ++stats_.hits;
+  metrics::ImageCacheHits().Increment();
   lru_.splice(lru_.end(), lru_, it->second.lru);
   return it->second.features;
 }

@@ -1,11 +1,13 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/block_hash.h"
+#include "services/common/metrics_catalog.h"
 
 namespace pixtral {
 namespace {
@@ -44,6 +46,7 @@ struct Scheduler::Request {
   int64_t last_token_step = -1;           // the step that sampled the last token while running
   bool finished = false;
   bool admitted_before = false;  // true once admitted (a preempted request comes back)
+  std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
 
   bool started() const { return sequence >= 0; }
   int64_t remaining() const { return std::ssize(tokens) - computed; }
@@ -112,12 +115,20 @@ EngineStats Scheduler::stats() const {
 
 void Scheduler::Step() {
   ++step_;
+  step_stats_ = StepStats();
   DropCancelled();
   const std::vector<Planned> plan = Plan();
+  step_stats_.rows = static_cast<int>(plan.size());
   if (!plan.empty()) Run(plan);
   Sweep();
-  std::lock_guard<std::mutex> lock(mutex_);
-  running_count_ = static_cast<int>(running_.size());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_count_ = static_cast<int>(running_.size());
+    step_stats_.waiting = static_cast<int>(waiting_.size());
+  }
+  step_stats_.running = static_cast<int>(running_.size());
+  step_stats_.kv_blocks_used = runner_.num_used_blocks();
+  if (options_.on_step) options_.on_step(step_stats_);
 }
 
 void Scheduler::DropCancelled() {
@@ -169,6 +180,8 @@ void Scheduler::StartSequence(Request& r) {
     ExtendBlockKeys(absl::MakeConstSpan(r.keys).first(r.keys.size() - 1), runner_.block_size(),
                     r.block_keys);
     const int attached = runner_.AttachCachedPrefix(r.sequence, r.block_keys);
+    metrics::PrefixCacheQueries().Increment(std::ssize(r.block_keys));
+    metrics::PrefixCacheHits().Increment(attached);
     r.computed = int64_t{attached} * runner_.block_size();
     r.block_keys.resize(attached);
   }
@@ -260,6 +273,8 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
       stats_.cached_prompt_tokens += r->computed;
       if (!r->admitted_before) {
         if (r->ticket < last_first_admission_) ++stats_.admissions_out_of_order;
+        step_stats_.queue_seconds.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - r->submitted).count());
         last_first_admission_ = std::max(last_first_admission_, r->ticket);
         r->admitted_before = true;
       }

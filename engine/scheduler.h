@@ -25,6 +25,7 @@
 #ifndef PIXTRAL_ENGINE_SCHEDULER_H_
 #define PIXTRAL_ENGINE_SCHEDULER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -59,6 +60,15 @@ struct EngineStats {
 
 class Scheduler {
  public:
+  // What one Step() saw, for metrics.
+  struct StepStats {
+    int waiting = 0;                    // requests still queued after the step
+    int running = 0;                    // sequences running (decoding or prefilling) after it
+    int rows = 0;                       // sequences in the step's model call (0: none)
+    int kv_blocks_used = 0;             // KV cache blocks held after the step
+    std::vector<double> queue_seconds;  // each request first admitted in the step: submit to admit
+  };
+
   struct Options {
     // The tokenizer's EOS id; negative if the model has none.
     int32_t eos_id = -1;
@@ -71,6 +81,8 @@ class Scheduler {
     int step_token_budget = 2048;
     // Share full blocks across requests (off: every prompt computed from scratch).
     bool prefix_cache = true;
+    // Optional: called on the stepping thread after each Step() (keep it short).
+    std::function<void(const StepStats&)> on_step;
   };
 
   struct Callbacks {
@@ -153,6 +165,7 @@ class Scheduler {
   // Owned by the stepping thread: running requests in ticket order (the newest last).
   std::vector<std::unique_ptr<Request>> running_;
   int64_t step_ = 0;
+  StepStats step_stats_;             // of the step in progress
   Ticket last_first_admission_ = 0;  // the newest ticket admitted so far
 
   std::thread thread_;

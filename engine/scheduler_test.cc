@@ -85,6 +85,43 @@ TEST(SchedulerTest, RequestsJoinAndLeaveTheRunningBatch) {
   EXPECT_EQ(model.num_used_blocks(), 0);
 }
 
+TEST(SchedulerTest, OnStepReportsQueueRowsWaitsAndBlocks) {
+  FakeRunner model;
+  std::vector<Scheduler::StepStats> steps;
+  std::vector<int> used_blocks;  // the model's own count after each step
+  Scheduler scheduler(model, {.max_batch_size = 2, .on_step = [&](const Scheduler::StepStats& s) {
+                                steps.push_back(s);
+                                used_blocks.push_back(model.num_used_blocks());
+                              }});
+  Outcome outcomes[3];
+  for (Outcome& o : outcomes) {
+    ASSERT_TRUE(scheduler.Submit(TextRequest({1}, 2), o.Callbacks()).ok());
+  }
+  RunUntilIdle(scheduler);
+  ASSERT_GE(steps.size(), 3u);
+  // Step 1: two admitted (the cap), one left waiting, both prompts in the model call.
+  EXPECT_EQ(steps[0].queue_seconds.size(), 2u);
+  EXPECT_EQ(steps[0].waiting, 1);
+  EXPECT_EQ(steps[0].running, 2);
+  EXPECT_EQ(steps[0].rows, 2);
+  EXPECT_GT(steps[0].kv_blocks_used, 0);
+  for (double wait : steps[0].queue_seconds) EXPECT_GE(wait, 0);
+  // Each step's rows match the model's own record; every request was admitted once.
+  std::vector<int> rows, blocks;
+  size_t admitted = 0;
+  for (const Scheduler::StepStats& s : steps) {
+    if (s.rows > 0) rows.push_back(s.rows);
+    blocks.push_back(s.kv_blocks_used);
+    admitted += s.queue_seconds.size();
+  }
+  EXPECT_EQ(rows, model.step_rows);
+  EXPECT_EQ(blocks, used_blocks);
+  EXPECT_EQ(admitted, 3u);
+  EXPECT_EQ(steps.back().running, 0);
+  EXPECT_EQ(steps.back().waiting, 0);
+  EXPECT_EQ(steps.back().kv_blocks_used, 0);
+}
+
 TEST(SchedulerTest, CancelFreesTheCacheAtTheNextStep) {
   FakeRunner model;
   Scheduler scheduler(model, {});

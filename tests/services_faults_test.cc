@@ -97,8 +97,7 @@ class ServicesFaultsTest : public ::testing::Test {
     auto vision = ServerProcess::Start(
         kVisionWorker,
         // No image-feature cache: the kill test times a real encode of an image sent twice.
-        {"--model_dir=" + *dir_, absl::StrCat("--port=", port), "--image_cache_bytes=0"},
-        "vision");
+        {"--model_dir=" + *dir_, absl::StrCat("--port=", port), "--image_cache_bytes=0"}, "vision");
     if (!vision.ok()) return false;
     vision_[i] = vision->release();
     return true;
@@ -240,12 +239,23 @@ TEST_F(ServicesFaultsTest, DecoderWorkerKilledMidStream) {
   Kill(decoder_);
   EXPECT_EQ(stream.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_LT(absl::Now() - killed_at, absl::Seconds(3));
-  EXPECT_TRUE(IsServing(gateway_->address()));
   EXPECT_EQ(Unary(*stub_, GreedyChat("Hello")).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // With no decoder worker reachable the gateway leaves rotation (NOT_SERVING, still alive), and
+  // returns once one is back.
+  auto serving_within = [&](bool serving, absl::Duration limit) {
+    const absl::Time until = absl::Now() + limit;
+    while (IsServing(gateway_->address()) != serving) {
+      if (absl::Now() > until) return false;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return true;
+  };
+  EXPECT_TRUE(serving_within(false, absl::Seconds(3)));
 
   ASSERT_TRUE(StartDecoder(port));
   const CallResult after = SucceedsWithin(GreedyChat("Hello"), absl::Seconds(20));
   EXPECT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_TRUE(serving_within(true, absl::Seconds(3)));
 }
 
 TEST_F(ServicesFaultsTest, SigtermLetsTheDecoderWorkerFinishAnInFlightStream) {

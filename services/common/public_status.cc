@@ -1,23 +1,12 @@
 #include "services/common/public_status.h"
 
-#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
 
 namespace pixtral {
 namespace {
-
-bool IsSaneRequestId(absl::string_view id) {
-  if (id.empty() || id.size() > 64) return false;
-  for (char c : id) {
-    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') return false;
-  }
-  return true;
-}
 
 // Text that only the transport or the libraries under it write: never the gateway's own words.
 bool NamesInternals(absl::string_view message) {
@@ -48,22 +37,6 @@ absl::string_view PublicMessage(absl::StatusCode code) {
 }
 
 }  // namespace
-
-std::string RequestIdOf(const grpc::ServerContext& context) {
-  const auto& metadata = context.client_metadata();
-  const auto found = metadata.find("x-request-id");
-  return RequestIdOrNew(found == metadata.end()
-                            ? absl::string_view()
-                            : absl::string_view(found->second.data(), found->second.size()));
-}
-
-std::string RequestIdOrNew(absl::string_view id) {
-  if (IsSaneRequestId(id)) return std::string(id);
-  static absl::BitGen* const random = new absl::BitGen();
-  static absl::Mutex* const mutex = new absl::Mutex();
-  absl::MutexLock lock(mutex);
-  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(*random));
-}
 
 grpc::Status PublicStatus(const absl::Status& status, absl::string_view request_id) {
   const absl::Status public_error = PublicError(status, request_id);

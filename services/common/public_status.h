@@ -5,7 +5,7 @@
 // original goes to the log under that id, so an operator can find it and a client learns
 // nothing about the cluster's insides.
 //
-//   const std::string id = RequestIdOf(*context);
+//   const std::string id = RequestIdOf(*context);  // logging.h: the call's one request id
 //   absl::Status status = pipeline.Run(...);
 //   return PublicStatus(status, id);        // logs the detail when it hides it
 #ifndef PIXTRAL_SERVICES_COMMON_PUBLIC_STATUS_H_
@@ -19,13 +19,6 @@
 #include "grpcpp/support/status.h"
 
 namespace pixtral {
-
-// `id` (a client's x-request-id header or metadata) when it is a sane id (1 to 64 characters of
-// [A-Za-z0-9._-]), else a new random one. An HTTP front calls this with its header's value.
-std::string RequestIdOrNew(absl::string_view id);
-
-// RequestIdOrNew of the call's `x-request-id` metadata.
-std::string RequestIdOf(const grpc::ServerContext& context);
 
 // `status` as a public client may see it (see above), logging the original when it hides it; OK
 // stays OK. The HTTP front maps the result's code to its HTTP status.

@@ -41,18 +41,6 @@ TEST(PublicStatusTest, TransportTextIsHiddenEvenUnderARequestCode) {
   EXPECT_THAT(status.error_message(), HasSubstr("request id r"));
 }
 
-TEST(PublicStatusTest, RequestIdsFromClientsAreKeptOnlyWhenSane) {
-  EXPECT_EQ(RequestIdOrNew("req-42.a_b"), "req-42.a_b");
-  for (absl::string_view bad :
-       {absl::string_view(""), absl::string_view("has space"), absl::string_view("new\nline"),
-        absl::string_view(std::string(65, 'a'))}) {
-    const std::string id = RequestIdOrNew(bad);
-    EXPECT_NE(id, bad);
-    EXPECT_EQ(id.size(), 16u);
-  }
-  EXPECT_NE(RequestIdOrNew(""), RequestIdOrNew(""));
-}
-
 TEST(PublicStatusTest, OkStaysOk) { EXPECT_TRUE(PublicStatus(absl::OkStatus(), "r").ok()); }
 
 }  // namespace

@@ -40,16 +40,23 @@ class ReplicaPool {
 
   size_t size() const { return channels_.size(); }
 
+  // Whether some replica has a connected channel; asks idle channels to connect, so that the
+  // next poll sees them. For readiness: false while every replica is down or still starting.
+  bool AnyReachable();
+
   // One call: `attempt` runs against replicas in round-robin order until one returns anything
   // but UNAVAILABLE, or UNAVAILABLE after setting *received (a partial stream is never replayed),
-  // or every replica was tried. Replicas whose channel is in TRANSIENT_FAILURE go last.
+  // or every replica was tried. Replicas whose channel is in TRANSIENT_FAILURE go last. A
+  // replica's failure is logged with its address and `request_id`, and counted in
+  // pixtral_worker_failures_total{address}.
   using Attempt = std::function<grpc::Status(grpc::Channel& channel, bool* received)>;
-  grpc::Status Call(const Attempt& attempt);
+  grpc::Status Call(const Attempt& attempt, const std::string& request_id = "");
 
  private:
   ReplicaPool() = default;
 
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::string> addresses_;  // of channels_[i]
   std::atomic<size_t> next_{0};
 };
 

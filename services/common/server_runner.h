@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +41,14 @@ struct ServerOptions {
   // host:port of a second, plaintext listener serving only grpc.health.v1, mirroring the main
   // server's (health_mirror.h), for probes that cannot speak TLS. Empty: none.
   std::string health_address;
+  // Each client connection is closed (GOAWAY) after this long; calls on it finish first. The
+  // client then reconnects and re-resolves, so pods that joined a headless Service get traffic.
+  // Infinite keeps connections for ever.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
+  // Service names health checks answer for besides "" (e.g. "pixtral.v1.Gateway").
+  std::vector<std::string> health_names;
+  // Added to every response's initial metadata (a worker's x-model-fingerprint).
+  std::vector<std::pair<std::string, std::string>> response_metadata;
 };
 
 class RunningServer {
@@ -53,6 +62,10 @@ class RunningServer {
   // The health listener's port; 0 without one.
   int health_port() const { return health_port_; }
 
+  // What health checks report for "" and every name in `health_names` (Start sets SERVING). A
+  // server started with no services answers NOT_SERVING for every name, and this does nothing.
+  void SetServing(bool serving);
+
   // Reports NOT_SERVING to health checks, stops accepting calls, waits up to the grace period
   // for in-flight calls and then cancels what remains. Idempotent.
   void Shutdown();
@@ -61,7 +74,9 @@ class RunningServer {
   RunningServer() = default;
 
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> health_names_;
   int port_ = 0;
+  std::unique_ptr<grpc::Service> not_serving_;  // the health service of a server with no other
   std::unique_ptr<grpc::Service> health_mirror_;
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;

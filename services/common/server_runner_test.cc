@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -90,9 +91,65 @@ TEST(RunningServerTest, ServesAndReportsHealthy) {
   EXPECT_EQ(name, "a");
 }
 
+// What holds the port while a model loads (serve.cc), with reflection off as by default.
+TEST(RunningServerTest, AServerWithNoServicesAnswersNotServing) {
+  auto server = RunningServer::Start({}, {.address = "127.0.0.1:0", .reflection = false});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(HealthOf((*server)->port()), HealthCheckResponse::NOT_SERVING);
+  (*server)->SetServing(true);  // ignored
+  EXPECT_EQ(HealthOf((*server)->port()), HealthCheckResponse::NOT_SERVING);
+  (*server)->Shutdown();
+}
+
 TEST(RunningServerTest, UnusableAddressIsAnError) {
   NamedGateway service("a");
   EXPECT_FALSE(RunningServer::Start({&service}, {.address = "256.1.1.1:1"}).ok());
+}
+
+TEST(RunningServerTest, ASecondServerOnABusyPortFailsToStart) {
+  NamedGateway first_service("first"), second_service("second");
+  auto first = RunningServer::Start({&first_service}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  // With SO_REUSEPORT both would listen and the kernel would split the calls between them.
+  auto second = RunningServer::Start({&second_service}, {.address = Loopback((*first)->port())});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  std::string name;
+  EXPECT_TRUE(AskName(*ChannelTo((*first)->port()), &name).ok());
+  EXPECT_EQ(name, "first");
+}
+
+// Records the peer (client address and port: one per connection) of each call.
+class PeerRecorder final : public v1::Gateway::Service {
+ public:
+  grpc::Status GetModelInfo(grpc::ServerContext* context, const v1::GetModelInfoRequest*,
+                            v1::ModelInfo*) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peers_.insert(context->peer());
+    return grpc::Status::OK;
+  }
+  size_t peers() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peers_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::string> peers_;
+};
+
+TEST(RunningServerTest, MaxConnectionAgeMakesClientsReconnect) {
+  PeerRecorder service;
+  auto server = RunningServer::Start(
+      {&service}, {.address = "127.0.0.1:0", .max_connection_age = absl::Milliseconds(300)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = ChannelTo((*server)->port());  // one channel, as a gateway keeps
+  std::string name;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(AskName(*channel, &name).ok());
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  // Aged out every ~0.3 s (+-10% jitter, and the grace to finish calls): several connections.
+  EXPECT_GE(service.peers(), 3u);
 }
 
 // Starts `service` with `grace`, begins a GetModelInfo call, shuts the server down while the
@@ -190,6 +247,36 @@ TEST(ReplicaPoolTest, NoRetryAfterPartialResponse) {
   });
   EXPECT_EQ(attempts, 1);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(ReplicaPoolTest, ReachesARestartedReplicaWithinTwoSeconds) {
+  NamedGateway first("first"), second("second");
+  auto server = RunningServer::Start({&first}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok());
+  const int port = (*server)->port();
+  auto pool = ReplicaPool::Create({Loopback(port)}, {});
+  ASSERT_TRUE(pool.ok());
+  auto ask = [&](std::string* name) {
+    return (*pool)->Call([&](grpc::Channel& channel, bool*) { return AskName(channel, name); });
+  };
+  std::string name;
+  ASSERT_TRUE(ask(&name).ok());
+  (*server)->Shutdown();
+  // Down long enough for gRPC's default backoff (1 s, x1.6 per failure, +-20%) to wait 1.6-8 s
+  // after the restart (its 5th try); with the pool's 1 s cap it is under 2 s.
+  const absl::Time down_until = absl::Now() + absl::Seconds(11);
+  while (absl::Now() < down_until) {
+    EXPECT_FALSE(ask(&name).ok());
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  auto restarted = RunningServer::Start({&second}, {.address = Loopback(port)});
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  const absl::Time back = absl::Now();
+  while (!ask(&name).ok() && absl::Now() - back < absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(name, "second");
+  EXPECT_LT(absl::Now() - back, absl::Seconds(2));
 }
 
 }  // namespace

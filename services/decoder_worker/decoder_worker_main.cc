@@ -15,7 +15,12 @@
 #include "decoder/pixtral_model.h"
 #include "engine/pixtral_runner.h"
 #include "engine/scheduler.h"
+#include "glog/logging.h"
 #include "kernels/create_backend.h"
+#include "services/common/logging.h"
+#include "services/common/metrics_catalog.h"
+#include "services/common/metrics_gpu_memory.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/decoder_worker/decoder_service.h"
@@ -40,6 +45,15 @@ ABSL_FLAG(int, default_max_tokens, 256, "max_tokens for requests that leave it 0
 namespace pixtral {
 namespace {
 
+// The scheduler's view after a step, for /metrics (runs on the stepping thread).
+void RecordStep(const Scheduler::StepStats& step) {
+  metrics::WaitingRequests().Set(step.waiting);
+  metrics::RunningRequests().Set(step.running);
+  if (step.rows > 0) metrics::BatchSize().Observe(step.rows);
+  for (double seconds : step.queue_seconds) metrics::QueueTime().Observe(seconds);
+  metrics::KvCacheBlocksUsed().Set(step.kv_blocks_used);
+}
+
 // Pixtral-12B-2409 was trained with a 128k-token context.
 constexpr int kModelContextTokens = 131072;
 
@@ -52,13 +66,17 @@ absl::Status Run() {
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  if (absl::GetFlag(FLAGS_backend) == "cuda")
+    metrics::ExportGpuMemory(metrics::Registry::Default());
+  const int num_blocks = (cache_tokens + block_size - 1) / block_size;
+  ModelLoadLog load("decoder_worker", dir);
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<PixtralModel> model,
-      PixtralModel::Load(
-          dir, backend.get(),
-          {.block_size = block_size, .num_blocks = (cache_tokens + block_size - 1) / block_size},
-          // Features arrive encoded: the adapter applies them, the vision transformer stays out.
-          {.vision_encoder = false}));
+      PixtralModel::Load(dir, backend.get(), {.block_size = block_size, .num_blocks = num_blocks},
+                         // Features arrive encoded: the adapter applies them, the vision
+                         // transformer stays out.
+                         {.vision_encoder = false}));
+  load.Done();
   if (!model->config().vision.has_value()) {
     return absl::FailedPreconditionError("the model has no vision encoder");
   }
@@ -72,7 +90,10 @@ absl::Status Run() {
                                .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
                                .max_waiting = absl::GetFlag(FLAGS_max_waiting),
                                .step_token_budget = absl::GetFlag(FLAGS_step_token_budget),
-                               .prefix_cache = absl::GetFlag(FLAGS_prefix_cache)});
+                               .prefix_cache = absl::GetFlag(FLAGS_prefix_cache),
+                               .on_step = RecordStep});
+  metrics::KvCacheBlocksTotal().Set(runner.num_blocks());
+  RecordStep({.kv_blocks_used = runner.num_used_blocks()});
   scheduler.Start();
   DecoderService service(scheduler,
                          {.vocab_size = model->config().decoder.vocab_size,
@@ -80,7 +101,12 @@ absl::Status Run() {
                           .image_token_id = model->config().vision->image_token_id,
                           .max_context_tokens = std::min(kModelContextTokens, cache_tokens),
                           .default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens)});
-  absl::Status served = ServeUntilTerminated("decoder_worker", {&service});
+  PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(dir));
+  LOG(INFO) << "decoder_worker: model fingerprint " << fingerprint;
+  absl::Status served =
+      ServeUntilTerminated("decoder_worker", {&service},
+                           {.health_names = {v1::Decoder::service_full_name()},
+                            .response_metadata = {{kModelFingerprintKey, fingerprint}}});
   scheduler.Stop();
   return served;
 }

@@ -5,10 +5,33 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "services/common/metrics_catalog.h"
 #include "services/gateway/completion_text.h"
 #include "services/gateway/tool_call_parser.h"
 
 namespace pixtral {
+namespace {
+
+// Time to first token for the first delivery; the gap since the previous delivery, shared by its
+// tokens, for every later token (a worker may deliver several tokens in one message, which then
+// arrived together).
+void RecordTokenTimes(absl::Time start, size_t count, absl::Time& last) {
+  if (count == 0) return;
+  const absl::Time now = absl::Now();
+  double gap = 0;
+  if (last == absl::InfinitePast()) {
+    metrics::TimeToFirstToken().Observe(absl::ToDoubleSeconds(now - start));
+    --count;
+  } else {
+    gap = absl::ToDoubleSeconds(now - last) / static_cast<double>(count);
+  }
+  for (size_t i = 0; i < count; ++i) metrics::InterTokenLatency().Observe(gap);
+  last = now;
+}
+
+}  // namespace
 
 ChatPipeline::ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& vision,
                            DecoderStage& decoder, const ChatLimits& limits)
@@ -30,6 +53,7 @@ absl::StatusOr<std::vector<int>> ChatPipeline::Tokenize(
 absl::StatusOr<ChatResult> ChatPipeline::Run(
     const ChatCompletionRequest& request, const ChatParams& params, const CallContext& context,
     const std::function<bool(const ChatDelta&)>& on_delta) {
+  const absl::Time start = absl::Now();
   if (params.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (absl::Status status = ValidateStopStrings(params.stop); !status.ok()) return status;
   if (absl::Status status = ValidateStopTokenIds(params.stop_token_ids); !status.ok()) {
@@ -73,11 +97,13 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   const bool tools_offered = !request.tools.empty();
   bool calling_tools = false;
   std::string calls_text;
+  absl::Time last_token = absl::InfinitePast();
   bool client_cancelled = false;
   absl::Status decode_error;
   absl::StatusOr<Completion> completion = decoder_.Generate(
       std::move(generation),
       [&](absl::Span<const SampledToken> tokens) {
+        RecordTokenTimes(start, tokens.size(), last_token);
         ChatDelta delta;
         for (const SampledToken& token : tokens) {
           if (tools_offered && result.token_ids.empty() && delta.token_ids.empty() &&
@@ -135,6 +161,9 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
                       : ChatFinish::kStop;
   if (!result.tool_calls.empty()) result.finish = ChatFinish::kToolCalls;
   result.usage.completion_tokens = static_cast<int>(result.token_ids.size());
+  metrics::EndToEndLatency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  metrics::PromptTokens().Increment(result.usage.prompt_tokens);
+  metrics::GenerationTokens().Increment(result.usage.completion_tokens);
   return result;
 }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/status_macros.h"
+#include "services/common/model_fingerprint.h"
 #include "services/gateway/proto_convert.h"
 
 namespace pixtral {
@@ -31,8 +32,9 @@ absl::StatusOr<std::unique_ptr<DistributedStack>> DistributedStack::Create(
                            LoadFrontEnd(options.model_dir, options.front_end, kModelContextTokens));
 
   const int width = stack->config_.vision->hidden_size;
-  stack->vision_ = std::make_unique<RemoteVisionStage>(*stack->vision_pool_, width);
-  stack->decoder_ = std::make_unique<RemoteDecoderStage>(*stack->decoder_pool_, width);
+  PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(options.model_dir));
+  stack->vision_ = std::make_unique<RemoteVisionStage>(*stack->vision_pool_, width, fingerprint);
+  stack->decoder_ = std::make_unique<RemoteDecoderStage>(*stack->decoder_pool_, width, fingerprint);
   stack->pipeline_ = std::make_unique<ChatPipeline>(
       *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,
       ChatLimits{.max_context_tokens = kModelContextTokens,

@@ -47,6 +47,8 @@ class DistributedStack {
   const MistralTokenizer& tokenizer() const { return *front_end_.tokenizer; }
   // What the gateway's GetModelInfo reports.
   v1::ModelInfo model_info() const;
+  // Whether at least one vision worker and one decoder worker are connected (readiness).
+  bool WorkersReachable() { return vision_pool_->AnyReachable() && decoder_pool_->AnyReachable(); }
 
  private:
   DistributedStack() = default;

@@ -182,13 +182,16 @@ absl::Status Run() {
   GatewayService service(*pipeline, tokenizer->tekken(), options);
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> http,
                            StartHttp(*pipeline, tokenizer->tekken(), service, options));
+  ServeOptions serve{.health_names = {v1::Gateway::service_full_name()}};
+  if (distributed != nullptr) serve.ready = [&] { return distributed->WorkersReachable(); };
   // On SIGTERM the HTTP front drains with the gRPC server; its completions run on through the
   // grace period, and what remains is cancelled after it.
   absl::Time signalled = absl::InfiniteFuture();
-  absl::Status served = ServeUntilTerminated("gateway", {&service}, [&http, &signalled] {
+  serve.on_signal = [&http, &signalled] {
     signalled = absl::Now();
     if (http != nullptr) http->Drain();
-  });
+  };
+  absl::Status served = ServeUntilTerminated("gateway", {&service}, serve);
   if (http != nullptr) {
     http->WaitForCompletions(signalled + absl::GetFlag(FLAGS_shutdown_grace));
     http->Stop();

@@ -3,9 +3,12 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/grpc_auth.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
 #include "services/common/public_status.h"
 
 namespace pixtral {
@@ -13,7 +16,8 @@ namespace {
 
 CallContext ContextOf(grpc::ServerContext* context) {
   return {.deadline = absl::FromChrono(context->deadline()),
-          .cancelled = [context] { return context->IsCancelled(); }};
+          .cancelled = [context] { return context->IsCancelled(); },
+          .request_id = RequestIdOf(*context)};
 }
 
 }  // namespace
@@ -31,9 +35,23 @@ absl::Status GatewayService::Complete(grpc::ServerContext* context,
   if (!slot.has_value()) return TooBusy();
   absl::StatusOr<ChatCompletionRequest> chat = FromProto(request, options_.request_limits);
   if (!chat.ok()) return chat.status();
-  absl::StatusOr<ChatResult> completed =
-      pipeline_.Run(*chat, FromProto(request.sampling()), ContextOf(context), on_delta);
+  const absl::Time start = absl::Now();
+  absl::Time first_token = absl::InfinitePast();
+  absl::StatusOr<ChatResult> completed = pipeline_.Run(
+      *chat, FromProto(request.sampling()), ContextOf(context), [&](const ChatDelta& delta) {
+        if (first_token == absl::InfinitePast() && !delta.token_ids.empty()) {
+          first_token = absl::Now();
+        }
+        return on_delta == nullptr || on_delta(delta);
+      });
   if (!completed.ok()) return completed.status();
+  AddToRequestSummary(
+      *context,
+      absl::StrFormat(
+          "prompt_tokens=%d image_tokens=%d completion_tokens=%d ttft=%.3f",
+          completed->usage.prompt_tokens, completed->usage.image_tokens,
+          completed->usage.completion_tokens,
+          first_token == absl::InfinitePast() ? 0.0 : absl::ToDoubleSeconds(first_token - start)));
   *result = *std::move(completed);
   return absl::OkStatus();
 }

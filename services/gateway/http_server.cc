@@ -13,6 +13,7 @@
 #include "glog/logging.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "services/common/logging.h"
 #include "services/common/public_status.h"
 #include "services/gateway/openai_json.h"
 
@@ -278,7 +279,7 @@ void HttpServer::ChatCompletions(const std::string& request_id, const std::strin
   Running running(&running_);
 
   if (!request->stream) {
-    CallContext context{.cancelled = [this] { return stopping_.load(); }};
+    CallContext context{.cancelled = [this] { return stopping_.load(); }, .request_id = request_id};
     absl::StatusOr<ChatResult> result =
         pipeline_.Run(request->chat, request->params, context, nullptr);
     if (!result.ok()) return ReplyError(response, PublicHttpError(result.status(), request_id));
@@ -286,10 +287,11 @@ void HttpServer::ChatCompletions(const std::string& request_id, const std::strin
   }
 
   auto stream = std::make_shared<Stream>();
-  stream->worker = std::thread([this, stream, request = *std::move(request),
+  stream->worker = std::thread([this, stream, request = *std::move(request), request_id,
                                 slot = *std::move(slot), running = std::move(running)]() mutable {
     CallContext context{
-        .cancelled = [this, stream] { return stream->client_gone.load() || stopping_.load(); }};
+        .cancelled = [this, stream] { return stream->client_gone.load() || stopping_.load(); },
+        .request_id = request_id};
     absl::StatusOr<ChatResult> result =
         pipeline_.Run(request.chat, request.params, context, [&stream](const ChatDelta& delta) {
           absl::MutexLock lock(&stream->mu);

@@ -10,12 +10,36 @@
 #include "proto/decoder_worker.grpc.pb.h"
 #include "proto/vision_worker.grpc.pb.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
 namespace {
 
+// A worker must serve the gateway's model: its fingerprint arrives with its first response.
+grpc::Status CheckWorkerModel(const grpc::ClientContext& client, const std::string& expected) {
+  if (expected.empty()) return grpc::Status::OK;
+  const auto& metadata = client.GetServerInitialMetadata();
+  auto it = metadata.find(kModelFingerprintKey);
+  const std::string got =
+      it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  if (got.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the worker sent no model fingerprint: it cannot be checked to serve the "
+                        "gateway's model");
+  }
+  if (!SameModel(got, expected)) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("the worker serves another model (fingerprint ", got,
+                                     "; the gateway's model folder has ", expected, ")"));
+  }
+  return grpc::Status::OK;
+}
+
+// The deadline, and the request id for the worker's logs.
 void SetDeadline(const CallContext& context, grpc::ClientContext* client) {
+  if (!context.request_id.empty()) client->AddMetadata(kRequestIdKey, context.request_id);
   if (context.deadline != absl::InfiniteFuture()) {
     client->set_deadline(absl::ToChronoTime(context.deadline));
   }
@@ -107,7 +131,7 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
   for (const PreprocessedImage& image : images) total_rows += image.grid.rows * image.grid.cols;
 
   std::vector<float> features;
-  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+  auto attempt = [&](grpc::Channel& channel, bool* received) {
     features.clear();
     grpc::ClientContext client;
     SetDeadline(context, &client);
@@ -117,6 +141,13 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
     int64_t rows = 0;
     absl::Status bad;
     while (reader->Read(&chunk)) {
+      if (!*received) {
+        if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
+          client.TryCancel();
+          reader->Finish();
+          return model;
+        }
+      }
       *received = true;
       absl::StatusOr<int64_t> added =
           AppendMatrix(chunk.features(), width_, total_rows - rows, &features);
@@ -135,7 +166,8 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
           absl::StrCat("vision worker returned ", rows, " feature rows, expected ", total_rows));
     }
     return finished;
-  });
+  };
+  grpc::Status status = pool_.Call(attempt, context.request_id);
   if (!status.ok()) return ToAbslStatus(status);
   return features;
 }
@@ -160,7 +192,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
 
   Completion completion;
   bool consumer_stopped = false;
-  grpc::Status status = pool_.Call([&](grpc::Channel& channel, bool* received) {
+  auto attempt = [&](grpc::Channel& channel, bool* received) {
     completion = Completion();
     grpc::ClientContext client;
     SetDeadline(context, &client);
@@ -179,6 +211,13 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
     v1::GenerateOutput output;
     std::vector<SampledToken> tokens;
     while (stream->Read(&output)) {
+      if (!*received) {
+        if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
+          client.TryCancel();
+          stream->Finish();
+          return model;
+        }
+      }
       *received = true;
       tokens.clear();
       for (int i = 0; i < output.token_ids_size(); ++i) {
@@ -197,7 +236,8 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
       }
     }
     return stream->Finish();
-  });
+  };
+  grpc::Status status = pool_.Call(attempt, context.request_id);
   if (consumer_stopped) {
     completion.finish_reason = FinishReason::kCancelled;
     return completion;

@@ -8,6 +8,9 @@
 #ifndef PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
 #define PIXTRAL_SERVICES_GATEWAY_REMOTE_STAGES_H_
 
+#include <string>
+#include <utility>
+
 #include "services/common/replica_pool.h"
 #include "services/gateway/stages.h"
 
@@ -19,12 +22,17 @@ inline constexpr int64_t kMaxPixelBytesPerEncodeCall = int64_t{26} << 20;
 
 class RemoteVisionStage final : public VisionStage {
  public:
-  // `width` is the vision encoder's hidden size (the model's params.json says it). Images are
-  // sent in calls of at most `max_bytes_per_call` of pixels (one image per call if larger),
+  // `width` is the vision encoder's hidden size (the model's params.json says it).
+  // `model_fingerprint` (ModelFingerprint of the gateway's folder): a worker that answers with
+  // another model's is refused (FAILED_PRECONDITION); empty checks nothing. Images are sent in
+  // calls of at most `max_bytes_per_call` of pixels (one image per call if larger),
   // concurrently; the worker batches concurrent calls together.
-  RemoteVisionStage(ReplicaPool& pool, int width,
+  RemoteVisionStage(ReplicaPool& pool, int width, std::string model_fingerprint = "",
                     int64_t max_bytes_per_call = kMaxPixelBytesPerEncodeCall)
-      : pool_(pool), width_(width), max_bytes_per_call_(max_bytes_per_call) {}
+      : pool_(pool),
+        width_(width),
+        model_fingerprint_(std::move(model_fingerprint)),
+        max_bytes_per_call_(max_bytes_per_call) {}
 
   absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
                                             const CallContext& context) override;
@@ -37,14 +45,17 @@ class RemoteVisionStage final : public VisionStage {
 
   ReplicaPool& pool_;
   const int width_;
+  const std::string model_fingerprint_;
   const int64_t max_bytes_per_call_;
 };
 
 class RemoteDecoderStage final : public DecoderStage {
  public:
   // `feature_width` is the width of the image feature rows sent along with a prompt.
-  RemoteDecoderStage(ReplicaPool& pool, int feature_width)
-      : pool_(pool), feature_width_(feature_width) {}
+  RemoteDecoderStage(ReplicaPool& pool, int feature_width, std::string model_fingerprint = "")
+      : pool_(pool),
+        feature_width_(feature_width),
+        model_fingerprint_(std::move(model_fingerprint)) {}
 
   absl::StatusOr<Completion> Generate(
       GenerationRequest request,
@@ -54,6 +65,7 @@ class RemoteDecoderStage final : public DecoderStage {
  private:
   ReplicaPool& pool_;
   const int feature_width_;
+  const std::string model_fingerprint_;
 };
 
 // Feature rows per message: 512 rows of 1024 f32 are 2 MB, well under gRPC's default limit.

@@ -70,7 +70,8 @@ class RemoteVisionStageTest : public ::testing::Test {
 };
 
 TEST_F(RemoteVisionStageTest, ImagesThatDoNotFitOneMessageGoInSeveralCalls) {
-  RemoteVisionStage stage(*pool_, kWidth, /*max_bytes_per_call=*/int64_t{7} << 19);  // 3.5 MiB
+  RemoteVisionStage stage(*pool_, kWidth, /*model_fingerprint=*/"",
+                          /*max_bytes_per_call=*/int64_t{7} << 19);  // 3.5 MiB
   const std::vector<PreprocessedImage> images = {Image(512, 1), Image(512, 2), Image(32, 3),
                                                  Image(512, 4)};
   absl::StatusOr<std::vector<float>> features = stage.Encode(images, {});
@@ -88,7 +89,8 @@ TEST_F(RemoteVisionStageTest, ImagesThatDoNotFitOneMessageGoInSeveralCalls) {
 
 TEST_F(RemoteVisionStageTest, OneCallForAllWouldNotFit) {
   // The same images in one call exceed the server's limit: what the split avoids.
-  RemoteVisionStage stage(*pool_, kWidth, /*max_bytes_per_call=*/int64_t{1} << 30);
+  RemoteVisionStage stage(*pool_, kWidth, /*model_fingerprint=*/"",
+                          /*max_bytes_per_call=*/int64_t{1} << 30);
   const std::vector<PreprocessedImage> images = {Image(512, 1), Image(512, 2)};
   EXPECT_EQ(stage.Encode(images, {}).status().code(), absl::StatusCode::kResourceExhausted);
 }

@@ -5,6 +5,7 @@
 #define PIXTRAL_SERVICES_GATEWAY_STAGES_H_
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,8 @@ struct CallContext {
   absl::Time deadline = absl::InfiniteFuture();
   // Polled while waiting; empty means never cancelled.
   std::function<bool()> cancelled;
+  // Passed to the workers (x-request-id) so their logs name the same request; may be empty.
+  std::string request_id;
 };
 
 class VisionStage {

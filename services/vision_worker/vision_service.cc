@@ -4,7 +4,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
+#include "services/common/metrics_catalog.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
@@ -55,10 +59,16 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         {height, width,
          absl::Span<const float>(reinterpret_cast<const float*>(t.data().data()), count)});
   }
+  const absl::Time encode_start = absl::Now();
   absl::StatusOr<std::vector<float>> features =
-      EncodeWithCache(cache_, images, options_.patch_size,
-                      [this](absl::Span<const Image> misses) { return batcher_.Encode(misses); });
+      EncodeWithCache(cache_, images, options_.patch_size, [this](absl::Span<const Image> misses) {
+        // Only the cache's misses run through the encoder.
+        metrics::ImagesEncoded().Increment(static_cast<double>(misses.size()));
+        return batcher_.Encode(misses);
+      });
   if (!features.ok()) return ToGrpcStatus(features.status());
+  metrics::VisionLatency().Observe(absl::ToDoubleSeconds(absl::Now() - encode_start));
+  AddToRequestSummary(*context, absl::StrCat("images=", images.size(), " patches=", total_patches));
 
   const int64_t width = static_cast<int64_t>(features->size()) / total_patches;
   const absl::Span<const float> all(*features);

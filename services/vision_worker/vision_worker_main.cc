@@ -9,8 +9,12 @@
 #include "absl/status/statusor.h"
 #include "common/model_folder.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "kernels/create_backend.h"
 #include "kernels/weights.h"
+#include "services/common/logging.h"
+#include "services/common/metrics_gpu_memory.h"
+#include "services/common/model_fingerprint.h"
 #include "services/common/serve.h"
 #include "services/common/server_runner.h"
 #include "services/vision_worker/vision_service.h"
@@ -30,6 +34,7 @@ namespace pixtral {
 namespace {
 
 absl::Status Run() {
+  ModelLoadLog load("vision_worker", absl::GetFlag(FLAGS_model_dir));
   PIXTRAL_ASSIGN_OR_RETURN(ModelFolder opened, OpenModelFolder(absl::GetFlag(FLAGS_model_dir)));
   auto folder = std::make_shared<ModelFolder>(std::move(opened));
   if (!folder->config.vision.has_value()) {
@@ -38,10 +43,13 @@ absl::Status Run() {
   const VisionEncoderConfig& vision = *folder->config.vision;
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
+  if (absl::GetFlag(FLAGS_backend) == "cuda")
+    metrics::ExportGpuMemory(metrics::Registry::Default());
   kernels::WeightLoader loader(*backend, folder->weights, folder);
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<VisionEncoder> encoder,
       VisionEncoder::Create(backend.get(), vision, folder->config.decoder.dim, loader));
+  load.Done();
   EncodeBatcher batcher(*encoder, *backend,
                         {.max_patches_per_batch = absl::GetFlag(FLAGS_max_batch_patches)});
   const int64_t cache_bytes = absl::GetFlag(FLAGS_image_cache_bytes);
@@ -53,7 +61,12 @@ absl::Status Run() {
                          .max_image_size = vision.image_size,
                          .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)},
                         cache.get());
-  return ServeUntilTerminated("vision_worker", {&service});
+  PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint,
+                           ModelFingerprint(absl::GetFlag(FLAGS_model_dir)));
+  LOG(INFO) << "vision_worker: model fingerprint " << fingerprint;
+  return ServeUntilTerminated("vision_worker", {&service},
+                              {.health_names = {v1::VisionEncoder::service_full_name()},
+                               .response_metadata = {{kModelFingerprintKey, fingerprint}}});
 }
 
 }  // namespace
