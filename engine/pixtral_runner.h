@@ -1,7 +1,8 @@
 // The model adapter: PixtralModel as the engine's ModelRunner.
 //
-// A step is one Decoder::Forward over every row, then the host Sampler on the logits of the rows
-// that end their known tokens. A prompt's images are encoded when it is admitted (PreparePrompt)
+// A step is one Decoder::ForwardSampled over every row: the rows that end their known tokens
+// are sampled on the backend with their Sampler's next draw (on the GPU only ids and logprobs
+// come back). A prompt's images are encoded when it is admitted (PreparePrompt)
 // and only those whose feature rows are not already in the prefix cache; received encoder
 // features (the distributed mode) are adapted here. Each chunk of a prompt takes the next feature
 // rows in order, one per [IMG] token of its prompt part.
