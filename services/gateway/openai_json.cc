@@ -219,6 +219,15 @@ absl::Status ParseTools(const ojson& body, std::vector<Tool>* tools) {
   return Invalid("tool_choice", "only \"auto\" and \"none\" are supported");
 }
 
+// The text of an assistant's or a tool's `content`, which may be absent (then empty).
+absl::Status OptionalTextContent(const ojson* content, const std::string& where, std::string* out) {
+  if (content == nullptr) return absl::OkStatus();
+  absl::StatusOr<std::string> text = TextContent(*content, where);
+  if (!text.ok()) return text.status();
+  *out = *std::move(text);
+  return absl::OkStatus();
+}
+
 absl::Status ParseMessages(const ojson& body, const RequestLimits& limits,
                            ChatCompletionRequest* chat) {
   const ojson* messages = Field(body, "messages");
@@ -255,10 +264,8 @@ absl::Status ParseMessages(const ojson& body, const RequestLimits& limits,
       chat->messages.push_back(UserMessage{*std::move(chunks)});
     } else if (role == "assistant") {
       AssistantMessage assistant;
-      if (content != nullptr) {
-        absl::StatusOr<std::string> text = TextContent(*content, where);
-        if (!text.ok()) return text.status();
-        assistant.content = *std::move(text);
+      if (absl::Status st = OptionalTextContent(content, where, &assistant.content); !st.ok()) {
+        return st;
       }
       // Mistral's API marks a final assistant message to continue with "prefix": true.
       if (absl::Status s = ReadBool(message, "prefix", &assistant.prefix); !s.ok()) {
@@ -268,11 +275,7 @@ absl::Status ParseMessages(const ojson& body, const RequestLimits& limits,
       chat->messages.push_back(std::move(assistant));
     } else if (role == "tool") {
       ToolMessage tool;
-      if (content != nullptr) {
-        absl::StatusOr<std::string> text = TextContent(*content, where);
-        if (!text.ok()) return text.status();
-        tool.content = *std::move(text);
-      }
+      if (absl::Status st = OptionalTextContent(content, where, &tool.content); !st.ok()) return st;
       if (absl::Status s = ReadString(message, "tool_call_id", &tool.tool_call_id); !s.ok()) {
         return Invalid(where, s.message());
       }
