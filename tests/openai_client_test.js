@@ -16,8 +16,7 @@ const [baseUrl, imagePath, orphanUrl, gatewayPid, guardedUrl, token] = process.a
 const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
 const origin = new URL(baseUrl);
 
-const tests = [];
-function test(name, body) { tests.push({ name, body }); }
+const { test, run } = require('./node_test_runner');
 
 // POST `body` (a string or Buffer) with node's http module; resolves {status, headers, text, socketReused}.
 function rawPost(path, body, agent) {
@@ -469,17 +468,4 @@ test('SIGTERM drains: health 503, new completions 503, the running stream cancel
   assert.ok(elapsed >= 1500 && elapsed < 8000, `cancelled after ${elapsed} ms`);
 });
 
-(async () => {
-  let failed = 0;
-  for (const { name, body } of tests) {
-    try {
-      await body();
-      console.log(`ok   ${name}`);
-    } catch (e) {
-      failed++;
-      console.log(`FAIL ${name}\n${e.stack}`);
-    }
-  }
-  console.log(`${tests.length - failed} of ${tests.length} passed`);
-  process.exit(failed === 0 ? 0 : 1);
-})();
+run();

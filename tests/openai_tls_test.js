@@ -32,8 +32,7 @@ function get(module, url, path, options = {}) {
   });
 }
 
-const tests = [];
-function test(name, body) { tests.push({ name, body }); }
+const { test, run } = require('./node_test_runner');
 
 test('the official client over HTTPS, with the bearer token', async () => {
   const client = new OpenAI({ baseURL: `${tlsUrl}/v1`, apiKey: token, maxRetries: 0 });
@@ -64,17 +63,4 @@ test('--tls_client_ca: no client certificate, no HTTPS; the CA-signed one is ser
   assert.equal(models.status, 200, JSON.stringify(models));
 });
 
-(async () => {
-  let failed = 0;
-  for (const { name, body } of tests) {
-    try {
-      await body();
-      console.log(`ok   ${name}`);
-    } catch (e) {
-      failed++;
-      console.log(`FAIL ${name}\n${e.stack}`);
-    }
-  }
-  console.log(`${tests.length - failed} of ${tests.length} passed`);
-  process.exit(failed === 0 ? 0 : 1);
-})();
+run();
