@@ -146,7 +146,7 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
     return make_float2(x.x * r.x - x.y * r.y, x.x * r.y + x.y * r.x);
   };
   if (cs != nullptr) {
-    float2* __restrict__ q = reinterpret_cast<float2*>(p.q_rope) + int64_t{token} * p.heads * half;
+    float2* __restrict__ q = reinterpret_cast<float2*>(p.q) + int64_t{token} * p.heads * half;
     for (int i = threadIdx.x; i < p.heads * half; i += blockDim.x) q[i] = rotate(q[i], i);
   }
   const int pos = p.sequences[s * 3 + 2] + token - p.sequences[s * 3];
@@ -742,8 +742,8 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (p.tokens < 0 || p.heads <= 0 || p.heads > kMaxGridY || p.kv_heads <= 0 ||
       p.heads % p.kv_heads != 0 || p.head_dim <= 0 || p.head_dim % 2 != 0 ||
-      p.head_dim > kMaxAttentionHeadDim || (p.cos_sin != nullptr && p.q_rope != p.q) ||
-      p.num_sequences < 0 || p.max_blocks <= 0 || p.block_size <= 0 || p.num_blocks <= 0) {
+      p.head_dim > kMaxAttentionHeadDim || p.num_sequences < 0 || p.max_blocks <= 0 ||
+      p.block_size <= 0 || p.num_blocks <= 0) {
     return cudaErrorInvalidValue;
   }
   if (p.tokens == 0) return cudaSuccess;

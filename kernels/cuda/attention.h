@@ -43,7 +43,7 @@ struct SegmentAttentionParams {
 // sequence are left untouched; a sequence whose block table is too short or names a block
 // outside the cache gets NaN rows.
 struct PagedAttentionParams {
-  const float* q;
+  float* q;  // written only where cos_sin rotates it in place
   const float* k;
   const float* v;
   float* out;
@@ -66,10 +66,8 @@ struct PagedAttentionParams {
   bool has_decode = true;
   bool has_prefill = true;
   // RoPE in the append: with cos_sin (f32 [tokens, head_dim / 2, 2], interleaved pairs), each
-  // token's q rows (q_rope, the same memory as q) are rotated in place and its k rows rotated
-  // before they are stored.
+  // token's q rows are rotated in place and its k rows rotated before they are stored.
   const float* cos_sin = nullptr;
-  float* q_rope = nullptr;
 };
 
 cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& params, cudaStream_t stream);

@@ -464,8 +464,7 @@ class CudaBackend : public Backend {
         .scale = scale,
         .has_decode = batch.has_decode && !grouped_decode,
         .has_prefill = batch.has_prefill,
-        .cos_sin = cos_sin != nullptr ? cos_sin->data<float>() : nullptr,
-        .q_rope = cos_sin != nullptr ? q.data<float>() : nullptr};
+        .cos_sin = cos_sin != nullptr ? cos_sin->data<float>() : nullptr};
     CheckCuda(cuda::LaunchPagedAttention(params, stream()), "PagedAttention");
     if (!grouped_decode) return;
     cuda::DecodeAttentionParams decode{.q = params.q,
