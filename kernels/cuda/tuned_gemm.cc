@@ -113,7 +113,7 @@ absl::Status TunedGemm::MakePlan(const GemmParams& p, Plan& plan) {
 }
 
 absl::Status TunedGemm::Run(const GemmParams& p) {
-  const std::string key = absl::StrCat(p.rows, "x", p.k, "x", p.n);
+  const std::tuple<int64_t, int64_t, int64_t> key{p.rows, p.k, p.n};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     auto plan = std::make_unique<Plan>();

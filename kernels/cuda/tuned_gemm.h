@@ -19,7 +19,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -65,7 +65,8 @@ class TunedGemm {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
-  absl::flat_hash_map<std::string, std::unique_ptr<Plan>> plans_;
+  // By (rows, k, n).
+  absl::flat_hash_map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans_;
 };
 
 }  // namespace pixtral::cuda
