@@ -97,6 +97,7 @@ int Main() {
   }
   std::vector<kernels::RowSampling> draws(batch);
   std::vector<double> times;
+  std::vector<int32_t> first_tokens;  // sequence 0's, the same prompt at every --batch
   for (int i = 0; i < warmup + steps; ++i) {
     if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStart();
     start = Clock::now();
@@ -116,6 +117,7 @@ int Main() {
       }
       next[b] = (*step)[b]->id;
     }
+    first_tokens.push_back(next[0]);
     if (i >= warmup) times.push_back(ms);
   }
   for (SequenceId seq : seqs) decoder.Release(seq);
@@ -129,6 +131,10 @@ int Main() {
       batch, config.n_layers, config.dim, config.vocab_size, median, batch * 1000.0 / median,
       sum / times.size(), times.front(), times.back(), steps, prompt_tokens + warmup,
       positions - 1);
+  // Greedy tokens of sequence 0, to compare across batch sizes (and with and without graphs).
+  std::printf("sequence 0 tokens:");
+  for (int32_t id : first_tokens) std::printf(" %d", id);
+  std::printf("\n");
   return 0;
 }
 

@@ -6,7 +6,9 @@
 #                  backend test under compute-sanitizer's memcheck.
 #   DECODE=1       writes a random Pixtral-12B decoder folder to /tmp and runs decode_bench at
 #                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
-#                  (default 1000) prompt tokens per sequence.
+#                  (default 1000) prompt tokens per sequence, and compares sequence 0's greedy
+#                  tokens across the batch sizes; SIMT_BATCHES reruns those batches on the
+#                  CUDA-core decode-attention kernel (PIXTRAL_DECODE_ATTENTION=simt).
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
@@ -57,10 +59,22 @@ if [ -n "$model" ]; then
   "$dir/bin/make_random_model" --out "$model" --preset pixtral-12b --vision="$vision" || status=1
   echo "random model written in $(($(date +%s) - start)) s"
   context="${DECODE_CONTEXT:-1000}"
+  tokens_dir=$(mktemp -d)
   for batch in ${DECODE_BATCHES:-1 16 64 128 256}; do
     echo "== decode_bench, batch $batch, context $context"
     "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
-      --prompt_tokens "$context" || status=1
+      --prompt_tokens "$context" | tee "$tokens_dir/b$batch" | grep -v '^sequence 0 tokens' ||
+      status=1
+  done
+  # Sequence 0 has the same prompt at every batch size: its greedy tokens should agree.
+  for file in "$tokens_dir"/b*; do
+    echo "sequence 0 greedy tokens at batch ${file##*/b}: $(grep '^sequence 0 tokens' "$file" |
+      md5sum | cut -c1-8) ($(grep -o '^sequence 0 tokens:\( [0-9]*\)\{8\}' "$file" | cut -d: -f2))"
+  done
+  for batch in ${SIMT_BATCHES:-}; do
+    echo "== decode_bench, batch $batch, context $context, PIXTRAL_DECODE_ATTENTION=simt"
+    PIXTRAL_DECODE_ATTENTION=simt "$dir/bin/decode_bench" --model "$model" --backend cuda \
+      --batch "$batch" --prompt_tokens "$context" | grep -v '^sequence 0 tokens' || status=1
   done
 fi
 for batch in ${PROFILE_BATCHES:-}; do
