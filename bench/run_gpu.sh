@@ -7,8 +7,7 @@
 #   DECODE=1       writes a random Pixtral-12B decoder folder to /tmp and runs decode_bench at
 #                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
 #                  (default 1000) prompt tokens per sequence, and compares sequence 0's greedy
-#                  tokens across the batch sizes; SIMT_BATCHES reruns those batches on the
-#                  CUDA-core decode-attention kernel (PIXTRAL_DECODE_ATTENTION=simt).
+#                  tokens across the batch sizes.
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
@@ -70,11 +69,6 @@ if [ -n "$model" ]; then
   for file in "$tokens_dir"/b*; do
     echo "sequence 0 greedy tokens at batch ${file##*/b}: $(grep '^sequence 0 tokens' "$file" |
       md5sum | cut -c1-8) ($(grep -o '^sequence 0 tokens:\( [0-9]*\)\{8\}' "$file" | cut -d: -f2))"
-  done
-  for batch in ${SIMT_BATCHES:-}; do
-    echo "== decode_bench, batch $batch, context $context, PIXTRAL_DECODE_ATTENTION=simt"
-    PIXTRAL_DECODE_ATTENTION=simt "$dir/bin/decode_bench" --model "$model" --backend cuda \
-      --batch "$batch" --prompt_tokens "$context" | grep -v '^sequence 0 tokens' || status=1
   done
 fi
 for batch in ${PROFILE_BATCHES:-}; do

@@ -3,12 +3,10 @@
 // whole group), and long contexts split across blocks (split-KV) whose partial softmax states a
 // second kernel merges.
 //
-// Block (sequence, kv head, split): 4 warps walk the split's positions; a key row is read by
-// head_dim / 8 lanes, 16 bytes each (two keys per warp step at head_dim 128), so the loads are
-// coalesced and wide; they are cp.async copies into a 4-step ring in shared memory, so a warp has
-// three steps of loads in flight while it computes. Each lane group keeps an online softmax (base
-// 2) per query head of the group; the groups' states are merged in shared memory, then across
-// splits.
+// Block (sequence, kv head, split): 4 warps walk the split's positions in tiles of 16, each warp
+// through its own ring of cp.async copies in shared memory; both products run on tensor cores
+// (mma.sync, the group's query heads as the rows of the query tile) with an online softmax (base
+// 2) per head; the warps' states are merged in shared memory, then across splits.
 //
 //   DecodeAttentionParams p{...};
 //   const DecodeSplit split = ChooseDecodeSplit(p.num_sequences, p.kv_heads, max_context, sms);
@@ -28,9 +26,9 @@ struct DecodeSplit {
   int split_len = 1;  // positions per split
 };
 
-// Splits of `max_context` positions that give the grid about eight blocks per SM (two waves at
-// four resident), at least 256 positions each (a split's fixed cost and the merge outweigh a
-// shorter one).
+// Splits of `max_context` positions that give the grid about eight blocks per SM, at least 128
+// positions each (a split's fixed cost and the merge outweigh a shorter one) and whole tiles of
+// 16 positions.
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
@@ -55,8 +53,8 @@ struct DecodeAttentionParams {
   float* split_stats = nullptr;
 };
 
-// Whether LaunchDecodeAttention takes this shape (head_dim 64 or 128, 1 to 8 query heads per
-// kv head); others stay on the per-query kernel.
+// Whether LaunchDecodeAttention takes this shape (head_dim 64 or 128, 1, 2, 4 or 8 query heads
+// per kv head); others stay on the per-query kernel.
 bool DecodeAttentionApplies(int head_dim, int heads, int kv_heads);
 
 // Attention of every sequence with q_len == 1 over its positions [0, start_pos], which the
