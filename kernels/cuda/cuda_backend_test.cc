@@ -5,6 +5,8 @@
 // Where no GPU is visible (CI) the tests are skipped, not passed.
 #include "kernels/cuda/cuda_backend.h"
 
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <memory>
 #include <numeric>
@@ -16,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/skinny_gemm.h"
 #include "kernels/rope.h"
 
 namespace pixtral::kernels {
@@ -80,6 +83,40 @@ class CudaBackendTest : public ::testing::Test {
   std::unique_ptr<Backend> cpu_ = NewCpuBackend();
   std::unique_ptr<Backend> gpu_;
 };
+
+TEST_F(CudaBackendTest, SkinnyGemmMatchesCpu) {
+  // Every n-tile count (1 to 64 rows), partial row tiles, n not a multiple of a block's 128
+  // rows, and split-K with slices that do not divide evenly among the splits.
+  for (const auto& [t, k, n, splits] : {std::tuple{1, 128, 16, 1},
+                                        {5, 640, 272, 1},
+                                        {16, 640, 272, 3},
+                                        {37, 1280, 144, 4},
+                                        {64, 512, 400, 2},
+                                        {57, 384, 128, 3}}) {
+    std::vector<float> x = Random(int64_t{t} * k, 7);
+    for (float& f : x) f = Bf16ToFloat(FloatToBf16(f));  // x is bf16 on the GPU
+    Pair x32 = F32(x, {t, k}), x16 = RandomBf16({t, k}, 7), w = RandomBf16({n, k}, 8, 0.05f);
+    Pair y = Poisoned({t, n});
+    Tensor partials = *gpu_->Alloc(DType::kF32, {splits, t, n});
+    cpu_->MatMul(x32.cpu, w.cpu, nullptr, y.cpu);
+    const cuda::SkinnyGemmParams p{.x = x16.gpu.data<uint16_t>(),
+                                   .w = w.gpu.data<uint16_t>(),
+                                   .y = y.gpu.data<float>(),
+                                   .rows = t,
+                                   .k = k,
+                                   .n = n,
+                                   .splits = splits,
+                                   .partials = partials.data<float>()};
+    ASSERT_TRUE(cuda::SkinnyGemmApplies(p)) << t << "x" << k << "x" << n;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the uploads, on the backend's stream
+    ASSERT_EQ(cuda::LaunchSkinnyGemm(p, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_LE(Error(y), 1e-4) << t << "x" << k << "x" << n << ", " << splits << " splits";
+  }
+  const cuda::SkinnyGemmParams too_many_rows{
+      .x = nullptr, .w = nullptr, .y = nullptr, .rows = 65, .k = 128, .n = 16};
+  EXPECT_FALSE(cuda::SkinnyGemmApplies(too_many_rows));
+}
 
 TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
   for (const auto& [t, k, n] : {std::tuple{1, 640, 1000}, {37, 96, 300}, {129, 512, 384}}) {

@@ -63,9 +63,7 @@ struct MmaRing {
   static_assert(kChunks >= 8, "the swizzle permutes 8 chunks");
 };
 
-__device__ __forceinline__ int Swizzled(int key, int chunk) {
-  return chunk ^ (key & 7);
-}
+__device__ __forceinline__ int Swizzled(int key, int chunk) { return chunk ^ (key & 7); }
 
 // As CopyAsync16, but zero-fills the 16 bytes when `copy` is false (global is then not read).
 __device__ __forceinline__ void CopyAsync16OrZero(void* shared, const void* global, bool copy) {
@@ -112,8 +110,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     DecodeAttentionMmaKernel(DecodeAttentionParams p, int splits, int split_len) {
   static_assert(kGroup <= 8, "query heads are rows g < 8 of the m16 tile");
   using Ring = MmaRing<kHeadDim>;
-  constexpr int kSteps = kHeadDim / 16;   // k16 steps of S = Q·Kᵀ
-  constexpr int kDimTiles = kHeadDim / 8; // n8 tiles of O
+  constexpr int kSteps = kHeadDim / 16;    // k16 steps of S = Q·Kᵀ
+  constexpr int kDimTiles = kHeadDim / 8;  // n8 tiles of O
   extern __shared__ __align__(16) char dynamic_shared[];
   auto* ring = reinterpret_cast<__nv_bfloat16*>(dynamic_shared);
   // After the walk: each warp's [kGroup][kHeadDim] partial output.
@@ -309,9 +307,9 @@ template <int kHeadDim, int kGroup>
 cudaError_t LaunchMma(const DecodeAttentionParams& p, const DecodeSplit& split,
                       cudaStream_t stream) {
   constexpr size_t kBytes = MmaRing<kHeadDim>::kBytes;
-  static const cudaError_t attribute = cudaFuncSetAttribute(
-      DecodeAttentionMmaKernel<kHeadDim, kGroup>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(kBytes));
+  static const cudaError_t attribute =
+      cudaFuncSetAttribute(DecodeAttentionMmaKernel<kHeadDim, kGroup>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes));
   if (attribute != cudaSuccess) return attribute;
   const dim3 grid(p.num_sequences, p.kv_heads, split.splits);
   DecodeAttentionMmaKernel<kHeadDim, kGroup>

@@ -42,6 +42,10 @@ TunedGemm::~TunedGemm() {
 
 absl::Status TunedGemm::Init() {
   if (absl::Status s = LtError(cublasLtCreate(&handle_), "create"); !s.ok()) return s;
+  int device = 0;
+  if (cudaGetDevice(&device) == cudaSuccess) {
+    cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device);
+  }
   workspace_bytes_ = kWorkspaceBytes;
   return CudaError(cudaMalloc(&workspace_, workspace_bytes_), "workspace");
 }
@@ -82,34 +86,58 @@ absl::Status TunedGemm::MakePlan(const GemmParams& p, Plan& plan) {
   if (absl::Status s = LtError(heuristic, "heuristic"); !s.ok()) return s;
   if (found == 0) return absl::InternalError("cuBLASLt: no algorithm for this shape");
   int best = 0;
-  if (p.rows <= kMaxTunedRows && found > 1) {
+  const SkinnyGemmParams skinny =
+      Skinny(p, ChooseSkinnySplits(p.rows, p.k, p.n, sm_count_, workspace_bytes_));
+  const bool skinny_applies = SkinnyGemmApplies(skinny);
+  if (p.rows <= kMaxTunedRows && (found > 1 || skinny_applies)) {
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
-    float best_ms = 1e30f;
-    const float one = 1.0f, zero = 0.0f;
-    for (int i = 0; i < found; ++i) {
+    // Candidate i < found is cuBLASLt's i-th; i == found is the skinny kernel.
+    auto time = [&](int i) {
+      const float one = 1.0f, zero = 0.0f;
       float total = 0.0f;
       bool ok = true;
       for (int run = 0; run <= kTimedRuns && ok; ++run) {  // run 0 warms up
         cudaEventRecord(start, stream_);
-        ok = cublasLtMatmul(handle_, plan.op, &one, p.w, plan.a, p.x, plan.b, &zero, p.y, plan.c,
-                            p.y, plan.c, &results[i].algo, workspace_, results[i].workspaceSize,
-                            stream_) == CUBLAS_STATUS_SUCCESS;
+        ok = i < found ? cublasLtMatmul(handle_, plan.op, &one, p.w, plan.a, p.x, plan.b, &zero,
+                                        p.y, plan.c, p.y, plan.c, &results[i].algo, workspace_,
+                                        results[i].workspaceSize, stream_) == CUBLAS_STATUS_SUCCESS
+                       : LaunchSkinnyGemm(skinny, stream_) == cudaSuccess;
         cudaEventRecord(stop, stream_);
         cudaEventSynchronize(stop);
         float ms = 0.0f;
         cudaEventElapsedTime(&ms, start, stop);
         if (run > 0) total += ms;
       }
-      if (ok && total < best_ms) best_ms = total, best = i;
+      return ok ? total : 1e30f;
+    };
+    float best_ms = 1e30f;
+    for (int i = 0; i < found + (skinny_applies ? 1 : 0); ++i) {
+      const float ms = time(i);
+      if (ms < best_ms) best_ms = ms, best = i;
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
   }
-  plan.algo = results[best].algo;
-  plan.workspace = results[best].workspaceSize;
+  if (best == found) {
+    plan.skinny_splits = skinny.splits;
+  } else {
+    plan.algo = results[best].algo;
+    plan.workspace = results[best].workspaceSize;
+  }
   return CudaError(cudaGetLastError(), "timing");
+}
+
+SkinnyGemmParams TunedGemm::Skinny(const GemmParams& p, int splits) const {
+  return {.x = static_cast<const uint16_t*>(p.x),
+          .w = static_cast<const uint16_t*>(p.w),
+          .y = p.y,
+          .rows = p.rows,
+          .k = p.k,
+          .n = p.n,
+          .splits = splits,
+          .partials = static_cast<float*>(workspace_)};
 }
 
 absl::Status TunedGemm::Run(const GemmParams& p) {
@@ -121,6 +149,9 @@ absl::Status TunedGemm::Run(const GemmParams& p) {
     it = plans_.emplace(key, std::move(plan)).first;
   }
   const Plan& plan = *it->second;
+  if (plan.skinny_splits > 0) {
+    return CudaError(LaunchSkinnyGemm(Skinny(p, plan.skinny_splits), stream_), "skinny GEMM");
+  }
   const float one = 1.0f, zero = 0.0f;
   return LtError(
       cublasLtMatmul(handle_, plan.op, &one, p.w, plan.a, p.x, plan.b, &zero, p.y, plan.c, p.y,

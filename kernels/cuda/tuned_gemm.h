@@ -3,7 +3,8 @@
 // cuBLAS's default heuristic picks one kernel per shape; for the skinny products of decoding
 // (a few to a few hundred token rows against a large weight matrix) the fastest of its candidates
 // is often another. TunedGemm asks cuBLASLt for its candidates the first time a shape is seen,
-// times each on the real operands with device events, and keeps the fastest for that shape.
+// times each on the real operands with device events, and keeps the fastest for that shape. The
+// project's own skinny kernel (skinny_gemm.h) is one more candidate where it applies.
 //
 //   TunedGemm gemm(stream);
 //   CUDA_CHECK(gemm.Init());
@@ -23,6 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "kernels/cuda/skinny_gemm.h"
 
 namespace pixtral::cuda {
 
@@ -58,10 +60,14 @@ class TunedGemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
+    int skinny_splits = 0;  // > 0: the skinny kernel with these splits won the timing
   };
   absl::Status MakePlan(const GemmParams& params, Plan& plan);
+  // The skinny kernel's launch for these operands, the workspace taking its partial sums.
+  SkinnyGemmParams Skinny(const GemmParams& params, int splits) const;
 
   cudaStream_t stream_;
+  int sm_count_ = 132;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
