@@ -119,7 +119,8 @@ TEST_F(CudaBackendTest, SkinnyGemmMatchesCpu) {
 }
 
 TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
-  for (const auto& [t, k, n] : {std::tuple{1, 640, 1000}, {37, 96, 300}, {129, 512, 384}}) {
+  for (const auto& [t, k, n] :
+       {std::tuple{1, 640, 1000}, {3, 640, 1000}, {37, 96, 300}, {129, 512, 384}}) {
     Pair x = RandomF32({t, k}, 1), w = RandomBf16({n, k}, 2, 0.05f), b = RandomBf16({n}, 3);
     Pair y = Poisoned({t, n});
     cpu_->MatMul(x.cpu, w.cpu, &b.cpu, y.cpu);
