@@ -13,6 +13,8 @@
 #                  default kernels and with the tuned ones.
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
+#   HF=DIR         runs DIR/hf_anchors.py (copy and GEMM ceilings, Hugging Face eager on the
+#                  image prompt and decode), its JSON into $OUT when set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
@@ -102,5 +104,9 @@ if [ -n "${REF:-}" ]; then
   echo "== compiled PyTorch peer (${REF}/compiled_decode.py), START ${DECODE_CONTEXT:-1000}"
   START="${DECODE_CONTEXT:-1000}" BATCHES="${REF_BATCHES:-1,16,64}" PYTHONUNBUFFERED=1 \
     timeout "${REF_TIMEOUT:-420}" python3 "$REF/compiled_decode.py" || status=1
+fi
+if [ -n "${HF:-}" ]; then
+  echo "== Hugging Face eager peer (${HF}/hf_anchors.py)"
+  PYTHONUNBUFFERED=1 timeout "${HF_TIMEOUT:-300}" python3 "$HF/hf_anchors.py" || status=1
 fi
 exit $status
