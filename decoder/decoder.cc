@@ -244,29 +244,36 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   PIXTRAL_ASSIGN_OR_RETURN(Tensor k, b.Alloc(DType::kF32, {t, nkv, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor v, b.Alloc(DType::kF32, {t, nkv, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor attn, b.Alloc(DType::kF32, {t, nh, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate_up, b.Alloc(DType::kF32, {t, 2 * c.hidden_dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(DType::kF32, {t, c.hidden_dim}));
+  // The tensors only products read (normed rows, the MLP's) in the backend's input type: bf16 on
+  // the GPU for prompts, so no product converts its input; f32 on the CPU (hn is then h).
+  const DType act = b.MatMulInputDType(t);
+  Tensor hn = h;
+  if (act != DType::kF32) {
+    PIXTRAL_ASSIGN_OR_RETURN(hn, b.Alloc(act, {t, c.dim}));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate_up, b.Alloc(act, {t, 2 * c.hidden_dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(act, {t, c.hidden_dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor last, b.Alloc(DType::kF32, {r, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, b.Alloc(DType::kF32, {r, c.vocab_size}));
 
   PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, x));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Each residual add is fused with the RmsNorm after it (the next layer's, past the MLP).
-  if (!layers_.empty()) b.RmsNorm(x, layers_[0].attention_norm, c.norm_eps, h);
+  if (!layers_.empty()) b.RmsNorm(x, layers_[0].attention_norm, c.norm_eps, hn);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const BlockWeights& w = layers_[l];
     // wq, wk, wv stacked: one pass over the weights, then the three column ranges apart.
-    b.MatMul(h, w.wqkv, nullptr, qkv);
+    b.MatMul(hn, w.wqkv, nullptr, qkv);
     const Tensor parts[] = {q, k, v};
     b.SplitColumns(qkv, parts);
     b.PagedAttention(q, k, v, &rope, paged, scale, cache_->keys(l), cache_->values(l), attn);
     b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
-    b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, h);
-    b.MatMul(h, w.w13, nullptr, gate_up);  // w1, w3 stacked
+    b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, hn);
+    b.MatMul(hn, w.w13, nullptr, gate_up);  // w1, w3 stacked
     b.SwiGlu(gate_up, gate);
     b.MatMul(gate, w.w2, nullptr, h);
     if (l + 1 < layers_.size()) {
-      b.AddRmsNorm(x, h, layers_[l + 1].attention_norm, c.norm_eps, h);
+      b.AddRmsNorm(x, h, layers_[l + 1].attention_norm, c.norm_eps, hn);
     } else {
       b.Add(x, h, x);
     }

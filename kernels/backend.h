@@ -7,7 +7,9 @@
 // through CopyFromHost / CopyToHost. Ops run in the order they are issued (on the backend's
 // stream); CopyToHost waits for them.
 //
-// Layout conventions: tensors are row-major with tokens as rows. Activations are f32; weights
+// Layout conventions: tensors are row-major with tokens as rows. Activations are f32 (the
+// inputs and outputs of MatMul, and the outputs of the ops that feed one, may be bf16: see
+// MatMulInputDType); weights
 // (matrices in the checkpoint's [out, in] layout, biases, norm scales, embedding tables) are bf16
 // or f32; token ids and row indices are i32. Shapes are checked; a mismatch is a bug in
 // the calling model code (CHECK), never a result of user input, which the model validates first.
@@ -87,29 +89,39 @@ class Backend {
   virtual void CopyToHost(const Tensor& src, void* host) = 0;
   // The element type the KV cache is stored in (f32 on the CPU, bf16 on the GPU).
   virtual DType KvCacheDType() const = 0;
+  // The element type in which this backend wants activations that are only read by MatMul
+  // (normed rows, SwiGLU products, a product feeding another product) for `rows` rows: f32 on
+  // the CPU (the reference); bf16 on the GPU for more rows than its GEMV takes, since its GEMMs
+  // read bf16 and an f32 input costs a conversion pass. Either is always correct.
+  virtual DType MatMulInputDType(int64_t rows) const = 0;
   // Bytes of device memory still free, for sizing the KV cache after the weights are loaded;
   // Unimplemented on host backends (whose caches are sized by the caller).
   virtual absl::StatusOr<int64_t> FreeMemoryBytes() const = 0;
 
   // ---- Linear algebra ---------------------------------------------------------------------------
 
-  // y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]).  w, bias: bf16 or f32.
+  // y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias[N]).  w, bias: bf16 or f32; x, y: f32 or bf16 (with
+  // f32 weights, f32), products accumulated in f32 and y rounded once.
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // y = gelu(x · wᵀ + bias), MatMul then Gelu in one op (a device backend applies both in the
+  // product's epilogue, where GELU may be the tanh form: within 1e-3 of the exact one).
+  virtual void MatMulGelu(const Tensor& x, const Tensor& w, const Tensor* bias,
+                          const Tensor& y) = 0;
   // out[T, D] = a + b.
   virtual void Add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
 
   // ---- Normalization and activations ------------------------------------------------------------
 
-  // y = x / sqrt(mean(x²) + eps) * weight, per row.  weight[D]: f32 or bf16.
+  // y = x / sqrt(mean(x²) + eps) * weight, per row.  weight[D]: f32 or bf16; y: f32 or bf16.
   virtual void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) = 0;
   // x += delta, then normed = RmsNorm(x): a residual add and the next block's pre-norm in one
-  // pass. normed may be delta (or x).
+  // pass. normed may be delta (or x), or a bf16 tensor of their shape.
   virtual void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
                           const Tensor& normed) = 0;
   // out = silu(gate) * up, element-wise (SwiGLU).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // SiluMul over the halves of a stacked w1/w3 product: gate_up [T, 2F], out [T, F] =
-  // silu(gate_up[:, :F]) * gate_up[:, F:].
+  // silu(gate_up[:, :F]) * gate_up[:, F:]. gate_up and out: f32 or bf16 each.
   virtual void SwiGlu(const Tensor& gate_up, const Tensor& out) = 0;
   // y = gelu(x) with the exact erf form (torch.nn.GELU()).
   virtual void Gelu(const Tensor& x, const Tensor& y) = 0;

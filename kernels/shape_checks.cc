@@ -6,6 +6,10 @@ namespace pixtral::kernels {
 
 void CheckF32(const Tensor& t) { CHECK(t.dtype() == DType::kF32) << t.DebugString(); }
 
+void CheckF32OrBf16(const Tensor& t) {
+  CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kBF16) << t.DebugString();
+}
+
 void CheckI32(const Tensor& t) { CHECK(t.dtype() == DType::kI32) << t.DebugString(); }
 
 void CheckSameShape(const Tensor& a, const Tensor& b) {
@@ -13,8 +17,13 @@ void CheckSameShape(const Tensor& a, const Tensor& b) {
 }
 
 MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
-  CheckF32(x);
-  CheckF32(y);
+  CheckF32OrBf16(x);
+  CheckF32OrBf16(y);
+  CheckF32OrBf16(w);
+  if (w.dtype() == DType::kF32) {
+    CHECK(x.dtype() == DType::kF32 && y.dtype() == DType::kF32)
+        << "f32 weights take f32 activations: " << x.DebugString() << " -> " << y.DebugString();
+  }
   CHECK(x.rank() == 2 && w.rank() == 2 && y.rank() == 2);
   const MatMulDims dims{x.dim(0), x.dim(1), w.dim(0)};
   CHECK(w.dim(1) == dims.k && y.dim(0) == dims.t && y.dim(1) == dims.n)
@@ -35,8 +44,8 @@ void CheckSampleRows(const Tensor& logits, size_t draws, const Tensor& ids,
 }
 
 int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out) {
-  CheckF32(gate_up);
-  CheckF32(out);
+  CheckF32OrBf16(gate_up);
+  CheckF32OrBf16(out);
   CHECK(gate_up.rank() == 2 && out.rank() == 2 && gate_up.dim(0) == out.dim(0) &&
         gate_up.dim(1) == 2 * out.dim(1))
       << "SwiGlu: " << gate_up.DebugString() << " -> " << out.DebugString();

@@ -13,10 +13,12 @@
 namespace pixtral::kernels {
 
 void CheckF32(const Tensor& t);
+void CheckF32OrBf16(const Tensor& t);
 void CheckI32(const Tensor& t);
 void CheckSameShape(const Tensor& a, const Tensor& b);
 
-// y[t, n] = x[t, k] · w[n, k]ᵀ (+ bias[n]): x and y f32, all rank 2, the sizes agreeing.
+// y[t, n] = x[t, k] · w[n, k]ᵀ (+ bias[n]): x and y f32 or bf16 (f32 with f32 weights), all
+// rank 2, the sizes agreeing.
 struct MatMulDims {
   int64_t t, k, n;
 };
@@ -25,7 +27,7 @@ MatMulDims CheckMatMul(const Tensor& x, const Tensor& w, const Tensor* bias, con
 // SampleRows: logits f32 [R, V] with `draws` = R; ids i32 [R]; logprobs f32 [R].
 void CheckSampleRows(const Tensor& logits, size_t draws, const Tensor& ids, const Tensor& logprobs);
 
-// SwiGlu: gate_up f32 [T, 2F], out f32 [T, F]. Returns F.
+// SwiGlu: gate_up f32 or bf16 [T, 2F], out f32 or bf16 [T, F]. Returns F.
 int64_t CheckSwiGlu(const Tensor& gate_up, const Tensor& out);
 // SplitColumns: x f32 [T, C]; 1 to 4 f32 parts of T rows whose row sizes add up to C. Returns
 // each part's row size.

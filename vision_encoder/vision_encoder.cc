@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<VisionEncoder>> VisionEncoder::Create(
   for (int i = 0; load_encoder && i < config.num_hidden_layers; ++i) {
     PIXTRAL_ASSIGN_OR_RETURN(
         BlockWeights block,
-        kernels::LoadBlock(loader, absl::StrCat("vision_encoder.transformer.layers.", i)));
+        kernels::LoadBlock(loader, absl::StrCat("vision_encoder.transformer.layers.", i),
+                           /*fused=*/true));
     e->blocks_.push_back(std::move(block));
   }
   PIXTRAL_ASSIGN_OR_RETURN(e->w_in_, loader.Get("vision_language_adapter.w_in.weight"));
@@ -97,14 +98,20 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
   }
   const int64_t t = static_cast<int64_t>(rows.size());
   PIXTRAL_ASSIGN_OR_RETURN(Tensor patches, b.Alloc(DType::kF32, {t, c * p * p}));
+  // Tensors only products read (normed rows, the MLP's) are in the backend's input type (bf16
+  // on the GPU: no conversion pass before each product); h is the f32 residual branch.
+  const DType act = b.MatMulInputDType(t);
+  const int64_t f = config_.intermediate_size;
   PIXTRAL_ASSIGN_OR_RETURN(Tensor x, b.Alloc(DType::kF32, {t, d}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {t, d}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor hn, b.Alloc(act, {t, d}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor qkv, b.Alloc(DType::kF32, {t, 3 * d}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor q, b.Alloc(DType::kF32, {t, heads, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor k, b.Alloc(DType::kF32, {t, heads, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor v, b.Alloc(DType::kF32, {t, heads, hd}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor attn, b.Alloc(DType::kF32, {t, heads, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(DType::kF32, {t, config_.intermediate_size}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor up, b.Alloc(DType::kF32, {t, config_.intermediate_size}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate_up, b.Alloc(act, {t, 2 * f}));
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(act, {t, f}));
   PIXTRAL_ASSIGN_OR_RETURN(
       Tensor rope, kernels::ToBackend(b, kernels::RopeTable2D(rows, cols, hd, config_.rope_theta),
                                       {t, hd / 2, 2}));
@@ -121,25 +128,23 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
   b.MatMul(patches, patch_conv_, nullptr, x);
   b.RmsNorm(x, ln_pre_, kNormEps, x);
 
-  const Tensor q2 = q.Reshape({t, d}), k2 = k.Reshape({t, d}), v2 = v.Reshape({t, d});
+  const Tensor parts[] = {q, k, v};
   // Each residual add is fused with the RmsNorm after it (the next block's, past the MLP).
-  if (!blocks_.empty()) b.RmsNorm(x, blocks_[0].attention_norm, kNormEps, h);
+  if (!blocks_.empty()) b.RmsNorm(x, blocks_[0].attention_norm, kNormEps, hn);
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const BlockWeights& w = blocks_[l];
-    b.MatMul(h, w.wq, nullptr, q2);
-    b.MatMul(h, w.wk, nullptr, k2);
-    b.MatMul(h, w.wv, nullptr, v2);
+    b.MatMul(hn, w.wqkv, nullptr, qkv);  // wq, wk, wv stacked
+    b.SplitColumns(qkv, parts);
     b.Rope(q, rope);
     b.Rope(k, rope);
     b.SegmentAttention(q, k, v, segments, 1.0f / std::sqrt(static_cast<float>(hd)), attn);
     b.MatMul(attn.Reshape({t, d}), w.wo, nullptr, h);
-    b.AddRmsNorm(x, h, w.ffn_norm, kNormEps, h);
-    b.MatMul(h, w.w1, nullptr, gate);
-    b.MatMul(h, w.w3, nullptr, up);
-    b.SiluMul(gate, up, gate);
+    b.AddRmsNorm(x, h, w.ffn_norm, kNormEps, hn);
+    b.MatMul(hn, w.w13, nullptr, gate_up);  // w1, w3 stacked
+    b.SwiGlu(gate_up, gate);
     b.MatMul(gate, w.w2, nullptr, h);
     if (l + 1 < blocks_.size()) {
-      b.AddRmsNorm(x, h, blocks_[l + 1].attention_norm, kNormEps, h);
+      b.AddRmsNorm(x, h, blocks_[l + 1].attention_norm, kNormEps, hn);
     } else {
       b.Add(x, h, x);
     }
@@ -150,10 +155,10 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
 absl::StatusOr<Tensor> VisionEncoder::Adapt(const Tensor& features) {
   Backend& b = *backend_;
   const int64_t n = features.dim(0);
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {n, w_in_.dim(0)}));
+  // h is only read by the second product: the backend's input type, GELU in the first's epilogue.
+  PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(b.MatMulInputDType(n), {n, w_in_.dim(0)}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor out, b.Alloc(DType::kF32, {n, w_out_.dim(0)}));
-  b.MatMul(features, w_in_, b_in_.defined() ? &b_in_ : nullptr, h);
-  b.Gelu(h, h);
+  b.MatMulGelu(features, w_in_, b_in_.defined() ? &b_in_ : nullptr, h);
   b.MatMul(h, w_out_, b_out_.defined() ? &b_out_ : nullptr, out);
   return out;
 }

@@ -59,6 +59,30 @@ void ReadRow(const Tensor& m, int64_t r, int64_t cols, float* out) {
   for (int64_t i = 0; i < cols; ++i) out[i] = Bf16ToFloat(src[i]);
 }
 
+// `cols` floats into row `r` of an f32 or bf16 matrix (bf16: rounded to nearest even).
+void WriteRow(const Tensor& m, int64_t r, int64_t cols, const float* in) {
+  if (m.dtype() == DType::kF32) {
+    std::memcpy(m.data<float>() + r * cols, in, cols * sizeof(float));
+    return;
+  }
+  CHECK(m.dtype() == DType::kBF16) << m.DebugString();
+  uint16_t* dst = m.data<uint16_t>() + r * cols;
+  for (int64_t i = 0; i < cols; ++i) dst[i] = FloatToBf16(in[i]);
+}
+
+// The whole of an f32 or bf16 tensor as floats: the tensor's own memory where it is f32, else a
+// widened copy in `storage`.
+const float* Widened(const Tensor& t, std::vector<float>& storage) {
+  if (t.dtype() == DType::kF32) return t.data<float>();
+  const int64_t cols = t.rank() == 0 ? 1 : t.shape().back();
+  const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  storage.resize(t.numel());
+  for (int64_t r = 0; r < rows; ++r) ReadRow(t, r, cols, storage.data() + r * cols);
+  return storage.data();
+}
+
+float ExactGelu(float v) { return 0.5f * v * (1.0f + std::erf(v / static_cast<float>(M_SQRT2))); }
+
 // Eight independent partial sums, so that the compiler vectorizes the loop without -ffast-math.
 float Dot(const float* a, const float* b, int64_t n) {
   constexpr int kLanes = 8;
@@ -164,25 +188,18 @@ class CpuBackend : public Backend {
     std::memcpy(host, src.data<void>(), src.bytes());
   }
   DType KvCacheDType() const override { return DType::kF32; }
+  DType MatMulInputDType(int64_t /*rows*/) const override { return DType::kF32; }
 
   absl::StatusOr<int64_t> FreeMemoryBytes() const override {
     return absl::UnimplementedError("the CPU backend's KV cache is sized by its caller");
   }
 
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
-    const float* xs = x.data<float>();
-    float* ys = y.data<float>();
-    // Each thread owns a range of output features: widen a weight row once, dot it with all rows.
-    ParallelFor(n, 2 * t * k, [&](int64_t begin, int64_t end) {
-      std::vector<float> row(k);
-      float b = 0.0f;
-      for (int64_t j = begin; j < end; ++j) {
-        ReadRow(w, j, k, row.data());
-        if (bias != nullptr) ReadRow(*bias, j, 1, &b);
-        for (int64_t i = 0; i < t; ++i) ys[i * n + j] = Dot(xs + i * k, row.data(), k) + b;
-      }
-    });
+    MatMulThen(x, w, bias, y, [](float v) { return v; });
+  }
+
+  void MatMulGelu(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    MatMulThen(x, w, bias, y, ExactGelu);
   }
 
   void Add(const Tensor& a, const Tensor& b, const Tensor& out) override {
@@ -194,7 +211,7 @@ class CpuBackend : public Backend {
 
   void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) override {
     CheckF32(x);
-    CheckF32(y);
+    CheckF32OrBf16(y);
     CheckSameShape(x, y);
     const int64_t d = x.shape().back();
     const int64_t rows = x.numel() / d;
@@ -202,12 +219,13 @@ class CpuBackend : public Backend {
     std::vector<float> g(d);
     ReadRow(weight, 0, d, g.data());
     ParallelFor(rows, 3 * d, [&](int64_t begin, int64_t end) {
+      std::vector<float> out(d);
       for (int64_t r = begin; r < end; ++r) {
         const float* in = x.data<float>() + r * d;
-        float* out = y.data<float>() + r * d;
         const float mean_square = Dot(in, in, d) / static_cast<float>(d);
         const float inv = 1.0f / std::sqrt(mean_square + eps);
         for (int64_t i = 0; i < d; ++i) out[i] = in[i] * inv * g[i];
+        WriteRow(y, r, d, out.data());
       }
     });
   }
@@ -228,18 +246,17 @@ class CpuBackend : public Backend {
   void SwiGlu(const Tensor& gate_up, const Tensor& out) override {
     const int64_t f = CheckSwiGlu(gate_up, out);
     ParallelFor(out.dim(0), 8 * f, [&](int64_t begin, int64_t end) {
+      std::vector<float> g(2 * f), o(f);
       for (int64_t r = begin; r < end; ++r) {
-        const float* g = gate_up.data<float>() + r * 2 * f;
-        float* o = out.data<float>() + r * f;
+        ReadRow(gate_up, r, 2 * f, g.data());
         for (int64_t i = 0; i < f; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * g[f + i];
+        WriteRow(out, r, f, o.data());
       }
     });
   }
 
   void Gelu(const Tensor& x, const Tensor& y) override {
-    ElementWise(x, y, [](float v, int64_t) {
-      return 0.5f * v * (1.0f + std::erf(v / static_cast<float>(M_SQRT2)));
-    });
+    ElementWise(x, y, [](float v, int64_t) { return ExactGelu(v); });
   }
 
   void Softmax(const Tensor& x, const Tensor& y) override {
@@ -447,6 +464,34 @@ class CpuBackend : public Backend {
           std::memcpy(o + ((patch * c + ch) * p + y) * p, src, p * sizeof(float));
         }
       }
+    }
+  }
+
+ private:
+  // y = then(x · wᵀ + bias), each output rounded once into y's type.
+  template <typename Then>
+  void MatMulThen(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                  Then then) {
+    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
+    std::vector<float> x_storage, y_storage;
+    const float* xs = Widened(x, x_storage);
+    float* ys = y.data<float>();
+    if (y.dtype() != DType::kF32) {
+      y_storage.resize(t * n);
+      ys = y_storage.data();
+    }
+    // Each thread owns a range of output features: widen a weight row once, dot it with all rows.
+    ParallelFor(n, 2 * t * k, [&](int64_t begin, int64_t end) {
+      std::vector<float> row(k);
+      float b = 0.0f;
+      for (int64_t j = begin; j < end; ++j) {
+        ReadRow(w, j, k, row.data());
+        if (bias != nullptr) ReadRow(*bias, j, 1, &b);
+        for (int64_t i = 0; i < t; ++i) ys[i * n + j] = then(Dot(xs + i * k, row.data(), k) + b);
+      }
+    });
+    if (y.dtype() != DType::kF32) {
+      for (int64_t i = 0; i < t; ++i) WriteRow(y, i, n, ys + i * n);
     }
   }
 };

@@ -257,5 +257,81 @@ TEST_F(CpuBackendTest, PagedAttentionContinuesFromTheCache) {
               Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));
 }
 
+// The bf16 activation paths: bf16 in is read exactly, bf16 out is the f32 result rounded once.
+std::vector<float> Bf16Host(Backend& backend, const Tensor& t) {
+  std::vector<uint16_t> bits(t.numel());
+  backend.CopyToHost(t, bits.data());
+  std::vector<float> out;
+  for (uint16_t b : bits) out.push_back(Bf16ToFloat(b));
+  return out;
+}
+
+TEST_F(CpuBackendTest, MatMulReadsAndWritesBf16Activations) {
+  // Values exact in bf16, products and sums exact in f32: the rounding of y is the only one.
+  Tensor x = Bf16({1, 2, 0.5, -3}, {2, 2});
+  Tensor w = Bf16({1, 0, 0.25, 1, 1, 1}, {3, 2});
+  Tensor b = Bf16({0.5, 0, -1}, {3});
+  Tensor y = *backend_->Alloc(DType::kBF16, {2, 3});
+  backend_->MatMul(x, w, &b, y);
+  // Row 0: 1.5, 2.25, 2; row 1: 1, -2.875, -3.5.
+  EXPECT_THAT(Bf16Host(*backend_, y), ElementsAre(1.5f, 2.25f, 2.0f, 1.0f, -2.875f, -3.5f));
+  // 1 + 2^-9 is not a bf16: it rounds to 1 (nearest even).
+  Tensor one = F32({1.0f + 1.0f / 512, 0}, {1, 2});
+  Tensor y1 = *backend_->Alloc(DType::kBF16, {1, 3});
+  backend_->MatMul(one, Bf16({1, 0, 0, 1, 1, 1}, {3, 2}), nullptr, y1);
+  EXPECT_THAT(Bf16Host(*backend_, y1), ElementsAre(1.0f, 0.0f, 1.0f));
+}
+
+TEST_F(CpuBackendTest, MatMulGeluIsTheErfFormOfTheBiasedProduct) {
+  Tensor x = F32({1, 2}, {1, 2});
+  Tensor w = Bf16({1, 0, 0, 1, 1, 1, -1, 0}, {4, 2});
+  Tensor b = F32({0.5, 0, -1, 0}, {4});
+  Tensor y = Empty({1, 4});
+  backend_->MatMulGelu(x, w, &b, y);
+  std::vector<float> want;
+  for (double v : {1.5, 2.0, 2.0, -1.0})
+    want.push_back(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+  EXPECT_THAT(Host(y), Pointwise(FloatNear(1e-6), want));
+}
+
+TEST_F(CpuBackendTest, NormsAndSwiGluWriteBf16AsTheRoundedF32Result) {
+  const std::vector<float> data = Random(3 * 40, 5);
+  Tensor x = F32(data, {3, 40}), g = F32(Random(40, 6), {40});
+  Tensor y32 = Empty({3, 40}), y16 = *backend_->Alloc(DType::kBF16, {3, 40});
+  backend_->RmsNorm(x, g, 1e-5f, y32);
+  backend_->RmsNorm(x, g, 1e-5f, y16);
+  std::vector<float> rounded;
+  for (float v : Host(y32)) rounded.push_back(Bf16ToFloat(FloatToBf16(v)));
+  EXPECT_EQ(Bf16Host(*backend_, y16), rounded);
+
+  // AddRmsNorm into a bf16 normed: x still gets the f32 sum.
+  Tensor x2 = F32(data, {3, 40}), delta = F32(Random(3 * 40, 7), {3, 40});
+  Tensor n16 = *backend_->Alloc(DType::kBF16, {3, 40});
+  backend_->AddRmsNorm(x2, delta, g, 1e-5f, n16);
+  std::vector<float> sum = Host(x2), want_sum;
+  const std::vector<float> d = Host(delta);
+  for (size_t i = 0; i < data.size(); ++i) want_sum.push_back(data[i] + d[i]);
+  EXPECT_EQ(sum, want_sum);
+  Tensor n32 = Empty({3, 40});
+  backend_->RmsNorm(x2, g, 1e-5f, n32);
+  rounded.clear();
+  for (float v : Host(n32)) rounded.push_back(Bf16ToFloat(FloatToBf16(v)));
+  EXPECT_EQ(Bf16Host(*backend_, n16), rounded);
+
+  // SwiGlu from a bf16 gate_up into a bf16 out: silu(g) * u of the bf16 inputs, rounded.
+  Tensor gu = Bf16({0, 1, -2, 5, 2, 3}, {1, 6});
+  Tensor out = *backend_->Alloc(DType::kBF16, {1, 3});
+  backend_->SwiGlu(gu, out);
+  std::vector<float> want;
+  for (auto [gate, up] : {std::pair{0.0f, 5.0f}, {1.0f, 2.0f}, {-2.0f, 3.0f}}) {
+    want.push_back(Bf16ToFloat(FloatToBf16(gate / (1.0f + std::exp(-gate)) * up)));
+  }
+  EXPECT_EQ(Bf16Host(*backend_, out), want);
+}
+
+TEST_F(CpuBackendTest, MatMulInputsAreF32OnTheReference) {
+  for (int64_t rows : {1, 5, 4096}) EXPECT_EQ(backend_->MatMulInputDType(rows), DType::kF32);
+}
+
 }  // namespace
 }  // namespace pixtral::kernels

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -170,6 +171,11 @@ WeightType WeightTypeOf(const Tensor& t) {
   return WeightType::kF32;
 }
 
+bool EnvIs(const char* name, std::string_view value) {
+  const char* set = std::getenv(name);
+  return set != nullptr && std::string_view(set) == value;
+}
+
 int32_t ToInt32(int64_t v) {
   CHECK(v >= 0 && v <= std::numeric_limits<int32_t>::max()) << v;
   return static_cast<int32_t>(v);
@@ -219,60 +225,18 @@ class CudaBackend : public Backend {
     return static_cast<int64_t>(free);
   }
 
+  // More rows than the GEMV takes read bf16 activations (cuBLAS's input type);
+  // PIXTRAL_F32_ACTIVATIONS=1 keeps them f32 (the model's pre-bf16 path, for isolating a fault).
+  DType MatMulInputDType(int64_t rows) const override {
+    return rows > cuda::kGemvMaxRows && !f32_activations_ ? DType::kBF16 : DType::kF32;
+  }
+
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
-    if (t == 0 || n == 0) return;
-    // Row-major y[t, n] = x[t, k] · w[n, k]ᵀ is column-major yᵀ[n, t] = w[n, k] · xᵀ[k, t]:
-    // cuBLAS's A is w read transposed, B is x as stored.
-    const float one = 1.0f, zero = 0.0f;
-    const int m_ = ToInt32(n), n_ = ToInt32(t), k_ = ToInt32(k);
-    const cuda::GemvParams gemv{.x = x.data<float>(),
-                                .w = w.data<uint16_t>(),
-                                .y = y.data<float>(),
-                                .rows = t,
-                                .k = k,
-                                .n = n,
-                                .sm_count = context_->sm_count()};
-    if (WeightTypeOf(w) == WeightType::kBF16 && cuda::GemvApplies(gemv)) {
-      CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: bf16 GEMV");
-    } else if (WeightTypeOf(w) == WeightType::kBF16) {
-      absl::StatusOr<Tensor> x16 = Alloc(DType::kBF16, {t, k});
-      CHECK(x16.ok()) << x16.status();
-      CheckCuda(
-          cuda::LaunchF32ToBf16(
-              {.src = x.data<float>(), .dst = x16->data<uint16_t>(), .count = t * k}, stream()),
-          "MatMul: f32 -> bf16");
-      if (tuned_gemm_ != nullptr) {
-        const absl::Status status = tuned_gemm_->Run({.x = x16->data<void>(),
-                                                      .w = w.data<void>(),
-                                                      .y = y.data<float>(),
-                                                      .rows = t,
-                                                      .k = k,
-                                                      .n = n});
-        CHECK(status.ok()) << "MatMul: " << status;
-      } else {
-        CheckCublas(
-            cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
-                         CUDA_R_16BF, k_, x16->data<void>(), CUDA_R_16BF, k_, &zero, y.data<void>(),
-                         CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            "MatMul: bf16 GEMM");
-      }
-    } else {
-      CheckCublas(
-          cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
-                       CUDA_R_32F, k_, x.data<void>(), CUDA_R_32F, k_, &zero, y.data<void>(),
-                       CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "MatMul: f32 GEMM");
-    }
-    if (bias != nullptr) {
-      CheckCuda(cuda::LaunchAddBias({.y = y.data<float>(),
-                                     .bias = bias->data<void>(),
-                                     .bias_type = WeightTypeOf(*bias),
-                                     .rows = t,
-                                     .cols = n},
-                                    stream()),
-                "MatMul: bias");
-    }
+    MatMulThen(x, w, bias, /*gelu=*/false, y);
+  }
+
+  void MatMulGelu(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    MatMulThen(x, w, bias, /*gelu=*/true, y);
   }
 
   void Add(const Tensor& a, const Tensor& b, const Tensor& out) override {
@@ -290,37 +254,40 @@ class CudaBackend : public Backend {
 
   void RmsNorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) override {
     CheckF32(x);
-    CheckF32(y);
+    CheckF32OrBf16(y);
     CheckSameShape(x, y);
     const int64_t d = x.shape().back();
     CHECK(weight.rank() == 1 && weight.dim(0) == d) << weight.DebugString();
     CheckCuda(cuda::LaunchRmsNorm({.x = x.data<float>(),
                                    .weight = weight.data<void>(),
                                    .weight_type = WeightTypeOf(weight),
-                                   .y = y.data<float>(),
+                                   .y = y.data<void>(),
                                    .rows = x.numel() / d,
                                    .dim = d,
-                                   .eps = eps},
+                                   .eps = eps,
+                                   .y_bf16 = y.dtype() == DType::kBF16},
                                   stream()),
               "RmsNorm");
   }
 
   void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
                   const Tensor& normed) override {
-    for (const Tensor* t : {&x, &delta, &normed}) {
-      CheckF32(*t);
-      CheckSameShape(x, *t);
-    }
+    CheckF32(x);
+    CheckF32(delta);
+    CheckF32OrBf16(normed);
+    CheckSameShape(x, delta);
+    CheckSameShape(x, normed);
     const int64_t d = x.shape().back();
     CHECK(weight.rank() == 1 && weight.dim(0) == d) << weight.DebugString();
     CheckCuda(cuda::LaunchAddRmsNorm({.x = x.data<float>(),
                                       .delta = delta.data<float>(),
                                       .weight = weight.data<void>(),
                                       .weight_type = WeightTypeOf(weight),
-                                      .normed = normed.data<float>(),
+                                      .normed = normed.data<void>(),
                                       .rows = x.numel() / d,
                                       .dim = d,
-                                      .eps = eps},
+                                      .eps = eps,
+                                      .normed_bf16 = normed.dtype() == DType::kBF16},
                                      stream()),
               "AddRmsNorm");
   }
@@ -340,10 +307,12 @@ class CudaBackend : public Backend {
 
   void SwiGlu(const Tensor& gate_up, const Tensor& out) override {
     const int64_t f = CheckSwiGlu(gate_up, out);
-    CheckCuda(cuda::LaunchSwiGlu({.gate_up = gate_up.data<float>(),
-                                  .out = out.data<float>(),
+    CheckCuda(cuda::LaunchSwiGlu({.gate_up = gate_up.data<void>(),
+                                  .out = out.data<void>(),
                                   .rows = out.dim(0),
-                                  .cols = f},
+                                  .cols = f,
+                                  .gate_up_bf16 = gate_up.dtype() == DType::kBF16,
+                                  .out_bf16 = out.dtype() == DType::kBF16},
                                  stream()),
               "SwiGlu");
   }
@@ -572,6 +541,87 @@ class CudaBackend : public Backend {
   cudaStream_t stream() const { return context_->stream(); }
   cublasHandle_t cublas() const { return context_->cublas(); }
 
+  // y = act(x · wᵀ + bias): the bias and GELU in cuBLASLt's epilogue where it takes them, else
+  // in one pass after the product.
+  void MatMulThen(const Tensor& x, const Tensor& w, const Tensor* bias, bool gelu,
+                  const Tensor& y) {
+    const auto [t, k, n] = CheckMatMul(x, w, bias, y);
+    if (t == 0 || n == 0) return;
+    const bool x16 = x.dtype() == DType::kBF16, y16 = y.dtype() == DType::kBF16;
+    // Row-major y[t, n] = x[t, k] · w[n, k]ᵀ is column-major yᵀ[n, t] = w[n, k] · xᵀ[k, t]:
+    // cuBLAS's A is w read transposed, B is x as stored.
+    const float one = 1.0f, zero = 0.0f;
+    const int m_ = ToInt32(n), n_ = ToInt32(t), k_ = ToInt32(k);
+    bool epilogue_done = false;                 // bias and activation applied by the product
+    if (WeightTypeOf(w) == WeightType::kF32) {  // CheckMatMul: x and y are f32 too
+      CheckCublas(
+          cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one, w.data<void>(),
+                       CUDA_R_32F, k_, x.data<void>(), CUDA_R_32F, k_, &zero, y.data<void>(),
+                       CUDA_R_32F, m_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "MatMul: f32 GEMM");
+    } else if (const cuda::GemvParams gemv{.x = x16 ? nullptr : x.data<float>(),
+                                           .w = w.data<uint16_t>(),
+                                           .y = y16 ? nullptr : y.data<float>(),
+                                           .rows = t,
+                                           .k = k,
+                                           .n = n,
+                                           .sm_count = context_->sm_count()};
+               !x16 && !y16 && cuda::GemvApplies(gemv)) {
+      CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: bf16 GEMV");
+    } else {
+      Tensor x_bf16 = x;  // f32 x: one conversion pass into scratch, live until the GEMM is queued
+      if (!x16) {
+        absl::StatusOr<Tensor> converted = Alloc(DType::kBF16, {t, k});
+        CHECK(converted.ok()) << converted.status();
+        x_bf16 = *std::move(converted);
+        CheckCuda(
+            cuda::LaunchF32ToBf16(
+                {.src = x.data<float>(), .dst = x_bf16.data<uint16_t>(), .count = t * k}, stream()),
+            "MatMul: f32 -> bf16");
+      }
+      if (tuned_gemm_ != nullptr) {
+        cuda::GemmParams gemm{
+            .x = x_bf16.data<void>(),
+            .w = w.data<void>(),
+            .y = y.data<void>(),
+            .rows = t,
+            .k = k,
+            .n = n,
+            .y_bf16 = y16,
+            .bias = bias != nullptr ? bias->data<void>() : nullptr,
+            .bias_bf16 = bias != nullptr && bias->dtype() == DType::kBF16,
+            .activation = gelu ? cuda::GemmActivation::kGelu : cuda::GemmActivation::kNone};
+        absl::Status status =
+            epilogues_ ? tuned_gemm_->Run(gemm) : absl::UnimplementedError("epilogues off");
+        epilogue_done = status.ok();
+        if (absl::IsUnimplemented(status)) {  // no such epilogue: the plain product, then ours
+          gemm.bias = nullptr;
+          gemm.activation = cuda::GemmActivation::kNone;
+          status = tuned_gemm_->Run(gemm);
+        }
+        CHECK(status.ok()) << "MatMul: " << status;
+      } else {
+        CheckCublas(cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one,
+                                 w.data<void>(), CUDA_R_16BF, k_, x_bf16.data<void>(), CUDA_R_16BF,
+                                 k_, &zero, y.data<void>(), y16 ? CUDA_R_16BF : CUDA_R_32F, m_,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "MatMul: bf16 GEMM");
+      }
+    }
+    if (!epilogue_done && (bias != nullptr || gelu)) {
+      CheckCuda(cuda::LaunchAddBias(
+                    {.y = y.data<void>(),
+                     .bias = bias != nullptr ? bias->data<void>() : nullptr,
+                     .bias_type = bias != nullptr ? WeightTypeOf(*bias) : WeightType::kF32,
+                     .rows = t,
+                     .cols = n,
+                     .y_bf16 = y16,
+                     .gelu = gelu},
+                    stream()),
+                "MatMul: bias / GELU");
+    }
+  }
+
   absl::StatusOr<Tensor> AllocKind(DType dtype, std::vector<int64_t> shape,
                                    DeviceBuffer::Kind kind) {
     int64_t numel = 1;
@@ -587,6 +637,10 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<CudaContext> context_;
   std::unique_ptr<cuda::TunedGemm> tuned_gemm_;
+  // PIXTRAL_F32_ACTIVATIONS=1: MatMulInputDType is always f32. PIXTRAL_GEMM_EPILOGUES=0: bias
+  // and GELU in a pass of their own after every product (as before the cuBLASLt epilogues).
+  bool f32_activations_ = EnvIs("PIXTRAL_F32_ACTIVATIONS", "1");
+  bool epilogues_ = !EnvIs("PIXTRAL_GEMM_EPILOGUES", "0");
 };
 
 }  // namespace

@@ -5,12 +5,12 @@
 // Where no GPU is visible (CI) the tests are skipped, not passed.
 #include "kernels/cuda/cuda_backend.h"
 
-#include <cuda_runtime.h>
-
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <numeric>
 #include <random>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -18,7 +18,6 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cuda/skinny_gemm.h"
 #include "kernels/rope.h"
 
 namespace pixtral::kernels {
@@ -80,43 +79,42 @@ class CudaBackendTest : public ::testing::Test {
 
   double Error(const Pair& p) { return RelativeError(ToHost(*gpu_, p.gpu), ToHost(*cpu_, p.cpu)); }
 
+  // bf16 activations: a random f32 tensor rounded to bf16 on the host, the same bits on both.
+  Pair RandomBf16Activation(std::vector<int64_t> shape, uint32_t seed, float stddev = 1.0f) {
+    std::vector<uint16_t> bits;
+    for (float f : Random(Numel(shape), seed, stddev)) bits.push_back(FloatToBf16(f));
+    Pair p{*cpu_->Alloc(DType::kBF16, shape), *gpu_->Alloc(DType::kBF16, shape)};
+    cpu_->CopyFromHost(bits.data(), p.cpu);
+    gpu_->CopyFromHost(bits.data(), p.gpu);
+    return p;
+  }
+  // A bf16 output: uninitialized on the CPU, NaN on the GPU.
+  Pair PoisonedBf16(std::vector<int64_t> shape) {
+    Pair p{*cpu_->Alloc(DType::kBF16, shape), *gpu_->Alloc(DType::kBF16, shape)};
+    const std::vector<uint16_t> nan(Numel(shape), 0x7fc0);
+    gpu_->CopyFromHost(nan.data(), p.gpu);
+    return p;
+  }
+  // An f32 or a bf16 output, as `bf16` says.
+  Pair PoisonedOf(bool bf16, std::vector<int64_t> shape) {
+    return bf16 ? PoisonedBf16(std::move(shape)) : Poisoned(std::move(shape));
+  }
+  // Any f32 or bf16 tensor, widened on the host.
+  static std::vector<float> Widened(Backend& backend, const Tensor& t) {
+    if (t.dtype() == DType::kF32) return ToHost(backend, t);
+    std::vector<uint16_t> bits(t.numel());
+    backend.CopyToHost(t, bits.data());
+    std::vector<float> out;
+    for (uint16_t b : bits) out.push_back(Bf16ToFloat(b));
+    return out;
+  }
+  double AnyError(const Pair& p) {
+    return RelativeError(Widened(*gpu_, p.gpu), Widened(*cpu_, p.cpu));
+  }
+
   std::unique_ptr<Backend> cpu_ = NewCpuBackend();
   std::unique_ptr<Backend> gpu_;
 };
-
-TEST_F(CudaBackendTest, SkinnyGemmMatchesCpu) {
-  // Every n-tile count (1 to 64 rows), partial row tiles, n not a multiple of a block's 128
-  // rows, and split-K with slices that do not divide evenly among the splits.
-  for (const auto& [t, k, n, splits] : {std::tuple{1, 128, 16, 1},
-                                        {5, 640, 272, 1},
-                                        {16, 640, 272, 3},
-                                        {37, 1280, 144, 4},
-                                        {64, 512, 400, 2},
-                                        {57, 384, 128, 3}}) {
-    std::vector<float> x = Random(int64_t{t} * k, 7);
-    for (float& f : x) f = Bf16ToFloat(FloatToBf16(f));  // x is bf16 on the GPU
-    Pair x32 = F32(x, {t, k}), x16 = RandomBf16({t, k}, 7), w = RandomBf16({n, k}, 8, 0.05f);
-    Pair y = Poisoned({t, n});
-    Tensor partials = *gpu_->Alloc(DType::kF32, {splits, t, n});
-    cpu_->MatMul(x32.cpu, w.cpu, nullptr, y.cpu);
-    const cuda::SkinnyGemmParams p{.x = x16.gpu.data<uint16_t>(),
-                                   .w = w.gpu.data<uint16_t>(),
-                                   .y = y.gpu.data<float>(),
-                                   .rows = t,
-                                   .k = k,
-                                   .n = n,
-                                   .splits = splits,
-                                   .partials = partials.data<float>()};
-    ASSERT_TRUE(cuda::SkinnyGemmApplies(p)) << t << "x" << k << "x" << n;
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the uploads, on the backend's stream
-    ASSERT_EQ(cuda::LaunchSkinnyGemm(p, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_LE(Error(y), 1e-4) << t << "x" << k << "x" << n << ", " << splits << " splits";
-  }
-  const cuda::SkinnyGemmParams too_many_rows{
-      .x = nullptr, .w = nullptr, .y = nullptr, .rows = 65, .k = 128, .n = 16};
-  EXPECT_FALSE(cuda::SkinnyGemmApplies(too_many_rows));
-}
 
 TEST_F(CudaBackendTest, MatMulBf16WithBiasMatchesCpu) {
   for (const auto& [t, k, n] :
@@ -155,6 +153,76 @@ TEST_F(CudaBackendTest, MatMulBf16FewRowsMatchesCpu) {
   cpu_->MatMul(x.cpu.Rows(1, 3), w.cpu, nullptr, y.cpu);
   gpu_->MatMul(x.gpu.Rows(1, 3), w.gpu, nullptr, y.gpu);
   EXPECT_LE(Error(y), 1e-5);
+}
+
+// Prompt-sized products (past TunedGemm::kMaxTunedRows: tuned per bucket of rows; 1037 and 1100
+// share a bucket, so the second reuses the first's algorithm) with every combination of bf16 or
+// f32 input and output, bias of either type, and GELU (cuBLASLt's epilogue or the pass after).
+TEST_F(CudaBackendTest, MatMulOfPromptShapesWithEpiloguesMatchesCpu) {
+  for (const auto& [t, k, n] :
+       {std::tuple{1100, 256, 640}, {1037, 256, 640}, {600, 1024, 136}, {9, 64, 72}}) {
+    for (const bool x16 : {false, true}) {
+      for (const bool y16 : {false, true}) {
+        for (const int bias_kind : {0, 1, 2}) {  // none, f32, bf16
+          for (const bool gelu : {false, true}) {
+            Pair x = x16 ? RandomBf16Activation({t, k}, 21) : RandomF32({t, k}, 21);
+            Pair w = RandomBf16({n, k}, 22, 0.1f);
+            Pair b = bias_kind == 2 ? RandomBf16({n}, 23) : RandomF32({n}, 23);
+            const Tensor* cpu_bias = bias_kind == 0 ? nullptr : &b.cpu;
+            const Tensor* gpu_bias = bias_kind == 0 ? nullptr : &b.gpu;
+            Pair y = PoisonedOf(y16, {t, n});
+            if (gelu) {
+              cpu_->MatMulGelu(x.cpu, w.cpu, cpu_bias, y.cpu);
+              gpu_->MatMulGelu(x.gpu, w.gpu, gpu_bias, y.gpu);
+            } else {
+              cpu_->MatMul(x.cpu, w.cpu, cpu_bias, y.cpu);
+              gpu_->MatMul(x.gpu, w.gpu, gpu_bias, y.gpu);
+            }
+            EXPECT_LE(AnyError(y), kBf16Tolerance)
+                << t << "x" << k << "x" << n << " x16 " << x16 << " y16 " << y16 << " bias "
+                << bias_kind << " gelu " << gelu;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, MatMulInputsAreBf16PastTheGemvRows) {
+  EXPECT_EQ(gpu_->MatMulInputDType(1), DType::kF32);
+  EXPECT_EQ(gpu_->MatMulInputDType(4), DType::kF32);
+  // PIXTRAL_F32_ACTIVATIONS=1 in the environment makes every answer f32.
+  const char* f32 = std::getenv("PIXTRAL_F32_ACTIVATIONS");
+  const bool forced = f32 != nullptr && std::string_view(f32) == "1";
+  EXPECT_EQ(gpu_->MatMulInputDType(5), forced ? DType::kF32 : DType::kBF16);
+  EXPECT_EQ(gpu_->MatMulInputDType(4213), forced ? DType::kF32 : DType::kBF16);
+}
+
+// Norms and SwiGlu writing bf16 (the inputs of the next product), SwiGlu reading a bf16 product.
+TEST_F(CudaBackendTest, Bf16OutputsOfNormsAndSwiGluMatchCpu) {
+  for (int64_t dim : {5120, 1024, 77}) {
+    Pair x = RandomF32({33, dim}, 31, 2.0f), delta = RandomF32({33, dim}, 32);
+    Pair g16 = RandomBf16({dim}, 33), g32 = RandomF32({dim}, 34);
+    Pair y = PoisonedBf16({33, dim});
+    cpu_->RmsNorm(x.cpu, g16.cpu, 1e-5f, y.cpu);
+    gpu_->RmsNorm(x.gpu, g16.gpu, 1e-5f, y.gpu);
+    // Both round the same f32 value; a last-bit difference in f32 may flip one rounding.
+    EXPECT_LE(AnyError(y), 4e-3) << "dim " << dim;
+    Pair normed = PoisonedBf16({33, dim});
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g32.cpu, 1e-5f, normed.cpu);
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g32.gpu, 1e-5f, normed.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(AnyError(normed), 4e-3) << "dim " << dim;
+  }
+  for (const bool in16 : {false, true}) {
+    for (const bool out16 : {false, true}) {
+      Pair gate_up = in16 ? RandomBf16Activation({37, 2 * 700}, 35) : RandomF32({37, 2 * 700}, 35);
+      Pair out = PoisonedOf(out16, {37, 700});
+      cpu_->SwiGlu(gate_up.cpu, out.cpu);
+      gpu_->SwiGlu(gate_up.gpu, out.gpu);
+      EXPECT_LE(AnyError(out), out16 ? 4e-3 : kF32Tolerance) << in16 << out16;
+    }
+  }
 }
 
 TEST_F(CudaBackendTest, MatMulF32WeightsOnRowViewsMatchCpu) {

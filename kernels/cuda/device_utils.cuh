@@ -14,6 +14,7 @@ constexpr int kWarpSize = 32;
 __device__ __forceinline__ float LoadFloat(const float* p) { return *p; }
 __device__ __forceinline__ float LoadFloat(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 
+__device__ __forceinline__ void StoreFloat(float* p, float v) { *p = v; }
 __device__ __forceinline__ void StoreFloat(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);
 }

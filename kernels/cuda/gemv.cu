@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
 
 bool GemvApplies(const GemvParams& p) {
   const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  return p.rows == 1 && p.k > 0 && p.k % 8 == 0 && p.n > 0 &&
+  return p.rows == kGemvMaxRows && p.k > 0 && p.k % 8 == 0 && p.n > 0 &&
          (p.n + kGemvWarps - 1) / kGemvWarps <= kMaxBlocks && aligned(p.x) && aligned(p.w);
 }
 

@@ -18,6 +18,9 @@
 
 namespace pixtral::cuda {
 
+// The rows (tokens) the GEMV takes; more go to the tuned GEMMs.
+constexpr int64_t kGemvMaxRows = 1;
+
 struct GemvParams {
   const float* x;     // [rows, k], rows contiguous
   const uint16_t* w;  // bf16 bit patterns [n, k]
@@ -28,7 +31,7 @@ struct GemvParams {
   int sm_count = 132;  // the device's multiprocessors: the grid is sized by them
 };
 
-// Whether LaunchGemvBf16 takes these: rows == 1, k a positive multiple of 8,
+// Whether LaunchGemvBf16 takes these: rows == kGemvMaxRows, k a positive multiple of 8,
 // x and w 16-byte aligned, n positive and within the grid.
 bool GemvApplies(const GemvParams& params);
 

@@ -39,13 +39,20 @@ cudaError_t LaunchElementWise(int64_t count, cudaStream_t stream, F f) {
 
 bool RowsFitGrid(int64_t rows) { return rows >= 0 && rows <= kMaxGridX; }
 
-template <typename W>
+__device__ __forceinline__ float ExactGelu(float v) {
+  return 0.5f * v * (1.0f + erff(v * static_cast<float>(M_SQRT1_2)));
+}
+
+template <typename W, typename Y>
 __global__ void AddBiasKernel(AddBiasParams p) {
   const W* bias = static_cast<const W*>(p.bias);
+  Y* y = static_cast<Y*>(p.y);
   const int64_t count = p.rows * p.cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
        i += int64_t{gridDim.x} * blockDim.x) {
-    p.y[i] += LoadFloat(bias + i % p.cols);
+    float v = LoadFloat(y + i);
+    if (bias != nullptr) v += LoadFloat(bias + i % p.cols);
+    StoreFloat(y + i, p.gelu ? ExactGelu(v) : v);
   }
 }
 
@@ -62,16 +69,16 @@ struct RmsNormRows {
   const float* delta;  // kAdd only, as is sum_out
   float* sum_out;
   const void* weight;
-  float* y;
+  void* y;  // float or bf16, as the kernel's Y
   int64_t dim;
   float eps;
 };
 
-template <typename W, bool kAdd>
+template <typename W, typename Y, bool kAdd>
 __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) {
   __shared__ float scratch[kRmsNormThreads / kWarpSize];
   const float* x = p.x + blockIdx.x * p.dim;
-  float* y = p.y + blockIdx.x * p.dim;
+  Y* y = static_cast<Y*>(p.y) + blockIdx.x * p.dim;
   const W* weight = static_cast<const W*>(p.weight);
   const int64_t stride = blockDim.x, span = stride * kRmsNormPerThread;
   float sum = 0.0f;
@@ -108,21 +115,26 @@ __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) 
     }
 #pragma unroll
     for (int j = 0; j < kRmsNormPerThread; ++j) {
-      if (base + j * stride < p.dim) y[base + j * stride] = v[j] * inv * w[j];
+      if (base + j * stride < p.dim) StoreFloat(y + base + j * stride, v[j] * inv * w[j]);
     }
   }
 }
 
 template <bool kAdd>
-cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, int64_t rows,
-                              cudaStream_t stream) {
+cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, bool y_bf16,
+                              int64_t rows, cudaStream_t stream) {
   if (!RowsFitGrid(rows) || p.dim <= 0) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   const unsigned grid = static_cast<unsigned>(rows);
-  if (weight_type == WeightType::kBF16) {
-    RmsNormKernel<__nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+  const bool w16 = weight_type == WeightType::kBF16;
+  if (w16 && y_bf16) {
+    RmsNormKernel<__nv_bfloat16, __nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+  } else if (w16) {
+    RmsNormKernel<__nv_bfloat16, float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+  } else if (y_bf16) {
+    RmsNormKernel<float, __nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
   } else {
-    RmsNormKernel<float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+    RmsNormKernel<float, float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
   }
   return cudaGetLastError();
 }
@@ -177,14 +189,25 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
   });
 }
 
-cudaError_t LaunchSwiGlu(const SwiGluParams& params, cudaStream_t stream) {
-  const SwiGluParams p = params;
-  if (p.rows < 0 || p.cols < 0) return cudaErrorInvalidValue;
-  return LaunchElementWise(p.rows * p.cols, stream, [p] __device__(int64_t i) {
-    const int64_t r = i / p.cols, c = i % p.cols;
-    const float g = p.gate_up[r * 2 * p.cols + c];
-    p.out[i] = g / (1.0f + expf(-g)) * p.gate_up[r * 2 * p.cols + p.cols + c];
+template <typename G, typename O>
+cudaError_t LaunchSwiGluTyped(const SwiGluParams& p, cudaStream_t stream) {
+  const G* gate_up = static_cast<const G*>(p.gate_up);
+  O* out = static_cast<O*>(p.out);
+  const int64_t cols = p.cols;
+  return LaunchElementWise(p.rows * cols, stream, [gate_up, out, cols] __device__(int64_t i) {
+    const int64_t r = i / cols, c = i % cols;
+    const float g = LoadFloat(gate_up + r * 2 * cols + c);
+    StoreFloat(out + i, g / (1.0f + expf(-g)) * LoadFloat(gate_up + r * 2 * cols + cols + c));
   });
+}
+
+cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
+  if (p.rows < 0 || p.cols < 0) return cudaErrorInvalidValue;
+  if (p.gate_up_bf16 && p.out_bf16)
+    return LaunchSwiGluTyped<__nv_bfloat16, __nv_bfloat16>(p, stream);
+  if (p.gate_up_bf16) return LaunchSwiGluTyped<__nv_bfloat16, float>(p, stream);
+  if (p.out_bf16) return LaunchSwiGluTyped<float, __nv_bfloat16>(p, stream);
+  return LaunchSwiGluTyped<float, float>(p, stream);
 }
 
 cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t stream) {
@@ -203,20 +226,23 @@ cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t st
 
 cudaError_t LaunchGelu(const GeluParams& params, cudaStream_t stream) {
   const GeluParams p = params;
-  return LaunchElementWise(p.count, stream, [p] __device__(int64_t i) {
-    const float v = p.x[i];
-    p.y[i] = 0.5f * v * (1.0f + erff(v * static_cast<float>(M_SQRT1_2)));
-  });
+  return LaunchElementWise(p.count, stream,
+                           [p] __device__(int64_t i) { p.y[i] = ExactGelu(p.x[i]); });
 }
 
 cudaError_t LaunchAddBias(const AddBiasParams& p, cudaStream_t stream) {
   if (p.rows < 0 || p.cols <= 0) return cudaErrorInvalidValue;
   if (p.rows == 0) return cudaSuccess;
   const int blocks = ElementBlocks(p.rows * p.cols);
-  if (p.bias_type == WeightType::kBF16) {
-    AddBiasKernel<__nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
+  const bool b16 = p.bias_type == WeightType::kBF16;
+  if (b16 && p.y_bf16) {
+    AddBiasKernel<__nv_bfloat16, __nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
+  } else if (b16) {
+    AddBiasKernel<__nv_bfloat16, float><<<blocks, kElementThreads, 0, stream>>>(p);
+  } else if (p.y_bf16) {
+    AddBiasKernel<float, __nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
   } else {
-    AddBiasKernel<float><<<blocks, kElementThreads, 0, stream>>>(p);
+    AddBiasKernel<float, float><<<blocks, kElementThreads, 0, stream>>>(p);
   }
   return cudaGetLastError();
 }
@@ -229,7 +255,7 @@ cudaError_t LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
                                    .y = p.y,
                                    .dim = p.dim,
                                    .eps = p.eps},
-                                  p.weight_type, p.rows, stream);
+                                  p.weight_type, p.y_bf16, p.rows, stream);
 }
 
 cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
@@ -240,7 +266,7 @@ cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
                                   .y = p.normed,
                                   .dim = p.dim,
                                   .eps = p.eps},
-                                 p.weight_type, p.rows, stream);
+                                 p.weight_type, p.normed_bf16, p.rows, stream);
 }
 
 cudaError_t LaunchSoftmax(const SoftmaxParams& p, cudaStream_t stream) {

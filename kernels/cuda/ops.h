@@ -1,7 +1,8 @@
 // The CUDA backend's element-wise, per-row and indexing kernels: one params struct and one
 // launcher per op. Launchers check sizes, pick the grid and return the launch's cudaError_t;
-// they never synchronize. Pointers are device addresses; activations are float32, weights
-// (`*_type`) bf16 bit patterns or float32.
+// they never synchronize. Pointers are device addresses; activations are float32 (bf16 where a
+// `*_bf16` flag says so: outputs that feed a GEMM), weights (`*_type`) bf16 bit patterns or
+// float32.
 //
 //   RmsNormParams p{.x = x, .weight = w, .weight_type = WeightType::kBF16, .y = y,
 //                   .rows = tokens, .dim = 5120, .eps = 1e-5f};
@@ -33,12 +34,15 @@ struct SiluMulParams {
   int64_t count;
 };
 
-// out[r, i] = silu(gate_up[r, i]) * gate_up[r, cols + i] for out [rows, cols].
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, cols + i] for out [rows, cols]; each of gate_up
+// and out f32 or bf16.
 struct SwiGluParams {
-  const float* gate_up;
-  float* out;
+  const void* gate_up;
+  void* out;
   int64_t rows;
   int64_t cols;
+  bool gate_up_bf16 = false;
+  bool out_bf16 = false;
 };
 
 // Column ranges of x [rows, sum of widths] into parts[i] [rows, widths[i]], i < num_parts <= 4.
@@ -57,36 +61,42 @@ struct GeluParams {
   int64_t count;
 };
 
-// y[r, c] += bias[c] for a [rows, cols] matrix.
+// y[r, c] = act(y[r, c] + bias[c]) for a [rows, cols] matrix, f32 or bf16 (a GEMM's output);
+// bias may be nullptr; act is the identity or, with gelu, the exact erf GELU.
 struct AddBiasParams {
-  float* y;
+  void* y;
   const void* bias;
   WeightType bias_type;
   int64_t rows;
   int64_t cols;
+  bool y_bf16 = false;
+  bool gelu = false;
 };
 
-// y = x / sqrt(mean(x²) + eps) * weight, per row of `dim`. y may be x.
+// y = x / sqrt(mean(x²) + eps) * weight, per row of `dim`. y (f32 or bf16) may be x.
 struct RmsNormParams {
   const float* x;
   const void* weight;
   WeightType weight_type;
-  float* y;
+  void* y;
   int64_t rows;
   int64_t dim;
   float eps;
+  bool y_bf16 = false;
 };
 
-// x += delta, then normed = RmsNorm(x) with weight, per row of `dim`. normed may be delta or x.
+// x += delta, then normed = RmsNorm(x) with weight, per row of `dim`. normed (f32 or bf16) may
+// be delta or x.
 struct AddRmsNormParams {
   float* x;
   const float* delta;
   const void* weight;
   WeightType weight_type;
-  float* normed;
+  void* normed;
   int64_t rows;
   int64_t dim;
   float eps;
+  bool normed_bf16 = false;
 };
 
 // y = softmax(x) per row of `cols`. y may be x.
