@@ -274,21 +274,25 @@ absl::StatusOr<EncodedChat> MistralTokenizer::EncodeChatCompletion(
     }
     std::string fetched;
     absl::string_view bytes;
+    ImageLoadTimes times;
     if (const auto* chunk = std::get_if<ImageChunk>(part.image)) {
       bytes = chunk->data;
     } else {
       if (!options_.fetch_image) {
         return WithPlace(absl::FailedPreconditionError("no image fetcher is configured"), part);
       }
+      const absl::Time fetch_start = absl::Now();
       absl::StatusOr<std::string> loaded =
           options_.fetch_image(std::get<ImageURLChunk>(*part.image).url);
       if (!loaded.ok()) return WithPlace(loaded.status(), part);
+      times.fetch = absl::Now() - fetch_start;
       fetched = *std::move(loaded);
       bytes = fetched;
     }
-    absl::StatusOr<PreprocessedImage> image =
-        PreprocessImage(bytes, *options_.image_config, options_.decode_limits);
+    absl::StatusOr<PreprocessedImage> image = PreprocessImage(
+        bytes, *options_.image_config, options_.decode_limits, options_.pixel_form, &times.steps);
     if (!image.ok()) return WithPlace(image.status(), part);
+    out.image_times.push_back(times);
     for (int row = 0; row < image->grid.rows; ++row) {
       out.tokens.insert(out.tokens.end(), image->grid.cols, img_);
       out.tokens.push_back(row + 1 < image->grid.rows ? img_break_ : img_end_);

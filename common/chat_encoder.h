@@ -44,10 +44,17 @@
 
 namespace pixtral {
 
+// Where one image's loading time went (wall clock).
+struct ImageLoadTimes {
+  absl::Duration fetch;  // zero for bytes that came with the request
+  ImagePreprocessTimes steps;
+};
+
 struct EncodedChat {
   std::vector<int> tokens;
-  std::vector<PreprocessedImage> images;  // In the order of their [IMG] runs in `tokens`.
-  std::string text;                       // `tokens` decoded with control tokens kept.
+  std::vector<PreprocessedImage> images;    // In the order of their [IMG] runs in `tokens`.
+  std::vector<ImageLoadTimes> image_times;  // One per image, in the same order.
+  std::string text;                         // `tokens` decoded with control tokens kept.
 };
 
 struct MistralTokenizerOptions {
@@ -57,6 +64,9 @@ struct MistralTokenizerOptions {
   // Replaces the tokenizer file's `image` section (tests use tiny patches).
   std::optional<ImageEncoderConfig> image_config;
   ImageDecodeLimits decode_limits;
+  // kRgb8IfSmaller leaves resizing and normalization to whoever encodes the images (a vision
+  // worker); kF32 images are ready for an in-process encoder.
+  PixelForm pixel_form = PixelForm::kF32;
   int max_images = 16;
   // The model's context: a longer prompt is an InvalidArgument error.
   int max_prompt_tokens = 131072;

@@ -10,14 +10,23 @@
 //
 // The steps are available on their own: DecodeImageToRgb (image_decode.h), then
 // PreprocessRgbImage on the decoded cv::Mat.
+//
+// The resize and normalization can also run elsewhere (the vision worker): with
+// PixelForm::kRgb8IfSmaller the result keeps the decoded 8-bit RGB image instead of the floats
+// when those bytes are fewer (4x fewer for an image that needs no resize), and
+// ResizeAndNormalizeRgb8 computes exactly the floats PreprocessRgbImage would have (it is the
+// function PreprocessRgbImage itself calls).
 #ifndef PIXTRAL_COMMON_IMAGE_PROCESSING_H_
 #define PIXTRAL_COMMON_IMAGE_PROCESSING_H_
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/image_decode.h"
 #include "opencv2/core.hpp"
 
@@ -54,17 +63,56 @@ struct PreprocessedImage {
   int width;   // grid.cols * patch_size * spatial_merge_size
   ImageTokenGrid grid;
   std::vector<float> pixels;  // [3][height][width], R, G, B planes
+  // Only with PixelForm::kRgb8IfSmaller, when chosen: the decoded image before resizing,
+  // [source_height][source_width][3] bytes, R, G, B; `pixels` is then empty and
+  // ResizeAndNormalizeRgb8(rgb8, source_height, source_width, height, width) gives it.
+  std::vector<uint8_t> rgb8;
+  int source_height = 0;
+  int source_width = 0;
+
+  bool normalized() const { return rgb8.empty(); }
+};
+
+// What a preprocessed image carries.
+enum class PixelForm {
+  // The normalized float32 planes (what the vision encoder eats): 12 bytes per output pixel.
+  kF32,
+  // The decoded 8-bit RGB before resizing when it is no larger than the floats (3 bytes per
+  // source pixel against 12 per output pixel: any image that is not shrunk by more than half
+  // its area), else the floats. What the gateway sends to a vision worker.
+  kRgb8IfSmaller,
+};
+
+// Where the time of one image went (wall clock, this thread).
+struct ImagePreprocessTimes {
+  absl::Duration decode;      // encoded bytes to 8-bit RGB
+  absl::Duration preprocess;  // resize and normalization (zero when kept as 8-bit RGB)
 };
 
 // Resizes and normalizes a decoded CV_8UC3 RGB image (as DecodeImageToRgb returns).
 // InvalidArgument for another type, an invalid config, or an image whose grid is empty.
 absl::StatusOr<PreprocessedImage> PreprocessRgbImage(const cv::Mat& rgb,
-                                                     const ImageEncoderConfig& config);
+                                                     const ImageEncoderConfig& config,
+                                                     PixelForm form = PixelForm::kF32);
 
-// DecodeImageToRgb, then PreprocessRgbImage.
+// DecodeImageToRgb, then PreprocessRgbImage. `times` (may be null) gets the two steps' times.
 absl::StatusOr<PreprocessedImage> PreprocessImage(absl::string_view encoded_bytes,
                                                   const ImageEncoderConfig& config,
-                                                  const ImageDecodeLimits& limits = {});
+                                                  const ImageDecodeLimits& limits = {},
+                                                  PixelForm form = PixelForm::kF32,
+                                                  ImagePreprocessTimes* times = nullptr);
+
+// mistral_common's resize and normalization of 8-bit RGB `rgb` ([height][width][3], R, G, B):
+// cv2.resize of the float32 image to out_width x out_height (bicubic; skipped when the size is
+// already right, as OpenCV itself does), x / 255 in float32, (x - mean) / std in float64 rounded
+// once to float32. Returns [3][out_height][out_width]. InvalidArgument unless every size is
+// positive and `rgb` holds exactly height * width * 3 bytes; callers bound the sizes.
+absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8_t> rgb, int height,
+                                                          int width, int out_height, int out_width);
+
+// A kRgb8IfSmaller image turned into the kF32 one (its pixels computed, rgb8 dropped); an image
+// already normalized is left as it is.
+absl::Status NormalizeInPlace(PreprocessedImage& image);
 
 }  // namespace pixtral
 

@@ -122,6 +122,28 @@ TEST_P(PreprocessGoldenTest, MatchesMistralCommon) {
   RecordProperty("mean_abs_error", std::to_string(mean_error));
 }
 
+// The gateway's 8-bit RGB, resized and normalized on the vision worker (ResizeAndNormalizeRgb8),
+// gives the very floats of preprocessing on the gateway, so the same goldens hold.
+TEST_P(PreprocessGoldenTest, Rgb8NormalizedElsewhereGivesTheSameFloats) {
+  const GoldenCase& golden = GetParam();
+  const std::string encoded = ReadFileOrFail(std::string(kDataDir) + golden.file);
+  const ImageEncoderConfig config{.patch_size = 16, .max_image_size = golden.max_image_size};
+  absl::StatusOr<PreprocessedImage> floats = PreprocessImage(encoded, config);
+  absl::StatusOr<PreprocessedImage> bytes =
+      PreprocessImage(encoded, config, {}, PixelForm::kRgb8IfSmaller);
+  ASSERT_TRUE(floats.ok()) << floats.status();
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->grid.rows, floats->grid.rows);
+  EXPECT_EQ(bytes->grid.cols, floats->grid.cols);
+  // An image shrunk to less than a quarter of its pixels stays floats (kRgb8IfSmaller).
+  RecordProperty("sent_as_rgb8", bytes->normalized() ? "no" : "yes");
+  if (!bytes->normalized()) {
+    EXPECT_LE(bytes->rgb8.size(), floats->pixels.size() * sizeof(float));
+    ASSERT_TRUE(NormalizeInPlace(*bytes).ok());
+  }
+  EXPECT_EQ(bytes->pixels, floats->pixels) << golden.name;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllPhotos, PreprocessGoldenTest,
     ::testing::Values(GoldenCase{"chelsea.max1024", "chelsea.png", 1024, 29, 19},

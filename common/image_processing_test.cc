@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "opencv2/imgcodecs.hpp"
+#include "opencv2/imgproc.hpp"
 
 namespace pixtral {
 namespace {
@@ -143,6 +144,130 @@ TEST(PreprocessImageTest, DecodesThenPreprocesses) {
 
   EXPECT_EQ(PreprocessImage("not an image", {}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A deterministic picture of every byte value in each channel.
+cv::Mat Gradient(int height, int width) {
+  cv::Mat rgb(height, width, CV_8UC3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      rgb.at<cv::Vec3b>(y, x) =
+          cv::Vec3b((x * 7 + y * 13) % 256, (x * 31 + y) % 256, (x ^ y) % 256);
+    }
+  }
+  return rgb;
+}
+
+// The float computation written out from mistral_common's steps, independent of the table.
+std::vector<float> ByFormula(const cv::Mat& rgb, int out_height, int out_width) {
+  const double mean[3] = {0.48145466, 0.4578275, 0.40821073};
+  const double std[3] = {0.26862954, 0.26130258, 0.27577711};
+  cv::Mat as_float, resized;
+  rgb.convertTo(as_float, CV_32F);
+  cv::resize(as_float, resized, cv::Size(out_width, out_height), 0, 0, cv::INTER_CUBIC);
+  std::vector<float> out(3 * out_height * out_width);
+  for (int y = 0; y < out_height; ++y) {
+    for (int x = 0; x < out_width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        const float scaled = resized.at<cv::Vec3f>(y, x)[c] / 255.0f;
+        out[(c * out_height + y) * out_width + x] = static_cast<float>((scaled - mean[c]) / std[c]);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(ResizeAndNormalizeRgb8Test, SameSizeTableEqualsOpenCvAndTheFormula) {
+  const cv::Mat rgb = Gradient(48, 64);
+  absl::StatusOr<std::vector<float>> got =
+      ResizeAndNormalizeRgb8(absl::Span<const uint8_t>(rgb.data, rgb.total() * 3), 48, 64, 48, 64);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, ByFormula(rgb, 48, 64));  // bit for bit
+}
+
+TEST(ResizeAndNormalizeRgb8Test, ResizedEqualsTheFormula) {
+  const cv::Mat rgb = Gradient(45, 70);
+  absl::StatusOr<std::vector<float>> got =
+      ResizeAndNormalizeRgb8(absl::Span<const uint8_t>(rgb.data, rgb.total() * 3), 45, 70, 48, 80);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, ByFormula(rgb, 48, 80));
+}
+
+TEST(ResizeAndNormalizeRgb8Test, RejectsSizesThatDoNotMatchTheBytes) {
+  const std::vector<uint8_t> bytes(12, 0);
+  EXPECT_EQ(ResizeAndNormalizeRgb8(bytes, 2, 2, 16, 16).status().code(), absl::StatusCode::kOk);
+  EXPECT_EQ(ResizeAndNormalizeRgb8(bytes, 2, 3, 16, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResizeAndNormalizeRgb8(bytes, 0, 2, 16, 16).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResizeAndNormalizeRgb8(bytes, 2, 2, 16, -16).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PixelFormTest, Rgb8IsKeptOnlyWhenNoLargerThanTheFloats) {
+  const ImageEncoderConfig config{.patch_size = 16, .max_image_size = 64};
+  // 64x64: no resize, 3 bytes a pixel against 12.
+  absl::StatusOr<PreprocessedImage> same =
+      PreprocessRgbImage(Gradient(64, 64), config, PixelForm::kRgb8IfSmaller);
+  ASSERT_TRUE(same.ok());
+  EXPECT_FALSE(same->normalized());
+  EXPECT_TRUE(same->pixels.empty());
+  EXPECT_EQ(same->rgb8.size(), size_t{64 * 64 * 3});
+  EXPECT_EQ(same->source_height, 64);
+  // 128x128 to 64x64: four times the pixels, as many bytes as the floats: still RGB.
+  absl::StatusOr<PreprocessedImage> four =
+      PreprocessRgbImage(Gradient(128, 128), config, PixelForm::kRgb8IfSmaller);
+  ASSERT_TRUE(four.ok());
+  EXPECT_FALSE(four->normalized());
+  // 130x128: more bytes than the floats, so the floats.
+  absl::StatusOr<PreprocessedImage> more =
+      PreprocessRgbImage(Gradient(130, 128), config, PixelForm::kRgb8IfSmaller);
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->normalized());
+  EXPECT_EQ(more->pixels.size(), size_t{3 * 64 * 64});
+  // kF32 always normalizes.
+  absl::StatusOr<PreprocessedImage> f32 = PreprocessRgbImage(Gradient(64, 64), config);
+  ASSERT_TRUE(f32.ok());
+  EXPECT_TRUE(f32->normalized());
+}
+
+TEST(PixelFormTest, NormalizeInPlaceGivesTheFloatsOfKF32) {
+  const ImageEncoderConfig config{.patch_size = 16, .max_image_size = 64};
+  for (const cv::Mat& rgb : {Gradient(64, 64), Gradient(100, 90), Gradient(20, 30)}) {
+    absl::StatusOr<PreprocessedImage> f32 = PreprocessRgbImage(rgb, config);
+    absl::StatusOr<PreprocessedImage> bytes =
+        PreprocessRgbImage(rgb, config, PixelForm::kRgb8IfSmaller);
+    ASSERT_TRUE(f32.ok() && bytes.ok());
+    ASSERT_FALSE(bytes->normalized());
+    ASSERT_TRUE(NormalizeInPlace(*bytes).ok());
+    EXPECT_TRUE(bytes->normalized());
+    EXPECT_TRUE(bytes->rgb8.empty());
+    EXPECT_EQ(bytes->pixels, f32->pixels) << rgb.rows << "x" << rgb.cols;
+  }
+}
+
+TEST(PixelFormTest, NonContiguousInputIsCopiedRowByRow) {
+  const cv::Mat big = Gradient(64, 96);
+  const cv::Mat view = big(cv::Rect(16, 0, 64, 64));  // rows 96 pixels apart
+  ASSERT_FALSE(view.isContinuous());
+  const ImageEncoderConfig config{.patch_size = 16, .max_image_size = 64};
+  absl::StatusOr<PreprocessedImage> bytes =
+      PreprocessRgbImage(view, config, PixelForm::kRgb8IfSmaller);
+  absl::StatusOr<PreprocessedImage> f32 = PreprocessRgbImage(view.clone(), config);
+  ASSERT_TRUE(bytes.ok() && f32.ok());
+  ASSERT_TRUE(NormalizeInPlace(*bytes).ok());
+  EXPECT_EQ(bytes->pixels, f32->pixels);
+}
+
+TEST(PreprocessImageTest, ReportsDecodeAndPreprocessTimes) {
+  std::vector<uchar> png;
+  ASSERT_TRUE(cv::imencode(".png", Gradient(200, 300), png));
+  ImagePreprocessTimes times;
+  absl::StatusOr<PreprocessedImage> image =
+      PreprocessImage(std::string(png.begin(), png.end()), {}, {}, PixelForm::kF32, &times);
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_GT(times.decode, absl::ZeroDuration());
+  EXPECT_GT(times.preprocess, absl::ZeroDuration());
 }
 
 }  // namespace

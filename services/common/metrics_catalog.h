@@ -43,6 +43,13 @@ Counter& ImageCacheHits();      // pixtral_image_cache_hits_total
 // ---- Images --------------------------------------------------------------------------------
 Counter& ImagesEncoded();    // pixtral_images_encoded_total
 Histogram& VisionLatency();  // pixtral_vision_encode_seconds: one Encode call, all its images
+// The gateway's part of one image, each step per image: loading a URL (not inline bytes),
+// decoding to 8-bit RGB, and resizing and normalizing (none when sent to a vision worker as
+// 8-bit RGB, which then does it: pixtral_vision_normalize_seconds).
+Histogram& ImageFetchLatency();       // pixtral_image_fetch_seconds
+Histogram& ImageDecodeLatency();      // pixtral_image_decode_seconds
+Histogram& ImagePreprocessLatency();  // pixtral_image_preprocess_seconds
+Histogram& VisionNormalizeLatency();  // pixtral_vision_normalize_seconds: one call's RGB images
 
 // ---- The process ---------------------------------------------------------------------------
 Gauge& ModelLoadSeconds();  // pixtral_model_load_seconds (0 until loaded)

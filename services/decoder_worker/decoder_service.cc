@@ -5,8 +5,11 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/run_on_scheduler.h"
 #include "services/common/grpc_status.h"
+#include "services/common/request_timings.h"
 #include "services/common/tensor_proto.h"
 
 namespace pixtral {
@@ -78,6 +81,7 @@ grpc::Status DecoderService::Generate(
   if (!stream->Read(&input) || !input.has_header()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a header");
   }
+  const absl::Time received_header = absl::Now();
   const v1::GenerateHeader header = input.header();
   if (header.image_feature_rows() < 0 ||
       header.image_feature_rows() > header.prompt_token_ids_size()) {
@@ -101,11 +105,20 @@ grpc::Status DecoderService::Generate(
       ToGenerationRequest(header, std::move(features), options_);
   if (!request.ok()) return ToGrpcStatus(request.status());
   const int prompt_tokens = static_cast<int>(request->prompt.tokens.size());
+  // Where this call's time went, for benchmarks (services/common/request_timings.h).
+  RequestTimings timings;
+  const absl::Time submitted = absl::Now();
+  timings.Add("receive", submitted - received_header);
+  bool first = true;
 
   const bool logprobs = header.sampling().logprobs();
   absl::StatusOr<Completion> completion = RunOnScheduler(
       scheduler_, *std::move(request),
       [&](absl::Span<const SampledToken> tokens) {
+        if (first && !tokens.empty()) {
+          timings.Add("first_token", absl::Now() - submitted);
+          first = false;
+        }
         v1::GenerateOutput output;
         for (const SampledToken& token : tokens) {
           output.add_token_ids(token.id);
@@ -122,6 +135,7 @@ grpc::Status DecoderService::Generate(
   last.set_finish_reason(ToProto(completion->finish_reason));
   last.mutable_usage()->set_prompt_tokens(prompt_tokens);
   last.mutable_usage()->set_completion_tokens(static_cast<int>(completion->tokens.size()));
+  context->AddTrailingMetadata(kTimingKey, timings.ToHeader());
   stream->Write(last);
   return grpc::Status::OK;
 }

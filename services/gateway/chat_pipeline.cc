@@ -31,6 +31,29 @@ void RecordTokenTimes(absl::Time start, size_t count, absl::Time& last) {
   last = now;
 }
 
+// Each image's loading steps into the metrics, and their sums and the whole chat encoding
+// (`tokenize`) into `timings` (may be null).
+void RecordImageTimes(const EncodedChat& encoded, absl::Duration tokenize,
+                      RequestTimings* timings) {
+  absl::Duration fetch, decode, preprocess;
+  for (const ImageLoadTimes& image : encoded.image_times) {
+    if (image.fetch > absl::ZeroDuration()) {
+      metrics::ImageFetchLatency().Observe(absl::ToDoubleSeconds(image.fetch));
+    }
+    metrics::ImageDecodeLatency().Observe(absl::ToDoubleSeconds(image.steps.decode));
+    metrics::ImagePreprocessLatency().Observe(absl::ToDoubleSeconds(image.steps.preprocess));
+    fetch += image.fetch;
+    decode += image.steps.decode;
+    preprocess += image.steps.preprocess;
+  }
+  if (timings == nullptr) return;
+  timings->Add("tokenize", tokenize);
+  if (encoded.image_times.empty()) return;
+  timings->Add("image_fetch", fetch);
+  timings->Add("image_decode", decode);
+  timings->Add("image_preprocess", preprocess);
+}
+
 }  // namespace
 
 ChatPipeline::ChatPipeline(const MistralTokenizer& tokenizer, VisionStage& vision,
@@ -62,6 +85,7 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   absl::StatusOr<EncodedChat> encoded = tokenizer_.EncodeChatCompletion(
       request, {.deadline = context.deadline, .cancelled = context.cancelled});
   if (!encoded.ok()) return encoded.status();
+  RecordImageTimes(*encoded, absl::Now() - start, context.timings);
 
   GenerationRequest generation;
   generation.max_tokens = params.max_tokens > 0 ? params.max_tokens : limits_.default_max_tokens;
@@ -98,11 +122,15 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   bool calling_tools = false;
   std::string calls_text;
   absl::Time last_token = absl::InfinitePast();
+  if (context.timings != nullptr) context.timings->Add("before_decoder", absl::Now() - start);
   bool client_cancelled = false;
   absl::Status decode_error;
   absl::StatusOr<Completion> completion = decoder_.Generate(
       std::move(generation),
       [&](absl::Span<const SampledToken> tokens) {
+        if (last_token == absl::InfinitePast() && !tokens.empty() && context.timings != nullptr) {
+          context.timings->Add("first_token", absl::Now() - start);
+        }
         RecordTokenTimes(start, tokens.size(), last_token);
         ChatDelta delta;
         for (const SampledToken& token : tokens) {
@@ -162,6 +190,7 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   if (!result.tool_calls.empty()) result.finish = ChatFinish::kToolCalls;
   result.usage.completion_tokens = static_cast<int>(result.token_ids.size());
   metrics::EndToEndLatency().Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (context.timings != nullptr) context.timings->Add("total", absl::Now() - start);
   metrics::PromptTokens().Increment(result.usage.prompt_tokens);
   metrics::GenerationTokens().Increment(result.usage.completion_tokens);
   return result;

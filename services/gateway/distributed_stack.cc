@@ -28,8 +28,10 @@ absl::StatusOr<std::unique_ptr<DistributedStack>> DistributedStack::Create(
   PIXTRAL_ASSIGN_OR_RETURN(stack->decoder_pool_,
                            ReplicaPool::Create(options.decoder_workers, options.channel));
 
+  FrontEndOptions front_end = options.front_end;
+  front_end.pixel_form = options.vision_pixels;
   PIXTRAL_ASSIGN_OR_RETURN(stack->front_end_,
-                           LoadFrontEnd(options.model_dir, options.front_end, kModelContextTokens));
+                           LoadFrontEnd(options.model_dir, front_end, kModelContextTokens));
 
   const int width = stack->config_.vision->hidden_size;
   PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(options.model_dir));

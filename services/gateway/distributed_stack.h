@@ -34,6 +34,11 @@ struct DistributedStackOptions {
   ChannelOptions channel;
   // Request limits and image loading.
   FrontEndOptions front_end;
+  // How images travel to the vision workers (replaces front_end.pixel_form): by default as the
+  // decoded 8-bit RGB, which the worker resizes and normalizes (4x fewer bytes than the floats
+  // for an image that needs no resize; bench/NOTES.md has the measurement); kF32 for workers
+  // that predate it.
+  PixelForm vision_pixels = PixelForm::kRgb8IfSmaller;
 };
 
 class DistributedStack {

@@ -18,6 +18,7 @@ absl::StatusOr<FrontEnd> LoadFrontEnd(const std::string& model_dir, const FrontE
     return fetcher->Fetch(url);
   };
   tokenizer_options.decode_limits = options.decode_limits;
+  tokenizer_options.pixel_form = options.pixel_form;
   tokenizer_options.max_images = options.max_images_per_request;
   tokenizer_options.max_prompt_tokens =
       options.max_prompt_tokens > 0 ? std::min(options.max_prompt_tokens, max_context_tokens)

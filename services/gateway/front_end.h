@@ -27,6 +27,9 @@ struct FrontEndOptions {
   ImageFetcher::Options fetch;
   // Encoded bytes, pixels and sides of one image, whatever its source.
   ImageDecodeLimits decode_limits;
+  // What the tokenizer keeps of an image: the normalized floats (an in-process encoder) or, where
+  // smaller, the 8-bit RGB for a vision worker to resize and normalize.
+  PixelForm pixel_form = PixelForm::kF32;
 };
 
 struct FrontEnd {

@@ -36,6 +36,10 @@ ABSL_FLAG(std::vector<std::string>, vision_workers, {},
           "Vision workers, host:port,... (distributed mode).");
 ABSL_FLAG(std::vector<std::string>, decoder_workers, {},
           "Decoder workers, host:port,... (distributed mode).");
+ABSL_FLAG(std::string, vision_pixels, "rgb8",
+          "How images go to the vision workers: rgb8 (the decoded 8-bit RGB, resized and "
+          "normalized by the worker, where smaller than the floats) | f32 (normalized floats, "
+          "for workers that predate rgb8).");
 ABSL_FLAG(bool, embedded, false, "Run the vision encoder and the decoder in this process.");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend with --embedded: cpu | cuda.");
 ABSL_FLAG(int, cache_tokens, 32768, "KV cache capacity in tokens with --embedded.");
@@ -162,6 +166,10 @@ absl::Status Run() {
     tokenizer = &embedded->tokenizer();
     options.model_info = embedded->model_info();
   } else {
+    const std::string pixels = absl::GetFlag(FLAGS_vision_pixels);
+    if (pixels != "rgb8" && pixels != "f32") {
+      return absl::InvalidArgumentError("--vision_pixels must be rgb8 or f32, got " + pixels);
+    }
     ChannelOptions channel;
     PIXTRAL_ASSIGN_OR_RETURN(
         channel.credentials,
@@ -170,11 +178,13 @@ absl::Status Run() {
                                 .key_file = absl::GetFlag(FLAGS_worker_tls_key)}));
     PIXTRAL_ASSIGN_OR_RETURN(
         distributed,
-        DistributedStack::Create({.model_dir = model_dir,
-                                  .vision_workers = absl::GetFlag(FLAGS_vision_workers),
-                                  .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
-                                  .channel = channel,
-                                  .front_end = front_end}));
+        DistributedStack::Create(
+            {.model_dir = model_dir,
+             .vision_workers = absl::GetFlag(FLAGS_vision_workers),
+             .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
+             .channel = channel,
+             .front_end = front_end,
+             .vision_pixels = pixels == "rgb8" ? PixelForm::kRgb8IfSmaller : PixelForm::kF32}));
     pipeline = &distributed->pipeline();
     tokenizer = &distributed->tokenizer();
     options.model_info = distributed->model_info();

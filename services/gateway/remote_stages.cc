@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
 #include "proto/decoder_worker.grpc.pb.h"
 #include "proto/vision_worker.grpc.pb.h"
@@ -80,7 +81,53 @@ std::unique_ptr<typename Stub::Stub> StubFor(grpc::Channel& channel) {
   return Stub::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
 }
 
+// What a worker said about its time (services/common/request_timings.h), or "".
+std::string TrailingTiming(const grpc::ClientContext& client) {
+  const auto& metadata = client.GetServerTrailingMetadata();
+  auto it = metadata.find(kTimingKey);
+  return it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+// Bytes of an image's pixels on the wire, in the form it has.
+int64_t PixelBytes(const PreprocessedImage& image) {
+  return image.normalized() ? static_cast<int64_t>(image.pixels.size() * sizeof(float))
+                            : static_cast<int64_t>(image.rgb8.size());
+}
+
 }  // namespace
+
+v1::EncodeRequest ToEncodeRequest(absl::Span<const PreprocessedImage> images) {
+  v1::EncodeRequest request;
+  auto set_normalized = [](const PreprocessedImage& image, v1::Tensor* tensor) {
+    tensor->set_dtype(v1::Tensor::DTYPE_F32);
+    tensor->add_shape(3);
+    tensor->add_shape(image.height);
+    tensor->add_shape(image.width);
+    tensor->set_data(reinterpret_cast<const char*>(image.pixels.data()),
+                     image.pixels.size() * sizeof(float));
+  };
+  // Only floats: the `images` field, which workers from before `inputs` read too.
+  const bool all_normalized =
+      std::all_of(images.begin(), images.end(), [](const auto& i) { return i.normalized(); });
+  for (const PreprocessedImage& image : images) {
+    if (all_normalized) {
+      set_normalized(image, request.add_images());
+      continue;
+    }
+    v1::ImageInput* input = request.add_inputs();
+    if (image.normalized()) {
+      set_normalized(image, input->mutable_normalized());
+      continue;
+    }
+    v1::RgbImage* rgb = input->mutable_rgb8();
+    rgb->set_height(image.source_height);
+    rgb->set_width(image.source_width);
+    rgb->set_data(reinterpret_cast<const char*>(image.rgb8.data()), image.rgb8.size());
+    rgb->set_target_height(image.height);
+    rgb->set_target_width(image.width);
+  }
+  return request;
+}
 
 absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
     absl::Span<const PreprocessedImage> images, const CallContext& context) {
@@ -89,7 +136,7 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
   size_t first = 0;
   int64_t bytes = 0;
   for (size_t i = 0; i < images.size(); ++i) {
-    const int64_t image_bytes = static_cast<int64_t>(images[i].pixels.size() * sizeof(float));
+    const int64_t image_bytes = PixelBytes(images[i]);
     if (i > first && bytes + image_bytes > max_bytes_per_call_) {
       groups.push_back(images.subspan(first, i - first));
       first = i;
@@ -117,16 +164,8 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
 
 absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
     absl::Span<const PreprocessedImage> images, const CallContext& context) {
-  v1::EncodeRequest request;
-  for (const PreprocessedImage& image : images) {
-    v1::Tensor* tensor = request.add_images();
-    tensor->set_dtype(v1::Tensor::DTYPE_F32);
-    tensor->add_shape(3);
-    tensor->add_shape(image.height);
-    tensor->add_shape(image.width);
-    tensor->set_data(reinterpret_cast<const char*>(image.pixels.data()),
-                     image.pixels.size() * sizeof(float));
-  }
+  const absl::Time start = absl::Now();
+  const v1::EncodeRequest request = ToEncodeRequest(images);
   int64_t total_rows = 0;
   for (const PreprocessedImage& image : images) total_rows += image.grid.rows * image.grid.cols;
 
@@ -159,6 +198,9 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
       rows += *added;
     }
     grpc::Status finished = reader->Finish();
+    if (finished.ok() && context.timings != nullptr) {
+      context.timings->Merge("vision.", TrailingTiming(client));
+    }
     if (!bad.ok()) return ToGrpcStatus(bad);
     if (finished.ok() && rows != total_rows) {
       return grpc::Status(
@@ -169,6 +211,10 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
   };
   grpc::Status status = pool_.Call(attempt, context.request_id);
   if (!status.ok()) return ToAbslStatus(status);
+  if (context.timings != nullptr) {
+    context.timings->Add("vision_call", absl::Now() - start);
+    context.timings->Add("vision_bytes", static_cast<double>(request.ByteSizeLong()));
+  }
   return features;
 }
 
@@ -192,6 +238,8 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
 
   Completion completion;
   bool consumer_stopped = false;
+  const absl::Time start = absl::Now();
+  bool first = true;
   auto attempt = [&](grpc::Channel& channel, bool* received) {
     completion = Completion();
     grpc::ClientContext client;
@@ -229,13 +277,19 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
       if (output.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
         completion.finish_reason = FromProto(output.finish_reason());
       }
+      if (first && !tokens.empty() && context.timings != nullptr) {
+        context.timings->Add("decoder_first_token", absl::Now() - start);
+        first = false;
+      }
       if (!tokens.empty() && !on_tokens(tokens)) {
         consumer_stopped = true;
         client.TryCancel();
         break;
       }
     }
-    return stream->Finish();
+    grpc::Status finished = stream->Finish();
+    if (context.timings != nullptr) context.timings->Merge("decoder.", TrailingTiming(client));
+    return finished;
   };
   grpc::Status status = pool_.Call(attempt, context.request_id);
   if (consumer_stopped) {

@@ -11,13 +11,15 @@
 #include <string>
 #include <utility>
 
+#include "proto/vision_worker.pb.h"
 #include "services/common/replica_pool.h"
 #include "services/gateway/stages.h"
 
 namespace pixtral {
 
 // Pixels of images sent in one Encode call at most: two 1024x1024 images (12 MiB of float32
-// each), far under the 64 MiB message limit, so every request the gateway accepts fits the wire.
+// each, or eight as 8-bit RGB), far under the 64 MiB message limit, so every request the
+// gateway accepts fits the wire.
 inline constexpr int64_t kMaxPixelBytesPerEncodeCall = int64_t{26} << 20;
 
 class RemoteVisionStage final : public VisionStage {
@@ -67,6 +69,11 @@ class RemoteDecoderStage final : public DecoderStage {
   const int feature_width_;
   const std::string model_fingerprint_;
 };
+
+// The Encode request for `images`: normalized ones as F32 tensors, 8-bit RGB ones
+// (PixelForm::kRgb8IfSmaller) as RgbImage; a request of floats only uses the `images` field that
+// older workers read.
+v1::EncodeRequest ToEncodeRequest(absl::Span<const PreprocessedImage> images);
 
 // Feature rows per message: 512 rows of 1024 f32 are 2 MB, well under gRPC's default limit.
 inline constexpr int kFeatureRowsPerMessage = 512;

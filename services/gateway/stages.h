@@ -13,6 +13,7 @@
 #include "absl/types/span.h"
 #include "common/image_processing.h"
 #include "decoder/generate.h"
+#include "services/common/request_timings.h"
 
 namespace pixtral {
 
@@ -23,6 +24,9 @@ struct CallContext {
   std::function<bool()> cancelled;
   // Passed to the workers (x-request-id) so their logs name the same request; may be empty.
   std::string request_id;
+  // Where the stages record their times and the workers' (services/common/request_timings.h);
+  // null records nothing.
+  RequestTimings* timings = nullptr;
 };
 
 class VisionStage {
@@ -30,7 +34,7 @@ class VisionStage {
   virtual ~VisionStage() = default;
 
   // The vision encoder's output for `images`, in order: f32 [sum of patches, width()], patches
-  // row-major within each image.
+  // row-major within each image. Images may come normalized or as 8-bit RGB (PixelForm).
   virtual absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
                                                     const CallContext& context) = 0;
 

@@ -9,66 +9,40 @@
 #include "services/common/grpc_status.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_catalog.h"
+#include "services/common/request_timings.h"
 #include "services/common/tensor_proto.h"
+#include "services/vision_worker/pixel_input.h"
 
 namespace pixtral {
-namespace {
-
-grpc::Status Invalid(int index, absl::string_view what) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                      absl::StrCat("image ", index, ": ", what));
-}
-
-}  // namespace
 
 grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::EncodeRequest* request,
                                    grpc::ServerWriter<v1::FeatureChunk>* writer) {
-  if (request->images_size() == 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no images");
+  const absl::Time handler_start = absl::Now();
+  absl::StatusOr<ReceivedImages> received =
+      ReadImages(*request, {.num_channels = options_.num_channels,
+                            .patch_size = options_.patch_size,
+                            .max_image_size = options_.max_image_size,
+                            .max_images_per_request = options_.max_images_per_request});
+  if (!received.ok()) return ToGrpcStatus(received.status());
+  if (received->rgb8_images > 0) {
+    metrics::VisionNormalizeLatency().Observe(absl::ToDoubleSeconds(received->normalize_time));
   }
-  if (request->images_size() > options_.max_images_per_request) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("at most ", options_.max_images_per_request,
-                                     " images per request, got ", request->images_size()));
-  }
-  // Views of the request's pixels: every field is checked before one is made.
-  std::vector<Image> images;
-  int64_t total_patches = 0;
-  for (int i = 0; i < request->images_size(); ++i) {
-    const v1::Tensor& t = request->images(i);
-    if (t.dtype() != v1::Tensor::DTYPE_F32) return Invalid(i, "pixels must be F32");
-    if (t.shape_size() != 3 || t.shape(0) != options_.num_channels) {
-      return Invalid(i, absl::StrCat("shape must be [", options_.num_channels, ", H, W]"));
-    }
-    const int64_t height = t.shape(1), width = t.shape(2);
-    if (height <= 0 || width <= 0 || height > options_.max_image_size ||
-        width > options_.max_image_size || height % options_.patch_size != 0 ||
-        width % options_.patch_size != 0) {
-      return Invalid(i, absl::StrCat("H and W must be positive multiples of ", options_.patch_size,
-                                     " up to ", options_.max_image_size));
-    }
-    const size_t count = static_cast<size_t>(options_.num_channels * height * width);
-    if (t.data().size() != count * sizeof(float)) {
-      return Invalid(i, "data size does not match the shape");
-    }
-    if (reinterpret_cast<uintptr_t>(t.data().data()) % alignof(float) != 0) {
-      return grpc::Status(grpc::StatusCode::INTERNAL, "misaligned pixel buffer");
-    }
-    total_patches += (height / options_.patch_size) * (width / options_.patch_size);
-    images.push_back(
-        {height, width,
-         absl::Span<const float>(reinterpret_cast<const float*>(t.data().data()), count)});
-  }
+  const std::vector<Image>& images = received->views;
+  const int64_t total_patches = received->total_patches;
+  int64_t encoded_images = 0;
   const absl::Time encode_start = absl::Now();
   absl::StatusOr<std::vector<float>> features =
-      EncodeWithCache(cache_, images, options_.patch_size, [this](absl::Span<const Image> misses) {
+      EncodeWithCache(cache_, images, options_.patch_size, [&](absl::Span<const Image> misses) {
         // Only the cache's misses run through the encoder.
         metrics::ImagesEncoded().Increment(static_cast<double>(misses.size()));
+        encoded_images += std::ssize(misses);
         return batcher_.Encode(misses);
       });
   if (!features.ok()) return ToGrpcStatus(features.status());
-  metrics::VisionLatency().Observe(absl::ToDoubleSeconds(absl::Now() - encode_start));
-  AddToRequestSummary(*context, absl::StrCat("images=", images.size(), " patches=", total_patches));
+  const absl::Duration encode_time = absl::Now() - encode_start;
+  metrics::VisionLatency().Observe(absl::ToDoubleSeconds(encode_time));
+  AddToRequestSummary(*context, absl::StrCat("images=", images.size(), " patches=", total_patches,
+                                             " rgb8=", received->rgb8_images));
 
   const int64_t width = static_cast<int64_t>(features->size()) / total_patches;
   const absl::Span<const float> all(*features);
@@ -94,6 +68,13 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
     }
     row += rows * cols;
   }
+  RequestTimings timings;
+  timings.Add("normalize", received->normalize_time);
+  timings.Add("encode", encode_time);
+  timings.Add("images", static_cast<double>(images.size()));
+  timings.Add("cache_hits", static_cast<double>(std::ssize(images) - encoded_images));
+  timings.Add("handler", absl::Now() - handler_start);
+  context->AddTrailingMetadata(kTimingKey, timings.ToHeader());
   return grpc::Status::OK;
 }
 

@@ -1,7 +1,7 @@
 // The vision worker's gRPC service: a thin shell over EncodeBatcher. Checks every received
-// image tensor, encodes the request's images (batched with concurrent requests; an image whose
-// pixels the feature cache holds skips the encoder) and streams the encoder output back in
-// chunks of rows.
+// image (pixel_input.h: normalized floats, or 8-bit RGB it resizes and normalizes), encodes the
+// request's images (batched with concurrent requests; an image whose pixels the feature cache holds
+// skips the encoder) and streams the encoder output back in chunks of rows.
 //
 // What crosses the wire is the encoder's output before the vision-language adapter, as f32: for
 // Pixtral-12B that is 1024 values per patch, a fifth of the 5120-wide adapted features, and the
