@@ -74,6 +74,10 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual std::string_view name() const = 0;
+  // The device stream the ops run on (a cudaStream_t for the CUDA backend), so that a
+  // communicator (kernels/communicator.h) can queue its collectives in order with them; nullptr
+  // for host backends, whose ops are done when they return.
+  virtual void* NativeStream() const { return nullptr; }
 
   // ---- Memory -----------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ size_t RoundedBytes(size_t bytes) {
 // frees itself on the stream and may outlive the backend object.
 class CudaContext {
  public:
-  static absl::StatusOr<std::shared_ptr<CudaContext>> Create() {
+  static absl::StatusOr<std::shared_ptr<CudaContext>> Create(int device) {
     auto context = std::shared_ptr<CudaContext>(new CudaContext());
     cudaError_t error = cudaStreamCreateWithFlags(&context->stream_, cudaStreamNonBlocking);
     if (error != cudaSuccess) {
@@ -64,7 +64,7 @@ class CudaContext {
       return absl::InternalError("CUDA backend: cannot create a cuBLAS handle");
     }
     CheckCublas(cublasSetStream(context->cublas_, context->stream_), "cublasSetStream");
-    error = cudaDeviceGetAttribute(&context->sm_count_, cudaDevAttrMultiProcessorCount, 0);
+    error = cudaDeviceGetAttribute(&context->sm_count_, cudaDevAttrMultiProcessorCount, device);
     if (error == cudaSuccess) error = cudaMallocHost(&context->staging_, kStagingBytes);
     if (error != cudaSuccess) {
       return absl::InternalError(
@@ -188,6 +188,7 @@ class CudaBackend : public Backend {
       : context_(std::move(context)), tuned_gemm_(std::move(tuned_gemm)) {}
 
   std::string_view name() const override { return "cuda"; }
+  void* NativeStream() const override { return stream(); }
 
   absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) override {
     return AllocKind(dtype, std::move(shape), DeviceBuffer::Kind::kStreamOrdered);
@@ -645,7 +646,7 @@ class CudaBackend : public Backend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend() {
+absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(int device) {
   int devices = 0;
   const cudaError_t error = cudaGetDeviceCount(&devices);
   if (error != cudaSuccess || devices == 0) {
@@ -654,15 +655,21 @@ absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend() {
         "CUDA backend: no CUDA device is available (",
         error == cudaSuccess ? "0 devices" : cudaGetErrorString(error), "); use --backend=cpu"));
   }
-  CheckCuda(cudaSetDevice(0), "cudaSetDevice");
+  if (device < 0 || device >= devices) {
+    return absl::UnavailableError(
+        absl::StrCat("CUDA backend: no CUDA device ", device, " (", devices, " visible)"));
+  }
+  // The calling thread's current device from here on: every op on this backend must be issued
+  // from a thread whose current device is `device` (tensor-parallel ranks each have their own).
+  CheckCuda(cudaSetDevice(device), "cudaSetDevice");
   // Keep freed activations in the stream-ordered pool instead of returning them to the driver at
   // every synchronization: forward steps allocate and free the same sizes again and again.
   cudaMemPool_t pool;
-  CheckCuda(cudaDeviceGetDefaultMemPool(&pool, 0), "cudaDeviceGetDefaultMemPool");
+  CheckCuda(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
   uint64_t threshold = std::numeric_limits<uint64_t>::max();
   CheckCuda(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
             "cudaMemPoolSetAttribute");
-  absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::Create();
+  absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::Create(device);
   if (!context.ok()) return context.status();
   // PIXTRAL_CUBLAS_DEFAULT=1 keeps cuBLAS's default choice of GEMM kernels, for benchmarks that
   // compare it with the tuned one.

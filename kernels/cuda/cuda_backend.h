@@ -20,8 +20,10 @@
 
 namespace pixtral::kernels {
 
-// A backend on CUDA device 0; UNAVAILABLE when no device (or no driver) is present.
-absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend();
+// A backend on CUDA device `device`; UNAVAILABLE when that device (or the driver) is not
+// present. It makes `device` the calling thread's current device, and every later call on the
+// backend must come from a thread with that current device (one thread per tensor-parallel rank).
+absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(int device = 0);
 
 }  // namespace pixtral::kernels
 
