@@ -35,8 +35,9 @@ ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # ---- runtime ---------------------------------------------------------------------------------
 FROM cuda-runtime
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      libabsl20220623 libc-ares2 libcpp-httplib0.11 libgflags2.2 libgoogle-glog0v6 \
-      libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 libssl3 zlib1g \
+      libabsl20220623 libc-ares2 libcpp-httplib0.11 libcurl4 libgflags2.2 libgif7 \
+      libgoogle-glog0v6 libgrpc++1.51 libgrpc29 libopencv-core406 libopencv-imgcodecs406 \
+      libopencv-imgproc406 libpcre2-8-0 libprotobuf32 libre2-9 libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/vision_worker /app/vision_worker
 USER 65532:65532
