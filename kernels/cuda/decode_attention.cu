@@ -73,36 +73,6 @@ __device__ __forceinline__ void CopyAsync16OrZero(void* shared, const void* glob
                "r"(bytes));
 }
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// d += a·b for one m16n8k16 tile, bf16 operands, f32 accumulators.
-__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                    uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Four 8x8 bf16 matrices from shared memory (transposed with kTrans); lane l gives the address of
-// row l % 8 of matrix l / 8.
-template <bool kTrans>
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const __nv_bfloat16* row) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
-  if constexpr (kTrans) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-  } else {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-  }
-}
-
 // grid (num_sequences, kv_heads, splits), kMmaThreads threads, MmaRing<kHeadDim>::kBytes of
 // dynamic shared memory.
 template <int kHeadDim, int kGroup>
@@ -201,9 +171,9 @@ __global__ void __launch_bounds__(kMmaThreads)
       for (int k = 0; k < kSteps; k += 2) {
         uint32_t b[4];
         const int key = 8 * j + lane % 8, chunk = 2 * k + lane / 8;
-        LdMatrixX4<false>(b, k_tile + key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane);
-        Mma(sc[j], qa[k][0], 0, qa[k][1], 0, b[0], b[1]);
-        Mma(sc[j], qa[k + 1][0], 0, qa[k + 1][1], 0, b[2], b[3]);
+        LdMatrixX4(b, k_tile + key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane);
+        MmaBf16(sc[j], {qa[k][0], 0, qa[k][1], 0}, b[0], b[1]);
+        MmaBf16(sc[j], {qa[k + 1][0], 0, qa[k + 1][1], 0}, b[2], b[3]);
       }
     }
     // Row g's scores of keys 8j + 2t, 8j + 2t + 1 are sc[j][0], sc[j][1].
@@ -233,14 +203,14 @@ __global__ void __launch_bounds__(kMmaThreads)
     // O += P·V: A is row g's p of keys 2t, 2t + 1 (octet 0) and 8 + 2t, 9 + 2t (octet 1); B of
     // dim tiles d, d + 1 from ldmatrix.trans, matrix m of lane l: key 8 (m % 2) + l % 8, chunk
     // d + m / 2.
-    const uint32_t pa0 = PackBf16(pr[0][0], pr[0][1]), pa2 = PackBf16(pr[1][0], pr[1][1]);
+    const uint32_t pa[4] = {PackBf16(pr[0][0], pr[0][1]), 0, PackBf16(pr[1][0], pr[1][1]), 0};
 #pragma unroll
     for (int d = 0; d < kDimTiles; d += 2) {
       uint32_t b[4];
       const int key = 8 * ((lane / 8) % 2) + lane % 8, chunk = d + lane / 16;
-      LdMatrixX4<true>(b, v_tile + key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane);
-      Mma(o[d], pa0, 0, pa2, 0, b[0], b[1]);
-      Mma(o[d + 1], pa0, 0, pa2, 0, b[2], b[3]);
+      LdMatrixX4Trans(b, v_tile + key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane);
+      MmaBf16(o[d], pa, b[0], b[1]);
+      MmaBf16(o[d + 1], pa, b[2], b[3]);
     }
     __syncwarp();  // the slot is refilled by the next tile's issue
   }
