@@ -96,9 +96,10 @@ for k, t in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
 PY
 done
 if [ "${MODEL_12B:-0}" = 1 ]; then
-  echo "== prompt_bench, one 1024x1024 image, 4213-token prompt"
+  echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
-    --backend cuda --repeats "${PROMPT_REPEATS:-3}" || status=1
+    --backend cuda --repeats "${PROMPT_REPEATS:-3}" --images "${PROMPT_IMAGES:-1,2,4}" \
+    --image_sizes "${PROMPT_SIDES:-512,1024}" || status=1
 fi
 if [ -n "${REF:-}" ]; then
   echo "== compiled PyTorch peer (${REF}/compiled_decode.py), START ${DECODE_CONTEXT:-1000}"
