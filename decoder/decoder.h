@@ -15,7 +15,9 @@
 //   PIXTRAL_ASSIGN_OR_RETURN(logits, decoder->Forward({{.sequence = seq, .tokens = {&next, 1}}}));
 //   decoder->Release(seq);
 //
-// Not thread-safe: one caller (the scheduler) drives it.
+// Not thread-safe: one caller (the scheduler) drives it. decoder/tp_decoder.h is the same decoder
+// split over several backends (tensor parallelism); it keeps this class's sequence bookkeeping
+// and replaces Forward and ForwardSampled.
 #ifndef PIXTRAL_DECODER_DECODER_H_
 #define PIXTRAL_DECODER_DECODER_H_
 
@@ -69,6 +71,7 @@ class Decoder {
                                                          int image_token_id,
                                                          kernels::WeightLoader& loader,
                                                          const CacheOptions& cache);
+  virtual ~Decoder() = default;
 
   const DecoderConfig& config() const { return config_; }
   const PagedKvCache& cache() const { return *cache_; }
@@ -101,16 +104,17 @@ class Decoder {
   // tokens, ids outside the vocabulary, image rows that do not match the [IMG] count) is
   // InvalidArgument; a step the free cache cannot hold is ResourceExhausted. On error nothing
   // changed: every sequence is as it was and the decoder takes the next call.
-  absl::StatusOr<std::vector<std::vector<float>>> Forward(absl::Span<const StepInput> batch);
+  virtual absl::StatusOr<std::vector<std::vector<float>>> Forward(
+      absl::Span<const StepInput> batch);
 
   // As Forward, then one token per input sampled on the backend from its last logits row as
   // draws[i] says (Sampler::NextDraw), so only ids and logprobs reach the host. A row whose
   // logits are not finite fails alone (INTERNAL); every sequence still advanced. No input may ask
   // for all_logits.
-  absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> ForwardSampled(
+  virtual absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> ForwardSampled(
       absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws);
 
- private:
+ protected:
   struct Sequence {
     std::vector<int32_t> blocks;
     int64_t length = 0;
@@ -120,19 +124,22 @@ class Decoder {
       : backend_(backend), config_(config), image_token_id_(image_token_id) {}
 
   absl::Status Validate(absl::Span<const StepInput> batch) const;
+
+  kernels::Backend* backend_;
+  DecoderConfig config_;
+  int image_token_id_;
+  std::unique_ptr<PagedKvCache> cache_;
+  absl::flat_hash_map<SequenceId, Sequence> sequences_;
+
+ private:
   // Validates and runs the batch; the logits f32 [rows, vocab] stay on the backend.
   absl::StatusOr<kernels::Tensor> Run(absl::Span<const StepInput> batch);
   // x = embeddings of `ids`, with [IMG] rows replaced by the inputs' image features.
   absl::Status Embed(absl::Span<const StepInput> batch, const kernels::Tensor& ids,
                      const kernels::Tensor& x);
 
-  kernels::Backend* backend_;
-  DecoderConfig config_;
-  int image_token_id_;
   kernels::Tensor tok_embeddings_, norm_, output_;
   std::vector<kernels::BlockWeights> layers_;
-  std::unique_ptr<PagedKvCache> cache_;
-  absl::flat_hash_map<SequenceId, Sequence> sequences_;
   SequenceId next_id_ = 1;
 };
 

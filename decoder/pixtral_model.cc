@@ -26,8 +26,14 @@ absl::StatusOr<std::unique_ptr<PixtralModel>> PixtralModel::Load(const std::stri
                                           load.vision_encoder));
   }
   const int image_token_id = config.vision.has_value() ? config.vision->image_token_id : -1;
-  PIXTRAL_ASSIGN_OR_RETURN(m->decoder_,
-                           Decoder::Create(backend, config.decoder, image_token_id, loader, cache));
+  if (load.tensor_parallel.make_communicators) {
+    PIXTRAL_ASSIGN_OR_RETURN(
+        m->decoder_, TpDecoder::Create(backend, config.decoder, image_token_id, m->folder_->weights,
+                                       m->folder_, cache, load.tensor_parallel));
+  } else {
+    PIXTRAL_ASSIGN_OR_RETURN(
+        m->decoder_, Decoder::Create(backend, config.decoder, image_token_id, loader, cache));
+  }
   return m;
 }
 

@@ -22,6 +22,7 @@
 #include "common/model_config.h"
 #include "common/model_folder.h"
 #include "decoder/decoder.h"
+#include "decoder/tp_decoder.h"
 #include "kernels/backend.h"
 #include "vision_encoder/vision_encoder.h"
 
@@ -31,6 +32,10 @@ namespace pixtral {
 // decoder and the vision-language adapter, not the vision transformer.
 struct ModelLoadOptions {
   bool vision_encoder = true;  // false: the adapter only (VisionEncoder::Encode refuses)
+  // With a communicator factory, the decoder is a TpDecoder (decoder/tp_decoder.h) over
+  // tensor_parallel.size ranks, rank 0 on the model's backend, where the vision encoder and the
+  // adapter run too; without one, a plain Decoder.
+  TensorParallelOptions tensor_parallel;
 };
 
 struct PrefillOptions {

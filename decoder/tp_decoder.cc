@@ -1,0 +1,506 @@
+#include "decoder/tp_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "kernels/cpu/cpu_communicator.h"
+#include "kernels/rope.h"
+#include "kernels/sharded_sampling.h"
+#include "kernels/weight_shards.h"
+
+namespace pixtral {
+namespace {
+
+using kernels::Backend;
+using kernels::DType;
+using kernels::MatrixSlice;
+using kernels::Tensor;
+
+// The prompt part of a step's tokens: the only tokens where [IMG] is a placeholder.
+absl::Span<const int32_t> PromptPart(const StepInput& in) {
+  return in.prompt_tokens < 0
+             ? in.tokens
+             : in.tokens.first(std::min<size_t>(in.prompt_tokens, in.tokens.size()));
+}
+
+}  // namespace
+
+absl::StatusOr<TpShard> ShardFor(const DecoderConfig& c, int rank, int size) {
+  if (size < 1 || rank < 0 || rank >= size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " of ", size));
+  }
+  if (c.n_heads % size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", size,
+                                                   " ranks needs a multiple of ", size,
+                                                   " heads, not ", c.n_heads));
+  }
+  if (c.n_kv_heads % size != 0 && size % c.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", size,
+                                                   " ranks cannot split ", c.n_kv_heads,
+                                                   " KV heads (one must divide the other)"));
+  }
+  TpShard s;
+  s.heads = c.n_heads / size;
+  s.head_begin = rank * s.heads;
+  if (c.n_kv_heads >= size) {
+    s.kv_heads = c.n_kv_heads / size;
+    s.kv_head_begin = rank * s.kv_heads;
+  } else {  // KV heads replicated: this rank's query heads all read the one their group reads
+    s.kv_heads = 1;
+    s.kv_head_begin = s.head_begin / (c.n_heads / c.n_kv_heads);
+  }
+  s.hidden_begin = c.hidden_dim * rank / size;
+  s.hidden = c.hidden_dim * (rank + 1) / size - s.hidden_begin;
+  s.vocab_begin = c.vocab_size * rank / size;
+  s.vocab = c.vocab_size * (rank + 1) / size - s.vocab_begin;
+  return s;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<kernels::Communicator>>> CpuCommunicatorsFor(
+    absl::Span<Backend* const> backends) {
+  for (Backend* b : backends) {
+    if (b->NativeStream() != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the in-process communicator works on host backends, not \"",
+                       std::string(b->name()), "\""));
+    }
+  }
+  return kernels::NewCpuCommunicators(static_cast<int>(backends.size()));
+}
+
+// One rank's weights (its slices), cache and communicator.
+struct TpDecoder::Rank {
+  struct Layer {
+    Tensor attention_norm, ffn_norm;
+    Tensor wqkv;  // its heads' rows of wq, then its KV heads' of wk and wv
+    Tensor wo;    // the input columns of its heads
+    Tensor w13;   // its hidden units' rows of w1, then of w3
+    Tensor w2;    // the input columns of its hidden units
+  };
+
+  std::unique_ptr<Backend> owned_backend;  // ranks >= 1
+  Backend* backend = nullptr;
+  std::unique_ptr<kernels::Communicator> comm;
+  TpShard shard{};
+  Tensor tok_embeddings, norm, output;
+  std::vector<Layer> layers;
+  std::unique_ptr<PagedKvCache> own_cache;  // ranks >= 1; rank 0's is Decoder::cache_
+  PagedKvCache* cache = nullptr;
+};
+
+// Threads for ranks 1.. that wait for work; rank 0 works on the caller's thread.
+class TpDecoder::Threads {
+ public:
+  explicit Threads(int size) {
+    for (int r = 1; r < size; ++r) threads_.emplace_back([this, r] { Loop(r); });
+  }
+
+  ~Threads() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    start_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void Run(const std::function<void(int)>& fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &fn;
+      pending_ = static_cast<int>(threads_.size());
+      ++generation_;
+    }
+    start_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void Loop(int rank) {
+    int64_t seen = 0;
+    while (true) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(rank);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable start_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  int64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// A step flattened once on the caller's thread: what every rank computes over.
+struct TpDecoder::Plan {
+  std::vector<int32_t> ids, positions, logit_rows;
+  std::vector<kernels::PagedSequence> attention;
+};
+
+TpDecoder::TpDecoder(Backend* backend, const DecoderConfig& config, int image_token_id)
+    : Decoder(backend, config, image_token_id) {}
+
+TpDecoder::~TpDecoder() {
+  // Each rank's tensors are freed on its own thread (a CUDA backend's current device).
+  if (threads_ != nullptr) OnRanks([&](int r) { ranks_[r].reset(); });
+}
+
+Backend& TpDecoder::rank_backend(int r) const { return *ranks_[r]->backend; }
+kernels::Communicator& TpDecoder::rank_communicator(int r) const { return *ranks_[r]->comm; }
+void TpDecoder::OnRanks(const std::function<void(int)>& fn) { threads_->Run(fn); }
+
+absl::StatusOr<std::unique_ptr<TpDecoder>> TpDecoder::Create(
+    Backend* backend, const DecoderConfig& config, int image_token_id,
+    const SafetensorsCheckpoint& weights, std::shared_ptr<const void> owner,
+    const CacheOptions& cache, const TensorParallelOptions& tp) {
+  if (config.sliding_window.has_value()) {
+    return absl::UnimplementedError("sliding-window attention is not supported");
+  }
+  const int size = tp.size;
+  if (size < 1) return absl::InvalidArgumentError(absl::StrCat("--tp must be >= 1, not ", size));
+  if (size > 1 && !tp.make_backend) {
+    return absl::InvalidArgumentError("tensor parallelism needs a backend factory");
+  }
+  if (!tp.make_communicators) return absl::InvalidArgumentError("no communicator factory");
+  std::unique_ptr<TpDecoder> d(new TpDecoder(backend, config, image_token_id));
+  for (int r = 0; r < size; ++r) {
+    auto rank = std::make_unique<Rank>();
+    PIXTRAL_ASSIGN_OR_RETURN(rank->shard, ShardFor(config, r, size));
+    d->ranks_.push_back(std::move(rank));
+  }
+  d->ranks_[0]->backend = backend;
+  d->threads_ = std::make_unique<Threads>(size);
+
+  // Backends, on their ranks' threads.
+  std::vector<absl::Status> status(size);
+  d->OnRanks([&](int r) {
+    if (r == 0) return;
+    absl::StatusOr<std::unique_ptr<Backend>> b = tp.make_backend(r);
+    if (!b.ok()) {
+      status[r] = b.status();
+      return;
+    }
+    d->ranks_[r]->owned_backend = *std::move(b);
+    d->ranks_[r]->backend = d->ranks_[r]->owned_backend.get();
+  });
+  for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  std::vector<Backend*> backends;
+  for (const auto& rank : d->ranks_) backends.push_back(rank->backend);
+  PIXTRAL_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<kernels::Communicator>> comms,
+                           tp.make_communicators(backends));
+  if (std::ssize(comms) != size) return absl::InternalError("communicator group of wrong size");
+  for (int r = 0; r < size; ++r) d->ranks_[r]->comm = std::move(comms[r]);
+
+  // Weights, every rank at once; then the cache, sized for the rank with the least room.
+  d->OnRanks([&](int r) { status[r] = d->LoadRank(r, weights, owner); });
+  for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  const TpShard& s0 = d->ranks_[0]->shard;
+  const int64_t block_bytes = int64_t{2} * config.n_layers * cache.block_size * s0.kv_heads *
+                              config.head_dim * DTypeSize(backend->KvCacheDType());
+  int num_blocks = cache.num_blocks;
+  if (num_blocks == 0) {
+    std::vector<int64_t> free(size, 0);
+    d->OnRanks([&](int r) {
+      absl::StatusOr<int64_t> f = d->ranks_[r]->backend->FreeMemoryBytes();
+      status[r] = f.status();
+      if (f.ok()) free[r] = *f;
+    });
+    for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+    const int64_t least = *std::min_element(free.begin(), free.end());
+    const int64_t blocks =
+        static_cast<int64_t>(static_cast<double>(least) * cache.free_memory_fraction) / block_bytes;
+    if (blocks < 1) {
+      return absl::ResourceExhaustedError(absl::StrCat("no room for a KV cache: ", least,
+                                                       " bytes free, a block takes ", block_bytes));
+    }
+    num_blocks = static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max()));
+    LOG(INFO) << "KV cache sized from free device memory: " << num_blocks << " blocks of "
+              << block_bytes << " bytes on each of " << size << " ranks";
+  }
+  const KvCacheLayout layout{.num_layers = config.n_layers,
+                             .num_kv_heads = static_cast<int>(s0.kv_heads),
+                             .head_dim = config.head_dim,
+                             .block_size = cache.block_size,
+                             .num_blocks = num_blocks};
+  d->OnRanks([&](int r) {
+    Rank& rank = *d->ranks_[r];
+    absl::StatusOr<std::unique_ptr<PagedKvCache>> c = PagedKvCache::Create(*rank.backend, layout);
+    status[r] = c.status();
+    if (!c.ok()) return;
+    if (r == 0) {
+      d->cache_ = *std::move(c);  // the bookkeeping every rank's block ids follow
+      rank.cache = d->cache_.get();
+    } else {
+      rank.own_cache = *std::move(c);
+      rank.cache = rank.own_cache.get();
+    }
+  });
+  for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  return d;
+}
+
+absl::Status TpDecoder::LoadRank(int r, const SafetensorsCheckpoint& weights,
+                                 const std::shared_ptr<const void>& owner) {
+  Rank& rank = *ranks_[r];
+  const TpShard& s = rank.shard;
+  const int64_t hd = config_.head_dim;
+  auto load = [&](std::vector<MatrixSlice> slices) {
+    return kernels::LoadSlices(*rank.backend, weights, owner, slices);
+  };
+  PIXTRAL_ASSIGN_OR_RETURN(rank.tok_embeddings, load({{.name = "tok_embeddings.weight"}}));
+  PIXTRAL_ASSIGN_OR_RETURN(rank.norm, load({{.name = "norm.weight"}}));
+  PIXTRAL_ASSIGN_OR_RETURN(
+      rank.output, load({{.name = "output.weight", .row_begin = s.vocab_begin, .rows = s.vocab}}));
+  for (int l = 0; l < config_.n_layers; ++l) {
+    const std::string p = absl::StrCat("layers.", l, ".");
+    Rank::Layer layer;
+    PIXTRAL_ASSIGN_OR_RETURN(layer.attention_norm, load({{.name = p + "attention_norm.weight"}}));
+    PIXTRAL_ASSIGN_OR_RETURN(layer.ffn_norm, load({{.name = p + "ffn_norm.weight"}}));
+    PIXTRAL_ASSIGN_OR_RETURN(layer.wqkv, load({{.name = p + "attention.wq.weight",
+                                                .row_begin = s.head_begin * hd,
+                                                .rows = s.heads * hd},
+                                               {.name = p + "attention.wk.weight",
+                                                .row_begin = s.kv_head_begin * hd,
+                                                .rows = s.kv_heads * hd},
+                                               {.name = p + "attention.wv.weight",
+                                                .row_begin = s.kv_head_begin * hd,
+                                                .rows = s.kv_heads * hd}}));
+    PIXTRAL_ASSIGN_OR_RETURN(layer.wo, load({{.name = p + "attention.wo.weight",
+                                              .col_begin = s.head_begin * hd,
+                                              .cols = s.heads * hd}}));
+    PIXTRAL_ASSIGN_OR_RETURN(
+        layer.w13,
+        load({{.name = p + "feed_forward.w1.weight", .row_begin = s.hidden_begin, .rows = s.hidden},
+              {.name = p + "feed_forward.w3.weight",
+               .row_begin = s.hidden_begin,
+               .rows = s.hidden}}));
+    PIXTRAL_ASSIGN_OR_RETURN(layer.w2, load({{.name = p + "feed_forward.w2.weight",
+                                              .col_begin = s.hidden_begin,
+                                              .cols = s.hidden}}));
+    rank.layers.push_back(std::move(layer));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TpDecoder::Plan> TpDecoder::Prepare(absl::Span<const StepInput> batch) {
+  PIXTRAL_RETURN_IF_ERROR(Validate(batch));
+  Plan plan;
+  for (const StepInput& in : batch) {
+    Sequence& s = sequences_[in.sequence];
+    const int32_t begin = static_cast<int32_t>(plan.ids.size()), n = std::ssize(in.tokens);
+    PIXTRAL_RETURN_IF_ERROR(cache_->Reserve(s.length + n, s.blocks));  // Validate counted them
+    plan.attention.push_back({begin, n, static_cast<int32_t>(s.length), s.blocks});
+    for (int32_t i = 0; i < n; ++i) {
+      plan.ids.push_back(in.tokens[i]);
+      plan.positions.push_back(static_cast<int32_t>(s.length) + i);
+      if (in.all_logits || i == n - 1) plan.logit_rows.push_back(begin + i);
+    }
+  }
+  return plan;
+}
+
+// Decoder::Run's layer loop on one rank's slices, with the two all-reduces of the row-parallel
+// products. Everything that can fail (allocations) happens before the first collective, and the
+// ranks agree on the outcome, so that no rank waits in a collective for one that gave up.
+absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepInput> batch,
+                                Tensor& logits) {
+  Rank& rank = *ranks_[r];
+  Backend& b = *rank.backend;
+  kernels::Communicator& comm = *rank.comm;
+  const DecoderConfig& c = config_;
+  const TpShard& s = rank.shard;
+  const int64_t t = std::ssize(plan.ids), rows = std::ssize(plan.logit_rows);
+  const int64_t hd = c.head_dim, nh = s.heads, nkv = s.kv_heads;
+
+  struct Buffers {
+    Tensor ids, rows, rope, x, h, hn, qkv, q, k, v, attn, gate_up, gate, last, logits;
+    kernels::PagedBatch paged;
+    std::vector<Tensor> features;  // per input with image rows: rank 0's own, else a copy
+    std::vector<Tensor> image_rows;
+  } w;
+  auto allocate = [&]() -> absl::Status {
+    PIXTRAL_ASSIGN_OR_RETURN(w.ids, kernels::ToBackend(b, plan.ids, {t}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.rows, kernels::ToBackend(b, plan.logit_rows, {rows}));
+    PIXTRAL_ASSIGN_OR_RETURN(
+        w.rope, kernels::ToBackend(b, kernels::RopeTable1D(plan.positions, hd, c.rope_theta),
+                                   {t, hd / 2, 2}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.paged, kernels::MakePagedBatch(b, plan.attention));
+    PIXTRAL_ASSIGN_OR_RETURN(w.x, b.Alloc(DType::kF32, {t, c.dim}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.h, b.Alloc(DType::kF32, {t, c.dim}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.q, b.Alloc(DType::kF32, {t, nh, hd}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.k, b.Alloc(DType::kF32, {t, nkv, hd}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.v, b.Alloc(DType::kF32, {t, nkv, hd}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.attn, b.Alloc(DType::kF32, {t, nh, hd}));
+    // As in Decoder::Run: what only products read is in the backend's input type (hn is h in
+    // f32).
+    const DType act = b.MatMulInputDType(t);
+    w.hn = w.h;
+    if (act != DType::kF32) {
+      PIXTRAL_ASSIGN_OR_RETURN(w.hn, b.Alloc(act, {t, c.dim}));
+    }
+    PIXTRAL_ASSIGN_OR_RETURN(w.gate_up, b.Alloc(act, {t, 2 * s.hidden}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.gate, b.Alloc(act, {t, s.hidden}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.last, b.Alloc(DType::kF32, {rows, c.dim}));
+    PIXTRAL_ASSIGN_OR_RETURN(w.logits, b.Alloc(DType::kF32, {rows, s.vocab}));
+    int64_t offset = 0;
+    for (const StepInput& in : batch) {
+      std::vector<int32_t> image_rows;
+      const absl::Span<const int32_t> prompt = PromptPart(in);
+      for (size_t i = 0; i < prompt.size(); ++i) {
+        if (prompt[i] == image_token_id_) image_rows.push_back(static_cast<int32_t>(offset + i));
+      }
+      offset += std::ssize(in.tokens);
+      if (image_rows.empty()) continue;
+      PIXTRAL_ASSIGN_OR_RETURN(Tensor ri,
+                               kernels::ToBackend(b, image_rows, {std::ssize(image_rows)}));
+      w.image_rows.push_back(ri);
+      if (r == 0) {
+        w.features.push_back(in.image_features);
+      } else {
+        PIXTRAL_ASSIGN_OR_RETURN(Tensor f, b.Alloc(DType::kF32, in.image_features.shape()));
+        w.features.push_back(f);
+      }
+    }
+    return absl::OkStatus();
+  };
+  const absl::Status allocated = allocate();
+  int32_t ok = allocated.ok() ? 1 : 0;
+  std::vector<int32_t> all_ok(comm.size());
+  comm.AllGather(&ok, sizeof(ok), all_ok.data());
+  if (!allocated.ok()) return allocated;
+  if (std::count(all_ok.begin(), all_ok.end(), 0) > 0) {
+    return absl::ResourceExhaustedError("another tensor-parallel rank could not run the step");
+  }
+
+  // The multimodal merge: rank 0's image features, broadcast, over the [IMG] rows.
+  b.Gather(rank.tok_embeddings, w.ids, w.x);
+  for (size_t i = 0; i < w.features.size(); ++i) {
+    comm.Broadcast(w.features[i], /*root=*/0);
+    b.Scatter(w.features[i], w.image_rows[i], w.x);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::vector<Rank::Layer>& layers = rank.layers;
+  if (!layers.empty()) b.RmsNorm(w.x, layers[0].attention_norm, c.norm_eps, w.hn);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Rank::Layer& lw = layers[l];
+    b.MatMul(w.hn, lw.wqkv, nullptr, w.qkv);
+    const Tensor parts[] = {w.q, w.k, w.v};
+    b.SplitColumns(w.qkv, parts);
+    b.PagedAttention(w.q, w.k, w.v, &w.rope, w.paged, scale, rank.cache->keys(l),
+                     rank.cache->values(l), w.attn);
+    b.MatMul(w.attn.Reshape({t, nh * hd}), lw.wo, nullptr, w.h);  // this rank's heads' share
+    comm.AllReduceSum(w.h);
+    b.AddRmsNorm(w.x, w.h, lw.ffn_norm, c.norm_eps, w.hn);
+    b.MatMul(w.hn, lw.w13, nullptr, w.gate_up);
+    b.SwiGlu(w.gate_up, w.gate);
+    b.MatMul(w.gate, lw.w2, nullptr, w.h);  // this rank's hidden units' share
+    comm.AllReduceSum(w.h);
+    if (l + 1 < layers.size()) {
+      b.AddRmsNorm(w.x, w.h, layers[l + 1].attention_norm, c.norm_eps, w.hn);
+    } else {
+      b.Add(w.x, w.h, w.x);
+    }
+  }
+  b.Gather(w.x, w.rows, w.last);
+  b.RmsNorm(w.last, rank.norm, c.norm_eps, w.last);
+  b.MatMul(w.last, rank.output, nullptr, w.logits);  // this rank's vocabulary range
+  logits = w.logits;
+  return absl::OkStatus();
+}
+
+absl::Status TpDecoder::Step(absl::Span<const StepInput> batch,
+                             const std::function<void(int, const Tensor&)>& after) {
+  PIXTRAL_ASSIGN_OR_RETURN(const Plan plan, Prepare(batch));
+  std::vector<absl::Status> status(ranks_.size());
+  OnRanks([&](int r) {
+    Tensor logits;
+    status[r] = RunRank(r, plan, batch, logits);
+    if (status[r].ok()) after(r, logits);
+  });
+  for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  for (const StepInput& in : batch) sequences_[in.sequence].length += std::ssize(in.tokens);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> TpDecoder::Forward(
+    absl::Span<const StepInput> batch) {
+  std::vector<std::vector<float>> shards(ranks_.size());
+  PIXTRAL_RETURN_IF_ERROR(Step(batch, [&](int r, const Tensor& logits) {
+    shards[r] = kernels::ToHost(*ranks_[r]->backend, logits);
+  }));
+  // Whole rows from the ranks' vocabulary ranges: Forward is for prompt logprobs and tests;
+  // sampling (ForwardSampled) never assembles them.
+  const int64_t vocab = config_.vocab_size;
+  std::vector<std::vector<float>> out;
+  int64_t row = 0;
+  for (const StepInput& in : batch) {
+    const int64_t rows = in.all_logits ? std::ssize(in.tokens) : 1;
+    std::vector<float>& logits = out.emplace_back(rows * vocab);
+    for (int64_t i = 0; i < rows; ++i, ++row) {
+      for (size_t r = 0; r < ranks_.size(); ++r) {
+        const TpShard& s = ranks_[r]->shard;
+        std::copy_n(shards[r].begin() + row * s.vocab, s.vocab,
+                    logits.begin() + i * vocab + s.vocab_begin);
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> TpDecoder::ForwardSampled(
+    absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) {
+  if (draws.size() != batch.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(draws.size(), " draws for a batch of ", batch.size()));
+  }
+  for (const StepInput& in : batch) {
+    if (in.all_logits) return absl::InvalidArgumentError("ForwardSampled samples last tokens only");
+  }
+  for (const kernels::RowSampling& draw : draws) {
+    PIXTRAL_RETURN_IF_ERROR(kernels::ValidateRowSampling(draw.temperature, draw.top_p));
+  }
+  std::vector<kernels::SampledRow> sampled;
+  PIXTRAL_RETURN_IF_ERROR(Step(batch, [&](int r, const Tensor& logits) {
+    Rank& rank = *ranks_[r];
+    const std::vector<float> shard = kernels::ToHost(*rank.backend, logits);
+    std::vector<kernels::SampledRow> rows = kernels::SampleShardedRows(
+        *rank.comm, shard, logits.dim(0), rank.shard.vocab_begin, config_.vocab_size, draws);
+    if (r == 0) sampled = std::move(rows);
+  }));
+  std::vector<absl::StatusOr<SampledToken>> out;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    if (sampled[i].id < 0) {
+      out.push_back(absl::InternalError(absl::StrCat(
+          "sequence ", batch[i].sequence, ": its logits hold a NaN or +inf, or only -inf")));
+    } else {
+      out.push_back(SampledToken{.id = sampled[i].id, .logprob = sampled[i].logprob});
+    }
+  }
+  return out;
+}
+
+}  // namespace pixtral
