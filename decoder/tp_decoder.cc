@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_communicator.h"
 #include "kernels/rope.h"
 #include "kernels/sharded_sampling.h"
@@ -40,12 +41,12 @@ absl::StatusOr<TpShard> ShardFor(const DecoderConfig& c, int rank, int size) {
   }
   if (c.n_heads % size != 0) {
     return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", size,
-                                                   " ranks needs a multiple of ", size,
-                                                   " heads, not ", c.n_heads));
+                                                   " ranks (--tp) needs a multiple of ", size,
+                                                   " attention heads; the model has ", c.n_heads));
   }
   if (c.n_kv_heads % size != 0 && size % c.n_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("tensor parallelism over ", size,
-                                                   " ranks cannot split ", c.n_kv_heads,
+                                                   " ranks (--tp) cannot split ", c.n_kv_heads,
                                                    " KV heads (one must divide the other)"));
   }
   TpShard s;
@@ -75,6 +76,14 @@ absl::StatusOr<std::vector<std::unique_ptr<kernels::Communicator>>> CpuCommunica
     }
   }
   return kernels::NewCpuCommunicators(static_cast<int>(backends.size()));
+}
+
+TensorParallelOptions CpuTensorParallelGroup(int size) {
+  return {.size = size,
+          .make_backend = [](int) -> absl::StatusOr<std::unique_ptr<Backend>> {
+            return kernels::NewCpuBackend();
+          },
+          .make_communicators = CpuCommunicatorsFor};
 }
 
 // One rank's weights (its slices), cache and communicator.
@@ -259,6 +268,9 @@ absl::StatusOr<std::unique_ptr<TpDecoder>> TpDecoder::Create(
     }
   });
   for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  LOG(INFO) << "tensor-parallel decoder: " << size << " ranks on " << backend->name() << ", "
+            << s0.heads << " heads and " << s0.kv_heads << " KV heads a rank, " << num_blocks
+            << " cache blocks";
   return d;
 }
 

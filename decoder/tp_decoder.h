@@ -7,7 +7,10 @@
 //   - row-parallel wo and w2 (the matching input columns), each product followed by one
 //     all-reduce of the [tokens, dim] partial sums: two all-reduces per layer;
 //   - the output projection's rows for its contiguous range of the vocabulary; sampling runs on
-//     the shards (kernels/sharded_sampling.h), so no rank gathers a whole row of logits;
+//     the shards (kernels/sharded_sampling.h), so no rank gathers a whole row of logits. Each
+//     rank copies its shard, f32 [rows, vocab / size], to the host for it: on a GPU that is
+//     0.5 MB a row at TP=1 on Pixtral-12B, where Decoder samples on the device (a device-side
+//     sharded sampler is not built yet);
 //   - the embedding table, the norms and the residual stream whole (replicated): the embedding
 //     is a gather of a few rows a step, and replicating it costs 2 bytes x vocab x dim of memory
 //     per rank (1.3 GB on Pixtral-12B) but no all-reduce, where a vocab-parallel embedding
@@ -22,11 +25,9 @@
 // device: rank r on GPU r). The sequence bookkeeping (block tables, the prefix cache) is
 // Decoder's, on the caller's thread; every rank's cache uses the same block ids.
 //
-//   TensorParallelOptions tp{.size = 2,
-//                            .make_backend = [](int rank) { return CreateBackend("cpu"); },
-//                            .make_communicators = CpuCommunicatorsFor};
-//   PIXTRAL_ASSIGN_OR_RETURN(auto decoder, TpDecoder::Create(backend, config, image_token_id,
-//                                                            checkpoint, owner, cache, tp));
+//   PIXTRAL_ASSIGN_OR_RETURN(auto decoder,
+//                            TpDecoder::Create(backend, config, image_token_id, checkpoint,
+//                                              owner, cache, CpuTensorParallelGroup(2)));
 //   ... decoder->ForwardSampled(batch, draws), as Decoder.
 #ifndef PIXTRAL_DECODER_TP_DECODER_H_
 #define PIXTRAL_DECODER_TP_DECODER_H_
@@ -72,6 +73,10 @@ absl::StatusOr<TpShard> ShardFor(const DecoderConfig& config, int rank, int size
 // The in-process CPU group (kernels/cpu/cpu_communicator.h) as make_communicators wants it.
 absl::StatusOr<std::vector<std::unique_ptr<kernels::Communicator>>> CpuCommunicatorsFor(
     absl::Span<kernels::Backend* const> backends);
+
+// A group of `size` CPU backends (one made per rank) over the in-process communicator: the
+// tensor-parallel path CI runs. decoder/tp_groups.h has the CUDA one.
+TensorParallelOptions CpuTensorParallelGroup(int size);
 
 class TpDecoder : public Decoder {
  public:

@@ -28,14 +28,7 @@ constexpr int kNumBlocks = 64;
 // TP=1 by rounding only: far below the goldens' 1e-4.
 constexpr double kTpTolerance = 1e-5;
 
-ModelLoadOptions CpuTp(int size) {
-  return {.tensor_parallel = {
-              .size = size,
-              .make_backend = [](int) -> absl::StatusOr<std::unique_ptr<kernels::Backend>> {
-                return kernels::NewCpuBackend();
-              },
-              .make_communicators = CpuCommunicatorsFor}};
-}
+ModelLoadOptions CpuTp(int size) { return {.tensor_parallel = CpuTensorParallelGroup(size)}; }
 
 int32_t ArgMax(absl::Span<const float> row) {
   return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());

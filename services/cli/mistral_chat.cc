@@ -75,6 +75,8 @@ ABSL_FLAG(std::string, gateway_key, "", "Private key of --gateway_cert (PEM).");
 ABSL_FLAG(std::string, gateway_token_file, "",
           "With --gateway: a file whose first line is the bearer token to send.");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend of the embedded mode: cpu | cuda.");
+ABSL_FLAG(int, tp, 1,
+          "Embedded mode: tensor-parallel ranks of the decoder (cuda: GPUs 0..tp-1, NCCL).");
 ABSL_FLAG(int, cache_tokens, 32768,
           "Embedded mode: KV cache capacity in tokens, which bounds the conversation's length.");
 ABSL_FLAG(bool, allow_private_urls, false,
@@ -393,6 +395,7 @@ int Main(const std::vector<char*>& positional) {
   if (gateway.empty()) {
     EmbeddedStackOptions options{.model_dir = positional[1],
                                  .backend = absl::GetFlag(FLAGS_backend),
+                                 .tp = absl::GetFlag(FLAGS_tp),
                                  .cache_tokens = absl::GetFlag(FLAGS_cache_tokens)};
     options.front_end.fetch.allow_private_addresses = absl::GetFlag(FLAGS_allow_private_urls);
     const auto start = std::chrono::steady_clock::now();

@@ -4,15 +4,20 @@
 //
 //   decoder_worker --model_dir=/models/Pixtral-12B-2409 --backend=cuda --port=9002
 //       --cache_tokens=262144 --max_batch_size=64
+//
+// With --tp=N the decoder is split over N ranks (decoder/tp_decoder.h): on --backend=cuda GPUs
+// 0..N-1 of the host with NCCL between them, on --backend=cpu N CPU backends (for tests).
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "common/status_macros.h"
 #include "common/tekken.h"
 #include "decoder/pixtral_model.h"
+#include "decoder/tp_groups.h"
 #include "engine/pixtral_runner.h"
 #include "engine/scheduler.h"
 #include "glog/logging.h"
@@ -28,6 +33,9 @@
 ABSL_FLAG(std::string, model_dir, "",
           "Model folder (params.json, the safetensors weights, tekken.json for the EOS id).");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend: cpu | cuda.");
+ABSL_FLAG(int, tp, 1,
+          "Tensor-parallel ranks the decoder is split over (cuda: GPUs 0..tp-1 of this host, "
+          "NCCL between them); must divide the model's attention heads.");
 ABSL_FLAG(int, cache_tokens, 32768,
           "KV cache capacity in tokens, shared by all running requests; also bounds one "
           "request's prompt plus max_tokens.");
@@ -64,6 +72,10 @@ absl::Status Run() {
   if (cache_tokens <= 0 || block_size <= 0) {
     return absl::InvalidArgumentError("--cache_tokens and --cache_block_size must be positive");
   }
+  // Checked before any device starts: a bad --tp is a usage error, not a failed load.
+  PIXTRAL_ASSIGN_OR_RETURN(
+      TensorParallelOptions tp,
+      TensorParallelGroup(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_tp)));
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                            kernels::CreateBackend(absl::GetFlag(FLAGS_backend)));
   if (absl::GetFlag(FLAGS_backend) == "cuda")
@@ -73,10 +85,14 @@ absl::Status Run() {
   PIXTRAL_ASSIGN_OR_RETURN(
       std::unique_ptr<PixtralModel> model,
       PixtralModel::Load(dir, backend.get(), {.block_size = block_size, .num_blocks = num_blocks},
-                         // Features arrive encoded: the adapter applies them, the vision
-                         // transformer stays out.
-                         {.vision_encoder = false}));
+                         // Features arrive encoded: the adapter applies them (on rank 0),
+                         // the vision transformer stays out.
+                         {.vision_encoder = false, .tensor_parallel = std::move(tp)}));
   load.Done();
+  if (absl::GetFlag(FLAGS_tp) > 1) {
+    LOG(INFO) << "decoder_worker: the decoder is split over " << absl::GetFlag(FLAGS_tp) << " "
+              << absl::GetFlag(FLAGS_backend) << " ranks";
+  }
   if (!model->config().vision.has_value()) {
     return absl::FailedPreconditionError("the model has no vision encoder");
   }

@@ -1,4 +1,5 @@
-// The compute backend the embedded stack runs on, by flag name. Two libraries define it, so that
+// The compute backend the embedded stack runs on, by flag name, and the decoder's
+// tensor-parallel group. Two libraries define it, so that
 // a binary links only the backends it offers: `:embedded_stack` every backend ("cpu", "cuda"),
 // `:embedded_stack_cpu` the CPU one alone, for the gateway, which links no CUDA ("cuda" is then
 // UNAVAILABLE with a message that says where to find it).
@@ -9,11 +10,16 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "decoder/tp_decoder.h"
 #include "kernels/backend.h"
 
 namespace pixtral {
 
 absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateEmbeddedBackend(const std::string& name);
+
+// The tensor-parallel group of `size` ranks on backend `name` for the decoder (size 1: none, the
+// plain Decoder), as decoder/tp_groups.h makes it; `:embedded_stack_cpu` has the CPU group only.
+absl::StatusOr<TensorParallelOptions> EmbeddedTensorParallel(const std::string& name, int size);
 
 }  // namespace pixtral
 

@@ -14,4 +14,11 @@ absl::StatusOr<std::unique_ptr<kernels::Backend>> CreateEmbeddedBackend(const st
   return absl::InvalidArgumentError(absl::StrCat("unknown backend \"", name, "\" (cpu | cuda)"));
 }
 
+absl::StatusOr<TensorParallelOptions> EmbeddedTensorParallel(const std::string& name, int size) {
+  if (size < 1) return absl::InvalidArgumentError(absl::StrCat("--tp must be >= 1, not ", size));
+  if (name != "cpu") return CreateEmbeddedBackend(name).status();
+  if (size == 1) return TensorParallelOptions{};
+  return CpuTensorParallelGroup(size);
+}
+
 }  // namespace pixtral

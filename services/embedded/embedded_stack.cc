@@ -21,12 +21,15 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   }
   std::unique_ptr<EmbeddedStack> stack(new EmbeddedStack());
   stack->options_ = options;
+  PIXTRAL_ASSIGN_OR_RETURN(TensorParallelOptions tp,
+                           EmbeddedTensorParallel(options.backend, options.tp));
   PIXTRAL_ASSIGN_OR_RETURN(stack->backend_, CreateEmbeddedBackend(options.backend));
   const CacheOptions cache{.block_size = options.cache_block_size,
                            .num_blocks = (options.cache_tokens + options.cache_block_size - 1) /
                                          options.cache_block_size};
   PIXTRAL_ASSIGN_OR_RETURN(stack->model_,
-                           PixtralModel::Load(options.model_dir, stack->backend_.get(), cache));
+                           PixtralModel::Load(options.model_dir, stack->backend_.get(), cache,
+                                              {.tensor_parallel = std::move(tp)}));
   stack->max_context_tokens_ = std::min(kModelContextTokens, options.cache_tokens);
   PIXTRAL_ASSIGN_OR_RETURN(stack->front_end_, LoadFrontEnd(options.model_dir, options.front_end,
                                                            stack->max_context_tokens_));

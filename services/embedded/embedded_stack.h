@@ -29,6 +29,9 @@ namespace pixtral {
 struct EmbeddedStackOptions {
   std::string model_dir;
   std::string backend = "cpu";
+  // Tensor-parallel ranks of the decoder (decoder/tp_decoder.h): GPUs 0..tp-1 on "cuda". The
+  // vision encoder runs on rank 0.
+  int tp = 1;
   // KV cache capacity in tokens, shared by every running sequence.
   int cache_tokens = 32768;
   int cache_block_size = 16;

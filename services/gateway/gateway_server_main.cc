@@ -42,6 +42,8 @@ ABSL_FLAG(std::string, vision_pixels, "rgb8",
           "for workers that predate rgb8).");
 ABSL_FLAG(bool, embedded, false, "Run the vision encoder and the decoder in this process.");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend with --embedded: cpu | cuda.");
+ABSL_FLAG(int, tp, 1,
+          "With --embedded: tensor-parallel ranks of the decoder (cuda: GPUs 0..tp-1, NCCL).");
 ABSL_FLAG(int, cache_tokens, 32768, "KV cache capacity in tokens with --embedded.");
 ABSL_FLAG(int, max_batch_size, 32, "Sequences decoded together with --embedded.");
 ABSL_FLAG(int, max_concurrent_requests, 64,
@@ -159,6 +161,7 @@ absl::Status Run() {
     PIXTRAL_ASSIGN_OR_RETURN(
         embedded, EmbeddedStack::Create({.model_dir = model_dir,
                                          .backend = absl::GetFlag(FLAGS_backend),
+                                         .tp = absl::GetFlag(FLAGS_tp),
                                          .cache_tokens = absl::GetFlag(FLAGS_cache_tokens),
                                          .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
                                          .front_end = front_end}));
