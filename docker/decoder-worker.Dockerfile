@@ -22,13 +22,13 @@ RUN tools/setup.sh \
 
 # ---- CUDA runtime base: Debian 12 slim plus NVIDIA's CUDA 13.0 runtime packages ---------------
 # (NVIDIA's own nvidia/cuda runtime images are Ubuntu or UBI: their system libraries are not the
-# Debian 12 ones the binaries are built against.)
+# Debian 12 ones the binaries are built against.) NCCL for --tp across the node's GPUs.
 FROM debian:12-slim AS cuda-runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
  && curl -fsSLo /tmp/cuda-keyring.deb \
       https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb \
  && dpkg -i /tmp/cuda-keyring.deb && rm /tmp/cuda-keyring.deb && apt-get update \
- && apt-get install -y --no-install-recommends cuda-cudart-13-0 libcublas-13-0 \
+ && apt-get install -y --no-install-recommends cuda-cudart-13-0 libcublas-13-0 libnccl2 \
  && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
