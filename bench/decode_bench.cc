@@ -24,6 +24,7 @@
 ABSL_FLAG(std::string, model, "", "Model folder (params.json + consolidated.safetensors).");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
 ABSL_FLAG(int, batch, 1, "Sequences decoding together.");
+ABSL_FLAG(int, tp, 1, "Tensor-parallel ranks of the decoder (cuda: GPUs 0..tp-1, NCCL).");
 ABSL_FLAG(int, prompt_tokens, 16, "Prompt length of each sequence before decoding.");
 ABSL_FLAG(int, warmup_steps, 8, "Decode steps run before timing.");
 ABSL_FLAG(int, steps, 64, "Timed decode steps.");
@@ -52,8 +53,8 @@ int Main() {
   const CacheOptions cache{
       .block_size = 16,
       .num_blocks = absl::GetFlag(FLAGS_auto_cache) ? 0 : batch * ((positions + 15) / 16)};
-  absl::StatusOr<BenchModel> loaded =
-      LoadBenchModel(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache);
+  absl::StatusOr<BenchModel> loaded = LoadBenchModel(
+      absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache, absl::GetFlag(FLAGS_tp));
   if (!loaded.ok()) {
     std::fprintf(stderr, "decode_bench: %s\n", loaded.status().ToString().c_str());
     return 1;
@@ -131,6 +132,11 @@ int Main() {
       batch, config.n_layers, config.dim, config.vocab_size, median, batch * 1000.0 / median,
       sum / times.size(), times.front(), times.back(), steps, prompt_tokens + warmup,
       positions - 1);
+  if (absl::GetFlag(FLAGS_tp) > 1) {
+    std::printf("all-reduce, tp %d: %.3f ms per step alone (%d of f32 [%d, %d])\n",
+                absl::GetFlag(FLAGS_tp), AllReduceMsPerStep(*model, batch), 2 * config.n_layers,
+                batch, config.dim);
+  }
   // Greedy tokens of sequence 0, to compare across batch sizes (and with and without graphs).
   std::printf("sequence 0 tokens:");
   for (int32_t id : first_tokens) std::printf(" %d", id);

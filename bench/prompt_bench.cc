@@ -37,6 +37,7 @@
 
 ABSL_FLAG(std::string, model, "", "Model folder with a vision encoder.");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
+ABSL_FLAG(int, tp, 1, "Tensor-parallel ranks of the decoder (cuda: GPUs 0..tp-1, NCCL).");
 ABSL_FLAG(std::string, image_sizes, "1024",
           "Sides of the square images, in pixels, comma-separated.");
 ABSL_FLAG(std::string, images, "1",
@@ -118,8 +119,8 @@ int Main() {
   const int64_t max_grid = max_side / 8;  // patch sizes are at least 8: an upper bound
   const int64_t max_length = max_count * max_grid * (max_grid + 1) + text + 3;
   const CacheOptions cache{.block_size = 16, .num_blocks = (max_length + 15) / 16};
-  absl::StatusOr<BenchModel> loaded =
-      LoadBenchModel(absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache);
+  absl::StatusOr<BenchModel> loaded = LoadBenchModel(
+      absl::GetFlag(FLAGS_backend), absl::GetFlag(FLAGS_model), cache, absl::GetFlag(FLAGS_tp));
   if (!loaded.ok()) {
     std::fprintf(stderr, "prompt_bench: %s\n", loaded.status().ToString().c_str());
     return 1;
@@ -138,13 +139,15 @@ int Main() {
   for (const int side : *sides) {
     for (const int count : *counts) {
       const std::vector<int32_t> tokens = PromptTokens(vision, vocab, side, count, text);
+      // Image holds a view of its pixels: the buffers live as long as the views.
+      std::vector<std::vector<float>> pixels(count);
       std::vector<Image> images;
       std::mt19937 rng(7);
       std::normal_distribution<float> normal;
       for (int i = 0; i < count; ++i) {
-        std::vector<float> pixels(int64_t{vision.num_channels} * side * side);
-        for (float& p : pixels) p = normal(rng);
-        images.push_back({.height = side, .width = side, .pixels = std::move(pixels)});
+        pixels[i].resize(int64_t{vision.num_channels} * side * side);
+        for (float& p : pixels[i]) p = normal(rng);
+        images.push_back({.height = side, .width = side, .pixels = pixels[i]});
       }
       const int grid = side / vision.patch_size;
       const std::string label =
@@ -175,6 +178,11 @@ int Main() {
         });
       }
       features = kernels::Tensor();  // free before the next case
+      if (p.ok() && absl::GetFlag(FLAGS_tp) > 1) {
+        std::printf("all-reduce, tp %d: %.3f ms per prefill alone (%d of f32 [%zu, %d])\n",
+                    absl::GetFlag(FLAGS_tp), AllReduceMsPerStep(m, std::ssize(tokens), 5),
+                    2 * m.config().decoder.n_layers, tokens.size(), m.config().decoder.dim);
+      }
       absl::StatusOr<Stats> t = Stats{};
       if (p.ok() && absl::GetFlag(FLAGS_ttft)) {
         t = Measure("time to first token (Prefill with the images + greedy pick), " + label, warmup,
