@@ -18,7 +18,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
-export LD_LIBRARY_PATH="$PWD/$dir/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# NVLink SHARP stays off (its multicast can take a shared host's GPUs out of service); libnccl
+# (not carried: 218 MB) comes from the CUDA toolkit or the NCCL wheel of the machine's PyTorch.
+export NCCL_NVLS_ENABLE=0
+nccl_dirs=""
+for d in /usr/local/cuda/lib /usr/local/cuda/lib64 \
+  "$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)"; do
+  if [ -n "$d" ] && ls "$d"/libnccl.so* > /dev/null 2>&1; then nccl_dirs="$nccl_dirs:$d"; fi
+done
+export LD_LIBRARY_PATH="$PWD/$dir/lib:/usr/local/cuda/lib64$nccl_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ldd "$dir"/bin/* | grep -q 'not found'; then
   echo "missing shared libraries:"
   ldd "$dir"/bin/* | grep 'not found' | sort -u
