@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -31,6 +32,63 @@ absl::Span<const int32_t> PromptPart(const StepInput& in) {
   return in.prompt_tokens < 0
              ? in.tokens
              : in.tokens.first(std::min<size_t>(in.prompt_tokens, in.tokens.size()));
+}
+
+// Greedy rows sampled on the device: Backend::SampleRows on the rank's shard gives each row's
+// local argmax and its logit minus the shard's log-sum-exp, a gather reads the argmax's logit,
+// and one all-gather of 12 bytes a row a rank leaves every rank the global argmax (the largest
+// logit, ties to the lower rank: the lower ids) and log-sum-exp. Only those bytes cross to the
+// host, not the [rows, vocab / size] shard. nullopt on every rank alike (then the caller samples
+// on the host) when some rank's shard row has no argmax (a NaN or +inf logit, or only -inf
+// ones: which of these only the whole row tells) or its buffers could not be allocated.
+std::optional<std::vector<kernels::SampledRow>> GreedyOverShards(
+    Backend& b, kernels::Communicator& comm, const Tensor& logits,
+    absl::Span<const kernels::RowSampling> draws, const TpShard& shard) {
+  struct Local {
+    float max, lse;
+    int32_t id;  // in the whole vocabulary; -1: no argmax here, -2: no buffers
+  };
+  const int64_t rows = logits.dim(0), width = logits.dim(1);
+  std::vector<Local> local(rows, Local{0, 0, -2});
+  absl::StatusOr<Tensor> ids = b.Alloc(DType::kI32, {rows});
+  absl::StatusOr<Tensor> logprobs = b.Alloc(DType::kF32, {rows});
+  absl::StatusOr<Tensor> flat = b.Alloc(DType::kI32, {rows});
+  absl::StatusOr<Tensor> max = b.Alloc(DType::kF32, {rows, 1});
+  if (ids.ok() && logprobs.ok() && flat.ok() && max.ok()) {
+    b.SampleRows(logits, draws, *ids, *logprobs);
+    std::vector<int32_t> host_ids(rows), host_flat(rows);
+    b.CopyToHost(*ids, host_ids.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      host_flat[i] = static_cast<int32_t>(i * width + std::max(host_ids[i], 0));
+    }
+    b.CopyFromHost(host_flat.data(), *flat);
+    b.Gather(logits.Reshape({rows * width, 1}), *flat, *max);  // each row's argmax logit
+    std::vector<float> host_logprobs(rows), host_max(rows);
+    b.CopyToHost(*logprobs, host_logprobs.data());
+    b.CopyToHost(*max, host_max.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      local[i] = host_ids[i] < 0 ? Local{0, 0, -1}
+                                 : Local{host_max[i], host_max[i] - host_logprobs[i],
+                                         static_cast<int32_t>(shard.vocab_begin + host_ids[i])};
+    }
+  }
+  std::vector<Local> all(rows * comm.size());
+  comm.AllGather(local.data(), rows * sizeof(Local), all.data());
+  std::vector<kernels::SampledRow> out(rows);
+  for (int64_t i = 0; i < rows; ++i) {
+    const Local* best = nullptr;
+    double lse_max = -std::numeric_limits<double>::infinity();
+    for (int r = 0; r < comm.size(); ++r) {
+      const Local& l = all[r * rows + i];
+      if (l.id < 0) return std::nullopt;
+      if (best == nullptr || l.max > best->max) best = &l;
+      lse_max = std::max<double>(lse_max, l.lse);
+    }
+    double sum = 0;
+    for (int r = 0; r < comm.size(); ++r) sum += std::exp(all[r * rows + i].lse - lse_max);
+    out[i] = {.id = best->id, .logprob = static_cast<float>(best->max - (lse_max + std::log(sum)))};
+  }
+  return out;
 }
 
 }  // namespace
@@ -495,13 +553,20 @@ absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> TpDecoder::ForwardSamp
   for (const kernels::RowSampling& draw : draws) {
     PIXTRAL_RETURN_IF_ERROR(kernels::ValidateRowSampling(draw.temperature, draw.top_p));
   }
+  const bool greedy = std::all_of(draws.begin(), draws.end(), [](const kernels::RowSampling& d) {
+    return d.temperature == 0.0f;
+  });
   std::vector<kernels::SampledRow> sampled;
   PIXTRAL_RETURN_IF_ERROR(Step(batch, [&](int r, const Tensor& logits) {
     Rank& rank = *ranks_[r];
-    const std::vector<float> shard = kernels::ToHost(*rank.backend, logits);
-    std::vector<kernels::SampledRow> rows = kernels::SampleShardedRows(
-        *rank.comm, shard, logits.dim(0), rank.shard.vocab_begin, config_.vocab_size, draws);
-    if (r == 0) sampled = std::move(rows);
+    std::optional<std::vector<kernels::SampledRow>> rows;
+    if (greedy) rows = GreedyOverShards(*rank.backend, *rank.comm, logits, draws, rank.shard);
+    if (!rows.has_value()) {  // the whole reference rule over the shards, on the host
+      const std::vector<float> shard = kernels::ToHost(*rank.backend, logits);
+      rows = kernels::SampleShardedRows(*rank.comm, shard, logits.dim(0), rank.shard.vocab_begin,
+                                        config_.vocab_size, draws);
+    }
+    if (r == 0) sampled = *std::move(rows);
   }));
   std::vector<absl::StatusOr<SampledToken>> out;
   for (size_t i = 0; i < sampled.size(); ++i) {

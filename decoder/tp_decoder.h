@@ -7,10 +7,10 @@
 //   - row-parallel wo and w2 (the matching input columns), each product followed by one
 //     all-reduce of the [tokens, dim] partial sums: two all-reduces per layer;
 //   - the output projection's rows for its contiguous range of the vocabulary; sampling runs on
-//     the shards (kernels/sharded_sampling.h), so no rank gathers a whole row of logits. Each
-//     rank copies its shard, f32 [rows, vocab / size], to the host for it: on a GPU that is
-//     0.5 MB a row at TP=1 on Pixtral-12B, where Decoder samples on the device (a device-side
-//     sharded sampler is not built yet);
+//     the shards, so no rank gathers a whole row of logits: a greedy step samples each shard on
+//     its device and merges 12 bytes a row a rank; any other step copies each rank's shard,
+//     f32 [rows, vocab / size], to the host for kernels/sharded_sampling.h (0.5 MB a row at TP=1
+//     on Pixtral-12B; a device-side sharded nucleus is not built yet);
 //   - the embedding table, the norms and the residual stream whole (replicated): the embedding
 //     is a gather of a few rows a step, and replicating it costs 2 bytes x vocab x dim of memory
 //     per rank (1.3 GB on Pixtral-12B) but no all-reduce, where a vocab-parallel embedding
