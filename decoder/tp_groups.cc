@@ -1,5 +1,7 @@
 #include "decoder/tp_groups.h"
 
+#include <cuda_runtime_api.h>
+
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -16,10 +18,23 @@ absl::StatusOr<TensorParallelOptions> TensorParallelGroup(const std::string& bac
   }
   if (size == 1) return TensorParallelOptions{};
   if (backend == "cpu") return CpuTensorParallelGroup(size);
+  return CudaTensorParallelGroup(size);
+}
+
+TensorParallelOptions CudaTensorParallelGroup(int size) {
   return TensorParallelOptions{
       .size = size,
       .make_backend = [](int rank) { return kernels::NewCudaBackend(rank); },
-      .make_communicators = kernels::NewNcclCommunicators};
+      .make_communicators =
+          [](absl::Span<kernels::Backend* const> backends) {
+            // Rank 0 keeps working on this thread after the group starts: whatever GPU NCCL's
+            // initialization leaves current, the caller's comes back.
+            int device = 0;
+            cudaGetDevice(&device);
+            auto comms = kernels::NewNcclCommunicators(backends);
+            cudaSetDevice(device);
+            return comms;
+          }};
 }
 
 }  // namespace pixtral

@@ -24,6 +24,10 @@ namespace pixtral {
 // group on backend `name`. InvalidArgument for a size below 1 or an unknown backend.
 absl::StatusOr<TensorParallelOptions> TensorParallelGroup(const std::string& backend, int size);
 
+// The CUDA group of `size` ranks (GPUs 0..size-1, NCCL), also at size 1: the tensor-parallel
+// path on one GPU, for tests.
+TensorParallelOptions CudaTensorParallelGroup(int size);
+
 }  // namespace pixtral
 
 #endif  // PIXTRAL_DECODER_TP_GROUPS_H_

@@ -19,7 +19,6 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/nccl_communicator.h"
 #include "vision_encoder/testing/golden_images.h"
 
 namespace pixtral {
@@ -58,12 +57,9 @@ class CudaTpTest : public ::testing::Test {
   }
 
   void LoadTp(int size) {
-    // TP=1 with the NCCL communicator explicitly (TensorParallelGroup makes no group at size 1).
-    TensorParallelOptions tp{.size = size,
-                             .make_backend = [](int rank) { return kernels::NewCudaBackend(rank); },
-                             .make_communicators = kernels::NewNcclCommunicators};
+    // Also at TP=1: the NCCL communicator and every tensor-parallel step on one GPU.
     auto model = PixtralModel::Load(kPixtralTinyDir, tp_backend_.get(), kCache,
-                                    {.tensor_parallel = std::move(tp)});
+                                    {.tensor_parallel = CudaTensorParallelGroup(size)});
     ASSERT_TRUE(model.ok()) << model.status();
     tp_ = *std::move(model);
     ASSERT_NE(dynamic_cast<TpDecoder*>(&tp_->decoder()), nullptr);
