@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include <cuda_profiler_api.h>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
@@ -45,6 +47,9 @@ ABSL_FLAG(int, text_tokens, 50, "Text tokens after the images.");
 ABSL_FLAG(bool, ttft, true, "Also time PixtralModel::Prefill with the images and a first pick.");
 ABSL_FLAG(int, warmup, 1, "Untimed runs of each measurement first.");
 ABSL_FLAG(int, repeats, 5, "Timed runs of each measurement.");
+ABSL_FLAG(bool, profile, false,
+          "Bracket the first timed run of each measurement by cudaProfilerStart/Stop, for "
+          "ncu --profile-from-start off.");
 
 namespace pixtral {
 namespace {
@@ -58,9 +63,12 @@ absl::StatusOr<Stats> Measure(const std::string& what, int warmup, int repeats,
                               const std::function<absl::Status()>& run) {
   std::vector<double> times;
   for (int i = 0; i < warmup + repeats; ++i) {
+    const bool profiled = i == warmup && absl::GetFlag(FLAGS_profile);
+    if (profiled) cudaProfilerStart();
     const Clock::time_point start = Clock::now();
     if (absl::Status status = run(); !status.ok()) return status;
     if (i >= warmup) times.push_back(MsSince(start));
+    if (profiled) cudaProfilerStop();
   }
   std::sort(times.begin(), times.end());
   const Stats stats{times[times.size() / 2], times.front(), times.back()};

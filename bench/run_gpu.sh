@@ -11,6 +11,8 @@
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
+#   PROFILE_BATCHES="1 16"  ncu's kernel times of one decode step at each batch size;
+#   PROFILE_PROMPT=1        of one 1024x1024 image prompt (vision + adapter, prefill).
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
 #   HF=DIR         runs DIR/hf_anchors.py (copy and GEMM ceilings, Hugging Face eager on the
@@ -81,21 +83,18 @@ for batch in ${PROFILE_BATCHES:-}; do
     "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
     --prompt_tokens "${DECODE_CONTEXT:-1000}" --warmup_steps 2 --steps 2 --profile_step 2 \
     > "$csv" 2> "${OUT:-/tmp}/ncu_decode_b$batch.log" || status=1
-  python3 - "$csv" <<'PY'
-import csv, collections, sys
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-head, rows = rows[0], rows[1:]
-name, value = head.index("Kernel Name"), head.index("Metric Value")
-total = collections.defaultdict(float); count = collections.Counter()
-for r in rows:
-    k = r[name][:60]; total[k] += float(r[value].replace(",", "")); count[k] += 1
-s = sum(total.values())
-print(f"{len(rows)} kernels, {s/1e6:.2f} ms of kernel time")
-for k, t in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
-    print(f"{t/1e3:10.1f} us {count[k]:5d}x  {k}")
-PY
+  python3 bench/ncu_summary.py "$csv"
 done
 if [ "${MODEL_12B:-0}" = 1 ]; then
+  if [ "${PROFILE_PROMPT:-0}" = 1 ]; then
+    echo "== ncu, one 1024x1024 image prompt: vision + adapter, then prefill (kernel, duration ns)"
+    csv="${OUT:-/tmp}/ncu_prompt.csv"
+    ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+      "$dir/bin/prompt_bench" --model /tmp/pixtral-12b --backend cuda --images 1 \
+      --image_sizes 1024 --ttft=false --warmup 1 --repeats 1 --profile \
+      > "$csv" 2> "${OUT:-/tmp}/ncu_prompt.log" || status=1
+    python3 bench/ncu_summary.py "$csv" 40
+  fi
   echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
     --backend cuda --repeats "${PROMPT_REPEATS:-3}" --images "${PROMPT_IMAGES:-1,2,4}" \
