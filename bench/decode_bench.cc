@@ -131,6 +131,9 @@ int Main() {
       batch, config.n_layers, config.dim, config.vocab_size, median, batch * 1000.0 / median,
       sum / times.size(), times.front(), times.back(), steps, prompt_tokens + warmup,
       positions - 1);
+  std::printf("decode steps replayed from CUDA graphs: %lld (%lld recorded)\n",
+              static_cast<long long>(decoder.decode_replays()),
+              static_cast<long long>(decoder.decode_recordings()));
   // Greedy tokens of sequence 0, to compare across batch sizes (and with and without graphs).
   std::printf("sequence 0 tokens:");
   for (int32_t id : first_tokens) std::printf(" %d", id);

@@ -15,6 +15,8 @@
 //
 //   make_random_model --out /tmp/pixtral-12b --preset pixtral-12b
 //   prompt_bench --model /tmp/pixtral-12b --backend cuda --images 1,2,4 --image_sizes 512,1024
+#include <cuda_profiler_api.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -23,8 +25,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <cuda_profiler_api.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -36,6 +36,7 @@
 #include "bench/bench_model.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/sampler.h"
+#include "glog/logging.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder with a vision encoder.");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
@@ -146,13 +147,15 @@ int Main() {
   for (const int side : *sides) {
     for (const int count : *counts) {
       const std::vector<int32_t> tokens = PromptTokens(vision, vocab, side, count, text);
+      // Image's pixels are a view: their storage lives as long as the case.
+      std::vector<std::vector<float>> pixels(count);
       std::vector<Image> images;
       std::mt19937 rng(7);
       std::normal_distribution<float> normal;
-      for (int i = 0; i < count; ++i) {
-        std::vector<float> pixels(int64_t{vision.num_channels} * side * side);
-        for (float& p : pixels) p = normal(rng);
-        images.push_back({.height = side, .width = side, .pixels = std::move(pixels)});
+      for (std::vector<float>& image : pixels) {
+        image.resize(int64_t{vision.num_channels} * side * side);
+        for (float& p : image) p = normal(rng);
+        images.push_back({.height = side, .width = side, .pixels = image});
       }
       const int grid = side / vision.patch_size;
       const std::string label =
@@ -223,5 +226,7 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  google::InstallFailureSignalHandler();     // a crash prints its stack
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe before a crash
   return pixtral::Main();
 }

@@ -7,7 +7,8 @@
 #   DECODE=1       writes a random Pixtral-12B decoder folder to /tmp and runs decode_bench at
 #                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
 #                  (default 1000) prompt tokens per sequence, and compares sequence 0's greedy
-#                  tokens across the batch sizes.
+#                  tokens across the batch sizes; NOGRAPH_BATCHES="16" also runs those batch
+#                  sizes with PIXTRAL_CUDA_GRAPHS=0 (the same kernels, launched one by one).
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
@@ -68,6 +69,13 @@ if [ -n "$model" ]; then
     "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
       --prompt_tokens "$context" | tee "$tokens_dir/b$batch" | grep -v '^sequence 0 tokens' ||
       status=1
+  done
+  # The same kernels launched one by one instead of replayed from CUDA graphs.
+  for batch in ${NOGRAPH_BATCHES:-}; do
+    echo "== decode_bench, batch $batch, context $context, PIXTRAL_CUDA_GRAPHS=0"
+    PIXTRAL_CUDA_GRAPHS=0 "$dir/bin/decode_bench" --model "$model" --backend cuda \
+      --batch "$batch" --prompt_tokens "$context" | tee "$tokens_dir/b$batch-nographs" |
+      grep -v '^sequence 0 tokens' || status=1
   done
   # Sequence 0 has the same prompt at every batch size: its greedy tokens should agree.
   for file in "$tokens_dir"/b*; do

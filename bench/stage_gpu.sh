@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-.device}"
 targets=(//kernels/cuda:convert_test //kernels/cuda:cuda_backend_test //tests:cuda_golden_test
+  //decoder:decode_graphs_test
   //bench:convert_bench //bench:decode_bench //bench:matmul_bench //bench:prompt_bench //tools:make_random_model)
 bazel build --jobs=2 "${targets[@]}"
 rm -rf "$dest" && mkdir -p "$dest/bin" "$dest/lib"
