@@ -417,10 +417,20 @@ class CudaBackend : public Backend {
     CHECK_EQ(q.rank(), 3);
     CheckI32(segment_lengths);
     CHECK_EQ(segment_lengths.rank(), 1);
+    // k and v in bf16 for the tensor-core kernels, which copy their tiles as they are.
+    const int64_t n = k.numel();
+    auto* kv_bf16 = static_cast<uint16_t*>(Scratch(2 * n * sizeof(uint16_t)));
+    for (const auto& [src, dst] : {std::pair{&k, kv_bf16}, std::pair{&v, kv_bf16 + n}}) {
+      CheckCuda(
+          cuda::LaunchF32ToBf16({.src = src->data<float>(), .dst = dst, .count = n}, stream()),
+          "SegmentAttention: f32 -> bf16");
+    }
     CheckCuda(cuda::LaunchSegmentAttention({.q = q.data<float>(),
                                             .k = k.data<float>(),
                                             .v = v.data<float>(),
                                             .out = out.data<float>(),
+                                            .k_bf16 = kv_bf16,
+                                            .v_bf16 = kv_bf16 + n,
                                             .segment_lengths = segment_lengths.data<int32_t>(),
                                             .num_segments = ToInt32(segment_lengths.dim(0)),
                                             .tokens = ToInt32(q.dim(0)),

@@ -302,6 +302,43 @@ TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
   }
 }
 
+// Prompt row counts take the 256-thread vector kernels (row in registers) where the row is a
+// multiple of 4 of at most 8192 elements; others, and decode row counts, the 1024-thread one.
+TEST_F(CudaBackendTest, NormsOfPromptRowCountsMatchCpu) {
+  for (int64_t dim : {5120, 1024, 8192, 9000, 78}) {
+    Pair x = RandomF32({600, dim}, 41, 2.0f), delta = RandomF32({600, dim}, 42);
+    Pair g16 = RandomBf16({dim}, 43), g32 = RandomF32({dim}, 44);
+    Pair y = PoisonedBf16({600, dim}), y32 = Poisoned({600, dim});
+    cpu_->RmsNorm(x.cpu, g16.cpu, 1e-5f, y.cpu);
+    gpu_->RmsNorm(x.gpu, g16.gpu, 1e-5f, y.gpu);
+    EXPECT_LE(AnyError(y), 4e-3) << "dim " << dim;
+    cpu_->RmsNorm(x.cpu, g32.cpu, 1e-5f, y32.cpu);
+    gpu_->RmsNorm(x.gpu, g32.gpu, 1e-5f, y32.gpu);
+    EXPECT_LE(Error(y32), kF32Tolerance) << "dim " << dim;
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g16.cpu, 1e-5f, y.cpu);
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g16.gpu, 1e-5f, y.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(AnyError(y), 4e-3) << "dim " << dim;
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g32.cpu, 1e-5f, delta.cpu);  // normed over delta
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g32.gpu, 1e-5f, delta.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(Error(delta), kF32Tolerance) << "dim " << dim;
+  }
+  // Widths that are not multiples of 4 keep the element-wise kernels.
+  Pair gate_up = RandomBf16Activation({9, 2 * 702}, 45), out = PoisonedBf16({9, 702});
+  cpu_->SwiGlu(gate_up.cpu, out.cpu);
+  gpu_->SwiGlu(gate_up.gpu, out.gpu);
+  EXPECT_LE(AnyError(out), 4e-3);
+  Pair qkv = RandomF32({600, 18 + 6 + 6}, 46);
+  Pair q = Poisoned({600, 3, 6}), k = Poisoned({600, 6}), v = Poisoned({600, 6});
+  const Tensor cpu_parts[] = {q.cpu, k.cpu, v.cpu}, gpu_parts[] = {q.gpu, k.gpu, v.gpu};
+  cpu_->SplitColumns(qkv.cpu, cpu_parts);
+  gpu_->SplitColumns(qkv.gpu, gpu_parts);
+  EXPECT_EQ(Error(q), 0.0);
+  EXPECT_EQ(Error(k), 0.0);
+  EXPECT_EQ(Error(v), 0.0);
+}
+
 TEST_F(CudaBackendTest, SoftmaxMatchesCpu) {
   Pair x = RandomF32({9, 3001}, 14, 10.0f), y = Poisoned({9, 3001});
   cpu_->Softmax(x.cpu, y.cpu);
