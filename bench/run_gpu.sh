@@ -7,8 +7,9 @@
 #   DECODE=1       writes a random Pixtral-12B decoder folder to /tmp and runs decode_bench at
 #                  each of DECODE_BATCHES (default "1 16 64 128 256") after DECODE_CONTEXT
 #                  (default 1000) prompt tokens per sequence, and compares sequence 0's greedy
-#                  tokens across the batch sizes; NOGRAPH_BATCHES="16" also runs those batch
-#                  sizes with PIXTRAL_CUDA_GRAPHS=0 (the same kernels, launched one by one).
+#                  tokens across the batch sizes; COMPARE_GRAPHS=1 also decodes each batch
+#                  again with the same kernels launched one by one (no CUDA graphs) in the same
+#                  process and compares every token.
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
@@ -67,15 +68,8 @@ if [ -n "$model" ]; then
   for batch in ${DECODE_BATCHES:-1 16 64 128 256}; do
     echo "== decode_bench, batch $batch, context $context"
     "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
-      --prompt_tokens "$context" | tee "$tokens_dir/b$batch" | grep -v '^sequence 0 tokens' ||
+      --prompt_tokens "$context" --compare_graphs="${COMPARE_GRAPHS:-0}" | tee "$tokens_dir/b$batch" | grep -v '^sequence 0 tokens' ||
       status=1
-  done
-  # The same kernels launched one by one instead of replayed from CUDA graphs.
-  for batch in ${NOGRAPH_BATCHES:-}; do
-    echo "== decode_bench, batch $batch, context $context, PIXTRAL_CUDA_GRAPHS=0"
-    PIXTRAL_CUDA_GRAPHS=0 "$dir/bin/decode_bench" --model "$model" --backend cuda \
-      --batch "$batch" --prompt_tokens "$context" | tee "$tokens_dir/b$batch-nographs" |
-      grep -v '^sequence 0 tokens' || status=1
   done
   # Sequence 0 has the same prompt at every batch size: its greedy tokens should agree.
   for file in "$tokens_dir"/b*; do
