@@ -256,13 +256,12 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
 }
 
 // Rows of 4-element groups: grid (column blocks, row blocks), each thread one group of a row at a
-// time (no division per element, 16- or 8-byte accesses).
-constexpr int64_t kMaxGridY = 65535;
-
+// time (no division per element, 16- or 8-byte accesses). About kMaxElementBlocks blocks in all,
+// each walking several rows (a block a row of 4096 floats is too little work for a block).
 dim3 RowGroupsGrid(int64_t rows, int64_t groups) {
-  const int64_t x = std::min<int64_t>((groups + kElementThreads - 1) / kElementThreads, 64);
-  return dim3(static_cast<unsigned>(std::max<int64_t>(x, 1)),
-              static_cast<unsigned>(std::clamp<int64_t>(rows, 1, kMaxGridY)));
+  const int64_t x = std::clamp<int64_t>((groups + kElementThreads - 1) / kElementThreads, 1, 64);
+  const int64_t y = std::clamp<int64_t>(kMaxElementBlocks / x, 1, std::max<int64_t>(rows, 1));
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y));
 }
 
 template <typename G, typename O>
