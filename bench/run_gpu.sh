@@ -27,7 +27,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
-export LD_LIBRARY_PATH="$PWD/$dir/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Python (the peers, torch) runs with the machine's own libraries: the staged folder holds
+# stand-ins for libblas, liblapack, libcurl and others (stage_gpu.sh) that must not shadow its.
+machine_ld="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$PWD/$dir/lib:$machine_ld"
 if ldd "$dir"/bin/* | grep -q 'not found'; then
   echo "missing shared libraries:"
   ldd "$dir"/bin/* | grep 'not found' | sort -u
@@ -113,11 +116,12 @@ fi
 if [ -n "${REF:-}" ]; then
   echo "== compiled PyTorch peer (${REF}/compiled_decode.py), START ${DECODE_CONTEXT:-1000}"
   START="${DECODE_CONTEXT:-1000}" BATCHES="${REF_BATCHES:-1,16,64}" PYTHONUNBUFFERED=1 \
-    timeout "${REF_TIMEOUT:-420}" python3 "$REF/compiled_decode.py" || status=1
+    LD_LIBRARY_PATH="$machine_ld" timeout "${REF_TIMEOUT:-420}" python3 "$REF/compiled_decode.py" || status=1
 fi
 if [ -n "${HF:-}" ]; then
   echo "== Hugging Face eager peer (${HF}/hf_anchors.py)"
-  PYTHONUNBUFFERED=1 timeout "${HF_TIMEOUT:-300}" python3 "$HF/hf_anchors.py" || status=1
+  PYTHONUNBUFFERED=1 LD_LIBRARY_PATH="$machine_ld" timeout "${HF_TIMEOUT:-300}" \
+    python3 "$HF/hf_anchors.py" || status=1
 fi
 if [ "${SERVED:-0}" = 1 ]; then
   served_backend="${SERVED_BACKEND:-cuda}"
@@ -161,7 +165,7 @@ if [ "${SERVED:-0}" = 1 ]; then
     --max_concurrent_requests 512 --shutdown_grace 2s 2>"$served_out/served_gateway.log" &
   pids+=($!)
   metrics() {
-    python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    LD_LIBRARY_PATH="$machine_ld" python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
       "http://127.0.0.1:$1/metrics" 2>/dev/null
   }
   # Ready when both workers have loaded their weights (the gateway then connects within ~1 s;
@@ -181,6 +185,7 @@ if [ "${SERVED:-0}" = 1 ]; then
     timeout "${SERVED_TIMEOUT:-200}" "$dir/bin/served_bench" --gateway 127.0.0.1:$((port + 0)) \
       --photo "$dir/photo.jpg" --scenarios "${SERVED_SCENARIOS:-text,admit,multiturn,image}" \
       --text_streams "$streams" --text_prompt_tokens "$prompt" --out "$served_out/served.json" \
+      --step_token_budget "${SERVED_STEP_BUDGET:-2048}" \
       ${SERVED_ARGS:-} || status=1
     echo "== cache counters (decoder worker: prefix cache; vision worker: image cache)"
     { metrics $((port + 12)); metrics $((port + 11)); } | grep -E '^pixtral_(prefix|image)_cache_(queries|hits)_total' || true

@@ -1,8 +1,7 @@
 // The served system's benchmark (bench/served_scenarios.h): issue 8's H200 targets and issue 9's
 // served path, against a running gateway with its vision and decoder workers.
 //
-//   served_bench --gateway=127.0.0.1:8000 --scenarios=text,admit,multiturn,image \
-//       --photo=photo.jpg --out=served.json
+//   served_bench --gateway=127.0.0.1:8000 --photo=photo.jpg --out=served.json
 //
 // One warm-up request with an image comes first (lazy CUDA and cuBLAS set-up on the workers).
 // Prints one JSON object per scenario as it finishes, then writes them all to --out.
@@ -34,8 +33,10 @@ ABSL_FLAG(int, admit_output_tokens, 256, "admit: their output tokens.");
 ABSL_FLAG(int, admit_after_tokens, 16, "admit: tokens every stream has before the image.");
 ABSL_FLAG(int, image_output_tokens, 8, "Output tokens of image requests.");
 ABSL_FLAG(int, repeats, 3, "multiturn: chats; image: requests.");
+ABSL_FLAG(int, step_token_budget, 2048, "admit: the decoder worker's, for the reported bound.");
 ABSL_FLAG(int, timeout_s, 600, "Deadline of each call.");
-ABSL_FLAG(int, ready_timeout_s, 60, "Retry the warm-up this long while the gateway is unavailable.");
+ABSL_FLAG(int, ready_timeout_s, 60,
+          "Retry the warm-up this long while the gateway is unavailable.");
 ABSL_FLAG(std::string, out, "", "Write the reports here too, as one JSON object.");
 
 namespace pixtral {
@@ -51,7 +52,8 @@ absl::Status Run() {
                         .admit_after_tokens = absl::GetFlag(FLAGS_admit_after_tokens),
                         .image_side = absl::GetFlag(FLAGS_image_side),
                         .image_output_tokens = absl::GetFlag(FLAGS_image_output_tokens),
-                        .repeats = absl::GetFlag(FLAGS_repeats)};
+                        .repeats = absl::GetFlag(FLAGS_repeats),
+                        .step_token_budget = absl::GetFlag(FLAGS_step_token_budget)};
   if (const std::string photo = absl::GetFlag(FLAGS_photo); !photo.empty()) {
     std::ifstream in(photo, std::ios::binary);
     if (!in) return absl::NotFoundError("cannot read --photo " + photo);
@@ -62,6 +64,7 @@ absl::Status Run() {
   {
     ServedOptions warm = options;
     warm.repeats = 1;
+    warm.image_variant = 900;  // a picture no scenario sends
     warm.image_output_tokens = 2;
     // The gateway is UNAVAILABLE until it has connected to both workers (polled every second).
     absl::StatusOr<nlohmann::json> r = RunImageScenario(*client, warm);

@@ -88,9 +88,9 @@ double Median(std::vector<double> v) {
 }
 
 // Runs `count` streams at once, one thread each; `make(i)` gives stream i's request.
-std::vector<StreamRecord> RunConcurrent(
-    const GatewayClient& client, int count, int max_tokens,
-    const std::function<ChatCompletionRequest(int)>& make, std::atomic<int>* progress = nullptr) {
+std::vector<StreamRecord> RunConcurrent(const GatewayClient& client, int count, int max_tokens,
+                                        const std::function<ChatCompletionRequest(int)>& make,
+                                        std::atomic<int>* progress = nullptr) {
   std::vector<ChatCompletionRequest> requests;
   for (int i = 0; i < count; ++i) requests.push_back(make(i));
   std::vector<StreamRecord> records(count);
@@ -116,8 +116,8 @@ absl::Status FirstError(const std::vector<StreamRecord>& records) {
 nlohmann::json Breakdown(const std::map<std::string, double>& timing) {
   nlohmann::json j;
   for (const auto& [name, value] : timing) {
-    const bool count = name == "vision_bytes" || name == "vision.images" ||
-                       name == "vision.cache_hits";
+    const bool count =
+        name == "vision_bytes" || name == "vision.images" || name == "vision.cache_hits";
     j[name] = count ? value : value * 1000.0;
   }
   auto get = [&](const char* name) {
@@ -185,10 +185,13 @@ std::string VariantJpeg(const std::string& photo, int side, int variant) {
     }
   }
   cv::resize(image, image, cv::Size(side, side), 0, 0, cv::INTER_AREA);
-  // A block per variant, large enough to survive JPEG: a different picture, a different hash.
-  const int block = std::max(side / 16, 8);
-  cv::rectangle(image, cv::Rect((variant * block) % (side - block), 0, block, block),
-                cv::Scalar(variant * 37 % 256, variant * 91 % 256, variant * 53 % 256), cv::FILLED);
+  // The variant's 16 bits as black and white squares along the top, large enough to survive
+  // JPEG: a different picture, a different content hash.
+  const int cell = std::max(side / 32, 4);
+  for (int bit = 0; bit < 16; ++bit) {
+    const int v = (variant >> bit) & 1 ? 255 : 0;
+    cv::rectangle(image, cv::Rect(bit * cell, 0, cell, cell), cv::Scalar(v, v, v), cv::FILLED);
+  }
   std::vector<uchar> jpeg;
   cv::imencode(".jpg", image, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90});
   return std::string(jpeg.begin(), jpeg.end());
@@ -203,8 +206,8 @@ absl::StatusOr<nlohmann::json> RunTextScenario(const GatewayClient& client,
     texts.push_back(*std::move(text));
   }
   const Clock::time_point start = Clock::now();
-  std::vector<StreamRecord> records = RunConcurrent(
-      client, o.text_streams, o.text_output_tokens, [&](int i) { return TextChat(texts[i]); });
+  std::vector<StreamRecord> records = RunConcurrent(client, o.text_streams, o.text_output_tokens,
+                                                    [&](int i) { return TextChat(texts[i]); });
   const double wall_ms = Ms(start, Clock::now());
   if (absl::Status s = FirstError(records); !s.ok()) return s;
   // The window in which every stream decodes: from the last first token to the first last token.
@@ -218,7 +221,8 @@ absl::StatusOr<nlohmann::json> RunTextScenario(const GatewayClient& client,
     to = std::min(to, r.arrivals.back());
     ttft.push_back(r.ttft_ms());
     prompt.push_back(r.prompt_tokens);
-    for (size_t k = 1; k < r.arrivals.size(); ++k) gaps.push_back(Ms(r.arrivals[k - 1], r.arrivals[k]));
+    for (size_t k = 1; k < r.arrivals.size(); ++k)
+      gaps.push_back(Ms(r.arrivals[k - 1], r.arrivals[k]));
   }
   int64_t in_window = 0;
   for (const StreamRecord& r : records) {
@@ -278,15 +282,15 @@ absl::StatusOr<nlohmann::json> RunAdmitScenario(const GatewayClient& client,
   streams.join();
   if (absl::Status s = FirstError(records); !s.ok()) return s;
   if (!image_record.status.ok()) return image_record.status;
-  const Clock::time_point first = image_record.arrivals.empty() ? Clock::now()
-                                                                : image_record.arrivals.front();
+  const Clock::time_point first =
+      image_record.arrivals.empty() ? Clock::now() : image_record.arrivals.front();
   // Usual gap: the streams' gaps before the image was sent; during: gaps overlapping the time from
   // sending the image to its first token (its encode and prefill).
   std::vector<double> before, during;
   bool all_running_at_first_token = true;
   for (const StreamRecord& r : records) {
-    all_running_at_first_token = all_running_at_first_token && !r.arrivals.empty() &&
-                                 r.arrivals.back() > first;
+    all_running_at_first_token =
+        all_running_at_first_token && !r.arrivals.empty() && r.arrivals.back() > first;
     for (size_t k = 1; k < r.arrivals.size(); ++k) {
       const double gap = Ms(r.arrivals[k - 1], r.arrivals[k]);
       if (r.arrivals[k] <= sent) before.push_back(gap);
@@ -295,18 +299,27 @@ absl::StatusOr<nlohmann::json> RunAdmitScenario(const GatewayClient& client,
   }
   const double usual = Median(before);
   const double max_during = during.empty() ? 0 : *std::max_element(during.begin(), during.end());
-  return nlohmann::json{
-      {"streams", o.admit_streams},
-      {"image_side", o.image_side},
-      {"image_prompt_tokens", image_record.prompt_tokens},
-      {"image_ttft_ms", image_record.ttft_ms()},
-      {"usual_gap_ms", usual},
-      {"max_gap_during_image_ms", max_during},
-      {"max_gap_over_usual", usual > 0 ? max_during / usual : 0.0},
-      {"gaps_during_image", during.size()},
-      {"streams_running_when_sent", admitted_while_running},
-      {"streams_running_at_image_first_token", all_running_at_first_token},
-      {"image_breakdown_ms", Breakdown(image_record.timing)}};
+  // Issue 8's bound: twice the usual step plus one chunk's prefill, the chunk's time estimated as
+  // the decoder's time to the image's first token over the chunks its prompt takes.
+  const int chunks =
+      (image_record.prompt_tokens + o.step_token_budget - 1) / std::max(o.step_token_budget, 1);
+  const auto decoder = image_record.timing.find("decoder.first_token");
+  const double chunk_ms =
+      decoder == image_record.timing.end() || chunks == 0 ? 0 : decoder->second * 1000.0 / chunks;
+  return nlohmann::json{{"streams", o.admit_streams},
+                        {"image_side", o.image_side},
+                        {"image_prompt_tokens", image_record.prompt_tokens},
+                        {"image_ttft_ms", image_record.ttft_ms()},
+                        {"usual_gap_ms", usual},
+                        {"max_gap_during_image_ms", max_during},
+                        {"max_gap_over_usual", usual > 0 ? max_during / usual : 0.0},
+                        {"image_prefill_chunks", chunks},
+                        {"chunk_prefill_estimate_ms", chunk_ms},
+                        {"bound_ms", 2 * usual + chunk_ms},
+                        {"gaps_during_image", during.size()},
+                        {"streams_running_when_sent", admitted_while_running},
+                        {"streams_running_at_image_first_token", all_running_at_first_token},
+                        {"image_breakdown_ms", Breakdown(image_record.timing)}};
 }
 
 absl::StatusOr<nlohmann::json> RunMultiTurnScenario(const GatewayClient& client,
@@ -358,11 +371,11 @@ absl::StatusOr<nlohmann::json> RunImageScenario(const GatewayClient& client,
   nlohmann::json runs = nlohmann::json::array();
   int64_t jpeg_bytes = 0, prompt_tokens = 0;
   for (int r = 0; r < o.repeats; ++r) {
-    const std::string jpeg = VariantJpeg(o.photo, o.image_side, 4000 + r);
+    const std::string jpeg = VariantJpeg(o.photo, o.image_side, o.image_variant + r);
     jpeg_bytes = std::ssize(jpeg);
-    StreamRecord record = RunStream(
-        client, ImageChat(jpeg, absl::StrCat("Request ", r, ": describe the image.")),
-        o.image_output_tokens);
+    StreamRecord record =
+        RunStream(client, ImageChat(jpeg, absl::StrCat("Request ", r, ": describe the image.")),
+                  o.image_output_tokens);
     if (!record.status.ok()) return record.status;
     prompt_tokens = record.prompt_tokens;
     ttft.push_back(record.ttft_ms());

@@ -36,7 +36,9 @@ struct ServedOptions {
   int image_side = 1024;        // square images, resized from the photo
   std::string photo;            // encoded image bytes; empty: a drawn picture
   int image_output_tokens = 8;
-  int repeats = 3;  // multiturn and image: chats / requests measured (after one warm-up)
+  int repeats = 3;           // multiturn and image: chats / requests measured (after one warm-up)
+  int image_variant = 4000;  // image: the first request's picture (others follow)
+  int step_token_budget = 2048;  // admit: the decoder worker's, for the bound it reports
 };
 
 absl::StatusOr<nlohmann::json> RunTextScenario(const GatewayClient& client,

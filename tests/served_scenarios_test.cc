@@ -3,13 +3,14 @@
 // loopback gRPC. Checks what each report claims against what the gateway says independently
 // (its tokenizer, its usage counts, its timing trailer), and that the admit scenario really sends
 // the image while every stream is still running.
+#include "bench/served_scenarios.h"
+
 #include <memory>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <string>
 #include <vector>
 
-#include "bench/served_scenarios.h"
 #include "gtest/gtest.h"
 #include "services/client/gateway_client.h"
 #include "services/common/server_runner.h"
