@@ -177,6 +177,7 @@ if [ "${SERVED:-0}" = 1 ]; then
       ready=1
       break
     fi
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || break 2; done  # one died
     sleep 1
   done
   echo "services ready: $ready after $(($(date +%s) - served_start)) s"

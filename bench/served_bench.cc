@@ -97,6 +97,25 @@ absl::Status Run() {
     std::cout << "== " << name << "\n" << report->dump(2) << std::endl;
     all[std::string(name)] = *std::move(report);
   }
+  // The targets' numbers on a few lines, after the long reports.
+  auto line = [&](const char* scenario, std::initializer_list<const char*> keys) {
+    if (!all.contains(scenario)) return;
+    std::cout << "summary " << scenario << ":";
+    for (const char* key : keys) std::cout << " " << key << "=" << all[scenario][key];
+    std::cout << "\n";
+  };
+  line("text", {"output_tokens_per_s", "all_decoding_tokens_per_s", "prompt_tokens_median",
+                "inter_token_median_ms", "ttft_median_ms"});
+  line("admit", {"usual_gap_ms", "max_gap_during_image_ms", "bound_ms", "image_ttft_ms",
+                 "image_prompt_tokens", "streams_running_at_image_first_token"});
+  line("multiturn", {"turn1_ttft_median_ms", "turn2_ttft_median_ms", "turn2_over_turn1_median",
+                     "new_chat_same_image_ttft_median_ms", "vision_cache_hits_new_chats"});
+  line("image", {"ttft_median_ms", "e2e_median_ms", "prompt_tokens", "jpeg_bytes"});
+  if (all.contains("image")) {
+    std::cout << "summary image breakdown (ms): " << all["image"]["breakdown_median_ms"].dump()
+              << "\n";
+  }
+  std::cout << std::flush;
   if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
     std::ofstream(out) << all.dump(2) << "\n";
   }
