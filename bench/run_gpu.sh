@@ -131,6 +131,7 @@ if [ "${SERVED:-0}" = 1 ]; then
   prompt="${SERVED_TEXT_PROMPT:-512}"
   port="${SERVED_PORT:-19000}"  # gateway; workers +1 and +2, metrics +10 to +12
   served_start=$(date +%s)
+  rm -f "$served_out/gateway.port"
   if [ ! -e "$served_model/consolidated.safetensors" ]; then
     echo "== random Pixtral-12B folder (vision true) for the services"
     timeout 300 "$dir/bin/make_random_model" --out "$served_model" --preset pixtral-12b || status=1
@@ -162,17 +163,20 @@ if [ "${SERVED:-0}" = 1 ]; then
   pids+=($!)
   "$dir/bin/gateway_server" --model_dir "$served_model" --host 127.0.0.1 --port $((port + 0)) \
     --metrics_port $((port + 10)) --vision_workers 127.0.0.1:$((port + 1)) --decoder_workers 127.0.0.1:$((port + 2)) \
-    --max_concurrent_requests 512 --shutdown_grace 2s 2>"$served_out/served_gateway.log" &
+    --max_concurrent_requests 512 --shutdown_grace 2s --port_file "$served_out/gateway.port" \
+    2>"$served_out/served_gateway.log" &
   pids+=($!)
-  metrics() {
-    LD_LIBRARY_PATH="$machine_ld" python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-      "http://127.0.0.1:$1/metrics" 2>/dev/null
-  }
-  # Ready when both workers have loaded their weights (the gateway then connects within ~1 s;
-  # served_bench's warm-up waits for it too).
+  # GET /metrics with bash alone (HTTP/1.0: the server closes after the answer).
+  metrics() (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    timeout 5 cat <&3
+  ) 2>/dev/null
+  # Ready when the gateway serves (its port file) and both workers have loaded their weights
+  # (the gateway then connects within ~1 s; served_bench's warm-up waits for that too).
   ready=0
   for _ in $(seq 1 "${SERVED_LOAD_TIMEOUT:-150}"); do
-    if metrics $((port + 11)) | grep -q '^pixtral_model_loaded 1' &&
+    if [ -s "$served_out/gateway.port" ] && metrics $((port + 11)) | grep -q '^pixtral_model_loaded 1' &&
       metrics $((port + 12)) | grep -q '^pixtral_model_loaded 1'; then
       ready=1
       break

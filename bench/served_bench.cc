@@ -66,9 +66,11 @@ absl::Status Run() {
     warm.repeats = 1;
     warm.image_variant = 900;  // a picture no scenario sends
     warm.image_output_tokens = 2;
-    // The gateway is UNAVAILABLE until it has connected to both workers (polled every second).
+    // A gateway serves only health while it loads (UNIMPLEMENTED) and is UNAVAILABLE until it
+    // has connected to both workers (polled every second).
     absl::StatusOr<nlohmann::json> r = RunImageScenario(*client, warm);
-    for (int i = 0; i < absl::GetFlag(FLAGS_ready_timeout_s) && absl::IsUnavailable(r.status());
+    for (int i = 0; i < absl::GetFlag(FLAGS_ready_timeout_s) &&
+                    (absl::IsUnavailable(r.status()) || absl::IsUnimplemented(r.status()));
          ++i) {
       absl::SleepFor(absl::Seconds(1));
       r = RunImageScenario(*client, warm);
