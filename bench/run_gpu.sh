@@ -23,7 +23,8 @@
 #                  (SERVED_DECODE_BENCH=0 skips it). On the model folder of MODEL_12B=1 (written if
 #                  missing). SERVED_BACKEND=cpu SERVED_MODEL=DIR runs the same on the CPU (a toy
 #                  folder); SERVED_ARGS adds served_bench flags (smaller sizes). Report JSON and
-#                  the services' logs into $OUT when set.
+#                  the services' logs into $OUT when set. With load_bench staged (LOAD_BENCH=1),
+#                  also a mixed load (SERVED_LOAD_ARGS).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
@@ -192,6 +193,16 @@ if [ "${SERVED:-0}" = 1 ]; then
       --text_streams "$streams" --text_prompt_tokens "$prompt" --out "$served_out/served.json" \
       --step_token_budget "${SERVED_STEP_BUDGET:-2048}" \
       ${SERVED_ARGS:-} || status=1
+    if [ -x "$dir/bin/load_bench" ]; then
+      # A mixed load (staged with LOAD_BENCH=1): text and image chats, repeats, two turns.
+      echo "== load_bench against the served system"
+      # shellcheck disable=SC2086
+      timeout "${SERVED_LOAD_TIMEOUT_S:-90}" "$dir/bin/load_bench" --gateway 127.0.0.1:$((port + 0)) \
+        --out "$served_out/served_load.json" ${SERVED_LOAD_ARGS:---sessions 64 --concurrency 32 --image_sides 512,1024} \
+        >/dev/null || status=1
+      tr -d ' \n' <"$served_out/served_load.json" | head -c 2000
+      echo
+    fi
     echo "== cache counters (decoder worker: prefix cache; vision worker: image cache)"
     { metrics $((port + 12)); metrics $((port + 11)); } | grep -E '^pixtral_(prefix|image)_cache_(queries|hits)_total' || true
   else

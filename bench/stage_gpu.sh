@@ -14,6 +14,8 @@ targets=(//kernels/cuda:convert_test //kernels/cuda:cuda_backend_test //tests:cu
 if [ "${SERVED:-0}" = 1 ]; then
   targets+=(//services/gateway:gateway_server //services/vision_worker:vision_worker
     //services/decoder_worker:decoder_worker //bench:served_bench)
+  # LOAD_BENCH=1: the mixed-load benchmark too (3 MB more, past the ~55 MiB the carry leaves).
+  [ "${LOAD_BENCH:-0}" = 1 ] && targets+=(//bench:load_bench)
 fi
 bazel build --jobs=2 "${targets[@]}"
 rm -rf "$dest" && mkdir -p "$dest/bin" "$dest/lib"
