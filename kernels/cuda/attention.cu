@@ -417,9 +417,11 @@ struct MmaTile {
   static_assert(kHeadDim % (2 * kMmaN) == 0 && kHeadDim % kLoadChunk == 0);
   static constexpr int kStride = kHeadDim + kMmaPad;
   static_assert((kStride / 2) % 32 == 4);
-  // The q tile, then `stages` k tiles and as many v tiles.
+  // The q tile, then `stages` k tiles and as many v tiles; with two stages the q tile lives in
+  // the second stage's k tile (see AttendTileMma).
   static constexpr size_t SharedBytes(int stages) {
-    return sizeof(__nv_bfloat16) * (kTileQueries + 2 * stages * kMmaKeys) * kStride;
+    return sizeof(__nv_bfloat16) * ((stages == 2 ? 0 : kTileQueries) + 2 * stages * kMmaKeys) *
+           kStride;
   }
 };
 
@@ -470,9 +472,14 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
   constexpr int kStages = KvStages<KeyAt>();
   constexpr int kTileElements = kMmaKeys * T::kStride;
   extern __shared__ float4 shared4[];
-  auto* q_s = reinterpret_cast<__nv_bfloat16*>(shared4);
-  auto* k_s = q_s + kTileQueries * T::kStride;  // [kStages][kMmaKeys][kStride]
+  // [kStages][kMmaKeys][kStride] k and v tiles. With two stages q is staged in the second k
+  // tile, which nothing else uses until the first iteration copies key tile 1 there (after a
+  // barrier past the q fragment loads): a third less shared memory, three blocks to an SM.
+  static_assert(kTileQueries == kMmaKeys);
+  auto* base = reinterpret_cast<__nv_bfloat16*>(shared4);
+  auto* k_s = base + (kStages == 2 ? 0 : kTileQueries * T::kStride);
   auto* v_s = k_s + kStages * kTileElements;
+  auto* q_s = kStages == 2 ? k_s + kTileElements : base;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int g = lane / 4, t = lane % 4;
   const int first_row = warp * kMmaM + g;  // this thread's rows: first_row and first_row + 8
@@ -506,6 +513,7 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     q_frag[ks][2] = LoadPair(q_row + ks * kMmaK + 8);
     q_frag[ks][3] = LoadPair(q_row + 8 * T::kStride + ks * kMmaK + 8);
   }
+  if constexpr (kStages == 2) __syncthreads();  // every warp has its q before tile 1 lands there
   // Per row: the running max, and the running sum of this thread's columns (summed over the
   // row's 4 lanes at the end; the rescaling is the same in all of them).
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
@@ -533,12 +541,17 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     }
 
     float s[kKeyTiles][4] = {};
+    // K's B fragments by ldmatrix: matrices 0-3 are keys nt * 8.. of dimensions +0, +8, +16,
+    // +24 from ks * 16, i.e. b0 and b1 of k steps ks and ks + 1.
 #pragma unroll
     for (int nt = 0; nt < kKeyTiles; ++nt) {
-      const __nv_bfloat16* k_row = k_tile + (nt * kMmaN + g) * T::kStride + 2 * t;
+      const __nv_bfloat16* k_lane = k_tile + (nt * kMmaN + lane % 8) * T::kStride + lane / 8 * 8;
 #pragma unroll
-      for (int ks = 0; ks < kDimSteps; ++ks) {
-        MmaBf16(s[nt], q_frag[ks], LoadPair(k_row + ks * kMmaK), LoadPair(k_row + ks * kMmaK + 8));
+      for (int ks = 0; ks < kDimSteps; ks += 2) {
+        uint32_t b[4];
+        LdMatrixX4(b, k_lane + ks * kMmaK);
+        MmaBf16(s[nt], q_frag[ks], b[0], b[1]);
+        MmaBf16(s[nt], q_frag[ks + 1], b[2], b[3]);
       }
     }
 
@@ -640,8 +653,11 @@ __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
 
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
 // tiles of the tokens after the last segment (NaN).
+// Four blocks to an SM at the vision encoder's head_dim 64 (128 registers).
+constexpr int MinSegmentBlocks(int head_dim) { return head_dim == 64 ? 4 : 1; }
+
 template <int kHeadDim>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim))
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinSegmentBlocks(kHeadDim))
     SegmentAttentionTiledKernel(SegmentAttentionParams p) {
   const int head = blockIdx.y;
   int tile = blockIdx.x, begin = 0, length = 0;
@@ -690,8 +706,11 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim))
 
 // grid (PrefillTiles(p), heads): tile blockIdx.x of the query tiles of the sequences with more
 // than one new token, in order. Causal over the sequence's cache, which AppendKvKernel has filled.
+// Three blocks to an SM on the tensor-core path (168 registers at head_dim 128).
+constexpr int MinPrefillBlocks(int head_dim) { return UseMma(head_dim) ? 3 : 1; }
+
 template <int kHeadDim>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim))
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHeadDim))
     PagedPrefillKernel(PagedAttentionParams p) {
   const int head = blockIdx.y;
   // Blocks start roughly in order of blockIdx.x: the causal tiles with the most keys (a
