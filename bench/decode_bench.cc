@@ -49,8 +49,14 @@ struct DecodeRun {
   std::vector<std::vector<int32_t>> tokens;  // [step][sequence]
 };
 
-absl::StatusOr<DecodeRun> RunDecode(PixtralModel& model, int batch, int prompt_tokens,
-                                    int steps) {
+// The timed steps' times, sorted.
+std::vector<double> TimedSteps(const DecodeRun& run, int warmup) {
+  std::vector<double> times(run.step_ms.begin() + warmup, run.step_ms.end());
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+absl::StatusOr<DecodeRun> RunDecode(PixtralModel& model, int batch, int prompt_tokens, int steps) {
   Decoder& decoder = model.decoder();
   const DecoderConfig& config = model.config().decoder;
   std::vector<SequenceId> seqs(batch);
@@ -129,8 +135,7 @@ int Main() {
     std::fprintf(stderr, "decode_bench: %s\n", run.status().ToString().c_str());
     return 1;
   }
-  std::vector<double> times(run->step_ms.begin() + warmup, run->step_ms.end());
-  std::sort(times.begin(), times.end());
+  const std::vector<double> times = TimedSteps(*run, warmup);
   double sum = 0;
   for (double t : times) sum += t;
   const double median = times[times.size() / 2];
@@ -156,8 +161,7 @@ int Main() {
       std::fprintf(stderr, "decode_bench: %s\n", eager.status().ToString().c_str());
       return 1;
     }
-    std::vector<double> eager_times(eager->step_ms.begin() + warmup, eager->step_ms.end());
-    std::sort(eager_times.begin(), eager_times.end());
+    const std::vector<double> eager_times = TimedSteps(*eager, warmup);
     std::printf("the same kernels launched one by one: median %.2f ms/step\n",
                 eager_times[eager_times.size() / 2]);
     int equal = 0, total = 0, first_difference = -1;

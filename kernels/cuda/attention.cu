@@ -680,24 +680,15 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinSegmentBlocks(kHead
     return;
   }
   // bf16 k and v where the tensor-core path copies them as they are.
-  const auto* k =
-      [&] {
-        if constexpr (UseMma(kHeadDim)) {
-          return reinterpret_cast<const __nv_bfloat16*>(p.k_bf16);
-        } else {
-          return p.k;
-        }
-      }() +
-      begin * row + head * kHeadDim;
-  const auto* v =
-      [&] {
-        if constexpr (UseMma(kHeadDim)) {
-          return reinterpret_cast<const __nv_bfloat16*>(p.v_bf16);
-        } else {
-          return p.v;
-        }
-      }() +
-      begin * row + head * kHeadDim;
+  auto segment_of = [&](const float* f32, const uint16_t* bf16) {
+    if constexpr (UseMma(kHeadDim)) {
+      return reinterpret_cast<const __nv_bfloat16*>(bf16) + begin * row + head * kHeadDim;
+    } else {
+      return f32 + begin * row + head * kHeadDim;
+    }
+  };
+  const auto* k = segment_of(p.k, p.k_bf16);
+  const auto* v = segment_of(p.v, p.v_bf16);
   AttendQueryTile<kHeadDim>(
       min(kTileQueries, length - tile * kTileQueries), length, length, p.scale,
       [&](int i) { return p.q + (first_query + i) * row + head * kHeadDim; }, out_at,
