@@ -33,12 +33,77 @@ ABSL_FLAG(float, top_p, 1.0f, "Nucleus of every sequence's sampling.");
 ABSL_FLAG(bool, auto_cache, false,
           "Size the KV cache from the device memory left after the weights (CacheOptions "
           "num_blocks 0) and print its capacity, instead of just what the run needs.");
+ABSL_FLAG(bool, compare_graphs, false,
+          "Then decode again with the same kernels launched one by one (no CUDA graphs) and "
+          "compare every sequence's tokens; fails on a difference.");
 ABSL_FLAG(int, profile_step, -1,
           "Step (counting warm-up) bracketed by cudaProfilerStart/Stop, for "
           "`ncu --profile-from-start off`; -1: none.");
 
 namespace pixtral {
 namespace {
+
+// One run: each sequence gets its own prompt, prefilled on its own; then all decode together,
+// each feeding back its own pick, `steps` times.
+struct DecodeRun {
+  std::vector<double> step_ms;
+  std::vector<std::vector<int32_t>> tokens;  // [step][sequence]
+};
+
+// The timed steps' times, sorted.
+std::vector<double> TimedSteps(const DecodeRun& run, int warmup) {
+  std::vector<double> times(run.step_ms.begin() + warmup, run.step_ms.end());
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+absl::StatusOr<DecodeRun> RunDecode(PixtralModel& model, int batch, int prompt_tokens, int steps) {
+  Decoder& decoder = model.decoder();
+  const DecoderConfig& config = model.config().decoder;
+  std::vector<SequenceId> seqs(batch);
+  std::vector<int32_t> next(batch);
+  std::vector<int32_t> prompt(prompt_tokens);
+  Clock::time_point start = Clock::now();
+  for (int b = 0; b < batch; ++b) {
+    seqs[b] = decoder.AddSequence();
+    for (int i = 0; i < prompt_tokens; ++i) {
+      prompt[i] = 1000 + (37 * i + 101 * b) % (config.vocab_size - 1000);
+    }
+    auto logits = model.Prefill(seqs[b], prompt, {});
+    if (!logits.ok()) return logits.status();
+    next[b] = std::max_element(logits->begin(), logits->end()) - logits->begin();
+  }
+  std::printf("prefill of %d x %d tokens: %.2f ms\n", batch, prompt_tokens, MsSince(start));
+
+  std::vector<StepInput> inputs(batch);
+  for (int b = 0; b < batch; ++b)
+    inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}, .prompt_tokens = 0};
+  // Sampling runs on the backend, as in serving: only the ids come back.
+  std::vector<Sampler> samplers;
+  for (int b = 0; b < batch; ++b) {
+    samplers.push_back(*Sampler::Create({.temperature = absl::GetFlag(FLAGS_temperature),
+                                         .top_p = absl::GetFlag(FLAGS_top_p),
+                                         .seed = static_cast<uint64_t>(b)}));
+  }
+  std::vector<kernels::RowSampling> draws(batch);
+  DecodeRun run;
+  for (int i = 0; i < steps; ++i) {
+    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStart();
+    start = Clock::now();
+    for (int b = 0; b < batch; ++b) draws[b] = samplers[b].NextDraw();
+    auto step = decoder.ForwardSampled(inputs, draws);
+    run.step_ms.push_back(MsSince(start));
+    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStop();
+    if (!step.ok()) return step.status();
+    for (int b = 0; b < batch; ++b) {
+      if (!(*step)[b].ok()) return (*step)[b].status();
+      next[b] = (*step)[b]->id;
+    }
+    run.tokens.push_back(next);
+  }
+  for (SequenceId seq : seqs) decoder.Release(seq);
+  return run;
+}
 
 int Main() {
   const int batch = absl::GetFlag(FLAGS_batch), prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
@@ -61,68 +126,17 @@ int Main() {
   }
   PixtralModel* model = loaded->model.get();
   const DecoderConfig& config = model->config().decoder;
-
   Decoder& decoder = model->decoder();
   std::printf("KV cache: %lld positions in %d blocks\n",
               static_cast<long long>(decoder.cache().capacity()),
               decoder.cache().layout().num_blocks);
-  // Each sequence gets its own prompt, prefilled on its own; then all decode together, each
-  // feeding back its own greedy pick.
-  std::vector<SequenceId> seqs(batch);
-  std::vector<int32_t> next(batch);
-  std::vector<int32_t> prompt(prompt_tokens);
-  Clock::time_point start = Clock::now();
-  for (int b = 0; b < batch; ++b) {
-    seqs[b] = decoder.AddSequence();
-    for (int i = 0; i < prompt_tokens; ++i) {
-      prompt[i] = 1000 + (37 * i + 101 * b) % (config.vocab_size - 1000);
-    }
-    auto logits = model->Prefill(seqs[b], prompt, {});
-    if (!logits.ok()) {
-      std::fprintf(stderr, "decode_bench: prefill: %s\n", logits.status().ToString().c_str());
-      return 1;
-    }
-    next[b] = std::max_element(logits->begin(), logits->end()) - logits->begin();
-  }
-  std::printf("prefill of %d x %d tokens: %.2f ms\n", batch, prompt_tokens, MsSince(start));
 
-  std::vector<StepInput> inputs(batch);
-  for (int b = 0; b < batch; ++b)
-    inputs[b] = {.sequence = seqs[b], .tokens = {&next[b], 1}, .prompt_tokens = 0};
-  // Sampling runs on the backend, as in serving: only the ids come back.
-  std::vector<Sampler> samplers;
-  for (int b = 0; b < batch; ++b) {
-    samplers.push_back(*Sampler::Create({.temperature = absl::GetFlag(FLAGS_temperature),
-                                         .top_p = absl::GetFlag(FLAGS_top_p),
-                                         .seed = static_cast<uint64_t>(b)}));
+  absl::StatusOr<DecodeRun> run = RunDecode(*model, batch, prompt_tokens, warmup + steps);
+  if (!run.ok()) {
+    std::fprintf(stderr, "decode_bench: %s\n", run.status().ToString().c_str());
+    return 1;
   }
-  std::vector<kernels::RowSampling> draws(batch);
-  std::vector<double> times;
-  std::vector<int32_t> first_tokens;  // sequence 0's, the same prompt at every --batch
-  for (int i = 0; i < warmup + steps; ++i) {
-    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStart();
-    start = Clock::now();
-    for (int b = 0; b < batch; ++b) draws[b] = samplers[b].NextDraw();
-    auto step = decoder.ForwardSampled(inputs, draws);
-    const double ms = MsSince(start);
-    if (i == absl::GetFlag(FLAGS_profile_step)) cudaProfilerStop();
-    if (!step.ok()) {
-      std::fprintf(stderr, "decode_bench: step %d: %s\n", i, step.status().ToString().c_str());
-      return 1;
-    }
-    for (int b = 0; b < batch; ++b) {
-      if (!(*step)[b].ok()) {
-        std::fprintf(stderr, "decode_bench: step %d: %s\n", i,
-                     (*step)[b].status().ToString().c_str());
-        return 1;
-      }
-      next[b] = (*step)[b]->id;
-    }
-    first_tokens.push_back(next[0]);
-    if (i >= warmup) times.push_back(ms);
-  }
-  for (SequenceId seq : seqs) decoder.Release(seq);
-  std::sort(times.begin(), times.end());
+  const std::vector<double> times = TimedSteps(*run, warmup);
   double sum = 0;
   for (double t : times) sum += t;
   const double median = times[times.size() / 2];
@@ -137,10 +151,42 @@ int Main() {
                 absl::GetFlag(FLAGS_tp), AllReduceMsPerStep(*model, batch), 2 * config.n_layers,
                 batch, config.dim);
   }
-  // Greedy tokens of sequence 0, to compare across batch sizes (and with and without graphs).
+  std::printf("decode steps replayed from CUDA graphs: %lld (%lld recorded)\n",
+              static_cast<long long>(decoder.decode_replays()),
+              static_cast<long long>(decoder.decode_recordings()));
+  // Greedy tokens of sequence 0, to compare across batch sizes.
   std::printf("sequence 0 tokens:");
-  for (int32_t id : first_tokens) std::printf(" %d", id);
+  for (const std::vector<int32_t>& step : run->tokens) std::printf(" %d", step[0]);
   std::printf("\n");
+  if (absl::GetFlag(FLAGS_compare_graphs)) {
+    // The same run with the same kernels launched one by one, in this process (the same tuned
+    // GEMM algorithms): every sequence's tokens should be the same.
+    decoder.SetDecodeGraphs(DecodeGraphMode::kBuffers);
+    absl::StatusOr<DecodeRun> eager = RunDecode(*model, batch, prompt_tokens, warmup + steps);
+    if (!eager.ok()) {
+      std::fprintf(stderr, "decode_bench: %s\n", eager.status().ToString().c_str());
+      return 1;
+    }
+    const std::vector<double> eager_times = TimedSteps(*eager, warmup);
+    std::printf("the same kernels launched one by one: median %.2f ms/step\n",
+                eager_times[eager_times.size() / 2]);
+    int equal = 0, total = 0, first_difference = -1;
+    for (size_t i = 0; i < run->tokens.size(); ++i) {
+      for (int b = 0; b < batch; ++b) {
+        ++total;
+        if (run->tokens[i][b] == eager->tokens[i][b]) {
+          ++equal;
+        } else if (first_difference < 0) {
+          first_difference = static_cast<int>(i);
+        }
+      }
+    }
+    std::printf(
+        "tokens with CUDA graphs against the same kernels launched one by one: %d of %d equal "
+        "(first difference at step %d)\n",
+        equal, total, first_difference);
+    if (equal != total) return 1;
+  }
   return 0;
 }
 

@@ -15,6 +15,8 @@
 //
 //   make_random_model --out /tmp/pixtral-12b --preset pixtral-12b
 //   prompt_bench --model /tmp/pixtral-12b --backend cuda --images 1,2,4 --image_sizes 512,1024
+#include <cuda_profiler_api.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -34,6 +36,7 @@
 #include "bench/bench_model.h"
 #include "decoder/pixtral_model.h"
 #include "decoder/sampler.h"
+#include "glog/logging.h"
 
 ABSL_FLAG(std::string, model, "", "Model folder with a vision encoder.");
 ABSL_FLAG(std::string, backend, "cuda", "cpu | cuda.");
@@ -46,6 +49,9 @@ ABSL_FLAG(int, text_tokens, 50, "Text tokens after the images.");
 ABSL_FLAG(bool, ttft, true, "Also time PixtralModel::Prefill with the images and a first pick.");
 ABSL_FLAG(int, warmup, 1, "Untimed runs of each measurement first.");
 ABSL_FLAG(int, repeats, 5, "Timed runs of each measurement.");
+ABSL_FLAG(bool, profile, false,
+          "Bracket the first timed run of each measurement by cudaProfilerStart/Stop, for "
+          "ncu --profile-from-start off.");
 
 namespace pixtral {
 namespace {
@@ -59,9 +65,12 @@ absl::StatusOr<Stats> Measure(const std::string& what, int warmup, int repeats,
                               const std::function<absl::Status()>& run) {
   std::vector<double> times;
   for (int i = 0; i < warmup + repeats; ++i) {
+    const bool profiled = i == warmup && absl::GetFlag(FLAGS_profile);
+    if (profiled) cudaProfilerStart();
     const Clock::time_point start = Clock::now();
     if (absl::Status status = run(); !status.ok()) return status;
     if (i >= warmup) times.push_back(MsSince(start));
+    if (profiled) cudaProfilerStop();
   }
   std::sort(times.begin(), times.end());
   const Stats stats{times[times.size() / 2], times.front(), times.back()};
@@ -139,15 +148,15 @@ int Main() {
   for (const int side : *sides) {
     for (const int count : *counts) {
       const std::vector<int32_t> tokens = PromptTokens(vision, vocab, side, count, text);
-      // Image holds a view of its pixels: the buffers live as long as the views.
+      // Image's pixels are a view: their storage lives as long as the case.
       std::vector<std::vector<float>> pixels(count);
       std::vector<Image> images;
       std::mt19937 rng(7);
       std::normal_distribution<float> normal;
-      for (int i = 0; i < count; ++i) {
-        pixels[i].resize(int64_t{vision.num_channels} * side * side);
-        for (float& p : pixels[i]) p = normal(rng);
-        images.push_back({.height = side, .width = side, .pixels = pixels[i]});
+      for (std::vector<float>& image : pixels) {
+        image.resize(int64_t{vision.num_channels} * side * side);
+        for (float& p : image) p = normal(rng);
+        images.push_back({.height = side, .width = side, .pixels = image});
       }
       const int grid = side / vision.patch_size;
       const std::string label =
@@ -223,5 +232,7 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  google::InstallFailureSignalHandler();     // a crash prints its stack
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe before a crash
   return pixtral::Main();
 }

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <limits>
+#include <string_view>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -71,6 +74,12 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
   int num_blocks = cache.num_blocks;
   if (num_blocks == 0) {
     PIXTRAL_ASSIGN_OR_RETURN(num_blocks, BlocksInFreeMemory(*backend, config, cache));
+  }
+  if (backend->name() == "cuda") {
+    const char* graphs = std::getenv("PIXTRAL_CUDA_GRAPHS");
+    d->graph_mode_ = graphs != nullptr && std::string_view(graphs) == "0"
+                         ? DecodeGraphMode::kBuffers
+                         : DecodeGraphMode::kRecorded;
   }
   PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
                            PagedKvCache::Create(*backend, {.num_layers = config.n_layers,
@@ -210,8 +219,45 @@ absl::Status Decoder::Embed(absl::Span<const StepInput> batch, const Tensor& ids
   return absl::OkStatus();
 }
 
+void Decoder::SetDecodeGraphs(DecodeGraphMode mode) {
+  graph_mode_ = mode;
+  graphs_.clear();
+}
+
+void Decoder::Layers(const LayerTensors& t) {
+  Backend& b = *backend_;
+  const DecoderConfig& c = config_;
+  const int64_t rows = t.x.dim(0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  // Each residual add is fused with the RmsNorm after it (the next layer's, past the MLP).
+  if (!layers_.empty()) b.RmsNorm(t.x, layers_[0].attention_norm, c.norm_eps, t.hn);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const BlockWeights& w = layers_[l];
+    // wq, wk, wv stacked: one pass over the weights, then the three column ranges apart.
+    b.MatMul(t.hn, w.wqkv, nullptr, t.qkv);
+    const Tensor parts[] = {t.q, t.k, t.v};
+    b.SplitColumns(t.qkv, parts);
+    b.PagedAttention(t.q, t.k, t.v, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l),
+                     t.attn);
+    b.MatMul(t.attn.Reshape({rows, c.n_heads * c.head_dim}), w.wo, nullptr, t.h);
+    b.AddRmsNorm(t.x, t.h, w.ffn_norm, c.norm_eps, t.hn);
+    b.MatMul(t.hn, w.w13, nullptr, t.gate_up);  // w1, w3 stacked
+    b.SwiGlu(t.gate_up, t.gate);
+    b.MatMul(t.gate, w.w2, nullptr, t.h);
+    if (l + 1 < layers_.size()) {
+      b.AddRmsNorm(t.x, t.h, layers_[l + 1].attention_norm, c.norm_eps, t.hn);
+    } else {
+      b.Add(t.x, t.h, t.x);
+    }
+  }
+}
+
 absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   PIXTRAL_RETURN_IF_ERROR(Validate(batch));
+  if (graph_mode_ != DecodeGraphMode::kOff) {
+    PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, RunOnDecodeBuffers(batch));
+    if (logits.defined()) return logits;
+  }
   Backend& b = *backend_;
   const DecoderConfig& c = config_;
 
@@ -231,58 +277,128 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   }
   const int64_t t = std::ssize(ids), r = std::ssize(logit_rows);
   const int64_t hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  LayerTensors lt;
   PIXTRAL_ASSIGN_OR_RETURN(Tensor ids_t, kernels::ToBackend(b, ids, {t}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor rows_t, kernels::ToBackend(b, logit_rows, {r}));
   PIXTRAL_ASSIGN_OR_RETURN(
-      Tensor rope,
+      lt.rope,
       kernels::ToBackend(b, kernels::RopeTable1D(positions, hd, c.rope_theta), {t, hd / 2, 2}));
-  PIXTRAL_ASSIGN_OR_RETURN(kernels::PagedBatch paged, kernels::MakePagedBatch(b, attention));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor x, b.Alloc(DType::kF32, {t, c.dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(DType::kF32, {t, c.dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor q, b.Alloc(DType::kF32, {t, nh, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor k, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor v, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor attn, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.paged, kernels::MakePagedBatch(b, attention));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.x, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.h, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.q, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.k, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.v, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.attn, b.Alloc(DType::kF32, {t, nh, hd}));
   // The tensors only products read (normed rows, the MLP's) in the backend's input type: bf16 on
   // the GPU for prompts, so no product converts its input; f32 on the CPU (hn is then h).
   const DType act = b.MatMulInputDType(t);
-  Tensor hn = h;
+  lt.hn = lt.h;
   if (act != DType::kF32) {
-    PIXTRAL_ASSIGN_OR_RETURN(hn, b.Alloc(act, {t, c.dim}));
+    PIXTRAL_ASSIGN_OR_RETURN(lt.hn, b.Alloc(act, {t, c.dim}));
   }
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate_up, b.Alloc(act, {t, 2 * c.hidden_dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(Tensor gate, b.Alloc(act, {t, c.hidden_dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.gate_up, b.Alloc(act, {t, 2 * c.hidden_dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.gate, b.Alloc(act, {t, c.hidden_dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor last, b.Alloc(DType::kF32, {r, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, b.Alloc(DType::kF32, {r, c.vocab_size}));
 
-  PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, x));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Each residual add is fused with the RmsNorm after it (the next layer's, past the MLP).
-  if (!layers_.empty()) b.RmsNorm(x, layers_[0].attention_norm, c.norm_eps, hn);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const BlockWeights& w = layers_[l];
-    // wq, wk, wv stacked: one pass over the weights, then the three column ranges apart.
-    b.MatMul(hn, w.wqkv, nullptr, qkv);
-    const Tensor parts[] = {q, k, v};
-    b.SplitColumns(qkv, parts);
-    b.PagedAttention(q, k, v, &rope, paged, scale, cache_->keys(l), cache_->values(l), attn);
-    b.MatMul(attn.Reshape({t, nh * hd}), w.wo, nullptr, h);
-    b.AddRmsNorm(x, h, w.ffn_norm, c.norm_eps, hn);
-    b.MatMul(hn, w.w13, nullptr, gate_up);  // w1, w3 stacked
-    b.SwiGlu(gate_up, gate);
-    b.MatMul(gate, w.w2, nullptr, h);
-    if (l + 1 < layers_.size()) {
-      b.AddRmsNorm(x, h, layers_[l + 1].attention_norm, c.norm_eps, hn);
-    } else {
-      b.Add(x, h, x);
-    }
-  }
-  b.Gather(x, rows_t, last);  // only the positions whose logits were asked for
+  PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, lt.x));
+  Layers(lt);
+  b.Gather(lt.x, rows_t, last);  // only the positions whose logits were asked for
   b.RmsNorm(last, norm_, c.norm_eps, last);
   b.MatMul(last, output_, nullptr, logits);
   for (const StepInput& in : batch) sequences_[in.sequence].length += std::ssize(in.tokens);
   return logits;
+}
+
+absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> batch) {
+  const int n = static_cast<int>(batch.size());
+  int64_t positions = 0;
+  for (const StepInput& in : batch) {
+    const bool image = in.image_features.defined() && in.image_features.dim(0) > 0;
+    if (in.tokens.size() != 1 || in.all_logits || image) return Tensor();
+    positions = std::max(positions, sequences_.at(in.sequence).length + 1);
+  }
+  const int rows = DecodeRowBucket(n);
+  const int64_t context = DecodeContextBucket(positions);
+  if (rows == 0 || context == 0) return Tensor();
+  Backend& b = *backend_;
+  if (decode_buffers_ == nullptr || decode_buffers_->rows() < rows) {
+    graphs_.clear();  // recorded on the old buffers
+    decode_buffers_.reset();
+    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers =
+        DecodeStepBuffers::Create(b, config_, cache_->layout().block_size, rows);
+    if (!buffers.ok()) {
+      LOG(WARNING) << "decode steps go back to the ordinary path: " << buffers.status();
+      graph_mode_ = DecodeGraphMode::kOff;
+      return Tensor();
+    }
+    decode_buffers_ = *std::move(buffers);
+  }
+  const DecodeStepTensors s = decode_buffers_->For(b, rows, context);
+
+  // The step's inputs; a padding row is token 0 at position 0 of a sequence of no new tokens.
+  const int64_t width = s.paged.block_tables.dim(1);
+  std::vector<int32_t> ids(rows, 0), token_positions(rows, 0), info(rows * 3, 0);
+  std::vector<int32_t> tables(rows * width, -1);
+  for (int i = 0; i < rows; ++i) info[3 * i] = i;
+  for (int i = 0; i < n; ++i) {
+    Sequence& seq = sequences_[batch[i].sequence];
+    PIXTRAL_RETURN_IF_ERROR(cache_->Reserve(seq.length + 1, seq.blocks));  // Validate counted them
+    ids[i] = batch[i].tokens[0];
+    token_positions[i] = static_cast<int32_t>(seq.length);
+    info[3 * i + 1] = 1;
+    info[3 * i + 2] = static_cast<int32_t>(seq.length);
+    // Blocks past the context bucket (reserved ahead) hold no position this step reads.
+    std::copy_n(seq.blocks.begin(), std::min<int64_t>(width, std::ssize(seq.blocks)),
+                tables.begin() + i * width);
+  }
+  const std::vector<float> rope =
+      kernels::RopeTable1D(token_positions, config_.head_dim, config_.rope_theta);
+  b.CopyFromHost(ids.data(), s.ids);
+  b.CopyFromHost(rope.data(), s.rope);
+  b.CopyFromHost(info.data(), s.paged.sequences);
+  b.CopyFromHost(tables.data(), s.paged.block_tables);
+
+  const LayerTensors t{.x = s.x,
+                       .h = s.h,
+                       .qkv = s.qkv,
+                       .q = s.q,
+                       .k = s.k,
+                       .v = s.v,
+                       .attn = s.attn,
+                       .hn = s.hn,
+                       .gate_up = s.gate_up,
+                       .gate = s.gate,
+                       .rope = s.rope,
+                       .paged = s.paged};
+  // Captures by value: a recording replays these ops on these tensors.
+  const std::function<absl::Status()> ops = [this, t, ids = s.ids, logits = s.logits] {
+    backend_->Gather(tok_embeddings_, ids, t.x);
+    Layers(t);
+    backend_->RmsNorm(t.x, norm_, config_.norm_eps, t.hn);
+    backend_->MatMul(t.hn, output_, nullptr, logits);
+    return absl::OkStatus();
+  };
+  const DecodeGraphKey key{rows, context};
+  auto it = graphs_.find(key);
+  if (it != graphs_.end() && it->second != nullptr) {
+    it->second->Replay();
+    ++decode_replays_;
+  } else {
+    PIXTRAL_RETURN_IF_ERROR(ops());  // the first step of a key also tunes its products
+    if (graph_mode_ == DecodeGraphMode::kRecorded && it == graphs_.end()) {
+      absl::StatusOr<std::unique_ptr<kernels::RecordedOps>> recorded = b.Record(ops);
+      if (!recorded.ok()) {
+        LOG(WARNING) << "decode steps of " << rows << " rows and " << context
+                     << " positions are not recorded: " << recorded.status();
+      }
+      graphs_[key] = recorded.ok() ? *std::move(recorded) : nullptr;
+    }
+  }
+  for (const StepInput& in : batch) sequences_[in.sequence].length += 1;
+  return s.logits.Rows(0, n);
 }
 
 absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/model_config.h"
+#include "decoder/decode_graphs.h"
 #include "decoder/kv_cache.h"
 #include "decoder/sampler.h"
 #include "kernels/backend.h"
@@ -114,6 +115,14 @@ class Decoder {
   virtual absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> ForwardSampled(
       absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws);
 
+  // How decode steps run (decoder/decode_graphs.h). The default: kRecorded on the CUDA backend
+  // (kBuffers with PIXTRAL_CUDA_GRAPHS=0: the same kernels, launched one by one), kOff on the
+  // CPU. Every mode computes the same logits. (TpDecoder runs its own steps, without graphs.)
+  void SetDecodeGraphs(DecodeGraphMode mode);
+  // Decode steps replayed from a recording so far, and recordings made.
+  int64_t decode_replays() const { return decode_replays_; }
+  int64_t decode_recordings() const { return std::ssize(graphs_); }
+
  protected:
   struct Sequence {
     std::vector<int32_t> blocks;
@@ -132,8 +141,19 @@ class Decoder {
   absl::flat_hash_map<SequenceId, Sequence> sequences_;
 
  private:
+  // The activations and step inputs that the layers read and write.
+  struct LayerTensors {
+    kernels::Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
+    kernels::PagedBatch paged;
+  };
+
   // Validates and runs the batch; the logits f32 [rows, vocab] stay on the backend.
   absl::StatusOr<kernels::Tensor> Run(absl::Span<const StepInput> batch);
+  // The step of a validated batch on the decode buffers, when it fits them (every input one
+  // token with no image feature, within the buckets); nullopt-like empty tensor otherwise.
+  absl::StatusOr<kernels::Tensor> RunOnDecodeBuffers(absl::Span<const StepInput> batch);
+  // The blocks of the residual stream over t.x: the first attention norm to the last MLP's add.
+  void Layers(const LayerTensors& t);
   // x = embeddings of `ids`, with [IMG] rows replaced by the inputs' image features.
   absl::Status Embed(absl::Span<const StepInput> batch, const kernels::Tensor& ids,
                      const kernels::Tensor& x);
@@ -141,6 +161,10 @@ class Decoder {
   kernels::Tensor tok_embeddings_, norm_, output_;
   std::vector<kernels::BlockWeights> layers_;
   SequenceId next_id_ = 1;
+  DecodeGraphMode graph_mode_ = DecodeGraphMode::kOff;
+  std::unique_ptr<DecodeStepBuffers> decode_buffers_;
+  DecodeGraphs graphs_;  // recordings on decode_buffers_
+  int64_t decode_replays_ = 0;
 };
 
 }  // namespace pixtral

@@ -32,6 +32,7 @@
 #define PIXTRAL_KERNELS_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,15 @@ struct PagedBatch {
   int32_t max_decode_context = 0;
 };
 
+// Ops recorded by Backend::Record, replayed as one unit (a CUDA graph on the CUDA backend: one
+// launch instead of hundreds). A replay reads and writes the same tensors as the recording did;
+// what they hold may change between replays.
+class RecordedOps {
+ public:
+  virtual ~RecordedOps() = default;
+  virtual void Replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -78,6 +88,14 @@ class Backend {
   // communicator (kernels/communicator.h) can queue its collectives in order with them; nullptr
   // for host backends, whose ops are done when they return.
   virtual void* NativeStream() const { return nullptr; }
+
+  // Records the ops that `ops` issues, without running them, for replay. Inside `ops` only
+  // compute ops may be issued (no Alloc, copies, LoadWeight or SampleRows, which reach the host),
+  // and every matrix product's shape must already have run once outside a recording (a device
+  // backend tunes a new shape by timing it). The CPU backend's recording keeps `ops` and calls it
+  // again at each replay, so `ops` must capture by value what its ops read.
+  virtual absl::StatusOr<std::unique_ptr<RecordedOps>> Record(
+      std::function<absl::Status()> ops) = 0;
 
   // ---- Memory -----------------------------------------------------------------------------------
 

@@ -35,6 +35,12 @@ Tensor Tensor::Rows(int64_t begin, int64_t count) const {
   return Tensor(buffer_, offset_ + begin * row_bytes, dtype_, std::move(shape));
 }
 
+Tensor Tensor::View(DType dtype, std::vector<int64_t> shape) const {
+  Tensor t(buffer_, offset_, dtype, std::move(shape));
+  CHECK_LE(t.bytes(), bytes()) << t.DebugString() << " as a view of " << DebugString();
+  return t;
+}
+
 Tensor Tensor::Reshape(std::vector<int64_t> shape) const {
   Tensor t(buffer_, offset_, dtype_, std::move(shape));
   CHECK_EQ(t.numel(), numel()) << "reshape of " << DebugString() << " to " << t.DebugString();

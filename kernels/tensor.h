@@ -53,6 +53,9 @@ class Tensor {
   Tensor Rows(int64_t begin, int64_t count) const;
   // The same elements under another shape with the same element count.
   Tensor Reshape(std::vector<int64_t> shape) const;
+  // The leading bytes of the same memory as a tensor of another element type and shape, which
+  // must fit in this one's bytes: one buffer reused for tensors of several shapes.
+  Tensor View(DType dtype, std::vector<int64_t> shape) const;
 
   template <typename T>
   T* data() const {

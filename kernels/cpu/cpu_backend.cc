@@ -152,7 +152,30 @@ class CpuBackend : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
 
+  // Keeps the ops and calls them again at each replay; while they run, the ops that a device
+  // backend cannot record (allocations, copies, sampling) are fatal, as they would be there.
+  absl::StatusOr<std::unique_ptr<RecordedOps>> Record(std::function<absl::Status()> ops) override {
+    class Recorded : public RecordedOps {
+     public:
+      Recorded(CpuBackend* backend, std::function<absl::Status()> ops)
+          : backend_(backend), ops_(std::move(ops)) {}
+      void Replay() override {
+        CHECK(!backend_->replaying_) << "CPU backend: a replay inside a replay";
+        backend_->replaying_ = true;
+        const absl::Status status = ops_();
+        backend_->replaying_ = false;
+        CHECK(status.ok()) << "CPU backend: recorded ops failed on replay: " << status;
+      }
+
+     private:
+      CpuBackend* backend_;
+      std::function<absl::Status()> ops_;
+    };
+    return std::make_unique<Recorded>(this, std::move(ops));
+  }
+
   absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) override {
+    CheckNotReplaying("Alloc");
     int64_t numel = 1;
     for (int64_t d : shape) {
       if (d < 0) return absl::InvalidArgumentError("Alloc: negative dimension");
@@ -182,9 +205,11 @@ class CpuBackend : public Backend {
   }
 
   void CopyFromHost(const void* host, const Tensor& dst) override {
+    CheckNotReplaying("CopyFromHost");
     std::memcpy(dst.data<void>(), host, dst.bytes());
   }
   void CopyToHost(const Tensor& src, void* host) override {
+    CheckNotReplaying("CopyToHost");
     std::memcpy(host, src.data<void>(), src.bytes());
   }
   DType KvCacheDType() const override { return DType::kF32; }
@@ -406,6 +431,7 @@ class CpuBackend : public Backend {
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
                   const Tensor& logprobs) override {
+    CheckNotReplaying("SampleRows");
     CheckSampleRows(logits, draws.size(), ids, logprobs);
     const int64_t vocab = logits.dim(1);
     ParallelFor(logits.dim(0), 8 * vocab, [&](int64_t begin, int64_t end) {
@@ -468,6 +494,10 @@ class CpuBackend : public Backend {
   }
 
  private:
+  void CheckNotReplaying(const char* op) const {
+    CHECK(!replaying_) << "CPU backend: " << op << " inside recorded ops";
+  }
+
   // y = then(x · wᵀ + bias), each output rounded once into y's type.
   template <typename Then>
   void MatMulThen(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
@@ -494,6 +524,8 @@ class CpuBackend : public Backend {
       for (int64_t i = 0; i < t; ++i) WriteRow(y, i, n, ys + i * n);
     }
   }
+
+  bool replaying_ = false;  // inside a RecordedOps::Replay
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/device_utils.cuh"
@@ -416,9 +417,20 @@ struct MmaTile {
   static_assert(kHeadDim % (2 * kMmaN) == 0 && kHeadDim % kLoadChunk == 0);
   static constexpr int kStride = kHeadDim + kMmaPad;
   static_assert((kStride / 2) % 32 == 4);
-  static constexpr size_t kSharedBytes =
-      sizeof(__nv_bfloat16) * (kTileQueries + 2 * kMmaKeys) * kStride;
+  // The q tile, then `stages` k tiles and as many v tiles; with two stages the q tile lives in
+  // the second stage's k tile (see AttendTileMma).
+  static constexpr size_t SharedBytes(int stages) {
+    return sizeof(__nv_bfloat16) * ((stages == 2 ? 0 : kTileQueries) + 2 * stages * kMmaKeys) *
+           kStride;
+  }
 };
+
+// Stages of the k and v tiles: bf16 sources (the paged cache) are copied asynchronously, the next
+// tile's copy in flight while one is computed; f32 sources are converted, one tile at a time.
+template <typename KeyAt>
+constexpr int KvStages() {
+  return std::is_same_v<std::invoke_result_t<KeyAt, int>, const __nv_bfloat16*> ? 2 : 1;
+}
 
 // Head dimensions whose tiled kernels use tensor cores; the others keep the f32 tiles.
 constexpr bool UseMma(int head_dim) { return head_dim == 64 || head_dim == 128; }
@@ -457,13 +469,37 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
   constexpr int kDimSteps = kHeadDim / kMmaK;  // k steps of Q·Kᵀ
   constexpr int kKeyTiles = kMmaKeys / kMmaN;  // n tiles of S
   constexpr int kDimTiles = kHeadDim / kMmaN;  // n tiles of O
+  constexpr int kStages = KvStages<KeyAt>();
+  constexpr int kTileElements = kMmaKeys * T::kStride;
   extern __shared__ float4 shared4[];
-  auto* q_s = reinterpret_cast<__nv_bfloat16*>(shared4);
-  auto* k_s = q_s + kTileQueries * T::kStride;
-  auto* v_s = k_s + kMmaKeys * T::kStride;
+  // [kStages][kMmaKeys][kStride] k and v tiles. With two stages q is staged in the second k
+  // tile, which nothing else uses until the first iteration copies key tile 1 there (after a
+  // barrier past the q fragment loads): a third less shared memory, three blocks to an SM.
+  static_assert(kTileQueries == kMmaKeys);
+  auto* base = reinterpret_cast<__nv_bfloat16*>(shared4);
+  auto* k_s = base + (kStages == 2 ? 0 : kTileQueries * T::kStride);
+  auto* v_s = k_s + kStages * kTileElements;
+  auto* q_s = kStages == 2 ? k_s + kTileElements : base;
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int g = lane / 4, t = lane % 4;
   const int first_row = warp * kMmaM + g;  // this thread's rows: first_row and first_row + 8
+  const int key_end = min(num_keys, num_queries + causal_offset);
+  const int num_tiles = (key_end + kMmaKeys - 1) / kMmaKeys;
+
+  // The asynchronous copy of key tile `tile` into `stage`, rows past num_keys zero-filled.
+  auto copy_tile = [&](int tile, int stage) {
+    constexpr int kChunks = kHeadDim / kLoadChunk;
+    const int first = tile * kMmaKeys, n = min(kMmaKeys, num_keys - first);
+    for (int i = threadIdx.x; i < kMmaKeys * kChunks; i += kMmaThreads) {
+      const int r = i / kChunks, c = i % kChunks * kLoadChunk;
+      const int key = first + min(r, n - 1);  // an address in range, not read past n
+      const int at = stage * kTileElements + r * T::kStride + c;
+      CopyAsync16OrZero(k_s + at, key_at(key) + c, r < n);
+      CopyAsync16OrZero(v_s + at, value_at(key) + c, r < n);
+    }
+    CommitAsync();
+  };
+  if constexpr (kStages == 2) copy_tile(0, 0);  // in flight while q is staged
 
   // Scores in base 2, as AttendTile's; the warp's q fragments stay in registers.
   LoadTileBf16<kHeadDim, kTileQueries>(q_at, num_queries, scale * kLog2e, q_s);
@@ -477,26 +513,45 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     q_frag[ks][2] = LoadPair(q_row + ks * kMmaK + 8);
     q_frag[ks][3] = LoadPair(q_row + 8 * T::kStride + ks * kMmaK + 8);
   }
+  if constexpr (kStages == 2) __syncthreads();  // every warp has its q before tile 1 lands there
   // Per row: the running max, and the running sum of this thread's columns (summed over the
   // row's 4 lanes at the end; the rescaling is the same in all of them).
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
   float o[kDimTiles][4] = {};
 
-  const int key_end = min(num_keys, num_queries + causal_offset);
-  for (int first = 0; first < key_end; first += kMmaKeys) {
-    __syncthreads();  // the previous tile's k and v are fully read
-    const int n = min(kMmaKeys, num_keys - first);
-    LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return key_at(first + j); }, n, 1.0f, k_s);
-    LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return value_at(first + j); }, n, 1.0f, v_s);
-    __syncthreads();
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int first = tile * kMmaKeys;
+    const __nv_bfloat16* k_tile = k_s + (tile % kStages) * kTileElements;
+    const __nv_bfloat16* v_tile = v_s + (tile % kStages) * kTileElements;
+    if constexpr (kStages == 2) {
+      // The next tile's copy goes into the stage the previous tile was computed from.
+      if (tile + 1 < num_tiles) {
+        copy_tile(tile + 1, (tile + 1) % 2);
+        WaitAsync<1>();
+      } else {
+        WaitAsync<0>();
+      }
+      __syncthreads();
+    } else {
+      __syncthreads();  // the previous tile's k and v are fully read
+      const int n = min(kMmaKeys, num_keys - first);
+      LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return key_at(first + j); }, n, 1.0f, k_s);
+      LoadTileBf16<kHeadDim, kMmaKeys>([&](int j) { return value_at(first + j); }, n, 1.0f, v_s);
+      __syncthreads();
+    }
 
     float s[kKeyTiles][4] = {};
+    // K's B fragments by ldmatrix: matrices 0-3 are keys nt * 8.. of dimensions +0, +8, +16,
+    // +24 from ks * 16, i.e. b0 and b1 of k steps ks and ks + 1.
 #pragma unroll
     for (int nt = 0; nt < kKeyTiles; ++nt) {
-      const __nv_bfloat16* k_row = k_s + (nt * kMmaN + g) * T::kStride + 2 * t;
+      const __nv_bfloat16* k_lane = k_tile + (nt * kMmaN + lane % 8) * T::kStride + lane / 8 * 8;
 #pragma unroll
-      for (int ks = 0; ks < kDimSteps; ++ks) {
-        MmaBf16(s[nt], q_frag[ks], LoadPair(k_row + ks * kMmaK), LoadPair(k_row + ks * kMmaK + 8));
+      for (int ks = 0; ks < kDimSteps; ks += 2) {
+        uint32_t b[4];
+        LdMatrixX4(b, k_lane + ks * kMmaK);
+        MmaBf16(s[nt], q_frag[ks], b[0], b[1]);
+        MmaBf16(s[nt], q_frag[ks + 1], b[2], b[3]);
       }
     }
 
@@ -541,7 +596,7 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     // O += P·V, one k16 step per 16 keys; ldmatrix.trans turns row-major v into B fragments:
     // matrices 0/1 are keys +0/+8 of dimensions dt * 8.., matrices 2/3 the same of dt * 8 + 8...
     const __nv_bfloat16* v_lane =
-        v_s + ((lane / 8) % 2 * 8 + lane % 8) * T::kStride + lane / 16 * kMmaN;
+        v_tile + ((lane / 8) % 2 * 8 + lane % 8) * T::kStride + lane / 16 * kMmaN;
 #pragma unroll
     for (int kk = 0; kk < kMmaKeys / kMmaK; ++kk) {
       const uint32_t p[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
@@ -556,6 +611,7 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
         MmaBf16(o[dt + 1], p, b[2], b[3]);
       }
     }
+    if constexpr (kStages == 2) __syncthreads();  // this stage is refilled by the next tile
   }
 
 #pragma unroll
@@ -597,8 +653,11 @@ __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
 
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
 // tiles of the tokens after the last segment (NaN).
+// Four blocks to an SM at the vision encoder's head_dim 64 (128 registers).
+constexpr int MinSegmentBlocks(int head_dim) { return head_dim == 64 ? 4 : 1; }
+
 template <int kHeadDim>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim))
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinSegmentBlocks(kHeadDim))
     SegmentAttentionTiledKernel(SegmentAttentionParams p) {
   const int head = blockIdx.y;
   int tile = blockIdx.x, begin = 0, length = 0;
@@ -620,8 +679,16 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim))
       FillTileNan(min(kTileQueries, p.tokens - first_query), kHeadDim, out_at);
     return;
   }
-  const float* k = p.k + begin * row + head * kHeadDim;
-  const float* v = p.v + begin * row + head * kHeadDim;
+  // bf16 k and v where the tensor-core path copies them as they are.
+  auto segment_of = [&](const float* f32, const uint16_t* bf16) {
+    if constexpr (UseMma(kHeadDim)) {
+      return reinterpret_cast<const __nv_bfloat16*>(bf16) + begin * row + head * kHeadDim;
+    } else {
+      return f32 + begin * row + head * kHeadDim;
+    }
+  };
+  const auto* k = segment_of(p.k, p.k_bf16);
+  const auto* v = segment_of(p.v, p.v_bf16);
   AttendQueryTile<kHeadDim>(
       min(kTileQueries, length - tile * kTileQueries), length, length, p.scale,
       [&](int i) { return p.q + (first_query + i) * row + head * kHeadDim; }, out_at,
@@ -630,11 +697,22 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim))
 
 // grid (PrefillTiles(p), heads): tile blockIdx.x of the query tiles of the sequences with more
 // than one new token, in order. Causal over the sequence's cache, which AppendKvKernel has filled.
+// Three blocks to an SM on the tensor-core path (168 registers at head_dim 128).
+constexpr int MinPrefillBlocks(int head_dim) { return UseMma(head_dim) ? 3 : 1; }
+
 template <int kHeadDim>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim))
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHeadDim))
     PagedPrefillKernel(PagedAttentionParams p) {
   const int head = blockIdx.y;
-  int tile = blockIdx.x, s = 0;
+  // Blocks start roughly in order of blockIdx.x: the causal tiles with the most keys (a
+  // sequence's last) go first, so that the short ones fill the end of the grid.
+  int total = 0;
+  for (int s = 0; s < p.num_sequences; ++s) {
+    const int q_len = p.sequences[s * 3 + 1];
+    total += q_len > 1 ? (q_len + kTileQueries - 1) / kTileQueries : 0;
+  }
+  if (static_cast<int>(blockIdx.x) >= total) return;
+  int tile = total - 1 - static_cast<int>(blockIdx.x), s = 0;
   for (; s < p.num_sequences; ++s) {
     const int q_len = p.sequences[s * 3 + 1];
     const int tiles = q_len > 1 ? (q_len + kTileQueries - 1) / kTileQueries : 0;
@@ -665,11 +743,13 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim))
 }
 
 // Launches kernel<<<(tiles, heads)>>> with the threads and shared memory of its tile path.
+// `kv_stages`: the tensor-core path's stages of k and v tiles (KvStages of the kernel's keys).
 template <int kHeadDim, typename Params>
-cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, cudaStream_t stream) {
+cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, int kv_stages,
+                        cudaStream_t stream) {
   size_t bytes;
   if constexpr (UseMma(kHeadDim)) {
-    bytes = MmaTile<kHeadDim>::kSharedBytes;
+    bytes = MmaTile<kHeadDim>::SharedBytes(kv_stages);
   } else {
     bytes = Tile<kHeadDim>::kSharedBytes;
   }
@@ -702,13 +782,15 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
   const int tiles = MaxTiles(p.tokens, p.num_segments);
   switch (p.head_dim) {
     case 16:
-      return LaunchTiled<16>(SegmentAttentionTiledKernel<16>, p, tiles, stream);
+      return LaunchTiled<16>(SegmentAttentionTiledKernel<16>, p, tiles, 1, stream);
     case 32:
-      return LaunchTiled<32>(SegmentAttentionTiledKernel<32>, p, tiles, stream);
+      return LaunchTiled<32>(SegmentAttentionTiledKernel<32>, p, tiles, 1, stream);
     case 64:
-      return LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, stream);
+      if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
+      return LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, 2, stream);
     case 128:
-      return LaunchTiled<128>(SegmentAttentionTiledKernel<128>, p, tiles, stream);
+      if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
+      return LaunchTiled<128>(SegmentAttentionTiledKernel<128>, p, tiles, 2, stream);
     default:
       SegmentAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(p);
       return cudaGetLastError();
@@ -737,13 +819,13 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
   const int tiles = MaxTiles(p.tokens, p.num_sequences);
   switch (p.head_dim) {
     case 16:
-      return LaunchTiled<16>(PagedPrefillKernel<16>, p, tiles, stream);
+      return LaunchTiled<16>(PagedPrefillKernel<16>, p, tiles, 2, stream);
     case 32:
-      return LaunchTiled<32>(PagedPrefillKernel<32>, p, tiles, stream);
+      return LaunchTiled<32>(PagedPrefillKernel<32>, p, tiles, 2, stream);
     case 64:
-      return LaunchTiled<64>(PagedPrefillKernel<64>, p, tiles, stream);
+      return LaunchTiled<64>(PagedPrefillKernel<64>, p, tiles, 2, stream);
     default:
-      return LaunchTiled<128>(PagedPrefillKernel<128>, p, tiles, stream);
+      return LaunchTiled<128>(PagedPrefillKernel<128>, p, tiles, 2, stream);
   }
 }
 

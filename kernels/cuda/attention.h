@@ -22,12 +22,16 @@ constexpr int kMaxAttentionHeadDim = 256;
 
 // q, k, v, out: f32 [tokens, heads, head_dim]. Consecutive token ranges of segment_lengths
 // (i32 [num_segments], device) attend only within themselves; a token outside every segment gets
-// NaN.
+// NaN. Head dimensions 64 and 128 (tensor cores) read k and v from k_bf16 and v_bf16, the same
+// tensors rounded to bf16 (their tiles are copied asynchronously, with no conversion); the
+// others read k and v.
 struct SegmentAttentionParams {
   const float* q;
   const float* k;
   const float* v;
   float* out;
+  const uint16_t* k_bf16 = nullptr;
+  const uint16_t* v_bf16 = nullptr;
   const int32_t* segment_lengths;
   int32_t num_segments;
   int32_t tokens;

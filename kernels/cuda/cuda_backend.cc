@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string_view>
@@ -165,6 +166,25 @@ class DeviceBuffer : public Buffer {
   Kind kind_;
 };
 
+// A CUDA graph instantiated from a stream capture. Holds the scratch buffer its kernels were
+// captured with, which the backend may replace by a larger one afterwards.
+class CudaGraphOps : public RecordedOps {
+ public:
+  CudaGraphOps(std::shared_ptr<CudaContext> context, cudaGraphExec_t exec,
+               std::shared_ptr<DeviceBuffer> scratch)
+      : context_(std::move(context)), exec_(exec), scratch_(std::move(scratch)) {}
+  ~CudaGraphOps() override {
+    if (cudaGraphExecDestroy(exec_) != cudaSuccess) LOG(ERROR) << "CUDA backend: graph destroy";
+  }
+
+  void Replay() override { CheckCuda(cudaGraphLaunch(exec_, context_->stream()), "graph launch"); }
+
+ private:
+  std::shared_ptr<CudaContext> context_;
+  cudaGraphExec_t exec_;
+  std::shared_ptr<DeviceBuffer> scratch_;
+};
+
 WeightType WeightTypeOf(const Tensor& t) {
   if (t.dtype() == DType::kBF16) return WeightType::kBF16;
   CHECK(t.dtype() == DType::kF32) << "weights are bf16 or f32, not " << t.DebugString();
@@ -190,6 +210,27 @@ class CudaBackend : public Backend {
   std::string_view name() const override { return "cuda"; }
   void* NativeStream() const override { return stream(); }
 
+  // A stream capture of the ops, instantiated as a CUDA graph.
+  absl::StatusOr<std::unique_ptr<RecordedOps>> Record(std::function<absl::Status()> ops) override {
+    CHECK(!recording_) << "CUDA backend: a recording inside a recording";
+    CheckCuda(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal), "begin capture");
+    recording_ = true;
+    const absl::Status status = ops();
+    recording_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaError_t error = cudaStreamEndCapture(stream(), &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (error == cudaSuccess && status.ok()) error = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (!status.ok()) return status;
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // a failed capture is not sticky
+      return absl::InternalError(
+          absl::StrCat("CUDA backend: cannot record a graph: ", cudaGetErrorString(error)));
+    }
+    return std::make_unique<CudaGraphOps>(context_, exec, scratch_);
+  }
+
   absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) override {
     return AllocKind(dtype, std::move(shape), DeviceBuffer::Kind::kStreamOrdered);
   }
@@ -203,11 +244,13 @@ class CudaBackend : public Backend {
   }
 
   void CopyFromHost(const void* host, const Tensor& dst) override {
+    CHECK(!recording_) << "CUDA backend: CopyFromHost inside a recording";
     if (dst.bytes() == 0) return;
     context_->CopyToDevice(dst.data<void>(), host, dst.bytes());
   }
 
   void CopyToHost(const Tensor& src, void* host) override {
+    CHECK(!recording_) << "CUDA backend: CopyToHost inside a recording";
     if (src.bytes() == 0) return;
     CheckCuda(
         cudaMemcpyAsync(host, src.data<void>(), src.bytes(), cudaMemcpyDeviceToHost, stream()),
@@ -374,10 +417,20 @@ class CudaBackend : public Backend {
     CHECK_EQ(q.rank(), 3);
     CheckI32(segment_lengths);
     CHECK_EQ(segment_lengths.rank(), 1);
+    // k and v in bf16 for the tensor-core kernels, which copy their tiles as they are.
+    const int64_t n = k.numel();
+    auto* kv_bf16 = static_cast<uint16_t*>(Scratch(2 * n * sizeof(uint16_t)));
+    for (const auto& [src, dst] : {std::pair{&k, kv_bf16}, std::pair{&v, kv_bf16 + n}}) {
+      CheckCuda(
+          cuda::LaunchF32ToBf16({.src = src->data<float>(), .dst = dst, .count = n}, stream()),
+          "SegmentAttention: f32 -> bf16");
+    }
     CheckCuda(cuda::LaunchSegmentAttention({.q = q.data<float>(),
                                             .k = k.data<float>(),
                                             .v = v.data<float>(),
                                             .out = out.data<float>(),
+                                            .k_bf16 = kv_bf16,
+                                            .v_bf16 = kv_bf16 + n,
                                             .segment_lengths = segment_lengths.data<int32_t>(),
                                             .num_segments = ToInt32(segment_lengths.dim(0)),
                                             .tokens = ToInt32(q.dim(0)),
@@ -454,21 +507,18 @@ class CudaBackend : public Backend {
                                        .scale = scale};
     const cuda::DecodeSplit split = cuda::ChooseDecodeSplit(
         decode.num_sequences, decode.kv_heads, batch.max_decode_context, context_->sm_count());
-    Tensor split_out, split_stats;  // live until the kernels that use them are queued
     if (split.splits > 1) {
       const int64_t partials = int64_t{decode.num_sequences} * h * split.splits;
-      absl::StatusOr<Tensor> o = Alloc(DType::kF32, {partials, d});
-      absl::StatusOr<Tensor> st = Alloc(DType::kF32, {partials, 2});
-      CHECK(o.ok() && st.ok()) << "PagedAttention: split scratch: " << o.status() << st.status();
-      split_out = *std::move(o), split_stats = *std::move(st);
-      decode.split_out = split_out.data<float>();
-      decode.split_stats = split_stats.data<float>();
+      float* scratch = static_cast<float*>(Scratch(partials * (d + 2) * sizeof(float)));
+      decode.split_out = scratch;
+      decode.split_stats = scratch + partials * d;
     }
     CheckCuda(cuda::LaunchDecodeAttention(decode, split, stream()), "PagedAttention: decode");
   }
 
   void SampleRows(const Tensor& logits, absl::Span<const RowSampling> draws, const Tensor& ids,
                   const Tensor& logprobs) override {
+    CHECK(!recording_) << "CUDA backend: SampleRows inside a recording (it uploads the draws)";
     CheckSampleRows(logits, draws.size(), ids, logprobs);
     std::vector<float> packed;
     for (const RowSampling& d : draws) {
@@ -570,19 +620,19 @@ class CudaBackend : public Backend {
                !x16 && !y16 && cuda::GemvApplies(gemv)) {
       CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: bf16 GEMV");
     } else {
-      Tensor x_bf16 = x;  // f32 x: one conversion pass into scratch, live until the GEMM is queued
+      const void* x_bf16 = x.data<void>();  // f32 x: one conversion pass into the scratch
       if (!x16) {
-        absl::StatusOr<Tensor> converted = Alloc(DType::kBF16, {t, k});
-        CHECK(converted.ok()) << converted.status();
-        x_bf16 = *std::move(converted);
+        void* converted = Scratch(t * k * sizeof(uint16_t));
         CheckCuda(
             cuda::LaunchF32ToBf16(
-                {.src = x.data<float>(), .dst = x_bf16.data<uint16_t>(), .count = t * k}, stream()),
+                {.src = x.data<float>(), .dst = static_cast<uint16_t*>(converted), .count = t * k},
+                stream()),
             "MatMul: f32 -> bf16");
+        x_bf16 = converted;
       }
       if (tuned_gemm_ != nullptr) {
         cuda::GemmParams gemm{
-            .x = x_bf16.data<void>(),
+            .x = x_bf16,
             .w = w.data<void>(),
             .y = y.data<void>(),
             .rows = t,
@@ -603,8 +653,8 @@ class CudaBackend : public Backend {
         CHECK(status.ok()) << "MatMul: " << status;
       } else {
         CheckCublas(cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, m_, n_, k_, &one,
-                                 w.data<void>(), CUDA_R_16BF, k_, x_bf16.data<void>(), CUDA_R_16BF,
-                                 k_, &zero, y.data<void>(), y16 ? CUDA_R_16BF : CUDA_R_32F, m_,
+                                 w.data<void>(), CUDA_R_16BF, k_, x_bf16, CUDA_R_16BF, k_, &zero,
+                                 y.data<void>(), y16 ? CUDA_R_16BF : CUDA_R_32F, m_,
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                     "MatMul: bf16 GEMM");
       }
@@ -623,8 +673,27 @@ class CudaBackend : public Backend {
     }
   }
 
+  // Device scratch of at least `bytes` for the op being issued: ops run in stream order, so each
+  // op's use ends before the next one's begins. It grows outside recordings only (a recording's
+  // ops ran once before, and sized it); a recording keeps the buffer it captured alive.
+  void* Scratch(size_t bytes) {
+    if (scratch_ == nullptr || scratch_->size() < bytes) {
+      CHECK(!recording_) << "CUDA backend: " << bytes
+                         << " bytes of scratch inside a recording (its ops never ran before)";
+      const size_t grown = std::max(bytes, scratch_ == nullptr ? 0 : scratch_->size() * 3 / 2);
+      absl::StatusOr<std::shared_ptr<DeviceBuffer>> buffer =
+          DeviceBuffer::Create(context_, grown, DeviceBuffer::Kind::kStreamOrdered);
+      CHECK(buffer.ok()) << "CUDA backend: scratch: " << buffer.status();
+      scratch_ = *std::move(buffer);  // the old one is freed in stream order, after its users
+    }
+    return scratch_->data();
+  }
+
   absl::StatusOr<Tensor> AllocKind(DType dtype, std::vector<int64_t> shape,
                                    DeviceBuffer::Kind kind) {
+    if (recording_) {
+      return absl::FailedPreconditionError("CUDA backend: Alloc inside a recording");
+    }
     int64_t numel = 1;
     for (int64_t d : shape) {
       if (d < 0) return absl::InvalidArgumentError("Alloc: negative dimension");
@@ -638,6 +707,8 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<CudaContext> context_;
   std::unique_ptr<cuda::TunedGemm> tuned_gemm_;
+  std::shared_ptr<DeviceBuffer> scratch_;  // see Scratch
+  bool recording_ = false;                 // inside Record's stream capture
   // PIXTRAL_F32_ACTIVATIONS=1: MatMulInputDType is always f32. PIXTRAL_GEMM_EPILOGUES=0: bias
   // and GELU in a pass of their own after every product (as before the cuBLASLt epilogues).
   bool f32_activations_ = EnvIs("PIXTRAL_F32_ACTIVATIONS", "1");

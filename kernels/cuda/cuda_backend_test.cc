@@ -111,6 +111,16 @@ class CudaBackendTest : public ::testing::Test {
   double AnyError(const Pair& p) {
     return RelativeError(Widened(*gpu_, p.gpu), Widened(*cpu_, p.cpu));
   }
+  // SplitColumns of x into parts of these shapes on both backends: equal to the bit.
+  void ExpectSplitColumnsMatch(const Pair& x, const std::vector<std::vector<int64_t>>& shapes) {
+    std::vector<Pair> parts;
+    std::vector<Tensor> cpu_parts, gpu_parts;
+    for (const std::vector<int64_t>& shape : shapes) parts.push_back(Poisoned(shape));
+    for (const Pair& part : parts) cpu_parts.push_back(part.cpu), gpu_parts.push_back(part.gpu);
+    cpu_->SplitColumns(x.cpu, cpu_parts);
+    gpu_->SplitColumns(x.gpu, gpu_parts);
+    for (const Pair& part : parts) EXPECT_EQ(Error(part), 0.0);
+  }
 
   std::unique_ptr<Backend> cpu_ = NewCpuBackend();
   std::unique_ptr<Backend> gpu_;
@@ -150,8 +160,8 @@ TEST_F(CudaBackendTest, MatMulBf16FewRowsMatchesCpu) {
   }
   Pair x = RandomF32({5, 64}, 13), w = RandomBf16({20, 64}, 14);
   Pair y = Poisoned({1, 20});
-  cpu_->MatMul(x.cpu.Rows(3, 4), w.cpu, nullptr, y.cpu);
-  gpu_->MatMul(x.gpu.Rows(3, 4), w.gpu, nullptr, y.gpu);
+  cpu_->MatMul(x.cpu.Rows(3, 1), w.cpu, nullptr, y.cpu);
+  gpu_->MatMul(x.gpu.Rows(3, 1), w.gpu, nullptr, y.gpu);
   EXPECT_LE(Error(y), 1e-5);
 }
 
@@ -255,14 +265,7 @@ TEST_F(CudaBackendTest, SwiGluAndSplitColumnsMatchCpu) {
   cpu_->SwiGlu(gate_up.cpu, out.cpu);
   gpu_->SwiGlu(gate_up.gpu, out.gpu);
   EXPECT_LE(Error(out), kF32Tolerance);
-  Pair qkv = RandomF32({5, 48 + 16 + 16}, 82);
-  Pair q = Poisoned({5, 3, 16}), k = Poisoned({5, 1, 16}), v = Poisoned({5, 16});
-  const Tensor cpu_parts[] = {q.cpu, k.cpu, v.cpu}, gpu_parts[] = {q.gpu, k.gpu, v.gpu};
-  cpu_->SplitColumns(qkv.cpu, cpu_parts);
-  gpu_->SplitColumns(qkv.gpu, gpu_parts);
-  EXPECT_EQ(Error(q), 0.0);
-  EXPECT_EQ(Error(k), 0.0);
-  EXPECT_EQ(Error(v), 0.0);
+  ExpectSplitColumnsMatch(RandomF32({5, 48 + 16 + 16}, 82), {{5, 3, 16}, {5, 1, 16}, {5, 16}});
 }
 
 TEST_F(CudaBackendTest, InPlaceElementWiseMatchesCpu) {
@@ -300,6 +303,36 @@ TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
     EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
     EXPECT_LE(Error(delta), kF32Tolerance) << "dim " << dim;
   }
+}
+
+// Prompt row counts take the 256-thread vector kernels (row in registers) where the row is a
+// multiple of 4 of at most 8192 elements; others, and decode row counts, the 1024-thread one.
+TEST_F(CudaBackendTest, NormsOfPromptRowCountsMatchCpu) {
+  for (int64_t dim : {5120, 1024, 8192, 9000, 78}) {
+    Pair x = RandomF32({600, dim}, 41, 2.0f), delta = RandomF32({600, dim}, 42);
+    Pair g16 = RandomBf16({dim}, 43), g32 = RandomF32({dim}, 44);
+    Pair y = PoisonedBf16({600, dim}), y32 = Poisoned({600, dim});
+    cpu_->RmsNorm(x.cpu, g16.cpu, 1e-5f, y.cpu);
+    gpu_->RmsNorm(x.gpu, g16.gpu, 1e-5f, y.gpu);
+    EXPECT_LE(AnyError(y), 4e-3) << "dim " << dim;
+    cpu_->RmsNorm(x.cpu, g32.cpu, 1e-5f, y32.cpu);
+    gpu_->RmsNorm(x.gpu, g32.gpu, 1e-5f, y32.gpu);
+    EXPECT_LE(Error(y32), kF32Tolerance) << "dim " << dim;
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g16.cpu, 1e-5f, y.cpu);
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g16.gpu, 1e-5f, y.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(AnyError(y), 4e-3) << "dim " << dim;
+    cpu_->AddRmsNorm(x.cpu, delta.cpu, g32.cpu, 1e-5f, delta.cpu);  // normed over delta
+    gpu_->AddRmsNorm(x.gpu, delta.gpu, g32.gpu, 1e-5f, delta.gpu);
+    EXPECT_LE(Error(x), kF32Tolerance) << "dim " << dim;
+    EXPECT_LE(Error(delta), kF32Tolerance) << "dim " << dim;
+  }
+  // Widths that are not multiples of 4 keep the element-wise kernels.
+  Pair gate_up = RandomBf16Activation({9, 2 * 702}, 45), out = PoisonedBf16({9, 702});
+  cpu_->SwiGlu(gate_up.cpu, out.cpu);
+  gpu_->SwiGlu(gate_up.gpu, out.gpu);
+  EXPECT_LE(AnyError(out), 4e-3);
+  ExpectSplitColumnsMatch(RandomF32({600, 18 + 6 + 6}, 46), {{600, 3, 6}, {600, 6}, {600, 6}});
 }
 
 TEST_F(CudaBackendTest, SoftmaxMatchesCpu) {

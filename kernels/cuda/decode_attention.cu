@@ -15,12 +15,6 @@ constexpr int kMinSplitLen = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kMaxGridY = 65535;
 
-__device__ __forceinline__ void CommitAsync() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void WaitAsync() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
 // Whether positions [0, n) of sequence s all have a valid cache block.
 __device__ bool TableValid(const DecodeAttentionParams& p, int s, int n) {
   const int blocks = (n + p.block_size - 1) / p.block_size;
@@ -64,14 +58,6 @@ struct MmaRing {
 };
 
 __device__ __forceinline__ int Swizzled(int key, int chunk) { return chunk ^ (key & 7); }
-
-// As CopyAsync16, but zero-fills the 16 bytes when `copy` is false (global is then not read).
-__device__ __forceinline__ void CopyAsync16OrZero(void* shared, const void* global, bool copy) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
-  const int bytes = copy ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
-               "r"(bytes));
-}
 
 // grid (num_sequences, kv_heads, splits), kMmaThreads threads, MmaRing<kHeadDim>::kBytes of
 // dynamic shared memory.

@@ -1,6 +1,8 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/ops.h"
@@ -120,6 +122,58 @@ __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) 
   }
 }
 
+// RmsNorm of many rows (prompts): 256 threads a row with 16-byte accesses, each thread keeping
+// its float4s in registers from the sum to the scaling (the row is read once), several rows to an
+// SM. Rows of up to kRmsVecThreads * 4 * kRmsVecPerThread elements, a multiple of 4.
+constexpr int kRmsVecThreads = 256;
+constexpr int kRmsVecPerThread = 8;
+constexpr int64_t kRmsVecMinRows = 512;  // fewer rows keep the 1024-thread kernel (decode)
+
+__device__ __forceinline__ float4 Add4(float4 a, float4 b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+template <typename W, typename Y, bool kAdd>
+__global__ void __launch_bounds__(kRmsVecThreads) RmsNormVecKernel(RmsNormRows p) {
+  __shared__ float scratch[kRmsVecThreads / kWarpSize];
+  const int64_t offset = blockIdx.x * p.dim;
+  const int vecs = static_cast<int>(p.dim / 4);
+  float4 v[kRmsVecPerThread];
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kRmsVecPerThread; ++j) {
+    const int i = threadIdx.x + j * kRmsVecThreads;
+    if (i >= vecs) break;
+    v[j] = Load4(p.x + offset + 4 * i);
+    if constexpr (kAdd) {
+      v[j] = Add4(v[j], Load4(p.delta + offset + 4 * i));
+      Store4(p.sum_out + offset + 4 * i, v[j]);
+    }
+    sum += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+  }
+  sum = BlockReduce(sum, SumOp(), scratch);
+  const float inv = rsqrtf(sum / static_cast<float>(p.dim) + p.eps);
+  const W* weight = static_cast<const W*>(p.weight);
+  Y* y = static_cast<Y*>(p.y) + offset;
+#pragma unroll
+  for (int j = 0; j < kRmsVecPerThread; ++j) {
+    const int i = threadIdx.x + j * kRmsVecThreads;
+    if (i >= vecs) break;
+    const float4 w = Load4(weight + 4 * i);
+    Store4(y + 4 * i, make_float4(v[j].x * inv * w.x, v[j].y * inv * w.y, v[j].z * inv * w.z,
+                                  v[j].w * inv * w.w));
+  }
+}
+
+bool Aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+template <bool kAdd>
+bool RmsNormVecApplies(const RmsNormRows& p, int64_t rows) {
+  return rows >= kRmsVecMinRows && p.dim % 4 == 0 &&
+         p.dim <= 4 * kRmsVecThreads * kRmsVecPerThread && Aligned(p.x, 16) && Aligned(p.y, 16) &&
+         Aligned(p.weight, 8) && (!kAdd || (Aligned(p.delta, 16) && Aligned(p.sum_out, 16)));
+}
+
 template <bool kAdd>
 cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, bool y_bf16,
                               int64_t rows, cudaStream_t stream) {
@@ -127,6 +181,18 @@ cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, bool
   if (rows == 0) return cudaSuccess;
   const unsigned grid = static_cast<unsigned>(rows);
   const bool w16 = weight_type == WeightType::kBF16;
+  if (RmsNormVecApplies<kAdd>(p, rows)) {
+    if (w16 && y_bf16) {
+      RmsNormVecKernel<__nv_bfloat16, __nv_bfloat16, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+    } else if (w16) {
+      RmsNormVecKernel<__nv_bfloat16, float, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+    } else if (y_bf16) {
+      RmsNormVecKernel<float, __nv_bfloat16, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+    } else {
+      RmsNormVecKernel<float, float, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+    }
+    return cudaGetLastError();
+  }
   if (w16 && y_bf16) {
     RmsNormKernel<__nv_bfloat16, __nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
   } else if (w16) {
@@ -189,11 +255,41 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
   });
 }
 
+// Rows of 4-element groups: grid (column blocks, row blocks), each thread one group of a row at a
+// time (no division per element, 16- or 8-byte accesses). About kMaxElementBlocks blocks in all,
+// each walking several rows (a block a row of 4096 floats is too little work for a block).
+dim3 RowGroupsGrid(int64_t rows, int64_t groups) {
+  const int64_t x = std::clamp<int64_t>((groups + kElementThreads - 1) / kElementThreads, 1, 64);
+  const int64_t y = std::clamp<int64_t>(kMaxElementBlocks / x, 1, std::max<int64_t>(rows, 1));
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y));
+}
+
+template <typename G, typename O>
+__global__ void SwiGluVecKernel(const G* gate_up, O* out, int64_t rows, int64_t cols) {
+  const int64_t groups = cols / 4;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const G* gate = gate_up + r * 2 * cols;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < groups;
+         i += int64_t{gridDim.x} * blockDim.x) {
+      const float4 g = Load4(gate + 4 * i), u = Load4(gate + cols + 4 * i);
+      Store4(out + r * cols + 4 * i,
+             make_float4(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y,
+                         g.z / (1.0f + expf(-g.z)) * u.z, g.w / (1.0f + expf(-g.w)) * u.w));
+    }
+  }
+}
+
 template <typename G, typename O>
 cudaError_t LaunchSwiGluTyped(const SwiGluParams& p, cudaStream_t stream) {
   const G* gate_up = static_cast<const G*>(p.gate_up);
   O* out = static_cast<O*>(p.out);
   const int64_t cols = p.cols;
+  if (p.rows == 0 || cols == 0) return cudaSuccess;
+  if (cols % 4 == 0 && Aligned(gate_up, 16) && Aligned(out, 16)) {
+    SwiGluVecKernel<G, O><<<RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream>>>(
+        gate_up, out, p.rows, cols);
+    return cudaGetLastError();
+  }
   return LaunchElementWise(p.rows * cols, stream, [gate_up, out, cols] __device__(int64_t i) {
     const int64_t r = i / cols, c = i % cols;
     const float g = LoadFloat(gate_up + r * 2 * cols + c);
@@ -210,11 +306,32 @@ cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
   return LaunchSwiGluTyped<float, float>(p, stream);
 }
 
+__global__ void SplitColumnsVecKernel(SplitColumnsParams p, int64_t cols) {
+  for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < cols / 4;
+         i += int64_t{gridDim.x} * blockDim.x) {
+      int64_t c = 4 * i;
+      int part = 0;
+      while (c >= p.widths[part]) c -= p.widths[part++];
+      Store4(p.parts[part] + r * p.widths[part] + c, Load4(p.x + r * cols + 4 * i));
+    }
+  }
+}
+
 cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t stream) {
   const SplitColumnsParams p = params;
   if (p.num_parts < 1 || p.num_parts > 4 || p.rows < 0) return cudaErrorInvalidValue;
   int64_t cols = 0;
-  for (int i = 0; i < p.num_parts; ++i) cols += p.widths[i];
+  bool vec = Aligned(p.x, 16);
+  for (int i = 0; i < p.num_parts; ++i) {
+    cols += p.widths[i];
+    vec = vec && p.widths[i] % 4 == 0 && Aligned(p.parts[i], 16);
+  }
+  if (p.rows == 0 || cols == 0) return cudaSuccess;
+  if (vec) {
+    SplitColumnsVecKernel<<<RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream>>>(p, cols);
+    return cudaGetLastError();
+  }
   return LaunchElementWise(p.rows * cols, stream, [p, cols] __device__(int64_t i) {
     const int64_t r = i / cols;
     int64_t c = i % cols;

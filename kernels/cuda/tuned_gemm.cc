@@ -197,6 +197,12 @@ absl::Status TunedGemm::Run(const GemmParams& p) {
     if (unsupported_.contains(key)) {
       return absl::UnimplementedError("cuBLASLt: no algorithm for this epilogue");
     }
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(stream_, &capture);
+    if (capture != cudaStreamCaptureStatusNone) {  // timing synchronizes: not in a capture
+      return absl::FailedPreconditionError(
+          "TunedGemm: a shape seen first inside a stream capture (run it once before)");
+    }
     auto plan = std::make_unique<Plan>();
     if (absl::Status s = MakePlan(p, *plan); !s.ok()) {
       if (absl::IsUnimplemented(s)) unsupported_.insert(key);

@@ -59,7 +59,7 @@ absl::StatusOr<ChatResult> GatewayClient::Complete(const ChatCompletionRequest& 
 
 absl::StatusOr<ChatResult> GatewayClient::Stream(
     const ChatCompletionRequest& request, const ChatParams& params,
-    const std::function<bool(const ChatDelta&)>& on_delta) const {
+    const std::function<bool(const ChatDelta&)>& on_delta, std::string* timing) const {
   if (!unusable_.ok()) return unusable_;
   absl::StatusOr<v1::ChatCompletionRequest> proto = ToProto(request, params);
   if (!proto.ok()) return proto.status();
@@ -87,6 +87,11 @@ absl::StatusOr<ChatResult> GatewayClient::Stream(
     }
   }
   grpc::Status status = reader->Finish();
+  if (timing != nullptr) {
+    const auto& trailers = context->GetServerTrailingMetadata();
+    const auto it = trailers.find("x-pixtral-timing");
+    *timing = it == trailers.end() ? "" : std::string(it->second.data(), it->second.size());
+  }
   if (!status.ok()) return ToAbslStatus(status);
   if (!finished) {
     return absl::UnavailableError("the gateway ended the stream without a finish reason");

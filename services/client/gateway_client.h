@@ -79,9 +79,12 @@ class GatewayClient {
 
   // StreamChatCompletion: `on_delta` gets each chunk of text (whole UTF-8 characters) and its
   // token ids as they arrive; returning false cancels the call (CANCELLED). The result is the
-  // same as Complete's: the deltas joined, with the finish reason and usage.
+  // same as Complete's: the deltas joined, with the finish reason and usage. `timing`, when not
+  // null, gets the call's x-pixtral-timing trailer (services/common/request_timings.h; "" when
+  // the gateway sent none), for benchmarks.
   absl::StatusOr<ChatResult> Stream(const ChatCompletionRequest& request, const ChatParams& params,
-                                    const std::function<bool(const ChatDelta&)>& on_delta) const;
+                                    const std::function<bool(const ChatDelta&)>& on_delta,
+                                    std::string* timing = nullptr) const;
 
   // The prompt ids the model would see for `request`, image tokens included.
   absl::StatusOr<std::vector<int>> Tokenize(const ChatCompletionRequest& request) const;

@@ -1,0 +1,92 @@
+// Decode steps on fixed buffers, recorded once per shape and replayed (CUDA graphs).
+//
+// A decode step (one new token for each of its sequences) issues ~500 small kernels; launched
+// one by one they leave the GPU idle between them and cost the host more time than some of them
+// take. Replayed from a CUDA graph they are one launch. A graph replays the kernels it recorded
+// with their parameters and addresses, so a step that uses one must run on the same buffers,
+// with the same shapes, as the recording did:
+//   - rows: the batch is padded to a bucket of row counts (DecodeRowBucket); a padding row holds
+//     token 0 at position 0 and belongs to a sequence of no new tokens, which the attention
+//     kernels skip;
+//   - context: every row's block table is padded (-1) to the width of a bucket of context
+//     lengths (DecodeContextBucket), which also fixes how decode attention splits it;
+//   - buffers: the step's inputs (token ids, RoPE table, sequences, block tables) and every
+//     activation live in DecodeStepBuffers, allocated once for the largest bucket seen, and are
+//     overwritten by each step.
+// The graphs are keyed by (row bucket, context bucket), recorded lazily: the first step of a key
+// runs its ops directly (which also tunes the products of its shape, as a recording requires),
+// later ones replay. Steps outside the buckets (longer contexts, more rows) take the ordinary
+// path.
+#ifndef PIXTRAL_DECODER_DECODE_GRAPHS_H_
+#define PIXTRAL_DECODER_DECODE_GRAPHS_H_
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "kernels/backend.h"
+
+namespace pixtral {
+
+// How decode steps run (Decoder::SetDecodeGraphs).
+enum class DecodeGraphMode {
+  kOff,       // every step on the ordinary path (its own allocations, no padding)
+  kBuffers,   // decode steps on the padded fixed buffers, their ops issued one by one
+  kRecorded,  // as kBuffers, and replayed from a recording after a key's first step
+};
+
+// Most rows and context positions a decode step takes on the fixed buffers.
+inline constexpr int kMaxDecodeGraphRows = 256;
+inline constexpr int64_t kMaxDecodeGraphContext = 32768;
+
+// The row bucket of a step of `rows` sequences (1, 2, 4, 8, then multiples of 8 to 64, of 32 to
+// 256); 0 past kMaxDecodeGraphRows.
+int DecodeRowBucket(int rows);
+// The context bucket of a step whose longest sequence attends over `positions` positions:
+// multiples of 512 up to 4096, then powers of two; 0 past kMaxDecodeGraphContext.
+int64_t DecodeContextBucket(int64_t positions);
+
+// The tensors of one decode step over `rows` rows: views into DecodeStepBuffers.
+struct DecodeStepTensors {
+  kernels::Tensor ids;                 // i32 [rows]
+  kernels::Tensor rope;                // f32 [rows, head_dim / 2, 2]
+  kernels::PagedBatch paged;           // sequences i32 [rows, 3], block tables [rows, width]
+  kernels::Tensor x, h, qkv, q, k, v;  // f32 activations, as Decoder's step has them
+  kernels::Tensor attn;                // f32 [rows, heads, head_dim]
+  kernels::Tensor hn, gate_up, gate;   // in the backend's MatMul input type for `rows`
+  kernels::Tensor logits;              // f32 [rows, vocab]
+};
+
+// The buffers behind DecodeStepTensors, for up to `rows` rows and kMaxDecodeGraphContext.
+class DecodeStepBuffers {
+ public:
+  static absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> Create(kernels::Backend& backend,
+                                                                   const DecoderConfig& config,
+                                                                   int block_size, int rows);
+  int rows() const { return rows_; }
+  // Views for a step of `rows` rows (at most rows()) and `context` positions (a bucket).
+  DecodeStepTensors For(const kernels::Backend& backend, int rows, int64_t context) const;
+
+ private:
+  DecodeStepBuffers(const DecoderConfig& config, int block_size, int rows)
+      : config_(config), block_size_(block_size), rows_(rows) {}
+
+  DecoderConfig config_;
+  int block_size_;
+  int rows_;
+  // Each of the largest size any view of it takes; views of another element type share them.
+  kernels::Tensor ids_, rope_, sequences_, tables_, x_, h_, qkv_, q_, k_, v_, attn_, hn_, gate_up_,
+      gate_, logits_;
+};
+
+// The recorded decode steps, by (row bucket, context bucket). A key whose recording failed holds
+// nullptr: its steps issue their ops directly.
+using DecodeGraphKey = std::pair<int, int64_t>;
+using DecodeGraphs = absl::flat_hash_map<DecodeGraphKey, std::unique_ptr<kernels::RecordedOps>>;
+
+}  // namespace pixtral
+
+#endif  // PIXTRAL_DECODER_DECODE_GRAPHS_H_
