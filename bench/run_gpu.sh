@@ -9,7 +9,8 @@
 #                  (default 1000) prompt tokens per sequence, and compares sequence 0's greedy
 #                  tokens across the batch sizes; COMPARE_GRAPHS=1 also decodes each batch
 #                  again with the same kernels launched one by one (no CUDA graphs) in the same
-#                  process and compares every token.
+#                  process and compares every token; DECODE_SETTINGS="A=1,B=2 A=3" runs the
+#                  batch sizes again under each setting (env assignments).
 #   MODEL_12B=1    the folder with vision too, and the 1024x1024 image prompt (prompt_bench).
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
@@ -96,6 +97,15 @@ if [ -n "$model" ]; then
     "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
       --prompt_tokens "$context" --compare_graphs="${COMPARE_GRAPHS:-0}" | tee "$tokens_dir/b$batch" | grep -v '^sequence 0 tokens' ||
       status=1
+  done
+  # The same batch sizes under other settings: each entry of DECODE_SETTINGS is comma-separated
+  # VAR=value assignments (tuning knobs such as PIXTRAL_DECODE_BLOCKS_PER_SM).
+  for setting in ${DECODE_SETTINGS:-}; do
+    for batch in ${DECODE_BATCHES:-1 16 64 128 256}; do
+      echo "== decode_bench, batch $batch, context $context, $setting"
+      env ${setting//,/ } "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "$batch" \
+        --prompt_tokens "$context" | grep '^decode,' || status=1
+    done
   done
   # Sequence 0 has the same prompt at every batch size: its greedy tokens should agree.
   for file in "$tokens_dir"/b*; do

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/device_utils.cuh"
@@ -290,10 +291,25 @@ cudaError_t LaunchMmaForGroup(const DecodeAttentionParams& p, const DecodeSplit&
 
 }  // namespace
 
+namespace {
+
+// A positive integer from the environment, else `fallback`.
+int EnvInt(const char* name, int fallback) {
+  const char* set = std::getenv(name);
+  const int value = set != nullptr ? std::atoi(set) : 0;
+  return value > 0 ? value : fallback;
+}
+
+}  // namespace
+
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count) {
+  // Tuning knobs for benchmarks (bench/NOTES.md): blocks an SM the split aims at, shortest split.
+  static const int blocks_per_sm = EnvInt("PIXTRAL_DECODE_BLOCKS_PER_SM", 8);
+  static const int min_split = EnvInt("PIXTRAL_DECODE_MIN_SPLIT", kMinSplitLen);
   const int64_t blocks = int64_t{num_sequences} * kv_heads;
-  const int64_t wanted = (8 * int64_t{sm_count} + blocks - 1) / std::max<int64_t>(blocks, 1);
-  const int64_t most = (max_context + kMinSplitLen - 1) / kMinSplitLen;
+  const int64_t wanted =
+      (int64_t{blocks_per_sm} * sm_count + blocks - 1) / std::max<int64_t>(blocks, 1);
+  const int64_t most = (max_context + min_split - 1) / min_split;
   DecodeSplit split;
   split.splits = static_cast<int>(std::max<int64_t>(1, std::min(wanted, most)));
   // Whole tiles of keys a split (only the last tile of a sequence is partial).

@@ -28,7 +28,8 @@ struct DecodeSplit {
 
 // Splits of `max_context` positions that give the grid about eight blocks per SM, at least 128
 // positions each (a split's fixed cost and the merge outweigh a shorter one) and whole tiles of
-// 16 positions.
+// 16 positions. PIXTRAL_DECODE_BLOCKS_PER_SM and PIXTRAL_DECODE_MIN_SPLIT override the 8 and
+// the 128 (for tuning runs).
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
