@@ -12,7 +12,10 @@ namespace pixtral::cuda {
 namespace {
 
 constexpr int kElementsPerLane = 8;  // one 16-byte load of bf16
-constexpr int kMinSplitLen = 128;
+constexpr int kMinSplitLen = 256;
+// Blocks an SM the split aims at: two fit (96 KB of shared memory each), so more only adds
+// waves of shorter splits and a longer merge (bench/NOTES.md run 12).
+constexpr int kBlocksPerSm = 2;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kMaxGridY = 65535;
 
@@ -304,7 +307,7 @@ int EnvInt(const char* name, int fallback) {
 
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count) {
   // Tuning knobs for benchmarks (bench/NOTES.md): blocks an SM the split aims at, shortest split.
-  static const int blocks_per_sm = EnvInt("PIXTRAL_DECODE_BLOCKS_PER_SM", 8);
+  static const int blocks_per_sm = EnvInt("PIXTRAL_DECODE_BLOCKS_PER_SM", kBlocksPerSm);
   static const int min_split = EnvInt("PIXTRAL_DECODE_MIN_SPLIT", kMinSplitLen);
   const int64_t blocks = int64_t{num_sequences} * kv_heads;
   const int64_t wanted =

@@ -26,10 +26,10 @@ struct DecodeSplit {
   int split_len = 1;  // positions per split
 };
 
-// Splits of `max_context` positions that give the grid about eight blocks per SM, at least 128
-// positions each (a split's fixed cost and the merge outweigh a shorter one) and whole tiles of
-// 16 positions. PIXTRAL_DECODE_BLOCKS_PER_SM and PIXTRAL_DECODE_MIN_SPLIT override the 8 and
-// the 128 (for tuning runs).
+// Splits of `max_context` positions that give the grid about two blocks per SM (as many as fit
+// at once), at least 256 positions each (a split's fixed cost and the merge outweigh a shorter
+// one) and whole tiles of 16 positions. PIXTRAL_DECODE_BLOCKS_PER_SM and
+// PIXTRAL_DECODE_MIN_SPLIT override the 2 and the 256 (for tuning runs).
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
