@@ -17,6 +17,7 @@ constexpr int kDimsPerThread = kMaxAttentionHeadDim / kAttentionThreads;
 static_assert(kMaxAttentionHeadDim % kAttentionThreads == 0);
 // Threads per block of the cache append: one thread per element of a token's k or v row.
 constexpr int kAppendThreads = 256;
+constexpr int kAppendParts = 4;
 
 // Softmax(q·Kᵀ·scale)·V for one query row over n keys; key_at(j) / value_at(j) point at key and
 // value j (float or bf16). Every thread of the block must call it.
@@ -131,8 +132,9 @@ __device__ int64_t CacheOffset(const PagedAttentionParams& p, int s, int pos) {
   return (int64_t{block} * p.block_size + pos % p.block_size) * p.kv_heads * p.head_dim;
 }
 
-// grid (tokens): rotates the token's q rows in place and its k rows (RoPE, where cos_sin is set),
-// then writes its k and v rows, as bf16, into its sequence's cache slot.
+// grid (tokens, kAppendParts): rotates the token's q rows in place and its k rows (RoPE, where
+// cos_sin is set), then writes its k and v rows, as bf16, into its sequence's cache slot; the
+// token's work is split over kAppendParts blocks (a decode step has only a few tokens).
 __global__ void AppendKvKernel(PagedAttentionParams p) {
   const int token = blockIdx.x;
   const int s = FindSequence(p, token);
@@ -148,7 +150,10 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
   };
   if (cs != nullptr) {
     float2* __restrict__ q = reinterpret_cast<float2*>(p.q) + int64_t{token} * p.heads * half;
-    for (int i = threadIdx.x; i < p.heads * half; i += blockDim.x) q[i] = rotate(q[i], i);
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < p.heads * half;
+         i += gridDim.y * blockDim.x) {
+      q[i] = rotate(q[i], i);
+    }
   }
   const int pos = p.sequences[s * 3 + 2] + token - p.sequences[s * 3];
   // Only the slot's own block matters here; the attention kernels check the whole table (and
@@ -163,7 +168,7 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
       reinterpret_cast<__nv_bfloat162*>(p.v_cache) + CacheOffset(p, s, pos) / 2;
   const float2* __restrict__ k = reinterpret_cast<const float2*>(p.k) + token * pairs;
   const float2* __restrict__ v = reinterpret_cast<const float2*>(p.v) + token * pairs;
-  for (int64_t i = threadIdx.x; i < pairs; i += blockDim.x) {
+  for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < pairs; i += gridDim.y * blockDim.x) {
     k_cache[i] = __float22bfloat162_rn(rotate(k[i], static_cast<int>(i)));
     v_cache[i] = __float22bfloat162_rn(v[i]);
   }
@@ -805,7 +810,7 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
     return cudaErrorInvalidValue;
   }
   if (p.tokens == 0) return cudaSuccess;
-  AppendKvKernel<<<p.tokens, kAppendThreads, 0, stream>>>(p);
+  AppendKvKernel<<<dim3(p.tokens, kAppendParts), kAppendThreads, 0, stream>>>(p);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
   // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.

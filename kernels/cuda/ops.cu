@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/ops.h"
@@ -127,7 +128,16 @@ __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) 
 // SM. Rows of up to kRmsVecThreads * 4 * kRmsVecPerThread elements, a multiple of 4.
 constexpr int kRmsVecThreads = 256;
 constexpr int kRmsVecPerThread = 8;
-constexpr int64_t kRmsVecMinRows = 512;  // fewer rows keep the 1024-thread kernel (decode)
+// Fewer rows keep the 1024-thread kernel (decode); PIXTRAL_RMSNORM_VEC_MIN_ROWS overrides it
+// (for tuning runs).
+int64_t RmsVecMinRows() {
+  static const int64_t rows = [] {
+    const char* set = std::getenv("PIXTRAL_RMSNORM_VEC_MIN_ROWS");
+    const long long value = set != nullptr ? std::atoll(set) : 0;
+    return value > 0 ? static_cast<int64_t>(value) : int64_t{512};
+  }();
+  return rows;
+}
 
 __device__ __forceinline__ float4 Add4(float4 a, float4 b) {
   return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
@@ -169,7 +179,7 @@ bool Aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 
 template <bool kAdd>
 bool RmsNormVecApplies(const RmsNormRows& p, int64_t rows) {
-  return rows >= kRmsVecMinRows && p.dim % 4 == 0 &&
+  return rows >= RmsVecMinRows() && p.dim % 4 == 0 &&
          p.dim <= 4 * kRmsVecThreads * kRmsVecPerThread && Aligned(p.x, 16) && Aligned(p.y, 16) &&
          Aligned(p.weight, 8) && (!kAdd || (Aligned(p.delta, 16) && Aligned(p.sum_out, 16)));
 }
