@@ -322,9 +322,8 @@ absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> b
   if (decode_buffers_ == nullptr || decode_buffers_->rows() < rows) {
     graphs_.clear();  // recorded on the old buffers
     decode_buffers_.reset();
-    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers =
-        DecodeStepBuffers::Create(b, DecodeStepShape::Of(config_), cache_->layout().block_size,
-                                  rows);
+    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers = DecodeStepBuffers::Create(
+        b, DecodeStepShape::Of(config_), cache_->layout().block_size, rows);
     if (!buffers.ok()) {
       LOG(WARNING) << "decode steps go back to the ordinary path: " << buffers.status();
       graph_mode_ = DecodeGraphMode::kOff;
