@@ -205,30 +205,42 @@ std::vector<std::vector<float>> DecodeScenario(PixtralModel& model, DecodeGraphM
   return all;
 }
 
-// One GPU, NCCL at TP=1: the recorded steps (CUDA graphs with the all-reduces captured on the
-// backend's stream) compute what the unrecorded ones do, within bf16 rounding (a padded batch
-// may take another GEMM kernel), and replay where decode_graphs_test's plain decoder does: keys
-// (1, 512) 1 replay, (4, 512) 4, (4, 1024) 3, (2, 1024) 1, (16, 1024) 2.
-TEST_F(CudaTpTest, NcclTp1RecordedDecodeStepsMatchUnrecordedOnes) {
-  LoadTp(1, {.block_size = 16, .num_blocks = 128});
+// The recorded steps (CUDA graphs, each rank's with its all-reduces captured on its backend's
+// stream) compute what the unrecorded ones do, within bf16 rounding (a padded batch may take
+// another GEMM kernel), and replay where decode_graphs_test's plain decoder does: keys (1, 512)
+// 1 replay, (4, 512) 4, (4, 1024) 3, (2, 1024) 1, (16, 1024) 2.
+void ExpectRecordedStepsMatchUnrecordedOnes(PixtralModel& tp, int size) {
   int64_t replays = 0;
   const std::vector<std::vector<float>> expected =
-      DecodeScenario(*tp_, DecodeGraphMode::kOff, &replays);
+      DecodeScenario(tp, DecodeGraphMode::kOff, &replays);
   ASSERT_EQ(expected.size(), 1u + 2 + 2 + 27 + 4 + 7 + 27);
   EXPECT_EQ(replays, 0);
   const std::vector<std::vector<float>> got =
-      DecodeScenario(*tp_, DecodeGraphMode::kRecorded, &replays);
+      DecodeScenario(tp, DecodeGraphMode::kRecorded, &replays);
   ASSERT_EQ(got.size(), expected.size());
   EXPECT_EQ(replays, 1 + 4 + 3 + 1 + 2);
-  EXPECT_EQ(tp_->decoder().decode_recordings(), 1);  // (16, 1024): the buffers grew at 16 rows
+  EXPECT_EQ(tp.decoder().decode_recordings(), 1);  // (16, 1024): the buffers grew at 16 rows
   double worst = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     const double e = RelativeError(got[i], expected[i]);
     worst = std::max(worst, e);
     EXPECT_LE(e, 1e-2) << "step output " << i;
   }
-  std::cout << "recorded vs unrecorded decode steps at TP=1 over NCCL: worst rel err " << worst
-            << ", " << replays << " replays\n";
+  std::cout << "recorded vs unrecorded decode steps at TP=" << size << " over NCCL: worst rel err "
+            << worst << ", " << replays << " replays\n";
+}
+
+// One GPU, NCCL at TP=1. (NCCL's one-rank all-reduce in place is no operation, so the graphs hold
+// no NCCL node here; TP=2 below records real ones.)
+TEST_F(CudaTpTest, NcclTp1RecordedDecodeStepsMatchUnrecordedOnes) {
+  LoadTp(1, {.block_size = 16, .num_blocks = 128});
+  ExpectRecordedStepsMatchUnrecordedOnes(*tp_, 1);
+}
+
+TEST_F(CudaTpTest, NcclTp2RecordedDecodeStepsMatchUnrecordedOnes) {
+  if (!HasDevice(1)) GTEST_SKIP() << "one GPU: TP=2 needs two";
+  LoadTp(2, {.block_size = 16, .num_blocks = 128});
+  ExpectRecordedStepsMatchUnrecordedOnes(*tp_, 2);
 }
 
 // The decoder's default on the CUDA backend is kRecorded, so the greedy batches of the tests
