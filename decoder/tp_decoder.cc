@@ -163,7 +163,8 @@ struct TpDecoder::Rank {
   std::unique_ptr<PagedKvCache> own_cache;  // ranks >= 1; rank 0's is Decoder::cache_
   PagedKvCache* cache = nullptr;
   // Decode steps on fixed buffers (decoder/decode_graphs.h), sized for this rank's shard, and
-  // their recordings by (rows, context). Every rank's grow in step: same keys, same order.
+  // their recordings by (rows, context). Every rank's buffers grow on the same steps, and every
+  // rank records the same keys in the same order.
   std::unique_ptr<DecodeStepBuffers> decode_buffers;
   DecodeGraphs graphs;
   // How this rank ran the last step (read by Step on the caller's thread after the ranks).
@@ -493,8 +494,9 @@ bool TpDecoder::RunRankOnDecodeBuffers(int r, const Plan& plan, Tensor& logits) 
     std::vector<int32_t> all_ok(rank.comm->size());
     rank.comm->AllGather(&ok, sizeof(ok), all_ok.data());
     if (std::count(all_ok.begin(), all_ok.end(), 0) > 0) {
-      if (!buffers.ok())
+      if (!buffers.ok()) {
         LOG(WARNING) << "rank " << r << ": no decode buffers: " << buffers.status();
+      }
       rank.ran = Rank::Ran::kNoBuffers;
       return false;
     }
