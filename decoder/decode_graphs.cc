@@ -1,13 +1,24 @@
 #include "decoder/decode_graphs.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <tuple>
 
 #include "common/status_macros.h"
+#include "kernels/rope.h"
 
 namespace pixtral {
 
 using kernels::DType;
 using kernels::Tensor;
+
+DecodeGraphMode DefaultDecodeGraphMode(const kernels::Backend& backend) {
+  if (backend.name() != "cuda") return DecodeGraphMode::kOff;
+  const char* graphs = std::getenv("PIXTRAL_CUDA_GRAPHS");
+  return graphs != nullptr && std::string_view(graphs) == "0" ? DecodeGraphMode::kBuffers
+                                                              : DecodeGraphMode::kRecorded;
+}
 
 int DecodeRowBucket(int rows) {
   if (rows < 1 || rows > kMaxDecodeGraphRows) return 0;
@@ -29,9 +40,9 @@ int64_t DecodeContextBucket(int64_t positions) {
 }
 
 absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
-    kernels::Backend& backend, const DecoderConfig& c, int block_size, int rows) {
+    kernels::Backend& backend, const DecodeStepShape& c, int block_size, int rows) {
   std::unique_ptr<DecodeStepBuffers> b(new DecodeStepBuffers(c, block_size, rows));
-  const int64_t r = rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const int64_t r = rows, hd = c.head_dim, nh = c.heads, nkv = c.kv_heads;
   const int64_t width = (kMaxDecodeGraphContext + block_size - 1) / block_size;
   // Every activation as f32, the widest type a view of it takes.
   for (auto [tensor, dtype, numel] : {
@@ -47,9 +58,9 @@ absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
            {&b->v_, DType::kF32, r * nkv * hd},
            {&b->attn_, DType::kF32, r * nh * hd},
            {&b->hn_, DType::kF32, r * c.dim},
-           {&b->gate_up_, DType::kF32, r * 2 * c.hidden_dim},
-           {&b->gate_, DType::kF32, r * c.hidden_dim},
-           {&b->logits_, DType::kF32, r * c.vocab_size},
+           {&b->gate_up_, DType::kF32, r * 2 * c.hidden},
+           {&b->gate_, DType::kF32, r * c.hidden},
+           {&b->logits_, DType::kF32, r * c.vocab},
        }) {
     PIXTRAL_ASSIGN_OR_RETURN(*tensor, backend.Alloc(dtype, {numel}));
   }
@@ -58,8 +69,8 @@ absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
 
 DecodeStepTensors DecodeStepBuffers::For(const kernels::Backend& backend, int rows,
                                          int64_t context) const {
-  const DecoderConfig& c = config_;
-  const int64_t r = rows, hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const DecodeStepShape& c = shape_;
+  const int64_t r = rows, hd = c.head_dim, nh = c.heads, nkv = c.kv_heads;
   const DType act = backend.MatMulInputDType(r);
   DecodeStepTensors t;
   t.ids = ids_.View(DType::kI32, {r});
@@ -77,10 +88,42 @@ DecodeStepTensors DecodeStepBuffers::For(const kernels::Backend& backend, int ro
   t.v = v_.View(DType::kF32, {r, nkv, hd});
   t.attn = attn_.View(DType::kF32, {r, nh, hd});
   t.hn = hn_.View(act, {r, c.dim});
-  t.gate_up = gate_up_.View(act, {r, 2 * c.hidden_dim});
-  t.gate = gate_.View(act, {r, c.hidden_dim});
-  t.logits = logits_.View(DType::kF32, {r, c.vocab_size});
+  t.gate_up = gate_up_.View(act, {r, 2 * c.hidden});
+  t.gate = gate_.View(act, {r, c.hidden});
+  t.logits = logits_.View(DType::kF32, {r, c.vocab});
   return t;
+}
+
+DecodeStepInputs PadDecodeStep(int rows, int64_t context, int block_size, int head_dim,
+                               double rope_theta, absl::Span<const int32_t> tokens,
+                               absl::Span<const int64_t> lengths,
+                               absl::Span<const absl::Span<const int32_t>> blocks) {
+  const int n = static_cast<int>(tokens.size());
+  const int64_t width = (context + block_size - 1) / block_size;
+  DecodeStepInputs in{.rows = rows, .context = context};
+  in.ids.assign(rows, 0);
+  in.sequences.assign(rows * 3, 0);
+  in.tables.assign(rows * width, -1);
+  std::vector<int32_t> positions(rows, 0);
+  for (int i = 0; i < rows; ++i) in.sequences[3 * i] = i;  // q_begin; q_len 0: padding
+  for (int i = 0; i < n; ++i) {
+    in.ids[i] = tokens[i];
+    positions[i] = static_cast<int32_t>(lengths[i]);
+    in.sequences[3 * i + 1] = 1;
+    in.sequences[3 * i + 2] = static_cast<int32_t>(lengths[i]);
+    std::copy_n(blocks[i].begin(), std::min<int64_t>(width, std::ssize(blocks[i])),
+                in.tables.begin() + i * width);
+  }
+  in.rope = kernels::RopeTable1D(positions, head_dim, rope_theta);
+  return in;
+}
+
+void UploadDecodeStep(kernels::Backend& backend, const DecodeStepInputs& in,
+                      const DecodeStepTensors& t) {
+  backend.CopyFromHost(in.ids.data(), t.ids);
+  backend.CopyFromHost(in.rope.data(), t.rope);
+  backend.CopyFromHost(in.sequences.data(), t.paged.sequences);
+  backend.CopyFromHost(in.tables.data(), t.paged.block_tables);
 }
 
 }  // namespace pixtral

@@ -23,9 +23,11 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/model_config.h"
 #include "kernels/backend.h"
 
@@ -38,6 +40,10 @@ enum class DecodeGraphMode {
   kRecorded,  // as kBuffers, and replayed from a recording after a key's first step
 };
 
+// The default mode on `backend`: kRecorded on the CUDA backend (kBuffers with
+// PIXTRAL_CUDA_GRAPHS=0: the same kernels, launched one by one), kOff elsewhere.
+DecodeGraphMode DefaultDecodeGraphMode(const kernels::Backend& backend);
+
 // Most rows and context positions a decode step takes on the fixed buffers.
 inline constexpr int kMaxDecodeGraphRows = 256;
 inline constexpr int64_t kMaxDecodeGraphContext = 32768;
@@ -48,6 +54,17 @@ int DecodeRowBucket(int rows);
 // The context bucket of a step whose longest sequence attends over `positions` positions:
 // multiples of 512 up to 4096, then powers of two; 0 past kMaxDecodeGraphContext.
 int64_t DecodeContextBucket(int64_t positions);
+
+// The sizes of the model that a decode step's buffers hold: the whole model's (Decoder), or one
+// tensor-parallel rank's share of it (TpDecoder: its heads, KV heads, hidden units and
+// vocabulary range; the residual stream is whole on every rank).
+struct DecodeStepShape {
+  int64_t dim, head_dim, heads, kv_heads, hidden, vocab;
+
+  static DecodeStepShape Of(const DecoderConfig& c) {
+    return {c.dim, c.head_dim, c.n_heads, c.n_kv_heads, c.hidden_dim, c.vocab_size};
+  }
+};
 
 // The tensors of one decode step over `rows` rows: views into DecodeStepBuffers.
 struct DecodeStepTensors {
@@ -60,21 +77,42 @@ struct DecodeStepTensors {
   kernels::Tensor logits;              // f32 [rows, vocab]
 };
 
+// One decode step's inputs on the host, padded to its buckets: what DecodeStepTensors' ids,
+// rope, sequences and block tables receive before the step's ops (outside any recording).
+struct DecodeStepInputs {
+  int rows = 0;         // the row bucket
+  int64_t context = 0;  // the context bucket
+  std::vector<int32_t> ids, sequences, tables;
+  std::vector<float> rope;
+};
+
+// Row i < tokens.size() decodes tokens[i] at position lengths[i] over blocks[i] (its block
+// table, cut to the context bucket's width: blocks reserved ahead hold no position the step
+// reads); the rows past them are padding, token 0 at position 0 of a sequence of no new tokens,
+// which the attention kernels skip; block tables are padded with -1.
+DecodeStepInputs PadDecodeStep(int rows, int64_t context, int block_size, int head_dim,
+                               double rope_theta, absl::Span<const int32_t> tokens,
+                               absl::Span<const int64_t> lengths,
+                               absl::Span<const absl::Span<const int32_t>> blocks);
+// Copies `in` into the step's input tensors (views of `rows` rows and `context` positions).
+void UploadDecodeStep(kernels::Backend& backend, const DecodeStepInputs& in,
+                      const DecodeStepTensors& t);
+
 // The buffers behind DecodeStepTensors, for up to `rows` rows and kMaxDecodeGraphContext.
 class DecodeStepBuffers {
  public:
   static absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> Create(kernels::Backend& backend,
-                                                                   const DecoderConfig& config,
+                                                                   const DecodeStepShape& shape,
                                                                    int block_size, int rows);
   int rows() const { return rows_; }
   // Views for a step of `rows` rows (at most rows()) and `context` positions (a bucket).
   DecodeStepTensors For(const kernels::Backend& backend, int rows, int64_t context) const;
 
  private:
-  DecodeStepBuffers(const DecoderConfig& config, int block_size, int rows)
-      : config_(config), block_size_(block_size), rows_(rows) {}
+  DecodeStepBuffers(const DecodeStepShape& shape, int block_size, int rows)
+      : shape_(shape), block_size_(block_size), rows_(rows) {}
 
-  DecoderConfig config_;
+  DecodeStepShape shape_;
   int block_size_;
   int rows_;
   // Each of the largest size any view of it takes; views of another element type share them.

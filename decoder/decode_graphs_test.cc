@@ -2,7 +2,9 @@
 // compute what the ordinary path computes: to the bit on the CPU reference backend, whose
 // recordings replay the same ops (and fail on an allocation or a copy inside them, as a CUDA
 // graph would); within bf16 rounding on the GPU (CUDA graphs; skipped where no GPU is visible),
-// where a padded batch may take another GEMM kernel.
+// where a padded batch may take another GEMM kernel. The same for the tensor-parallel decoder
+// on CPU backends (TP=2 and 4), whose ranks each record their share of the step, all-reduces
+// included (tests/cuda_tp_test.cc has the NCCL case).
 #include "decoder/decode_graphs.h"
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include "common/testing/pixtral_tiny.h"
 #include "decoder/decoder.h"
 #include "decoder/pixtral_model.h"
+#include "decoder/tp_decoder.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -39,8 +42,9 @@ TEST(DecodeBucketsTest, RowsAndContextsRoundUpToTheirBuckets) {
 // bucket, sequences released and added between steps, and a generated [IMG] token. The tokens
 // fed are fixed, not picked from the logits, so that a near-tie cannot change the scenario.
 std::vector<std::vector<float>> RunScenario(kernels::Backend* backend, DecodeGraphMode mode,
-                                            int64_t* replays) {
-  auto model = PixtralModel::Load(kPixtralTinyDir, backend, {.block_size = 16, .num_blocks = 128});
+                                            int64_t* replays, const ModelLoadOptions& load = {}) {
+  auto model =
+      PixtralModel::Load(kPixtralTinyDir, backend, {.block_size = 16, .num_blocks = 128}, load);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
   Decoder& d = (*model)->decoder();
@@ -87,6 +91,9 @@ std::vector<std::vector<float>> RunScenario(kernels::Backend* backend, DecodeGra
   for (int i = 0; i < 7; ++i) prompt(5 + i, 10 + i);
   decode(3);  // nine rows (bucket 16)
   *replays = d.decode_replays();
+  // The buffers grew at 4 rows and at 16, each time dropping the recordings made on the old
+  // ones: only (16, 1024)'s is left.
+  EXPECT_EQ(d.decode_recordings(), mode == DecodeGraphMode::kRecorded ? 1 : 0);
   for (SequenceId seq : running) d.Release(seq);
   EXPECT_EQ(d.cache().num_used_blocks(), 0);
   return all;
@@ -107,6 +114,29 @@ TEST(DecodeGraphsTest, FixedBuffersAndReplaysComputeWhatTheOrdinaryPathComputes)
     // Each key's first step runs its ops directly; the later ones replay: keys (1, 512) 2
     // steps, (4, 512) 5, (4, 1024) 4, (2, 1024) 2, (16, 1024) 3.
     EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kReplays : 0);
+  }
+}
+
+// At TP=2 (one KV head a rank) and TP=4 (KV heads replicated): each rank's buffers are sized for
+// its shard, its step's ops and two all-reduces a layer recorded and replayed on its thread.
+// Against the same split without buffers (kOff), to the bit: the in-process all-reduce adds the
+// ranks' partial sums in rank order whatever the row count.
+TEST(DecodeGraphsTest, TensorParallelReplaysComputeWhatTheOrdinaryPathComputes) {
+  for (const int size : {2, 4}) {
+    SCOPED_TRACE(size);
+    std::unique_ptr<kernels::Backend> cpu = kernels::NewCpuBackend();
+    const ModelLoadOptions tp{.tensor_parallel = CpuTensorParallelGroup(size)};
+    int64_t replays = 0;
+    const std::vector<std::vector<float>> expected =
+        RunScenario(cpu.get(), DecodeGraphMode::kOff, &replays, tp);
+    ASSERT_EQ(expected.size(), 1u + 2 + 2 + 27 + 4 + 7 + 27);
+    EXPECT_EQ(replays, 0);
+    for (const DecodeGraphMode mode : {DecodeGraphMode::kBuffers, DecodeGraphMode::kRecorded}) {
+      const std::vector<std::vector<float>> got = RunScenario(cpu.get(), mode, &replays, tp);
+      ASSERT_EQ(got.size(), expected.size());
+      for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], expected[i]) << "step output " << i;
+      EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kReplays : 0);
+    }
   }
 }
 

@@ -75,12 +75,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Create(Backend* backend,
   if (num_blocks == 0) {
     PIXTRAL_ASSIGN_OR_RETURN(num_blocks, BlocksInFreeMemory(*backend, config, cache));
   }
-  if (backend->name() == "cuda") {
-    const char* graphs = std::getenv("PIXTRAL_CUDA_GRAPHS");
-    d->graph_mode_ = graphs != nullptr && std::string_view(graphs) == "0"
-                         ? DecodeGraphMode::kBuffers
-                         : DecodeGraphMode::kRecorded;
-  }
+  d->graph_mode_ = DefaultDecodeGraphMode(*backend);
   PIXTRAL_ASSIGN_OR_RETURN(d->cache_,
                            PagedKvCache::Create(*backend, {.num_layers = config.n_layers,
                                                            .num_kv_heads = config.n_kv_heads,
@@ -327,8 +322,8 @@ absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> b
   if (decode_buffers_ == nullptr || decode_buffers_->rows() < rows) {
     graphs_.clear();  // recorded on the old buffers
     decode_buffers_.reset();
-    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers =
-        DecodeStepBuffers::Create(b, config_, cache_->layout().block_size, rows);
+    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers = DecodeStepBuffers::Create(
+        b, DecodeStepShape::Of(config_), cache_->layout().block_size, rows);
     if (!buffers.ok()) {
       LOG(WARNING) << "decode steps go back to the ordinary path: " << buffers.status();
       graph_mode_ = DecodeGraphMode::kOff;
@@ -338,28 +333,20 @@ absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> b
   }
   const DecodeStepTensors s = decode_buffers_->For(b, rows, context);
 
-  // The step's inputs; a padding row is token 0 at position 0 of a sequence of no new tokens.
-  const int64_t width = s.paged.block_tables.dim(1);
-  std::vector<int32_t> ids(rows, 0), token_positions(rows, 0), info(rows * 3, 0);
-  std::vector<int32_t> tables(rows * width, -1);
-  for (int i = 0; i < rows; ++i) info[3 * i] = i;
-  for (int i = 0; i < n; ++i) {
-    Sequence& seq = sequences_[batch[i].sequence];
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> lengths;
+  std::vector<absl::Span<const int32_t>> blocks;
+  for (const StepInput& in : batch) {
+    Sequence& seq = sequences_[in.sequence];
     PIXTRAL_RETURN_IF_ERROR(cache_->Reserve(seq.length + 1, seq.blocks));  // Validate counted them
-    ids[i] = batch[i].tokens[0];
-    token_positions[i] = static_cast<int32_t>(seq.length);
-    info[3 * i + 1] = 1;
-    info[3 * i + 2] = static_cast<int32_t>(seq.length);
-    // Blocks past the context bucket (reserved ahead) hold no position this step reads.
-    std::copy_n(seq.blocks.begin(), std::min<int64_t>(width, std::ssize(seq.blocks)),
-                tables.begin() + i * width);
+    tokens.push_back(in.tokens[0]);
+    lengths.push_back(seq.length);
+    blocks.push_back(seq.blocks);
   }
-  const std::vector<float> rope =
-      kernels::RopeTable1D(token_positions, config_.head_dim, config_.rope_theta);
-  b.CopyFromHost(ids.data(), s.ids);
-  b.CopyFromHost(rope.data(), s.rope);
-  b.CopyFromHost(info.data(), s.paged.sequences);
-  b.CopyFromHost(tables.data(), s.paged.block_tables);
+  UploadDecodeStep(b,
+                   PadDecodeStep(rows, context, cache_->layout().block_size, config_.head_dim,
+                                 config_.rope_theta, tokens, lengths, blocks),
+                   s);
 
   const LayerTensors t{.x = s.x,
                        .h = s.h,

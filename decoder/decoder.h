@@ -117,11 +117,12 @@ class Decoder {
 
   // How decode steps run (decoder/decode_graphs.h). The default: kRecorded on the CUDA backend
   // (kBuffers with PIXTRAL_CUDA_GRAPHS=0: the same kernels, launched one by one), kOff on the
-  // CPU. Every mode computes the same logits. (TpDecoder runs its own steps, without graphs.)
-  void SetDecodeGraphs(DecodeGraphMode mode);
-  // Decode steps replayed from a recording so far, and recordings made.
+  // CPU. Every mode computes the same logits. Drops the recordings made so far. (TpDecoder
+  // keeps buffers and recordings per rank.)
+  virtual void SetDecodeGraphs(DecodeGraphMode mode);
+  // Decode steps replayed from a recording so far, and the (rows, context) keys recorded.
   int64_t decode_replays() const { return decode_replays_; }
-  int64_t decode_recordings() const { return std::ssize(graphs_); }
+  virtual int64_t decode_recordings() const { return std::ssize(graphs_); }
 
  protected:
   struct Sequence {
@@ -139,6 +140,8 @@ class Decoder {
   int image_token_id_;
   std::unique_ptr<PagedKvCache> cache_;
   absl::flat_hash_map<SequenceId, Sequence> sequences_;
+  DecodeGraphMode graph_mode_ = DecodeGraphMode::kOff;
+  int64_t decode_replays_ = 0;
 
  private:
   // The activations and step inputs that the layers read and write.
@@ -161,10 +164,8 @@ class Decoder {
   kernels::Tensor tok_embeddings_, norm_, output_;
   std::vector<kernels::BlockWeights> layers_;
   SequenceId next_id_ = 1;
-  DecodeGraphMode graph_mode_ = DecodeGraphMode::kOff;
   std::unique_ptr<DecodeStepBuffers> decode_buffers_;
   DecodeGraphs graphs_;  // recordings on decode_buffers_
-  int64_t decode_replays_ = 0;
 };
 
 }  // namespace pixtral

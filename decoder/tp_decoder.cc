@@ -162,6 +162,19 @@ struct TpDecoder::Rank {
   std::vector<Layer> layers;
   std::unique_ptr<PagedKvCache> own_cache;  // ranks >= 1; rank 0's is Decoder::cache_
   PagedKvCache* cache = nullptr;
+  // Decode steps on fixed buffers (decoder/decode_graphs.h), sized for this rank's shard, and
+  // their recordings by (rows, context). Every rank's buffers grow on the same steps, and every
+  // rank records the same keys in the same order.
+  std::unique_ptr<DecodeStepBuffers> decode_buffers;
+  DecodeGraphs graphs;
+  // How this rank ran the last step (read by Step on the caller's thread after the ranks).
+  enum class Ran { kOrdinary, kBuffers, kReplayed, kNoBuffers } ran = Ran::kOrdinary;
+};
+
+// The activations and step inputs of one rank's layers.
+struct TpDecoder::StepTensors {
+  Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
+  kernels::PagedBatch paged;
 };
 
 // Threads for ranks 1.. that wait for work; rank 0 works on the caller's thread.
@@ -225,6 +238,9 @@ class TpDecoder::Threads {
 struct TpDecoder::Plan {
   std::vector<int32_t> ids, positions, logit_rows;
   std::vector<kernels::PagedSequence> attention;
+  // Set when the step runs on the decode buffers: its padded inputs, the same on every rank
+  // (every rank's cache uses the same block ids).
+  std::optional<DecodeStepInputs> decode;
 };
 
 TpDecoder::TpDecoder(Backend* backend, const DecoderConfig& config, int image_token_id)
@@ -326,6 +342,7 @@ absl::StatusOr<std::unique_ptr<TpDecoder>> TpDecoder::Create(
     }
   });
   for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
+  d->graph_mode_ = DefaultDecodeGraphMode(*backend);
   LOG(INFO) << "tensor-parallel decoder: " << size << " ranks on " << backend->name() << ", "
             << s0.heads << " heads and " << s0.kv_heads << " KV heads a rank, " << num_blocks
             << " cache blocks";
@@ -389,7 +406,148 @@ absl::StatusOr<TpDecoder::Plan> TpDecoder::Prepare(absl::Span<const StepInput> b
       if (in.all_logits || i == n - 1) plan.logit_rows.push_back(begin + i);
     }
   }
+  if (graph_mode_ == DecodeGraphMode::kOff) return plan;
+  // Decode steps only (one token each, no image features) within the buckets, as Decoder's.
+  int64_t positions = 0;
+  std::vector<int64_t> lengths;
+  std::vector<absl::Span<const int32_t>> blocks;
+  for (const StepInput& in : batch) {
+    const bool image = in.image_features.defined() && in.image_features.dim(0) > 0;
+    if (in.tokens.size() != 1 || in.all_logits || image) return plan;
+    const Sequence& s = sequences_.at(in.sequence);
+    positions = std::max(positions, s.length + 1);
+    lengths.push_back(s.length);
+    blocks.push_back(s.blocks);
+  }
+  const int rows = DecodeRowBucket(static_cast<int>(batch.size()));
+  const int64_t context = DecodeContextBucket(positions);
+  if (rows == 0 || context == 0) return plan;
+  plan.decode = PadDecodeStep(rows, context, cache_->layout().block_size, config_.head_dim,
+                              config_.rope_theta, plan.ids, lengths, blocks);
   return plan;
+}
+
+void TpDecoder::SetDecodeGraphs(DecodeGraphMode mode) {
+  Decoder::SetDecodeGraphs(mode);
+  OnRanks([&](int r) { ranks_[r]->graphs.clear(); });  // on the thread of each rank's device
+}
+
+int64_t TpDecoder::decode_recordings() const { return std::ssize(ranks_[0]->graphs); }
+
+// Decoder::Layers on one rank's slices, with the two all-reduces of the row-parallel products.
+void TpDecoder::RankLayers(Rank& rank, const StepTensors& t) const {
+  Backend& b = *rank.backend;
+  kernels::Communicator& comm = *rank.comm;
+  const DecoderConfig& c = config_;
+  const int64_t rows = t.x.dim(0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const std::vector<Rank::Layer>& layers = rank.layers;
+  if (!layers.empty()) b.RmsNorm(t.x, layers[0].attention_norm, c.norm_eps, t.hn);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Rank::Layer& lw = layers[l];
+    b.MatMul(t.hn, lw.wqkv, nullptr, t.qkv);
+    const Tensor parts[] = {t.q, t.k, t.v};
+    b.SplitColumns(t.qkv, parts);
+    b.PagedAttention(t.q, t.k, t.v, &t.rope, t.paged, scale, rank.cache->keys(l),
+                     rank.cache->values(l), t.attn);
+    // This rank's heads' share of wo, then the sum over the ranks.
+    b.MatMul(t.attn.Reshape({rows, rank.shard.heads * c.head_dim}), lw.wo, nullptr, t.h);
+    comm.AllReduceSum(t.h);
+    b.AddRmsNorm(t.x, t.h, lw.ffn_norm, c.norm_eps, t.hn);
+    b.MatMul(t.hn, lw.w13, nullptr, t.gate_up);
+    b.SwiGlu(t.gate_up, t.gate);
+    b.MatMul(t.gate, lw.w2, nullptr, t.h);  // this rank's hidden units' share
+    comm.AllReduceSum(t.h);
+    if (l + 1 < layers.size()) {
+      b.AddRmsNorm(t.x, t.h, layers[l + 1].attention_norm, c.norm_eps, t.hn);
+    } else {
+      b.Add(t.x, t.h, t.x);
+    }
+  }
+}
+
+// Decoder::RunOnDecodeBuffers on one rank: the inputs uploaded, then the step's ops (the
+// embedding, the layers with their all-reduces, the output projection's shard) run directly on
+// a key's first step and recorded, replayed on later ones. Collectives inside a recording are
+// recorded too (NCCL's on the capturing stream; the CPU communicator's are called again by the
+// replayed closure), so every rank replays its own recording in step with the others.
+bool TpDecoder::RunRankOnDecodeBuffers(int r, const Plan& plan, Tensor& logits) {
+  const DecodeStepInputs& in = *plan.decode;
+  Rank& rank = *ranks_[r];
+  Backend& b = *rank.backend;
+  if (rank.decode_buffers == nullptr || rank.decode_buffers->rows() < in.rows) {
+    // Every rank grows its buffers on the same step; they agree on the outcome before any of
+    // them issues a collective of the step.
+    rank.graphs.clear();  // recorded on the old buffers
+    rank.decode_buffers.reset();
+    const TpShard& s = rank.shard;
+    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers =
+        DecodeStepBuffers::Create(b,
+                                  {.dim = config_.dim,
+                                   .head_dim = config_.head_dim,
+                                   .heads = s.heads,
+                                   .kv_heads = s.kv_heads,
+                                   .hidden = s.hidden,
+                                   .vocab = s.vocab},
+                                  rank.cache->layout().block_size, in.rows);
+    int32_t ok = buffers.ok() ? 1 : 0;
+    std::vector<int32_t> all_ok(rank.comm->size());
+    rank.comm->AllGather(&ok, sizeof(ok), all_ok.data());
+    if (std::count(all_ok.begin(), all_ok.end(), 0) > 0) {
+      if (!buffers.ok()) {
+        LOG(WARNING) << "rank " << r << ": no decode buffers: " << buffers.status();
+      }
+      rank.ran = Rank::Ran::kNoBuffers;
+      return false;
+    }
+    rank.decode_buffers = *std::move(buffers);
+  }
+  const DecodeStepTensors s = rank.decode_buffers->For(b, in.rows, in.context);
+  UploadDecodeStep(b, in, s);
+  const StepTensors t{.x = s.x,
+                      .h = s.h,
+                      .qkv = s.qkv,
+                      .q = s.q,
+                      .k = s.k,
+                      .v = s.v,
+                      .attn = s.attn,
+                      .hn = s.hn,
+                      .gate_up = s.gate_up,
+                      .gate = s.gate,
+                      .rope = s.rope,
+                      .paged = s.paged};
+  // Captures by value: a recording replays these ops on these tensors.
+  Rank* const rp = &rank;
+  const std::function<absl::Status()> ops = [this, rp, t, ids = s.ids, out = s.logits] {
+    Backend& rb = *rp->backend;
+    rb.Gather(rp->tok_embeddings, ids, t.x);
+    RankLayers(*rp, t);
+    rb.RmsNorm(t.x, rp->norm, config_.norm_eps, t.hn);
+    rb.MatMul(t.hn, rp->output, nullptr, out);  // this rank's vocabulary range
+    return absl::OkStatus();
+  };
+  const DecodeGraphKey key{in.rows, in.context};
+  auto it = rank.graphs.find(key);
+  if (it != rank.graphs.end() && it->second != nullptr) {
+    it->second->Replay();
+    rank.ran = Rank::Ran::kReplayed;
+  } else {
+    const absl::Status direct = ops();  // the first step of a key also tunes its products
+    CHECK(direct.ok()) << direct;       // (its ops cannot fail: they allocate nothing)
+    rank.ran = Rank::Ran::kBuffers;
+    if (graph_mode_ == DecodeGraphMode::kRecorded && it == rank.graphs.end()) {
+      // A rank whose recording fails issues its ops directly from then on; the others still
+      // replay theirs, which issue the same collectives in the same order.
+      absl::StatusOr<std::unique_ptr<kernels::RecordedOps>> recorded = b.Record(ops);
+      if (!recorded.ok()) {
+        LOG(WARNING) << "rank " << r << ": decode steps of " << in.rows << " rows and "
+                     << in.context << " positions are not recorded: " << recorded.status();
+      }
+      rank.graphs[key] = recorded.ok() ? *std::move(recorded) : nullptr;
+    }
+  }
+  logits = s.logits.Rows(0, std::ssize(plan.logit_rows));  // the padding rows left out
+  return true;
 }
 
 // Decoder::Run's layer loop on one rank's slices, with the two all-reduces of the row-parallel
@@ -398,6 +556,9 @@ absl::StatusOr<TpDecoder::Plan> TpDecoder::Prepare(absl::Span<const StepInput> b
 absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepInput> batch,
                                 Tensor& logits) {
   Rank& rank = *ranks_[r];
+  if (plan.decode.has_value() && RunRankOnDecodeBuffers(r, plan, logits)) {
+    return absl::OkStatus();
+  }
   Backend& b = *rank.backend;
   kernels::Communicator& comm = *rank.comm;
   const DecoderConfig& c = config_;
@@ -472,29 +633,18 @@ absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepIn
     comm.Broadcast(w.features[i], /*root=*/0);
     b.Scatter(w.features[i], w.image_rows[i], w.x);
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const std::vector<Rank::Layer>& layers = rank.layers;
-  if (!layers.empty()) b.RmsNorm(w.x, layers[0].attention_norm, c.norm_eps, w.hn);
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const Rank::Layer& lw = layers[l];
-    b.MatMul(w.hn, lw.wqkv, nullptr, w.qkv);
-    const Tensor parts[] = {w.q, w.k, w.v};
-    b.SplitColumns(w.qkv, parts);
-    b.PagedAttention(w.q, w.k, w.v, &w.rope, w.paged, scale, rank.cache->keys(l),
-                     rank.cache->values(l), w.attn);
-    b.MatMul(w.attn.Reshape({t, nh * hd}), lw.wo, nullptr, w.h);  // this rank's heads' share
-    comm.AllReduceSum(w.h);
-    b.AddRmsNorm(w.x, w.h, lw.ffn_norm, c.norm_eps, w.hn);
-    b.MatMul(w.hn, lw.w13, nullptr, w.gate_up);
-    b.SwiGlu(w.gate_up, w.gate);
-    b.MatMul(w.gate, lw.w2, nullptr, w.h);  // this rank's hidden units' share
-    comm.AllReduceSum(w.h);
-    if (l + 1 < layers.size()) {
-      b.AddRmsNorm(w.x, w.h, layers[l + 1].attention_norm, c.norm_eps, w.hn);
-    } else {
-      b.Add(w.x, w.h, w.x);
-    }
-  }
+  RankLayers(rank, {.x = w.x,
+                    .h = w.h,
+                    .qkv = w.qkv,
+                    .q = w.q,
+                    .k = w.k,
+                    .v = w.v,
+                    .attn = w.attn,
+                    .hn = w.hn,
+                    .gate_up = w.gate_up,
+                    .gate = w.gate,
+                    .rope = w.rope,
+                    .paged = w.paged});
   b.Gather(w.x, w.rows, w.last);
   b.RmsNorm(w.last, rank.norm, c.norm_eps, w.last);
   b.MatMul(w.last, rank.output, nullptr, w.logits);  // this rank's vocabulary range
@@ -507,10 +657,20 @@ absl::Status TpDecoder::Step(absl::Span<const StepInput> batch,
   PIXTRAL_ASSIGN_OR_RETURN(const Plan plan, Prepare(batch));
   std::vector<absl::Status> status(ranks_.size());
   OnRanks([&](int r) {
+    ranks_[r]->ran = Rank::Ran::kOrdinary;
     Tensor logits;
     status[r] = RunRank(r, plan, batch, logits);
     if (status[r].ok()) after(r, logits);
   });
+  const auto ran = [&](Rank::Ran how) {
+    return std::all_of(ranks_.begin(), ranks_.end(),
+                       [&](const std::unique_ptr<Rank>& rank) { return rank->ran == how; });
+  };
+  if (ran(Rank::Ran::kReplayed)) ++decode_replays_;
+  if (ran(Rank::Ran::kNoBuffers)) {  // as Decoder: decode steps go back to the ordinary path
+    LOG(WARNING) << "decode steps go back to the ordinary path: a rank has no decode buffers";
+    graph_mode_ = DecodeGraphMode::kOff;
+  }
   for (const absl::Status& s : status) PIXTRAL_RETURN_IF_ERROR(s);
   for (const StepInput& in : batch) sequences_[in.sequence].length += std::ssize(in.tokens);
   return absl::OkStatus();

@@ -25,6 +25,11 @@
 // device: rank r on GPU r). The sequence bookkeeping (block tables, the prefix cache) is
 // Decoder's, on the caller's thread; every rank's cache uses the same block ids.
 //
+// Decode steps run as Decoder's do (decoder/decode_graphs.h, SetDecodeGraphs): on fixed buffers
+// per rank, sized for its shard, and on the CUDA backend replayed from a CUDA graph per rank and
+// (rows, context) key that holds the step's kernels and its NCCL all-reduces; sampling stays
+// outside the recordings.
+//
 //   PIXTRAL_ASSIGN_OR_RETURN(auto decoder,
 //                            TpDecoder::Create(backend, config, image_token_id, checkpoint,
 //                                              owner, cache, CpuTensorParallelGroup(2)));
@@ -101,10 +106,18 @@ class TpDecoder : public Decoder {
   absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> ForwardSampled(
       absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) override;
 
+  // As Decoder's, on every rank: decode steps on per-rank fixed buffers (sized for the rank's
+  // shard), each rank recording and replaying its own ops, all-reduces included. A step counts
+  // as replayed when every rank replayed it; the keys recorded are rank 0's (every rank records
+  // the same ones).
+  void SetDecodeGraphs(DecodeGraphMode mode) override;
+  int64_t decode_recordings() const override;
+
  private:
   struct Rank;
   class Threads;
   struct Plan;
+  struct StepTensors;
 
   TpDecoder(kernels::Backend* backend, const DecoderConfig& config, int image_token_id);
 
@@ -116,6 +129,11 @@ class TpDecoder : public Decoder {
   // Rank r's share of the step: its logits shard f32 [rows, its vocab] in `logits`.
   absl::Status RunRank(int r, const Plan& plan, absl::Span<const StepInput> batch,
                        kernels::Tensor& logits);
+  // Rank r's share of a step planned on the decode buffers (plan.decode); false, on every rank
+  // alike, when some rank could not allocate its buffers (the step then takes RunRank's path).
+  bool RunRankOnDecodeBuffers(int r, const Plan& plan, kernels::Tensor& logits);
+  // The layers over t.x on rank `rank`'s slices, with the all-reduces of its partial sums.
+  void RankLayers(Rank& rank, const StepTensors& t) const;
   // Runs the step on every rank, then per rank `after(r, logits shard)`; advances the sequences.
   absl::Status Step(absl::Span<const StepInput> batch,
                     const std::function<void(int, const kernels::Tensor&)>& after);

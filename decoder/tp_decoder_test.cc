@@ -223,6 +223,25 @@ TEST(TpDecoderTest, MixedPrefillAndDecodeBatchesMatchTp1) {
   }
 }
 
+// The same schedule with the tensor-parallel decode steps recorded (kRecorded: what a CUDA
+// backend does by default): steps 4 to 6 decode three rows on the buffers (key (4, 512)); the
+// first runs the ops, the other two replay every rank's recording, one of them sampled over the
+// vocabulary shards after the replay.
+TEST(TpDecoderTest, RecordedDecodeStepsMatchTp1) {
+  for (int size : {2, 4}) {
+    SCOPED_TRACE(size);
+    std::unique_ptr<Pair> pair = Pair::Load(kPixtralTinyDir, size);
+    ASSERT_NE(pair, nullptr);
+    Decoder& tp = pair->tp->decoder();
+    tp.SetDecodeGraphs(DecodeGraphMode::kRecorded);
+    ExpectSameSchedule(pair->plain->decoder(), tp);
+    EXPECT_EQ(tp.decode_replays(), 2);
+    EXPECT_EQ(tp.decode_recordings(), 1);
+    tp.SetDecodeGraphs(DecodeGraphMode::kOff);
+    EXPECT_EQ(tp.decode_recordings(), 0);
+  }
+}
+
 // A model with one KV head (replicated on every rank), and hidden and vocabulary sizes that the
 // ranks split unevenly (130 hidden units: 32, 33, 32, 33; 2001 ids).
 TEST(TpDecoderTest, OneKvHeadAndUnevenSplitsMatchTp1) {

@@ -15,6 +15,11 @@
 //   backend.MatMul(attn_shard, wo_shard, nullptr, partial);  // partial sums, [T, dim]
 //   comm.AllReduceSum(partial);                              // the full product, on every rank
 //
+// AllReduceSum and Broadcast may be issued inside Backend::Record's ops (decoder/tp_decoder.h
+// records each rank's decode step with its all-reduces): they neither allocate nor wait, so the
+// NCCL ones are captured into the rank's CUDA graph and the in-process ones run again when the
+// CPU backend replays the closure. AllGather and Barrier reach the host and may not.
+//
 // A failure inside a collective (a broken device or link, mismatched calls) is fatal, as a CUDA
 // failure inside a backend op is: the group cannot continue with some ranks out of step.
 #ifndef PIXTRAL_KERNELS_COMMUNICATOR_H_

@@ -52,6 +52,8 @@ class NcclCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
+  // AllReduceSum and Broadcast only enqueue on the backend's stream (no allocation, no wait), so
+  // a stream capture (Backend::Record) records them into the rank's CUDA graph.
   void AllReduceSum(const Tensor& t) override {
     CHECK(t.dtype() == DType::kF32) << "AllReduceSum: " << t.DebugString();
     CheckNccl(ncclAllReduce(t.data<float>(), t.data<float>(), t.numel(), ncclFloat, ncclSum, comm_,
