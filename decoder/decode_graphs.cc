@@ -67,6 +67,28 @@ absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
   return b;
 }
 
+absl::Status AllocLayerActivations(kernels::Backend& b, const DecodeStepShape& c, int64_t t,
+                                   LayerTensors& lt) {
+  const int64_t hd = c.head_dim, nh = c.heads, nkv = c.kv_heads;
+  PIXTRAL_ASSIGN_OR_RETURN(lt.x, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.h, b.Alloc(DType::kF32, {t, c.dim}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.q, b.Alloc(DType::kF32, {t, nh, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.k, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.v, b.Alloc(DType::kF32, {t, nkv, hd}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.attn, b.Alloc(DType::kF32, {t, nh, hd}));
+  // The tensors only products read (normed rows, the MLP's) in the backend's input type: bf16 on
+  // the GPU for prompts, so no product converts its input; f32 on the CPU (hn is then h).
+  const DType act = b.MatMulInputDType(t);
+  lt.hn = lt.h;
+  if (act != DType::kF32) {
+    PIXTRAL_ASSIGN_OR_RETURN(lt.hn, b.Alloc(act, {t, c.dim}));
+  }
+  PIXTRAL_ASSIGN_OR_RETURN(lt.gate_up, b.Alloc(act, {t, 2 * c.hidden}));
+  PIXTRAL_ASSIGN_OR_RETURN(lt.gate, b.Alloc(act, {t, c.hidden}));
+  return absl::OkStatus();
+}
+
 DecodeStepTensors DecodeStepBuffers::For(const kernels::Backend& backend, int rows,
                                          int64_t context) const {
   const DecodeStepShape& c = shape_;

@@ -66,15 +66,26 @@ struct DecodeStepShape {
   }
 };
 
-// The tensors of one decode step over `rows` rows: views into DecodeStepBuffers.
-struct DecodeStepTensors {
-  kernels::Tensor ids;                 // i32 [rows]
-  kernels::Tensor rope;                // f32 [rows, head_dim / 2, 2]
-  kernels::PagedBatch paged;           // sequences i32 [rows, 3], block tables [rows, width]
-  kernels::Tensor x, h, qkv, q, k, v;  // f32 activations, as Decoder's step has them
-  kernels::Tensor attn;                // f32 [rows, heads, head_dim]
-  kernels::Tensor hn, gate_up, gate;   // in the backend's MatMul input type for `rows`
-  kernels::Tensor logits;              // f32 [rows, vocab]
+// The activations and step inputs that a decoder's layers read and write, for t rows: x, h
+// f32 [t, dim]; qkv f32 [t, (heads + 2 kv_heads) head_dim]; q, attn f32 [t, heads, head_dim];
+// k, v f32 [t, kv_heads, head_dim]; hn [t, dim], gate_up [t, 2 hidden], gate [t, hidden] in the
+// backend's MatMul input type for t rows; rope f32 [t, head_dim / 2, 2]; paged: the step's
+// sequences and block tables.
+struct LayerTensors {
+  kernels::Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
+  kernels::PagedBatch paged;
+};
+
+// LayerTensors' activations (all but rope and paged) for an ordinary step of `rows` rows, each
+// its own allocation (hn is h where the MatMul input type is f32).
+absl::Status AllocLayerActivations(kernels::Backend& backend, const DecodeStepShape& shape,
+                                   int64_t rows, LayerTensors& t);
+
+// The tensors of one decode step over `rows` rows: views into DecodeStepBuffers; the layers'
+// tensors, the token ids (i32 [rows]) and the logits (f32 [rows, vocab]).
+struct DecodeStepTensors : LayerTensors {
+  kernels::Tensor ids;
+  kernels::Tensor logits;
 };
 
 // One decode step's inputs on the host, padded to its buckets: what DecodeStepTensors' ids,

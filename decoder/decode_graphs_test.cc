@@ -7,7 +7,6 @@
 // included (tests/cuda_tp_test.cc has the NCCL case).
 #include "decoder/decode_graphs.h"
 
-#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "common/testing/pixtral_tiny.h"
 #include "decoder/decoder.h"
 #include "decoder/pixtral_model.h"
+#include "decoder/testing/decode_scenario.h"
 #include "decoder/tp_decoder.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -22,9 +22,6 @@
 
 namespace pixtral {
 namespace {
-
-// Steps of RunScenario that replay a recording (see the test below).
-constexpr int64_t kReplays = 1 + 4 + 3 + 1 + 2;
 
 TEST(DecodeBucketsTest, RowsAndContextsRoundUpToTheirBuckets) {
   const std::vector<std::pair<int, int>> rows = {
@@ -37,65 +34,17 @@ TEST(DecodeBucketsTest, RowsAndContextsRoundUpToTheirBuckets) {
   for (const auto& [n, bucket] : contexts) EXPECT_EQ(DecodeContextBucket(n), bucket) << n;
 }
 
-// One scenario of prompts and decode steps, whose every step's logits are kept: batches of 1 to
-// 9 rows (buckets 1, 2, 4, 16: the buffers grow once), a context crossing the 512-position
-// bucket, sequences released and added between steps, and a generated [IMG] token. The tokens
-// fed are fixed, not picked from the logits, so that a near-tie cannot change the scenario.
+// RunDecodeScenario on a fresh pixtral-tiny model on `backend` (tensor-parallel per `load`).
 std::vector<std::vector<float>> RunScenario(kernels::Backend* backend, DecodeGraphMode mode,
                                             int64_t* replays, const ModelLoadOptions& load = {}) {
   auto model =
       PixtralModel::Load(kPixtralTinyDir, backend, {.block_size = 16, .num_blocks = 128}, load);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
-  Decoder& d = (*model)->decoder();
-  d.SetDecodeGraphs(mode);
-  const int32_t img = (*model)->config().vision->image_token_id;
-  std::vector<std::vector<float>> all;
-  std::vector<SequenceId> running;
-  std::vector<int32_t> next;  // each running sequence's next token
-  auto prompt = [&](int length, int seed) {
-    std::vector<int32_t> tokens = {1, 3};
-    for (int i = 2; i < length; ++i) tokens.push_back(100 + (seed * 131 + i * 17) % 1500);
-    const SequenceId seq = d.AddSequence();
-    auto out = d.Forward({{.sequence = seq, .tokens = tokens}});
-    EXPECT_TRUE(out.ok()) << out.status();
-    if (!out.ok()) return;
-    all.push_back((*out)[0]);
-    running.push_back(seq);
-    next.push_back(100 + seed);
-  };
-  auto decode = [&](int steps) {
-    for (int s = 0; s < steps; ++s) {
-      std::vector<StepInput> batch;
-      for (size_t i = 0; i < running.size(); ++i) {
-        batch.push_back({.sequence = running[i], .tokens = {&next[i], 1}, .prompt_tokens = 0});
-      }
-      auto out = d.Forward(batch);
-      ASSERT_TRUE(out.ok()) << out.status();
-      for (size_t i = 0; i < running.size(); ++i) {
-        all.push_back((*out)[i]);
-        next[i] = 100 + (next[i] * 37 + 11) % 1500;
-      }
-    }
-  };
-  prompt(505, 1);
-  decode(2);  // one row
-  prompt(11, 2);
-  prompt(20, 3);
-  decode(9);  // three rows (bucket 4); the first sequence passes 512 positions
-  d.Release(running[1]);
-  running.erase(running.begin() + 1);
-  next.erase(next.begin() + 1);
-  next[0] = img;  // generated, so an ordinary token
-  decode(2);      // two rows
-  for (int i = 0; i < 7; ++i) prompt(5 + i, 10 + i);
-  decode(3);  // nine rows (bucket 16)
-  *replays = d.decode_replays();
+  std::vector<std::vector<float>> all = RunDecodeScenario(**model, mode, replays);
   // The buffers grew at 4 rows and at 16, each time dropping the recordings made on the old
   // ones: only (16, 1024)'s is left.
-  EXPECT_EQ(d.decode_recordings(), mode == DecodeGraphMode::kRecorded ? 1 : 0);
-  for (SequenceId seq : running) d.Release(seq);
-  EXPECT_EQ(d.cache().num_used_blocks(), 0);
+  EXPECT_EQ((*model)->decoder().decode_recordings(), mode == DecodeGraphMode::kRecorded ? 1 : 0);
   return all;
 }
 
@@ -111,9 +60,8 @@ TEST(DecodeGraphsTest, FixedBuffersAndReplaysComputeWhatTheOrdinaryPathComputes)
     ASSERT_EQ(got.size(), expected.size());
     // The same ops on the same rows: equal to the last bit.
     for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], expected[i]) << "step output " << i;
-    // Each key's first step runs its ops directly; the later ones replay: keys (1, 512) 2
-    // steps, (4, 512) 5, (4, 1024) 4, (2, 1024) 2, (16, 1024) 3.
-    EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kReplays : 0);
+    // Each key's first step runs its ops directly; the later ones replay.
+    EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kDecodeScenarioReplays : 0);
   }
 }
 
@@ -135,7 +83,7 @@ TEST(DecodeGraphsTest, TensorParallelReplaysComputeWhatTheOrdinaryPathComputes) 
       const std::vector<std::vector<float>> got = RunScenario(cpu.get(), mode, &replays, tp);
       ASSERT_EQ(got.size(), expected.size());
       for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], expected[i]) << "step output " << i;
-      EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kReplays : 0);
+      EXPECT_EQ(replays, mode == DecodeGraphMode::kRecorded ? kDecodeScenarioReplays : 0);
     }
   }
 }
@@ -149,7 +97,7 @@ TEST(DecodeGraphsTest, CudaGraphReplaysComputeWhatTheOrdinaryPathComputes) {
   const std::vector<std::vector<float>> got =
       RunScenario(gpu->get(), DecodeGraphMode::kRecorded, &replays);
   ASSERT_EQ(got.size(), expected.size());
-  EXPECT_EQ(replays, kReplays);
+  EXPECT_EQ(replays, kDecodeScenarioReplays);
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_LE(RelativeError(got[i], expected[i]), 1e-2) << "step output " << i;
   }

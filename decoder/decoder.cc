@@ -271,7 +271,7 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
     }
   }
   const int64_t t = std::ssize(ids), r = std::ssize(logit_rows);
-  const int64_t hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads;
+  const int64_t hd = c.head_dim;
   LayerTensors lt;
   PIXTRAL_ASSIGN_OR_RETURN(Tensor ids_t, kernels::ToBackend(b, ids, {t}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor rows_t, kernels::ToBackend(b, logit_rows, {r}));
@@ -279,22 +279,7 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
       lt.rope,
       kernels::ToBackend(b, kernels::RopeTable1D(positions, hd, c.rope_theta), {t, hd / 2, 2}));
   PIXTRAL_ASSIGN_OR_RETURN(lt.paged, kernels::MakePagedBatch(b, attention));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.x, b.Alloc(DType::kF32, {t, c.dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.h, b.Alloc(DType::kF32, {t, c.dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.q, b.Alloc(DType::kF32, {t, nh, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.k, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.v, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.attn, b.Alloc(DType::kF32, {t, nh, hd}));
-  // The tensors only products read (normed rows, the MLP's) in the backend's input type: bf16 on
-  // the GPU for prompts, so no product converts its input; f32 on the CPU (hn is then h).
-  const DType act = b.MatMulInputDType(t);
-  lt.hn = lt.h;
-  if (act != DType::kF32) {
-    PIXTRAL_ASSIGN_OR_RETURN(lt.hn, b.Alloc(act, {t, c.dim}));
-  }
-  PIXTRAL_ASSIGN_OR_RETURN(lt.gate_up, b.Alloc(act, {t, 2 * c.hidden_dim}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.gate, b.Alloc(act, {t, c.hidden_dim}));
+  PIXTRAL_RETURN_IF_ERROR(AllocLayerActivations(b, DecodeStepShape::Of(c), t, lt));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor last, b.Alloc(DType::kF32, {r, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, b.Alloc(DType::kF32, {r, c.vocab_size}));
 
@@ -348,18 +333,7 @@ absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> b
                                  config_.rope_theta, tokens, lengths, blocks),
                    s);
 
-  const LayerTensors t{.x = s.x,
-                       .h = s.h,
-                       .qkv = s.qkv,
-                       .q = s.q,
-                       .k = s.k,
-                       .v = s.v,
-                       .attn = s.attn,
-                       .hn = s.hn,
-                       .gate_up = s.gate_up,
-                       .gate = s.gate,
-                       .rope = s.rope,
-                       .paged = s.paged};
+  const LayerTensors t = s;  // the layers' share of the step's tensors
   // Captures by value: a recording replays these ops on these tensors.
   const std::function<absl::Status()> ops = [this, t, ids = s.ids, logits = s.logits] {
     backend_->Gather(tok_embeddings_, ids, t.x);

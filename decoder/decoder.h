@@ -144,12 +144,6 @@ class Decoder {
   int64_t decode_replays_ = 0;
 
  private:
-  // The activations and step inputs that the layers read and write.
-  struct LayerTensors {
-    kernels::Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
-    kernels::PagedBatch paged;
-  };
-
   // Validates and runs the batch; the logits f32 [rows, vocab] stay on the backend.
   absl::StatusOr<kernels::Tensor> Run(absl::Span<const StepInput> batch);
   // The step of a validated batch on the decode buffers, when it fits them (every input one

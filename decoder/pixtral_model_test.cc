@@ -138,8 +138,8 @@ TEST_F(PixtralModelTest, AdapterOnlyLoadPrefillsEncoderOutputAndRefusesToEncode)
 TEST(PixtralModelLoadTest, AdapterOnlySkipsTheVisionTransformerWeights) {
   const int64_t skipped =
       PixtralModel::SkippedWeightBytes(Pixtral12BConfig(), {.vision_encoder = false}, 2);
-  EXPECT_EQ(skipped, 2 * (24 * (4 * 1024 * 1024 + 3 * 1024 * 4096 + 2 * 1024) +
-                          1024 * 3 * 16 * 16 + 1024));
+  EXPECT_EQ(skipped,
+            2 * (24 * (4 * 1024 * 1024 + 3 * 1024 * 4096 + 2 * 1024) + 1024 * 3 * 16 * 16 + 1024));
   EXPECT_EQ(skipped, 806979584);  // 807 MB (770 MiB) of GPU memory per decoder worker
   EXPECT_EQ(PixtralModel::SkippedWeightBytes(Pixtral12BConfig(), {}, 2), 0);
 }

@@ -171,11 +171,16 @@ struct TpDecoder::Rank {
   enum class Ran { kOrdinary, kBuffers, kReplayed, kNoBuffers } ran = Ran::kOrdinary;
 };
 
-// The activations and step inputs of one rank's layers.
-struct TpDecoder::StepTensors {
-  Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
-  kernels::PagedBatch paged;
-};
+// What a rank's step tensors hold: its heads, KV heads, hidden units and vocabulary range, the
+// residual stream whole.
+DecodeStepShape TpDecoder::RankShape(const TpShard& shard) const {
+  return {.dim = config_.dim,
+          .head_dim = config_.head_dim,
+          .heads = shard.heads,
+          .kv_heads = shard.kv_heads,
+          .hidden = shard.hidden,
+          .vocab = shard.vocab};
+}
 
 // Threads for ranks 1.. that wait for work; rank 0 works on the caller's thread.
 class TpDecoder::Threads {
@@ -435,7 +440,7 @@ void TpDecoder::SetDecodeGraphs(DecodeGraphMode mode) {
 int64_t TpDecoder::decode_recordings() const { return std::ssize(ranks_[0]->graphs); }
 
 // Decoder::Layers on one rank's slices, with the two all-reduces of the row-parallel products.
-void TpDecoder::RankLayers(Rank& rank, const StepTensors& t) const {
+void TpDecoder::RankLayers(Rank& rank, const LayerTensors& t) const {
   Backend& b = *rank.backend;
   kernels::Communicator& comm = *rank.comm;
   const DecoderConfig& c = config_;
@@ -480,16 +485,8 @@ bool TpDecoder::RunRankOnDecodeBuffers(int r, const Plan& plan, Tensor& logits) 
     // them issues a collective of the step.
     rank.graphs.clear();  // recorded on the old buffers
     rank.decode_buffers.reset();
-    const TpShard& s = rank.shard;
-    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers =
-        DecodeStepBuffers::Create(b,
-                                  {.dim = config_.dim,
-                                   .head_dim = config_.head_dim,
-                                   .heads = s.heads,
-                                   .kv_heads = s.kv_heads,
-                                   .hidden = s.hidden,
-                                   .vocab = s.vocab},
-                                  rank.cache->layout().block_size, in.rows);
+    absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> buffers = DecodeStepBuffers::Create(
+        b, RankShape(rank.shard), rank.cache->layout().block_size, in.rows);
     int32_t ok = buffers.ok() ? 1 : 0;
     std::vector<int32_t> all_ok(rank.comm->size());
     rank.comm->AllGather(&ok, sizeof(ok), all_ok.data());
@@ -504,18 +501,7 @@ bool TpDecoder::RunRankOnDecodeBuffers(int r, const Plan& plan, Tensor& logits) 
   }
   const DecodeStepTensors s = rank.decode_buffers->For(b, in.rows, in.context);
   UploadDecodeStep(b, in, s);
-  const StepTensors t{.x = s.x,
-                      .h = s.h,
-                      .qkv = s.qkv,
-                      .q = s.q,
-                      .k = s.k,
-                      .v = s.v,
-                      .attn = s.attn,
-                      .hn = s.hn,
-                      .gate_up = s.gate_up,
-                      .gate = s.gate,
-                      .rope = s.rope,
-                      .paged = s.paged};
+  const LayerTensors t = s;  // the layers' share of the step's tensors
   // Captures by value: a recording replays these ops on these tensors.
   Rank* const rp = &rank;
   const std::function<absl::Status()> ops = [this, rp, t, ids = s.ids, out = s.logits] {
@@ -564,11 +550,10 @@ absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepIn
   const DecoderConfig& c = config_;
   const TpShard& s = rank.shard;
   const int64_t t = std::ssize(plan.ids), rows = std::ssize(plan.logit_rows);
-  const int64_t hd = c.head_dim, nh = s.heads, nkv = s.kv_heads;
+  const int64_t hd = c.head_dim;
 
-  struct Buffers {
-    Tensor ids, rows, rope, x, h, hn, qkv, q, k, v, attn, gate_up, gate, last, logits;
-    kernels::PagedBatch paged;
+  struct Buffers : LayerTensors {
+    Tensor ids, rows, last, logits;
     std::vector<Tensor> features;  // per input with image rows: rank 0's own, else a copy
     std::vector<Tensor> image_rows;
   } w;
@@ -579,22 +564,7 @@ absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepIn
         w.rope, kernels::ToBackend(b, kernels::RopeTable1D(plan.positions, hd, c.rope_theta),
                                    {t, hd / 2, 2}));
     PIXTRAL_ASSIGN_OR_RETURN(w.paged, kernels::MakePagedBatch(b, plan.attention));
-    PIXTRAL_ASSIGN_OR_RETURN(w.x, b.Alloc(DType::kF32, {t, c.dim}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.h, b.Alloc(DType::kF32, {t, c.dim}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.q, b.Alloc(DType::kF32, {t, nh, hd}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.k, b.Alloc(DType::kF32, {t, nkv, hd}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.v, b.Alloc(DType::kF32, {t, nkv, hd}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.attn, b.Alloc(DType::kF32, {t, nh, hd}));
-    // As in Decoder::Run: what only products read is in the backend's input type (hn is h in
-    // f32).
-    const DType act = b.MatMulInputDType(t);
-    w.hn = w.h;
-    if (act != DType::kF32) {
-      PIXTRAL_ASSIGN_OR_RETURN(w.hn, b.Alloc(act, {t, c.dim}));
-    }
-    PIXTRAL_ASSIGN_OR_RETURN(w.gate_up, b.Alloc(act, {t, 2 * s.hidden}));
-    PIXTRAL_ASSIGN_OR_RETURN(w.gate, b.Alloc(act, {t, s.hidden}));
+    PIXTRAL_RETURN_IF_ERROR(AllocLayerActivations(b, RankShape(s), t, w));
     PIXTRAL_ASSIGN_OR_RETURN(w.last, b.Alloc(DType::kF32, {rows, c.dim}));
     PIXTRAL_ASSIGN_OR_RETURN(w.logits, b.Alloc(DType::kF32, {rows, s.vocab}));
     int64_t offset = 0;
@@ -633,18 +603,7 @@ absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepIn
     comm.Broadcast(w.features[i], /*root=*/0);
     b.Scatter(w.features[i], w.image_rows[i], w.x);
   }
-  RankLayers(rank, {.x = w.x,
-                    .h = w.h,
-                    .qkv = w.qkv,
-                    .q = w.q,
-                    .k = w.k,
-                    .v = w.v,
-                    .attn = w.attn,
-                    .hn = w.hn,
-                    .gate_up = w.gate_up,
-                    .gate = w.gate,
-                    .rope = w.rope,
-                    .paged = w.paged});
+  RankLayers(rank, w);
   b.Gather(w.x, w.rows, w.last);
   b.RmsNorm(w.last, rank.norm, c.norm_eps, w.last);
   b.MatMul(w.last, rank.output, nullptr, w.logits);  // this rank's vocabulary range

@@ -117,7 +117,6 @@ class TpDecoder : public Decoder {
   struct Rank;
   class Threads;
   struct Plan;
-  struct StepTensors;
 
   TpDecoder(kernels::Backend* backend, const DecoderConfig& config, int image_token_id);
 
@@ -133,7 +132,8 @@ class TpDecoder : public Decoder {
   // alike, when some rank could not allocate its buffers (the step then takes RunRank's path).
   bool RunRankOnDecodeBuffers(int r, const Plan& plan, kernels::Tensor& logits);
   // The layers over t.x on rank `rank`'s slices, with the all-reduces of its partial sums.
-  void RankLayers(Rank& rank, const StepTensors& t) const;
+  void RankLayers(Rank& rank, const LayerTensors& t) const;
+  DecodeStepShape RankShape(const TpShard& shard) const;
   // Runs the step on every rank, then per rank `after(r, logits shard)`; advances the sequences.
   absl::Status Step(absl::Span<const StepInput> batch,
                     const std::function<void(int, const kernels::Tensor&)>& after);

@@ -16,6 +16,7 @@
 #include "common/testing/compare.h"
 #include "common/testing/pixtral_tiny.h"
 #include "decoder/pixtral_model.h"
+#include "decoder/testing/decode_scenario.h"
 #include "decoder/tp_decoder.h"
 #include "decoder/tp_groups.h"
 #include "gtest/gtest.h"
@@ -149,76 +150,20 @@ TEST_F(CudaTpTest, NcclTp2MatchesThePlainDecoder) {
   ExpectMatchesPlain(kTp2Tolerance);
 }
 
-// decode_graphs_test's scenario on the tensor-parallel decoder: batches of 1 to 9 rows (row
-// buckets 1, 4, 2, 16), a context crossing 512 positions, a sequence released and others added
-// between steps, a generated [IMG]. Every step's logits, with fixed tokens fed (not the argmax,
-// so that a near-tie cannot change the scenario).
-std::vector<std::vector<float>> DecodeScenario(PixtralModel& model, DecodeGraphMode mode,
-                                               int64_t* replays) {
-  Decoder& d = model.decoder();
-  d.SetDecodeGraphs(mode);
-  const int64_t replays_before = d.decode_replays();
-  const int32_t img = model.config().vision->image_token_id;
-  std::vector<std::vector<float>> all;
-  std::vector<SequenceId> running;
-  std::vector<int32_t> next;
-  auto prompt = [&](int length, int seed) {
-    std::vector<int32_t> tokens = {1, 3};
-    for (int i = 2; i < length; ++i) tokens.push_back(100 + (seed * 131 + i * 17) % 1500);
-    const SequenceId seq = d.AddSequence();
-    auto out = d.Forward({{.sequence = seq, .tokens = tokens}});
-    EXPECT_TRUE(out.ok()) << out.status();
-    if (!out.ok()) return;
-    all.push_back((*out)[0]);
-    running.push_back(seq);
-    next.push_back(100 + seed);
-  };
-  auto decode = [&](int steps) {
-    for (int s = 0; s < steps; ++s) {
-      std::vector<StepInput> batch;
-      for (size_t i = 0; i < running.size(); ++i) {
-        batch.push_back({.sequence = running[i], .tokens = {&next[i], 1}, .prompt_tokens = 0});
-      }
-      auto out = d.Forward(batch);
-      ASSERT_TRUE(out.ok()) << out.status();
-      for (size_t i = 0; i < running.size(); ++i) {
-        all.push_back((*out)[i]);
-        next[i] = 100 + (next[i] * 37 + 11) % 1500;
-      }
-    }
-  };
-  prompt(505, 1);
-  decode(2);
-  prompt(11, 2);
-  prompt(20, 3);
-  decode(9);
-  d.Release(running[1]);
-  running.erase(running.begin() + 1);
-  next.erase(next.begin() + 1);
-  next[0] = img;
-  decode(2);
-  for (int i = 0; i < 7; ++i) prompt(5 + i, 10 + i);
-  decode(3);
-  *replays = d.decode_replays() - replays_before;
-  for (SequenceId seq : running) d.Release(seq);
-  EXPECT_EQ(d.cache().num_used_blocks(), 0);
-  return all;
-}
-
 // The recorded steps (CUDA graphs, each rank's with its all-reduces captured on its backend's
 // stream) compute what the unrecorded ones do, within bf16 rounding (a padded batch may take
-// another GEMM kernel), and replay where decode_graphs_test's plain decoder does: keys (1, 512)
-// 1 replay, (4, 512) 4, (4, 1024) 3, (2, 1024) 1, (16, 1024) 2.
+// another GEMM kernel), and replay where decode_graphs_test's plain decoder does
+// (decoder/testing/decode_scenario.h).
 void ExpectRecordedStepsMatchUnrecordedOnes(PixtralModel& tp, int size) {
   int64_t replays = 0;
   const std::vector<std::vector<float>> expected =
-      DecodeScenario(tp, DecodeGraphMode::kOff, &replays);
+      RunDecodeScenario(tp, DecodeGraphMode::kOff, &replays);
   ASSERT_EQ(expected.size(), 1u + 2 + 2 + 27 + 4 + 7 + 27);
   EXPECT_EQ(replays, 0);
   const std::vector<std::vector<float>> got =
-      DecodeScenario(tp, DecodeGraphMode::kRecorded, &replays);
+      RunDecodeScenario(tp, DecodeGraphMode::kRecorded, &replays);
   ASSERT_EQ(got.size(), expected.size());
-  EXPECT_EQ(replays, 1 + 4 + 3 + 1 + 2);
+  EXPECT_EQ(replays, kDecodeScenarioReplays);
   EXPECT_EQ(tp.decoder().decode_recordings(), 1);  // (16, 1024): the buffers grew at 16 rows
   double worst = 0;
   for (size_t i = 0; i < got.size(); ++i) {

@@ -497,7 +497,7 @@ def run_cpu_demo(objects, binaries, tekken, image, failures):
             servers[name].start()
         for name, service in (("vision-worker", "pixtral.v1.VisionEncoder"),
                               ("decoder-worker", "pixtral.v1.Decoder")):
-            if not wait_for(lambda: health(probe, ports[name][0], service) == "SERVING", 60):
+            if not wait_for(lambda: health(probe, ports[name][0], service) == "SERVING", 180):
                 failures.append(f"cpu-demo: {name} never became SERVING: {servers[name].text()}")
                 return
         if not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "SERVING", 5):
