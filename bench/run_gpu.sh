@@ -36,19 +36,7 @@ dir="${1:-.device}"
 # Python (the peers, torch) runs with the machine's own libraries: the staged folder holds
 # stand-ins for libblas, liblapack, libcurl and others (stage_gpu.sh) that must not shadow its.
 machine_ld="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# NVLink SHARP stays off (its multicast can take a shared host's GPUs out of service); libnccl
-# (not carried: 218 MB) comes from the CUDA toolkit or the NCCL wheel of the machine's PyTorch.
-export NCCL_NVLS_ENABLE=0
-nccl_dirs=""
-for d in /usr/local/cuda/lib /usr/local/cuda/lib64 \
-  "$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)"; do
-  if [ -n "$d" ] && ls "$d"/libnccl.so* > /dev/null 2>&1; then nccl_dirs="$nccl_dirs:$d"; fi
-done
-if [ -z "$nccl_dirs" ]; then  # elsewhere (a system package, PyTorch's own lib folder)
-  found=$(timeout 30 find /usr /opt /root /home -name 'libnccl.so.2*' 2>/dev/null | head -1)
-  [ -n "$found" ] && nccl_dirs=":$(dirname "$found")"
-fi
-echo "libnccl from: ${nccl_dirs#:}"
+source bench/nccl_library_path.sh
 export LD_LIBRARY_PATH="$PWD/$dir/lib:$machine_ld$nccl_dirs"
 if ldd "$dir"/bin/* | grep -q 'not found'; then
   echo "missing shared libraries:"

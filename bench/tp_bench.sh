@@ -13,14 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
-# NVLink SHARP stays off: its multicast can take a shared host's GPUs out of service.
-export NCCL_NVLS_ENABLE=0
-# libnccl (218 MB) is not carried: the machine's CUDA toolkit or its PyTorch's NCCL wheel has it.
-nccl_dirs=""
-for d in /usr/local/cuda/lib /usr/local/cuda/lib64 \
-  "$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)"; do
-  if [ -n "$d" ] && ls "$d"/libnccl.so* > /dev/null 2>&1; then nccl_dirs="$nccl_dirs:$d"; fi
-done
+source bench/nccl_library_path.sh
 export LD_LIBRARY_PATH="$PWD/$dir/lib:/usr/local/cuda/lib64$nccl_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ldd "$dir/bin/decode_bench" | grep -q 'not found'; then
   echo "missing shared libraries:"; ldd "$dir/bin/decode_bench" | grep 'not found'; exit 1
