@@ -116,6 +116,10 @@ class Backend {
   // the CPU (the reference); bf16 on the GPU for more rows than its GEMV takes, since its GEMMs
   // read bf16 and an f32 input costs a conversion pass. Either is always correct.
   virtual DType MatMulInputDType(int64_t rows) const = 0;
+  // Makes the scratch that ops use inside (a device backend's input conversions, attention
+  // partials) at least `bytes`, so that the ops of a step that needs no more cannot fail to get
+  // it: ResourceExhausted if the memory is not there. Host backends need none.
+  virtual absl::Status ReserveScratch(int64_t /*bytes*/) { return absl::OkStatus(); }
   // Bytes of device memory still free, for sizing the KV cache after the weights are loaded;
   // Unimplemented on host backends (whose caches are sized by the caller).
   virtual absl::StatusOr<int64_t> FreeMemoryBytes() const = 0;

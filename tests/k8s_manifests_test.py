@@ -33,6 +33,7 @@ import copy
 import json
 import os
 import re
+import random
 import signal
 import socket
 import subprocess
@@ -323,9 +324,23 @@ def validate_schemas(validator, objects, overlay, failures):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # A free port below the kernel's ephemeral range (32768 and up): the other tests running at
+    # the same time bind port 0, which draws from that range, and could take a port picked there
+    # before our server binds it.
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in PICKED_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        PICKED_PORTS.add(port)
+        return port
+
+
+PICKED_PORTS = set()
 
 
 class Server:
@@ -497,7 +512,9 @@ def run_cpu_demo(objects, binaries, tekken, image, failures):
             servers[name].start()
         for name, service in (("vision-worker", "pixtral.v1.VisionEncoder"),
                               ("decoder-worker", "pixtral.v1.Decoder")):
-            if not wait_for(lambda: health(probe, ports[name][0], service) == "SERVING", 180):
+            if not wait_for(lambda: health(probe, ports[name][0], service) == "SERVING" or
+                            servers[name].process.poll() is not None, 180) or \
+                    servers[name].process.poll() is not None:
                 failures.append(f"cpu-demo: {name} never became SERVING: {servers[name].text()}")
                 return
         if not wait_for(lambda: health(probe, gateway_port, "pixtral.v1.Gateway") == "SERVING", 5):

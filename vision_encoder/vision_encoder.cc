@@ -1,5 +1,6 @@
 #include "vision_encoder/vision_encoder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -97,6 +98,9 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
     }
   }
   const int64_t t = static_cast<int64_t>(rows.size());
+  // The ops' scratch now (a device backend's bf16 copies of k and v, input conversions), so that
+  // no op fails to get it midway.
+  PIXTRAL_RETURN_IF_ERROR(b.ReserveScratch(4 * t * std::max(d, c * p * p)));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor patches, b.Alloc(DType::kF32, {t, c * p * p}));
   // Tensors only products read (normed rows, the MLP's) are in the backend's input type (bf16
   // on the GPU: no conversion pass before each product); h is the f32 residual branch.
@@ -155,6 +159,8 @@ absl::StatusOr<Tensor> VisionEncoder::Encode(absl::Span<const Image> images) {
 absl::StatusOr<Tensor> VisionEncoder::Adapt(const Tensor& features) {
   Backend& b = *backend_;
   const int64_t n = features.dim(0);
+  // The f32 features' bf16 copy for the first product (a device backend's), reserved up front.
+  PIXTRAL_RETURN_IF_ERROR(b.ReserveScratch(2 * n * features.dim(1)));
   // h is only read by the second product: the backend's input type, GELU in the first's epilogue.
   PIXTRAL_ASSIGN_OR_RETURN(Tensor h, b.Alloc(b.MatMulInputDType(n), {n, w_in_.dim(0)}));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor out, b.Alloc(DType::kF32, {n, w_out_.dim(0)}));

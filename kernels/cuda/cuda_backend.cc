@@ -260,6 +260,15 @@ class CudaBackend : public Backend {
 
   DType KvCacheDType() const override { return DType::kBF16; }
 
+  absl::Status ReserveScratch(int64_t bytes) override {
+    if (bytes < 0) return absl::InvalidArgumentError("ReserveScratch: negative size");
+    if (scratch_ != nullptr && scratch_->size() >= static_cast<size_t>(bytes)) {
+      return absl::OkStatus();
+    }
+    if (recording_) return absl::FailedPreconditionError("ReserveScratch inside a recording");
+    return GrowScratch(static_cast<size_t>(bytes));
+  }
+
   absl::StatusOr<int64_t> FreeMemoryBytes() const override {
     size_t free = 0, total = 0;
     const cudaError_t error = cudaMemGetInfo(&free, &total);
@@ -676,17 +685,32 @@ class CudaBackend : public Backend {
   // Device scratch of at least `bytes` for the op being issued: ops run in stream order, so each
   // op's use ends before the next one's begins. It grows outside recordings only (a recording's
   // ops ran once before, and sized it); a recording keeps the buffer it captured alive.
+  // Callers reserve it first (ReserveScratch): growing here is a bug's last resort, fatal if the
+  // memory is not there.
   void* Scratch(size_t bytes) {
     if (scratch_ == nullptr || scratch_->size() < bytes) {
       CHECK(!recording_) << "CUDA backend: " << bytes
                          << " bytes of scratch inside a recording (its ops never ran before)";
-      const size_t grown = std::max(bytes, scratch_ == nullptr ? 0 : scratch_->size() * 3 / 2);
-      absl::StatusOr<std::shared_ptr<DeviceBuffer>> buffer =
-          DeviceBuffer::Create(context_, grown, DeviceBuffer::Kind::kStreamOrdered);
-      CHECK(buffer.ok()) << "CUDA backend: scratch: " << buffer.status();
-      scratch_ = *std::move(buffer);  // the old one is freed in stream order, after its users
+      const absl::Status grown = GrowScratch(bytes);
+      CHECK(grown.ok()) << "CUDA backend: scratch: " << grown;
     }
     return scratch_->data();
+  }
+
+  // Replaces the scratch with one of at least `bytes` (half as large again as the old one where
+  // that fits), freeing the old one in stream order, after its users.
+  absl::Status GrowScratch(size_t bytes) {
+    const size_t old = scratch_ == nullptr ? 0 : scratch_->size();
+    for (const size_t size : {std::max(bytes, old * 3 / 2), bytes}) {
+      absl::StatusOr<std::shared_ptr<DeviceBuffer>> buffer =
+          DeviceBuffer::Create(context_, size, DeviceBuffer::Kind::kStreamOrdered);
+      if (buffer.ok()) {
+        scratch_ = *std::move(buffer);
+        return absl::OkStatus();
+      }
+      if (size == bytes) return buffer.status();
+    }
+    return absl::OkStatus();  // not reached
   }
 
   absl::StatusOr<Tensor> AllocKind(DType dtype, std::vector<int64_t> shape,

@@ -335,6 +335,17 @@ TEST_F(CudaBackendTest, NormsOfPromptRowCountsMatchCpu) {
   ExpectSplitColumnsMatch(RandomF32({600, 18 + 6 + 6}, 46), {{600, 3, 6}, {600, 6}, {600, 6}});
 }
 
+// A scratch reservation the device cannot hold is RESOURCE_EXHAUSTED, not an abort, and the
+// backend goes on computing (its ops then grow the scratch they need as before).
+TEST_F(CudaBackendTest, ScratchBeyondTheDeviceIsResourceExhausted) {
+  EXPECT_EQ(gpu_->ReserveScratch(int64_t{1} << 50).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(gpu_->ReserveScratch(int64_t{1} << 20).ok());
+  Pair x = RandomF32({9, 256}, 51), w = RandomBf16({40, 256}, 52), y = Poisoned({9, 40});
+  cpu_->MatMul(x.cpu, w.cpu, nullptr, y.cpu);
+  gpu_->MatMul(x.gpu, w.gpu, nullptr, y.gpu);
+  EXPECT_LE(Error(y), kBf16Tolerance);
+}
+
 TEST_F(CudaBackendTest, SoftmaxMatchesCpu) {
   Pair x = RandomF32({9, 3001}, 14, 10.0f), y = Poisoned({9, 3001});
   cpu_->Softmax(x.cpu, y.cpu);
