@@ -147,7 +147,7 @@ class Decoder {
   // Validates and runs the batch; the logits f32 [rows, vocab] stay on the backend.
   absl::StatusOr<kernels::Tensor> Run(absl::Span<const StepInput> batch);
   // The step of a validated batch on the decode buffers, when it fits them (every input one
-  // token with no image feature, within the buckets); nullopt-like empty tensor otherwise.
+  // token with no image feature, within the buckets); an undefined tensor otherwise.
   absl::StatusOr<kernels::Tensor> RunOnDecodeBuffers(absl::Span<const StepInput> batch);
   // The blocks of the residual stream over t.x: the first attention norm to the last MLP's add.
   void Layers(const LayerTensors& t);
