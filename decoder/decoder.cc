@@ -398,8 +398,8 @@ absl::StatusOr<std::vector<std::vector<float>>> Decoder::Forward(
   return out;
 }
 
-absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> Decoder::ForwardSampled(
-    absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) {
+absl::Status Decoder::ValidateSampledBatch(absl::Span<const StepInput> batch,
+                                           absl::Span<const kernels::RowSampling> draws) {
   if (draws.size() != batch.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat(draws.size(), " draws for a batch of ", batch.size()));
@@ -410,6 +410,21 @@ absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> Decoder::ForwardSample
   for (const kernels::RowSampling& draw : draws) {
     PIXTRAL_RETURN_IF_ERROR(kernels::ValidateRowSampling(draw.temperature, draw.top_p));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SampledToken> Decoder::SampledResult(SequenceId sequence, int32_t id,
+                                                    float logprob) {
+  if (id < 0) {
+    return absl::InternalError(
+        absl::StrCat("sequence ", sequence, ": its logits hold a NaN or +inf, or only -inf"));
+  }
+  return SampledToken{.id = id, .logprob = logprob};
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> Decoder::ForwardSampled(
+    absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) {
+  PIXTRAL_RETURN_IF_ERROR(ValidateSampledBatch(batch, draws));
   PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, Run(batch));
   Backend& b = *backend_;
   const int64_t rows = std::ssize(batch);
@@ -422,12 +437,7 @@ absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> Decoder::ForwardSample
   b.CopyToHost(logprobs, host_logprobs.data());
   std::vector<absl::StatusOr<SampledToken>> out;
   for (int64_t i = 0; i < rows; ++i) {
-    if (host_ids[i] < 0) {
-      out.push_back(absl::InternalError(absl::StrCat(
-          "sequence ", batch[i].sequence, ": its logits hold a NaN or +inf, or only -inf")));
-    } else {
-      out.push_back(SampledToken{.id = host_ids[i], .logprob = host_logprobs[i]});
-    }
+    out.push_back(SampledResult(batch[i].sequence, host_ids[i], host_logprobs[i]));
   }
   return out;
 }

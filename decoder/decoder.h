@@ -134,6 +134,11 @@ class Decoder {
       : backend_(backend), config_(config), image_token_id_(image_token_id) {}
 
   absl::Status Validate(absl::Span<const StepInput> batch) const;
+  // ForwardSampled's own checks: one valid draw per input, no input asking for all_logits.
+  static absl::Status ValidateSampledBatch(absl::Span<const StepInput> batch,
+                                           absl::Span<const kernels::RowSampling> draws);
+  // A sampled row's result: INTERNAL for an id < 0 (logits not finite), else the token.
+  static absl::StatusOr<SampledToken> SampledResult(SequenceId sequence, int32_t id, float logprob);
 
   kernels::Backend* backend_;
   DecoderConfig config_;

@@ -662,16 +662,7 @@ absl::StatusOr<std::vector<std::vector<float>>> TpDecoder::Forward(
 
 absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> TpDecoder::ForwardSampled(
     absl::Span<const StepInput> batch, absl::Span<const kernels::RowSampling> draws) {
-  if (draws.size() != batch.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(draws.size(), " draws for a batch of ", batch.size()));
-  }
-  for (const StepInput& in : batch) {
-    if (in.all_logits) return absl::InvalidArgumentError("ForwardSampled samples last tokens only");
-  }
-  for (const kernels::RowSampling& draw : draws) {
-    PIXTRAL_RETURN_IF_ERROR(kernels::ValidateRowSampling(draw.temperature, draw.top_p));
-  }
+  PIXTRAL_RETURN_IF_ERROR(ValidateSampledBatch(batch, draws));
   const bool greedy = std::all_of(draws.begin(), draws.end(), [](const kernels::RowSampling& d) {
     return d.temperature == 0.0f;
   });
@@ -689,12 +680,7 @@ absl::StatusOr<std::vector<absl::StatusOr<SampledToken>>> TpDecoder::ForwardSamp
   }));
   std::vector<absl::StatusOr<SampledToken>> out;
   for (size_t i = 0; i < sampled.size(); ++i) {
-    if (sampled[i].id < 0) {
-      out.push_back(absl::InternalError(absl::StrCat(
-          "sequence ", batch[i].sequence, ": its logits hold a NaN or +inf, or only -inf")));
-    } else {
-      out.push_back(SampledToken{.id = sampled[i].id, .logprob = sampled[i].logprob});
-    }
+    out.push_back(SampledResult(batch[i].sequence, sampled[i].id, sampled[i].logprob));
   }
   return out;
 }
