@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/testing/host_floats.h"
 
 namespace pixtral::kernels {
 namespace {
@@ -43,14 +44,6 @@ class LoadSlicesTest : public ::testing::Test {
     return LoadSlices(*backend_, *checkpoint_, checkpoint_, slices);
   }
 
-  static std::vector<float> Floats(const Tensor& t) {
-    std::vector<float> out(t.numel());
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      out[i] = t.dtype() == DType::kBF16 ? Bf16ToFloat(t.data<uint16_t>()[i]) : t.data<float>()[i];
-    }
-    return out;
-  }
-
   std::unique_ptr<Backend> backend_ = NewCpuBackend();
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
 };
@@ -59,7 +52,7 @@ TEST_F(LoadSlicesTest, ARowRangeIsTheMappedBytesInPlace) {
   absl::StatusOr<Tensor> t = Load({{.name = "m", .row_begin = 1, .rows = 2}});
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->DebugString(), "F32[2, 4]");
-  EXPECT_THAT(Floats(*t), ElementsAre(10, 11, 12, 13, 20, 21, 22, 23));
+  EXPECT_THAT(HostFloats(*t), ElementsAre(10, 11, 12, 13, 20, 21, 22, 23));
   const uint8_t* mapped = checkpoint_->Find("m")->bytes.data();
   EXPECT_EQ(t->data<uint8_t>(), mapped + 4 * sizeof(float));  // no copy on the CPU backend
 }
@@ -68,7 +61,7 @@ TEST_F(LoadSlicesTest, AColumnRangeOfEveryRow) {
   absl::StatusOr<Tensor> t = Load({{.name = "m", .col_begin = 1, .cols = 2}});
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->DebugString(), "F32[3, 2]");
-  EXPECT_THAT(Floats(*t), ElementsAre(1, 2, 11, 12, 21, 22));
+  EXPECT_THAT(HostFloats(*t), ElementsAre(1, 2, 11, 12, 21, 22));
 }
 
 TEST_F(LoadSlicesTest, SlicesOfSeveralTensorsStackByRows) {
@@ -76,18 +69,18 @@ TEST_F(LoadSlicesTest, SlicesOfSeveralTensorsStackByRows) {
                                    {.name = "n", .rows = 1, .col_begin = 2, .cols = 2}});
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->DebugString(), "BF16[2, 2]");
-  EXPECT_THAT(Floats(*t), ElementsAre(112, 113, 102, 103));
+  EXPECT_THAT(HostFloats(*t), ElementsAre(112, 113, 102, 103));
 }
 
 TEST_F(LoadSlicesTest, F16IsWidenedAndOneDimensionalTensorsSliceByRows) {
   absl::StatusOr<Tensor> h = Load({{.name = "h", .col_begin = 1}});
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->DebugString(), "F32[2, 1]");
-  EXPECT_THAT(Floats(*h), ElementsAre(2, 4));
+  EXPECT_THAT(HostFloats(*h), ElementsAre(2, 4));
   absl::StatusOr<Tensor> v = Load({{.name = "v", .row_begin = 1}});
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->DebugString(), "F32[2]");
-  EXPECT_THAT(Floats(*v), ElementsAre(2, 3));
+  EXPECT_THAT(HostFloats(*v), ElementsAre(2, 3));
 }
 
 TEST_F(LoadSlicesTest, BadSlicesAreErrors) {

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/testing/host_floats.h"
 
 namespace pixtral::kernels {
 namespace {
@@ -40,14 +41,6 @@ class WeightLoaderTest : public ::testing::Test {
     checkpoint_ = std::make_shared<SafetensorsCheckpoint>(*std::move(checkpoint));
   }
 
-  std::vector<float> Widened(const Tensor& t) {
-    std::vector<float> out(t.numel());
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      out[i] = t.dtype() == DType::kBF16 ? Bf16ToFloat(t.data<uint16_t>()[i]) : t.data<float>()[i];
-    }
-    return out;
-  }
-
   std::unique_ptr<Backend> backend_ = NewCpuBackend();
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
 };
@@ -57,11 +50,11 @@ TEST_F(WeightLoaderTest, KeepsBf16AndF32AndTheirShapes) {
   absl::StatusOr<Tensor> bf16 = loader.Get("a.bf16");
   ASSERT_TRUE(bf16.ok()) << bf16.status();
   EXPECT_EQ(bf16->DebugString(), "BF16[2]");
-  EXPECT_THAT(Widened(*bf16), ElementsAre(1.5f, -2.0f));
+  EXPECT_THAT(HostFloats(*bf16), ElementsAre(1.5f, -2.0f));
   absl::StatusOr<Tensor> f32 = loader.Get("a.f32");
   ASSERT_TRUE(f32.ok()) << f32.status();
   EXPECT_EQ(f32->DebugString(), "F32[2, 1]");
-  EXPECT_THAT(Widened(*f32), ElementsAre(0.25f, 4.0f));
+  EXPECT_THAT(HostFloats(*f32), ElementsAre(0.25f, 4.0f));
 }
 
 TEST_F(WeightLoaderTest, WidensF16ToF32) {
@@ -69,7 +62,7 @@ TEST_F(WeightLoaderTest, WidensF16ToF32) {
   absl::StatusOr<Tensor> t = loader.Get("a.f16");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->DebugString(), "F32[1, 2]");
-  EXPECT_THAT(Widened(*t), ElementsAre(1.0f, -2.0f));
+  EXPECT_THAT(HostFloats(*t), ElementsAre(1.0f, -2.0f));
 }
 
 TEST_F(WeightLoaderTest, MissingAndIntegerTensorsAreErrors) {
@@ -83,7 +76,7 @@ TEST_F(WeightLoaderTest, StacksMatricesByRowsInOrder) {
   absl::StatusOr<Tensor> t = loader.GetStacked({"m.two", "m.one"});
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->DebugString(), "BF16[3, 2]");
-  EXPECT_THAT(Widened(*t), ElementsAre(3.0f, 4.0f, 5.0f, 6.0f, 1.5f, -2.0f));
+  EXPECT_THAT(HostFloats(*t), ElementsAre(3.0f, 4.0f, 5.0f, 6.0f, 1.5f, -2.0f));
   // Column counts and dtypes must agree; every name must exist.
   EXPECT_EQ(loader.GetStacked({"m.one", "m.three"}).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -100,7 +93,7 @@ TEST_F(WeightLoaderTest, LoadedTensorsOutliveTheLoadersReference) {
     t = *loader.Get("a.bf16");
   }
   checkpoint_.reset();  // the tensor's buffer still owns the mapping
-  EXPECT_THAT(Widened(t), ElementsAre(1.5f, -2.0f));
+  EXPECT_THAT(HostFloats(t), ElementsAre(1.5f, -2.0f));
 }
 
 }  // namespace
