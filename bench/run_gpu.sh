@@ -15,7 +15,8 @@
 #   MATMUL=1       times the decoder's matrix products alone (matmul_bench), with cuBLAS's
 #                  default kernels and with the tuned ones.
 #   PROFILE_BATCHES="1 16"  ncu's kernel times of one decode step at each batch size;
-#   PROFILE_PROMPT=1        of one 1024x1024 image prompt (vision + adapter, prefill).
+#   PROFILE_PROMPT=1        of one 1024x1024 image prompt (vision + adapter, prefill);
+#   PROFILE_DETAIL=REGEX    ncu's full sections for the prompt's kernels matching REGEX.
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
 #   HF=DIR         runs DIR/hf_anchors.py (copy and GEMM ceilings, Hugging Face eager on the
@@ -120,6 +121,18 @@ if [ "${MODEL_12B:-0}" = 1 ]; then
       --image_sizes 1024 --ttft=false --warmup 1 --repeats 1 --profile \
       > "$csv" 2> "${OUT:-/tmp}/ncu_prompt.log" || status=1
     python3 bench/ncu_summary.py "$csv" 40
+  fi
+  if [ -n "${PROFILE_DETAIL:-}" ]; then
+    # ncu's full sections (stall reasons, source counters) of the first launch of each kernel
+    # matching the regex, e.g. "PagedPrefill|SegmentAttentionTiled", into $OUT.
+    echo "== ncu --set full, one 1024x1024 image prompt, kernels /${PROFILE_DETAIL}/"
+    detail="${OUT:-/tmp}/ncu_detail.txt"
+    ncu --clock-control none --profile-from-start off --set full --import-source yes \
+      -k "regex:${PROFILE_DETAIL}" --launch-count "${PROFILE_DETAIL_COUNT:-2}" \
+      "$dir/bin/prompt_bench" --model /tmp/pixtral-12b --backend cuda --images 1 \
+      --image_sizes 1024 --ttft=false --warmup 1 --repeats 1 --profile \
+      > "$detail" 2>&1 || status=1
+    grep -E "^  [A-Za-z].*Kernel|Duration|Stall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Memory Throughput|Executed Ipc" "$detail" | head -60
   fi
   echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
