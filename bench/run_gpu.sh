@@ -17,6 +17,7 @@
 #   PROFILE_BATCHES="1 16"  ncu's kernel times of one decode step at each batch size;
 #   PROFILE_PROMPT=1        of one 1024x1024 image prompt (vision + adapter, prefill);
 #   PROFILE_DETAIL=REGEX    ncu's full sections for the prompt's kernels matching REGEX.
+#   PROMPT_SETTINGS="A=1 B=2"  prompt_bench again under each setting, as DECODE_SETTINGS.
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
 #   HF=DIR         runs DIR/hf_anchors.py (copy and GEMM ceilings, Hugging Face eager on the
@@ -127,17 +128,30 @@ if [ "${MODEL_12B:-0}" = 1 ]; then
     # matching the regex, e.g. "PagedPrefill|SegmentAttentionTiled", into $OUT.
     echo "== ncu --set full, one 1024x1024 image prompt, kernels /${PROFILE_DETAIL}/"
     detail="${OUT:-/tmp}/ncu_detail.txt"
-    ncu --clock-control none --profile-from-start off --set full --import-source yes \
+    pipes=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+    pipes+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active
+    pipes+=,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active
+    pipes+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active
+    pipes+=,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
+    ncu --clock-control none --profile-from-start off --set full --print-details all \
+      --metrics "$pipes" \
       -k "regex:${PROFILE_DETAIL}" --launch-count "${PROFILE_DETAIL_COUNT:-2}" \
       "$dir/bin/prompt_bench" --model /tmp/pixtral-12b --backend cuda --images 1 \
       --image_sizes 1024 --ttft=false --warmup 1 --repeats 1 --profile \
       > "$detail" 2>&1 || status=1
-    grep -E "^  [A-Za-z].*Kernel|Duration|Stall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Memory Throughput|Executed Ipc" "$detail" | head -60
+    grep -E "^  [A-Za-z].*Kernel|Duration|[Ss]tall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Executed Ipc|pipe_" "$detail" | head -80
   fi
   echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
     --backend cuda --repeats "${PROMPT_REPEATS:-3}" --images "${PROMPT_IMAGES:-1,2,4}" \
     --image_sizes "${PROMPT_SIDES:-512,1024}" || status=1
+  for setting in ${PROMPT_SETTINGS:-}; do
+    echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px, $setting"
+    env ${setting//,/ } timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" \
+      --model /tmp/pixtral-12b --backend cuda --repeats "${PROMPT_REPEATS:-3}" \
+      --images "${PROMPT_IMAGES:-1,2,4}" --image_sizes "${PROMPT_SIDES:-512,1024}" | grep '^|' ||
+      status=1
+  done
 fi
 if [ -n "${REF:-}" ]; then
   echo "== compiled PyTorch peer (${REF}/compiled_decode.py), START ${DECODE_CONTEXT:-1000}"

@@ -1,11 +1,13 @@
 #include <cuda_bf16.h>
 
 #include <climits>
+#include <cstdlib>
 #include <cmath>
 #include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace pixtral::cuda {
 namespace {
@@ -75,6 +77,7 @@ __device__ void FillNan(float* out, int head_dim) {
 
 // grid (tokens, heads).
 __global__ void SegmentAttentionKernel(SegmentAttentionParams p) {
+  StartAfterPriorKernels();
   const int token = blockIdx.x, head = blockIdx.y;
   const int64_t row = int64_t{p.heads} * p.head_dim;
   float* out = p.out + token * row + head * p.head_dim;
@@ -136,6 +139,7 @@ __device__ int64_t CacheOffset(const PagedAttentionParams& p, int s, int pos) {
 // cos_sin is set), then writes its k and v rows, as bf16, into its sequence's cache slot; the
 // token's work is split over kAppendParts blocks (a decode step has only a few tokens).
 __global__ void AppendKvKernel(PagedAttentionParams p) {
+  StartAfterPriorKernels();
   const int token = blockIdx.x;
   const int s = FindSequence(p, token);
   if (s < 0) return;
@@ -177,6 +181,7 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
 // grid (tokens, heads): causal attention of the token over positions [0, its position], for the
 // tokens of sequences with at most max_q_len new tokens (the others are PagedPrefillKernel's).
 __global__ void PagedAttentionKernel(PagedAttentionParams p, int max_q_len) {
+  StartAfterPriorKernels();
   const int token = blockIdx.x, head = blockIdx.y;
   const int s = FindSequence(p, token);
   if (s < 0 || p.sequences[s * 3 + 1] > max_q_len) return;
@@ -560,20 +565,30 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
       }
     }
 
+    // Whether every key of the tile is seen by every row of this warp (most tiles): then no
+    // score needs masking.
+    const bool unmasked = first + kMmaKeys <= min(num_keys, warp * kMmaM + causal_offset + 1);
+    if (!unmasked) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // Keys [0, visible) of this tile are seen; key 0 of the first tile always is.
+        const int visible = min(num_keys, first_row + 8 * h + causal_offset + 1) - first;
+#pragma unroll
+        for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            if (nt * kMmaN + 2 * t + e >= visible) s[nt][2 * h + e] = -INFINITY;
+          }
+        }
+      }
+    }
     float correction[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      // Keys [0, visible) of this tile are seen; key 0 of the first tile always is.
-      const int visible = min(num_keys, first_row + 8 * h + causal_offset + 1) - first;
       float tile_max = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < kKeyTiles; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = s[nt][2 * h + e];
-          if (nt * kMmaN + 2 * t + e >= visible) x = -INFINITY;
-          tile_max = fmaxf(tile_max, x);
-        }
+        tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
       }
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
@@ -658,12 +673,22 @@ __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
 
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
 // tiles of the tokens after the last segment (NaN).
-// Four blocks to an SM at the vision encoder's head_dim 64 (128 registers).
+// Four blocks to an SM at the vision encoder's head_dim 64 (128 registers, a few spilled), or
+// three without spills (PIXTRAL_VISION_ATTENTION_BLOCKS=3, to measure which is faster).
 constexpr int MinSegmentBlocks(int head_dim) { return head_dim == 64 ? 4 : 1; }
 
-template <int kHeadDim>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinSegmentBlocks(kHeadDim))
+int VisionAttentionBlocks() {
+  static const int blocks = [] {
+    const char* set = std::getenv("PIXTRAL_VISION_ATTENTION_BLOCKS");
+    return set != nullptr && std::atoi(set) == 3 ? 3 : 4;
+  }();
+  return blocks;
+}
+
+template <int kHeadDim, int kMinBlocks = MinSegmentBlocks(kHeadDim)>
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), kMinBlocks)
     SegmentAttentionTiledKernel(SegmentAttentionParams p) {
+  StartAfterPriorKernels();
   const int head = blockIdx.y;
   int tile = blockIdx.x, begin = 0, length = 0;
   for (int s = 0; s < p.num_segments; ++s) {
@@ -708,6 +733,7 @@ constexpr int MinPrefillBlocks(int head_dim) { return UseMma(head_dim) ? 3 : 1; 
 template <int kHeadDim>
 __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHeadDim))
     PagedPrefillKernel(PagedAttentionParams p) {
+  StartAfterPriorKernels();
   const int head = blockIdx.y;
   // Blocks start roughly in order of blockIdx.x: the causal tiles with the most keys (a
   // sequence's last) go first, so that the short ones fill the end of the grid.
@@ -747,7 +773,7 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHead
       [&](int j) { return v_cache + CacheOffset(p, s, j); });
 }
 
-// Launches kernel<<<(tiles, heads)>>> with the threads and shared memory of its tile path.
+// Launches kernel on (tiles, heads) with the threads and shared memory of its tile path.
 // `kv_stages`: the tensor-core path's stages of k and v tiles (KvStages of the kernel's keys).
 template <int kHeadDim, typename Params>
 cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, int kv_stages,
@@ -761,7 +787,7 @@ cudaError_t LaunchTiled(void (*kernel)(Params), const Params& p, int tiles, int 
   cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (error != cudaSuccess) return error;
-  kernel<<<dim3(tiles, p.heads), TiledThreads(kHeadDim), bytes, stream>>>(p);
+  Launch(kernel, dim3(tiles, p.heads), TiledThreads(kHeadDim), bytes, stream, p);
   return cudaGetLastError();
 }
 
@@ -792,12 +818,14 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
       return LaunchTiled<32>(SegmentAttentionTiledKernel<32>, p, tiles, 1, stream);
     case 64:
       if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
-      return LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, 2, stream);
+      return VisionAttentionBlocks() == 3
+                 ? LaunchTiled<64>(SegmentAttentionTiledKernel<64, 3>, p, tiles, 2, stream)
+                 : LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, 2, stream);
     case 128:
       if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
       return LaunchTiled<128>(SegmentAttentionTiledKernel<128>, p, tiles, 2, stream);
     default:
-      SegmentAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(p);
+      Launch(SegmentAttentionKernel, dim3(p.tokens, p.heads), kAttentionThreads, 0, stream, p);
       return cudaGetLastError();
   }
 }
@@ -810,14 +838,14 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
     return cudaErrorInvalidValue;
   }
   if (p.tokens == 0) return cudaSuccess;
-  AppendKvKernel<<<dim3(p.tokens, kAppendParts), kAppendThreads, 0, stream>>>(p);
+  Launch(AppendKvKernel, dim3(p.tokens, kAppendParts), kAppendThreads, 0, stream, p);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
   // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.
   const bool tiled = HasTiledKernel(p.head_dim);
   if (!tiled || p.has_decode) {
-    PagedAttentionKernel<<<dim3(p.tokens, p.heads), kAttentionThreads, 0, stream>>>(
-        p, tiled ? 1 : INT_MAX);
+    Launch(PagedAttentionKernel, dim3(p.tokens, p.heads), kAttentionThreads, 0, stream, p,
+           tiled ? 1 : INT_MAX);
     error = cudaGetLastError();
   }
   if (error != cudaSuccess || !tiled || !p.has_prefill) return error;

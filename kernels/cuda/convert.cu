@@ -1,6 +1,7 @@
-#include "kernels/cuda/convert.h"
-
 #include <cuda_bf16.h>
+
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/launch.cuh"
 
 namespace pixtral::cuda {
 namespace {
@@ -15,6 +16,7 @@ int BlocksFor(int64_t count) {
 }
 
 __global__ void Bf16ToF32Kernel(Bf16ToF32Params p) {
+  StartAfterPriorKernels();
   const auto* src = reinterpret_cast<const __nv_bfloat16*>(p.src);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < p.count;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -23,6 +25,7 @@ __global__ void Bf16ToF32Kernel(Bf16ToF32Params p) {
 }
 
 __global__ void F32ToBf16Kernel(F32ToBf16Params p) {
+  StartAfterPriorKernels();
   auto* dst = reinterpret_cast<__nv_bfloat16*>(p.dst);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < p.count;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -35,14 +38,14 @@ __global__ void F32ToBf16Kernel(F32ToBf16Params p) {
 cudaError_t LaunchBf16ToF32(const Bf16ToF32Params& params, cudaStream_t stream) {
   if (params.count < 0) return cudaErrorInvalidValue;
   if (params.count == 0) return cudaSuccess;
-  Bf16ToF32Kernel<<<BlocksFor(params.count), kThreadsPerBlock, 0, stream>>>(params);
+  Launch(Bf16ToF32Kernel, BlocksFor(params.count), kThreadsPerBlock, 0, stream, params);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchF32ToBf16(const F32ToBf16Params& params, cudaStream_t stream) {
   if (params.count < 0) return cudaErrorInvalidValue;
   if (params.count == 0) return cudaSuccess;
-  F32ToBf16Kernel<<<BlocksFor(params.count), kThreadsPerBlock, 0, stream>>>(params);
+  Launch(F32ToBf16Kernel, BlocksFor(params.count), kThreadsPerBlock, 0, stream, params);
   return cudaGetLastError();
 }
 

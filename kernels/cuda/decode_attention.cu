@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace pixtral::cuda {
 namespace {
@@ -68,6 +69,7 @@ __device__ __forceinline__ int Swizzled(int key, int chunk) { return chunk ^ (ke
 template <int kHeadDim, int kGroup>
 __global__ void __launch_bounds__(kMmaThreads)
     DecodeAttentionMmaKernel(DecodeAttentionParams p, int splits, int split_len) {
+  StartAfterPriorKernels();
   static_assert(kGroup <= 8, "query heads are rows g < 8 of the m16 tile");
   using Ring = MmaRing<kHeadDim>;
   constexpr int kSteps = kHeadDim / 16;    // k16 steps of S = Q·Kᵀ
@@ -246,6 +248,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 // grid (num_sequences, heads), head_dim threads: out = the splits' outputs weighted by their
 // softmax mass.
 __global__ void MergeSplitsKernel(DecodeAttentionParams p, int splits) {
+  StartAfterPriorKernels();
   const int s = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
   const int q_begin = p.sequences[s * 3], q_len = p.sequences[s * 3 + 1];
   if (q_len != 1 || q_begin < 0 || q_begin >= p.tokens || d >= p.head_dim) return;
@@ -272,8 +275,8 @@ cudaError_t LaunchMma(const DecodeAttentionParams& p, const DecodeSplit& split,
                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes));
   if (attribute != cudaSuccess) return attribute;
   const dim3 grid(p.num_sequences, p.kv_heads, split.splits);
-  DecodeAttentionMmaKernel<kHeadDim, kGroup>
-      <<<grid, kMmaThreads, kBytes, stream>>>(p, split.splits, split.split_len);
+  Launch(DecodeAttentionMmaKernel<kHeadDim, kGroup>, grid, kMmaThreads, kBytes, stream, p,
+         split.splits, split.split_len);
   return cudaGetLastError();
 }
 
@@ -342,7 +345,7 @@ cudaError_t LaunchDecodeAttention(const DecodeAttentionParams& p, const DecodeSp
   const cudaError_t error = p.head_dim == 64 ? LaunchMmaForGroup<64>(p, split, stream)
                                              : LaunchMmaForGroup<128>(p, split, stream);
   if (error != cudaSuccess || split.splits == 1) return error;
-  MergeSplitsKernel<<<dim3(p.num_sequences, p.heads), p.head_dim, 0, stream>>>(p, split.splits);
+  Launch(MergeSplitsKernel, dim3(p.num_sequences, p.heads), p.head_dim, 0, stream, p, split.splits);
   return cudaGetLastError();
 }
 

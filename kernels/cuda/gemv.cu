@@ -1,7 +1,9 @@
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/launch.cuh"
 
 namespace pixtral::cuda {
 namespace {
@@ -9,6 +11,12 @@ namespace {
 // Eight warps a block.
 constexpr int kGemvWarps = 8;
 constexpr int64_t kMaxBlocks = (int64_t{1} << 31) - 1;
+// 16-byte chunks of its weights each lane asks L2 for before the previous kernel ends.
+constexpr int kPrefetchChunks = 4;
+
+__device__ __forceinline__ void PrefetchL2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
 
 // The two floats of a pair of bf16 values packed in a 32-bit word (low half first).
 __device__ __forceinline__ float2 Bf16PairToFloat2(uint32_t u) {
@@ -29,10 +37,21 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int part = warp % split;
   const int64_t row = int64_t{blockIdx.x} * (kGemvWarps / split) + warp / split;
+  const uint4* __restrict__ w = reinterpret_cast<const uint4*>(p.w + row * p.k);
+  const int64_t chunks = p.k / 8;  // 16 bytes of weights: 8 values
+  // The weights depend on no earlier kernel: their first loads go to L2 while the kernel before
+  // (whose output is x) still runs, which hides this kernel's ramp (launch.cuh).
+  AllowNextKernel();
+  if (row < p.n) {
+#pragma unroll
+    for (int i = 0; i < kPrefetchChunks; ++i) {
+      const int64_t c = part * kWarpSize + lane + int64_t{i} * kWarpSize * split;
+      if (c < chunks) PrefetchL2(w + c);
+    }
+  }
+  WaitForPriorKernels();
   float acc = 0.0f;
   if (row < p.n) {
-    const uint4* __restrict__ w = reinterpret_cast<const uint4*>(p.w + row * p.k);
-    const int64_t chunks = p.k / 8;  // 16 bytes of weights: 8 values
 #pragma unroll 4
     for (int64_t c = part * kWarpSize + lane; c < chunks; c += kWarpSize * split) {
       // The weights are read once: keep them out of L1 for the activations.
@@ -57,6 +76,16 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
   p.y[row] = total;
 }
 
+// Blocks an SM the split aims for: 8, or PIXTRAL_GEMV_BLOCKS_PER_SM (for tuning runs).
+int64_t GemvBlocksPerSm() {
+  static const int64_t blocks = [] {
+    const char* set = std::getenv("PIXTRAL_GEMV_BLOCKS_PER_SM");
+    const int value = set != nullptr ? std::atoi(set) : 0;
+    return value > 0 ? int64_t{value} : int64_t{8};
+  }();
+  return blocks;
+}
+
 }  // namespace
 
 bool GemvApplies(const GemvParams& p) {
@@ -70,11 +99,11 @@ cudaError_t LaunchGemvBf16(const GemvParams& p, cudaStream_t stream) {
   // Enough blocks for ~8 per SM, splitting rows over warps when there are few. (Splitting further,
   // to ~8 waves of pieces, measured slower on an H200: w1 3.34 -> 3.10 TB/s.)
   int split = 1;
-  const int64_t wave = int64_t{p.sm_count} * 8 * kGemvWarps;
+  const int64_t wave = int64_t{p.sm_count} * GemvBlocksPerSm() * kGemvWarps;
   while (split < kGemvWarps && p.n * split < wave) split *= 2;
   const int rows_per_block = kGemvWarps / split;
   const auto blocks = static_cast<unsigned>((p.n + rows_per_block - 1) / rows_per_block);
-  GemvBf16Kernel<<<blocks, kGemvWarps * kWarpSize, 0, stream>>>(p, split);
+  Launch(GemvBf16Kernel, blocks, kGemvWarps * kWarpSize, 0, stream, p, split);
   return cudaGetLastError();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace pixtral::cuda {
@@ -26,6 +27,7 @@ int ElementBlocks(int64_t count) {
 
 template <typename F>
 __global__ void ElementWiseKernel(int64_t count, F f) {
+  StartAfterPriorKernels();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
        i += int64_t{gridDim.x} * blockDim.x) {
     f(i);
@@ -36,7 +38,7 @@ template <typename F>
 cudaError_t LaunchElementWise(int64_t count, cudaStream_t stream, F f) {
   if (count < 0) return cudaErrorInvalidValue;
   if (count == 0) return cudaSuccess;
-  ElementWiseKernel<<<ElementBlocks(count), kElementThreads, 0, stream>>>(count, f);
+  Launch(ElementWiseKernel<F>, ElementBlocks(count), kElementThreads, 0, stream, count, f);
   return cudaGetLastError();
 }
 
@@ -48,6 +50,7 @@ __device__ __forceinline__ float ExactGelu(float v) {
 
 template <typename W, typename Y>
 __global__ void AddBiasKernel(AddBiasParams p) {
+  StartAfterPriorKernels();
   const W* bias = static_cast<const W*>(p.bias);
   Y* y = static_cast<Y*>(p.y);
   const int64_t count = p.rows * p.cols;
@@ -79,6 +82,7 @@ struct RmsNormRows {
 
 template <typename W, typename Y, bool kAdd>
 __global__ void __launch_bounds__(kRmsNormThreads) RmsNormKernel(RmsNormRows p) {
+  StartAfterPriorKernels();
   __shared__ float scratch[kRmsNormThreads / kWarpSize];
   const float* x = p.x + blockIdx.x * p.dim;
   Y* y = static_cast<Y*>(p.y) + blockIdx.x * p.dim;
@@ -145,6 +149,7 @@ __device__ __forceinline__ float4 Add4(float4 a, float4 b) {
 
 template <typename W, typename Y, bool kAdd>
 __global__ void __launch_bounds__(kRmsVecThreads) RmsNormVecKernel(RmsNormRows p) {
+  StartAfterPriorKernels();
   __shared__ float scratch[kRmsVecThreads / kWarpSize];
   const int64_t offset = blockIdx.x * p.dim;
   const int vecs = static_cast<int>(p.dim / 4);
@@ -193,29 +198,31 @@ cudaError_t LaunchRmsNormRows(const RmsNormRows& p, WeightType weight_type, bool
   const bool w16 = weight_type == WeightType::kBF16;
   if (RmsNormVecApplies<kAdd>(p, rows)) {
     if (w16 && y_bf16) {
-      RmsNormVecKernel<__nv_bfloat16, __nv_bfloat16, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+      Launch(RmsNormVecKernel<__nv_bfloat16, __nv_bfloat16, kAdd>, grid, kRmsVecThreads, 0, stream,
+             p);
     } else if (w16) {
-      RmsNormVecKernel<__nv_bfloat16, float, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+      Launch(RmsNormVecKernel<__nv_bfloat16, float, kAdd>, grid, kRmsVecThreads, 0, stream, p);
     } else if (y_bf16) {
-      RmsNormVecKernel<float, __nv_bfloat16, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+      Launch(RmsNormVecKernel<float, __nv_bfloat16, kAdd>, grid, kRmsVecThreads, 0, stream, p);
     } else {
-      RmsNormVecKernel<float, float, kAdd><<<grid, kRmsVecThreads, 0, stream>>>(p);
+      Launch(RmsNormVecKernel<float, float, kAdd>, grid, kRmsVecThreads, 0, stream, p);
     }
     return cudaGetLastError();
   }
   if (w16 && y_bf16) {
-    RmsNormKernel<__nv_bfloat16, __nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+    Launch(RmsNormKernel<__nv_bfloat16, __nv_bfloat16, kAdd>, grid, kRmsNormThreads, 0, stream, p);
   } else if (w16) {
-    RmsNormKernel<__nv_bfloat16, float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+    Launch(RmsNormKernel<__nv_bfloat16, float, kAdd>, grid, kRmsNormThreads, 0, stream, p);
   } else if (y_bf16) {
-    RmsNormKernel<float, __nv_bfloat16, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+    Launch(RmsNormKernel<float, __nv_bfloat16, kAdd>, grid, kRmsNormThreads, 0, stream, p);
   } else {
-    RmsNormKernel<float, float, kAdd><<<grid, kRmsNormThreads, 0, stream>>>(p);
+    Launch(RmsNormKernel<float, float, kAdd>, grid, kRmsNormThreads, 0, stream, p);
   }
   return cudaGetLastError();
 }
 
 __global__ void SoftmaxKernel(SoftmaxParams p) {
+  StartAfterPriorKernels();
   __shared__ float scratch[kRowThreads / kWarpSize];
   const float* x = p.x + blockIdx.x * p.cols;
   float* y = p.y + blockIdx.x * p.cols;
@@ -231,6 +238,7 @@ __global__ void SoftmaxKernel(SoftmaxParams p) {
 
 template <typename W>
 __global__ void GatherKernel(GatherParams p) {
+  StartAfterPriorKernels();
   const int32_t id = p.ids[blockIdx.x];
   float* out = p.out + blockIdx.x * p.dim;
   if (id < 0 || id >= p.table_rows) {
@@ -242,6 +250,7 @@ __global__ void GatherKernel(GatherParams p) {
 }
 
 __global__ void ScatterKernel(ScatterParams p) {
+  StartAfterPriorKernels();
   const int32_t r = p.rows[blockIdx.x];
   if (r < 0 || r >= p.dst_rows) return;
   const float* src = p.src + blockIdx.x * p.dim;
@@ -276,6 +285,7 @@ dim3 RowGroupsGrid(int64_t rows, int64_t groups) {
 
 template <typename G, typename O>
 __global__ void SwiGluVecKernel(const G* gate_up, O* out, int64_t rows, int64_t cols) {
+  StartAfterPriorKernels();
   const int64_t groups = cols / 4;
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const G* gate = gate_up + r * 2 * cols;
@@ -296,8 +306,8 @@ cudaError_t LaunchSwiGluTyped(const SwiGluParams& p, cudaStream_t stream) {
   const int64_t cols = p.cols;
   if (p.rows == 0 || cols == 0) return cudaSuccess;
   if (cols % 4 == 0 && Aligned(gate_up, 16) && Aligned(out, 16)) {
-    SwiGluVecKernel<G, O><<<RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream>>>(
-        gate_up, out, p.rows, cols);
+    Launch(SwiGluVecKernel<G, O>, RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream,
+           gate_up, out, p.rows, cols);
     return cudaGetLastError();
   }
   return LaunchElementWise(p.rows * cols, stream, [gate_up, out, cols] __device__(int64_t i) {
@@ -317,6 +327,7 @@ cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
 }
 
 __global__ void SplitColumnsVecKernel(SplitColumnsParams p, int64_t cols) {
+  StartAfterPriorKernels();
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < cols / 4;
          i += int64_t{gridDim.x} * blockDim.x) {
@@ -339,7 +350,8 @@ cudaError_t LaunchSplitColumns(const SplitColumnsParams& params, cudaStream_t st
   }
   if (p.rows == 0 || cols == 0) return cudaSuccess;
   if (vec) {
-    SplitColumnsVecKernel<<<RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream>>>(p, cols);
+    Launch(SplitColumnsVecKernel, RowGroupsGrid(p.rows, cols / 4), kElementThreads, 0, stream, p,
+           cols);
     return cudaGetLastError();
   }
   return LaunchElementWise(p.rows * cols, stream, [p, cols] __device__(int64_t i) {
@@ -363,13 +375,13 @@ cudaError_t LaunchAddBias(const AddBiasParams& p, cudaStream_t stream) {
   const int blocks = ElementBlocks(p.rows * p.cols);
   const bool b16 = p.bias_type == WeightType::kBF16;
   if (b16 && p.y_bf16) {
-    AddBiasKernel<__nv_bfloat16, __nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
+    Launch(AddBiasKernel<__nv_bfloat16, __nv_bfloat16>, blocks, kElementThreads, 0, stream, p);
   } else if (b16) {
-    AddBiasKernel<__nv_bfloat16, float><<<blocks, kElementThreads, 0, stream>>>(p);
+    Launch(AddBiasKernel<__nv_bfloat16, float>, blocks, kElementThreads, 0, stream, p);
   } else if (p.y_bf16) {
-    AddBiasKernel<float, __nv_bfloat16><<<blocks, kElementThreads, 0, stream>>>(p);
+    Launch(AddBiasKernel<float, __nv_bfloat16>, blocks, kElementThreads, 0, stream, p);
   } else {
-    AddBiasKernel<float, float><<<blocks, kElementThreads, 0, stream>>>(p);
+    Launch(AddBiasKernel<float, float>, blocks, kElementThreads, 0, stream, p);
   }
   return cudaGetLastError();
 }
@@ -399,7 +411,7 @@ cudaError_t LaunchAddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
 cudaError_t LaunchSoftmax(const SoftmaxParams& p, cudaStream_t stream) {
   if (!RowsFitGrid(p.rows) || p.cols <= 0) return cudaErrorInvalidValue;
   if (p.rows == 0) return cudaSuccess;
-  SoftmaxKernel<<<static_cast<unsigned>(p.rows), kRowThreads, 0, stream>>>(p);
+  Launch(SoftmaxKernel, static_cast<unsigned>(p.rows), kRowThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
@@ -423,9 +435,9 @@ cudaError_t LaunchGather(const GatherParams& p, cudaStream_t stream) {
   if (p.count == 0) return cudaSuccess;
   const unsigned rows = static_cast<unsigned>(p.count);
   if (p.table_type == WeightType::kBF16) {
-    GatherKernel<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p);
+    Launch(GatherKernel<__nv_bfloat16>, rows, kRowThreads, 0, stream, p);
   } else {
-    GatherKernel<float><<<rows, kRowThreads, 0, stream>>>(p);
+    Launch(GatherKernel<float>, rows, kRowThreads, 0, stream, p);
   }
   return cudaGetLastError();
 }
@@ -433,7 +445,7 @@ cudaError_t LaunchGather(const GatherParams& p, cudaStream_t stream) {
 cudaError_t LaunchScatter(const ScatterParams& p, cudaStream_t stream) {
   if (!RowsFitGrid(p.count) || p.dim <= 0 || p.dst_rows < 0) return cudaErrorInvalidValue;
   if (p.count == 0) return cudaSuccess;
-  ScatterKernel<<<static_cast<unsigned>(p.count), kRowThreads, 0, stream>>>(p);
+  Launch(ScatterKernel, static_cast<unsigned>(p.count), kRowThreads, 0, stream, p);
   return cudaGetLastError();
 }
 

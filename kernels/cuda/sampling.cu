@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/sampling.h"
 
 namespace pixtral::cuda {
@@ -47,6 +48,7 @@ __device__ float BlockExclusiveScan(float v, float* scratch, float* total) {
 }
 
 __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleParams p) {
+  StartAfterPriorKernels();
   __shared__ float scratch[kSampleWarps];
   __shared__ float best_value[kSampleWarps];
   __shared__ int best_index[kSampleWarps];
@@ -212,7 +214,7 @@ cudaError_t LaunchSample(const SampleParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   if (p.rows == 0) return cudaSuccess;
-  SampleKernel<<<static_cast<unsigned>(p.rows), kSampleThreads, 0, stream>>>(p);
+  Launch(SampleKernel, static_cast<unsigned>(p.rows), kSampleThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
