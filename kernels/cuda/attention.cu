@@ -1,8 +1,8 @@
 #include <cuda_bf16.h>
 
 #include <climits>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/cuda/attention.h"
@@ -551,17 +551,20 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     }
 
     float s[kKeyTiles][4] = {};
-    // K's B fragments by ldmatrix: matrices 0-3 are keys nt * 8.. of dimensions +0, +8, +16,
-    // +24 from ks * 16, i.e. b0 and b1 of k steps ks and ks + 1.
+    // K's B fragments by ldmatrix: matrices 0/1 are keys nt * 8.. of dimensions ks * 16 + 0/8
+    // (b0 and b1 of n tile nt), matrices 2/3 the same of keys nt * 8 + 8... The k step is the
+    // outer loop so that consecutive products accumulate into different n tiles: an mma waits
+    // for the previous one on the same accumulator, which stalled the warps (ncu's "wait").
+    const __nv_bfloat16* k_lane =
+        k_tile + (lane / 16 * kMmaN + lane % 8) * T::kStride + (lane / 8) % 2 * 8;
 #pragma unroll
-    for (int nt = 0; nt < kKeyTiles; ++nt) {
-      const __nv_bfloat16* k_lane = k_tile + (nt * kMmaN + lane % 8) * T::kStride + lane / 8 * 8;
+    for (int ks = 0; ks < kDimSteps; ++ks) {
 #pragma unroll
-      for (int ks = 0; ks < kDimSteps; ks += 2) {
+      for (int nt = 0; nt < kKeyTiles; nt += 2) {
         uint32_t b[4];
-        LdMatrixX4(b, k_lane + ks * kMmaK);
+        LdMatrixX4(b, k_lane + nt * kMmaN * T::kStride + ks * kMmaK);
         MmaBf16(s[nt], q_frag[ks], b[0], b[1]);
-        MmaBf16(s[nt], q_frag[ks + 1], b[2], b[3]);
+        MmaBf16(s[nt + 1], q_frag[ks], b[2], b[3]);
       }
     }
 

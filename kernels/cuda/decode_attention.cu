@@ -156,17 +156,24 @@ __global__ void __launch_bounds__(kMmaThreads)
 
     // S = Q·Kᵀ: n-tile j holds keys 8j..8j+7; ldmatrix matrix m of lane l: key 8j + l % 8,
     // chunks 2k + m of the k16 steps k, k + 1.
-    float sc[2][4] = {};
+    // Even and odd k steps accumulate apart (summed after): four independent chains of
+    // products instead of two, since an mma waits for the previous one on its accumulator.
+    float sc[2][4] = {}, sc_odd[2][4] = {};
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
+    for (int k = 0; k < kSteps; k += 2) {
 #pragma unroll
-      for (int k = 0; k < kSteps; k += 2) {
+      for (int j = 0; j < 2; ++j) {
         uint32_t b[4];
         const int key = 8 * j + lane % 8, chunk = 2 * k + lane / 8;
         LdMatrixX4(b, k_tile + key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane);
         MmaBf16(sc[j], {qa[k][0], 0, qa[k][1], 0}, b[0], b[1]);
-        MmaBf16(sc[j], {qa[k + 1][0], 0, qa[k + 1][1], 0}, b[2], b[3]);
+        MmaBf16(sc_odd[j], {qa[k + 1][0], 0, qa[k + 1][1], 0}, b[2], b[3]);
       }
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sc[j][c] += sc_odd[j][c];
     }
     // Row g's scores of keys 8j + 2t, 8j + 2t + 1 are sc[j][0], sc[j][1].
     float tile_max = -INFINITY;
