@@ -76,12 +76,15 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
   p.y[row] = total;
 }
 
-// Blocks an SM the split aims for: 8, or PIXTRAL_GEMV_BLOCKS_PER_SM (for tuning runs).
+// Blocks an SM the split aims for: 4, or PIXTRAL_GEMV_BLOCKS_PER_SM (for tuning runs). At 4 the
+// decoder's matrices (5120 to 28672 rows) keep one warp a row; 8 split the 5120- and 6144-row
+// ones in two, 1.2 and 1.5 waves of blocks whose last partial wave cost ~0.17 ms a step at
+// batch 1 on an H200 (run 16: 7.49 ms at 8, 7.30-7.33 at 2, 4 and 16).
 int64_t GemvBlocksPerSm() {
   static const int64_t blocks = [] {
     const char* set = std::getenv("PIXTRAL_GEMV_BLOCKS_PER_SM");
     const int value = set != nullptr ? std::atoi(set) : 0;
-    return value > 0 ? int64_t{value} : int64_t{8};
+    return value > 0 ? int64_t{value} : int64_t{4};
   }();
   return blocks;
 }
@@ -96,8 +99,9 @@ bool GemvApplies(const GemvParams& p) {
 
 cudaError_t LaunchGemvBf16(const GemvParams& p, cudaStream_t stream) {
   if (!GemvApplies(p)) return cudaErrorInvalidValue;
-  // Enough blocks for ~8 per SM, splitting rows over warps when there are few. (Splitting further,
-  // to ~8 waves of pieces, measured slower on an H200: w1 3.34 -> 3.10 TB/s.)
+  // Enough warps for GemvBlocksPerSm() blocks an SM, splitting rows over warps when there are
+  // few. (Splitting further, to ~8 waves of pieces, measured slower on an H200: w1 3.34 -> 3.10
+  // TB/s.)
   int split = 1;
   const int64_t wave = int64_t{p.sm_count} * GemvBlocksPerSm() * kGemvWarps;
   while (split < kGemvWarps && p.n * split < wave) split *= 2;
