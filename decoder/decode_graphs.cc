@@ -53,9 +53,6 @@ absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
            {&b->x_, DType::kF32, r * c.dim},
            {&b->h_, DType::kF32, r * c.dim},
            {&b->qkv_, DType::kF32, r * (nh + 2 * nkv) * hd},
-           {&b->q_, DType::kF32, r * nh * hd},
-           {&b->k_, DType::kF32, r * nkv * hd},
-           {&b->v_, DType::kF32, r * nkv * hd},
            {&b->attn_, DType::kF32, r * nh * hd},
            {&b->hn_, DType::kF32, r * c.dim},
            {&b->gate_up_, DType::kF32, r * 2 * c.hidden},
@@ -73,13 +70,11 @@ absl::Status AllocLayerActivations(kernels::Backend& b, const DecodeStepShape& c
   PIXTRAL_ASSIGN_OR_RETURN(lt.x, b.Alloc(DType::kF32, {t, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(lt.h, b.Alloc(DType::kF32, {t, c.dim}));
   PIXTRAL_ASSIGN_OR_RETURN(lt.qkv, b.Alloc(DType::kF32, {t, (nh + 2 * nkv) * hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.q, b.Alloc(DType::kF32, {t, nh, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.k, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.v, b.Alloc(DType::kF32, {t, nkv, hd}));
-  PIXTRAL_ASSIGN_OR_RETURN(lt.attn, b.Alloc(DType::kF32, {t, nh, hd}));
-  // The tensors only products read (normed rows, the MLP's) in the backend's input type: bf16 on
-  // the GPU for prompts, so no product converts its input; f32 on the CPU (hn is then h).
+  // The tensors only products read (normed rows, the attention output, the MLP's) in the
+  // backend's input type: bf16 on the GPU for prompts, so no product converts its input; f32 on
+  // the CPU (hn is then h).
   const DType act = b.MatMulInputDType(t);
+  PIXTRAL_ASSIGN_OR_RETURN(lt.attn, b.Alloc(act, {t, nh, hd}));
   lt.hn = lt.h;
   if (act != DType::kF32) {
     PIXTRAL_ASSIGN_OR_RETURN(lt.hn, b.Alloc(act, {t, c.dim}));
@@ -105,10 +100,7 @@ DecodeStepTensors DecodeStepBuffers::For(const kernels::Backend& backend, int ro
   t.x = x_.View(DType::kF32, {r, c.dim});
   t.h = h_.View(DType::kF32, {r, c.dim});
   t.qkv = qkv_.View(DType::kF32, {r, (nh + 2 * nkv) * hd});
-  t.q = q_.View(DType::kF32, {r, nh, hd});
-  t.k = k_.View(DType::kF32, {r, nkv, hd});
-  t.v = v_.View(DType::kF32, {r, nkv, hd});
-  t.attn = attn_.View(DType::kF32, {r, nh, hd});
+  t.attn = attn_.View(act, {r, nh, hd});
   t.hn = hn_.View(act, {r, c.dim});
   t.gate_up = gate_up_.View(act, {r, 2 * c.hidden});
   t.gate = gate_.View(act, {r, c.hidden});

@@ -67,12 +67,12 @@ struct DecodeStepShape {
 };
 
 // The activations and step inputs that a decoder's layers read and write, for t rows: x, h
-// f32 [t, dim]; qkv f32 [t, (heads + 2 kv_heads) head_dim]; q, attn f32 [t, heads, head_dim];
-// k, v f32 [t, kv_heads, head_dim]; hn [t, dim], gate_up [t, 2 hidden], gate [t, hidden] in the
-// backend's MatMul input type for t rows; rope f32 [t, head_dim / 2, 2]; paged: the step's
-// sequences and block tables.
+// f32 [t, dim]; qkv f32 [t, (heads + 2 kv_heads) head_dim] (each row's q, k and v heads, which
+// PagedAttention reads in place); attn [t, heads, head_dim], hn [t, dim], gate_up [t, 2 hidden],
+// gate [t, hidden] in the backend's MatMul input type for t rows; rope f32 [t, head_dim / 2, 2];
+// paged: the step's sequences and block tables.
 struct LayerTensors {
-  kernels::Tensor x, h, qkv, q, k, v, attn, hn, gate_up, gate, rope;
+  kernels::Tensor x, h, qkv, attn, hn, gate_up, gate, rope;
   kernels::PagedBatch paged;
 };
 
@@ -127,8 +127,8 @@ class DecodeStepBuffers {
   int block_size_;
   int rows_;
   // Each of the largest size any view of it takes; views of another element type share them.
-  kernels::Tensor ids_, rope_, sequences_, tables_, x_, h_, qkv_, q_, k_, v_, attn_, hn_, gate_up_,
-      gate_, logits_;
+  kernels::Tensor ids_, rope_, sequences_, tables_, x_, h_, qkv_, attn_, hn_, gate_up_, gate_,
+      logits_;
 };
 
 // The recorded decode steps, by (row bucket, context bucket). A key whose recording failed holds

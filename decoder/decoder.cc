@@ -239,12 +239,9 @@ void Decoder::Layers(const LayerTensors& t) {
   if (!layers_.empty()) b.RmsNorm(t.x, layers_[0].attention_norm, c.norm_eps, t.hn);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const BlockWeights& w = layers_[l];
-    // wq, wk, wv stacked: one pass over the weights, then the three column ranges apart.
+    // wq, wk, wv stacked: one pass over the weights; attention reads the three column ranges.
     b.MatMul(t.hn, w.wqkv, nullptr, t.qkv);
-    const Tensor parts[] = {t.q, t.k, t.v};
-    b.SplitColumns(t.qkv, parts);
-    b.PagedAttention(t.q, t.k, t.v, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l),
-                     t.attn);
+    b.PagedAttention(t.qkv, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l), t.attn);
     b.MatMul(t.attn.Reshape({rows, c.n_heads * c.head_dim}), w.wo, nullptr, t.h);
     b.AddRmsNorm(t.x, t.h, w.ffn_norm, c.norm_eps, t.hn);
     b.MatMul(t.hn, w.w13, nullptr, t.gate_up);  // w1, w3 stacked

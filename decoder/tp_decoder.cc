@@ -451,10 +451,8 @@ void TpDecoder::RankLayers(Rank& rank, const LayerTensors& t) const {
   for (size_t l = 0; l < layers.size(); ++l) {
     const Rank::Layer& lw = layers[l];
     b.MatMul(t.hn, lw.wqkv, nullptr, t.qkv);
-    const Tensor parts[] = {t.q, t.k, t.v};
-    b.SplitColumns(t.qkv, parts);
-    b.PagedAttention(t.q, t.k, t.v, &t.rope, t.paged, scale, rank.cache->keys(l),
-                     rank.cache->values(l), t.attn);
+    b.PagedAttention(t.qkv, &t.rope, t.paged, scale, rank.cache->keys(l), rank.cache->values(l),
+                     t.attn);
     // This rank's heads' share of wo, then the sum over the ranks.
     b.MatMul(t.attn.Reshape({rows, rank.shard.heads * c.head_dim}), lw.wo, nullptr, t.h);
     comm.AllReduceSum(t.h);

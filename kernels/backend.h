@@ -168,14 +168,17 @@ class Backend {
   // themselves. The vision encoder's per-image (block-diagonal) attention.
   virtual void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
                                 const Tensor& segment_lengths, float scale, const Tensor& out) = 0;
-  // Appends each sequence's new k, v [T, Hkv, D] to the paged cache k_cache, v_cache
-  // [num_blocks, block_size, Hkv, D], then computes causal attention of q [T, H, D] over all of
-  // that sequence's cached positions into out [T, H, D]. H must be a multiple of Hkv (GQA).
-  // With `cos_sin` (as Rope takes it, [T, D/2, 2]), q and k are first rotated in place (RoPE),
-  // in the same pass as the append on a device backend; nullptr: they are used as they are.
-  virtual void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor* cos_sin, const PagedBatch& batch, float scale,
-                              const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) = 0;
+  // Appends each sequence's new k and v to the paged cache k_cache, v_cache [num_blocks,
+  // block_size, Hkv, D], then computes causal attention of its q over all of that sequence's
+  // cached positions into out [T, H, D]. qkv [T, (H + 2 Hkv) D] (f32) holds each token's H q
+  // heads, then its Hkv k heads, then its Hkv v heads, as the stacked wq/wk/wv product gives them
+  // (no copy into separate tensors); H (from out) must be a multiple of Hkv (GQA). out is f32, or
+  // bf16 where MatMulInputDType(T) is (it feeds wo's MatMul). With `cos_sin` (as Rope takes it,
+  // [T, D/2, 2]), q and k are first rotated in place (RoPE), in the same pass as the append on a
+  // device backend; nullptr: they are used as they are.
+  virtual void PagedAttention(const Tensor& qkv, const Tensor* cos_sin, const PagedBatch& batch,
+                              float scale, const Tensor& k_cache, const Tensor& v_cache,
+                              const Tensor& out) = 0;
 
   // ---- Sampling ---------------------------------------------------------------------------------
 

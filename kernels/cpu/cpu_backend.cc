@@ -109,6 +109,30 @@ void ElementWise(const Tensor& a, const Tensor& out, F f) {
   });
 }
 
+// Rotates, in place, `heads` heads of `d` elements at the start of each of t rows `stride`
+// floats apart (Backend::Rope's interleaved layout), row i by cos_sin[i] (f32 [t, d/2, 2]).
+void RotateHeads(float* x, int64_t t, int64_t stride, int64_t heads, int64_t d,
+                 const Tensor& cos_sin) {
+  CheckF32(cos_sin);
+  const int64_t half = d / 2;
+  CHECK(cos_sin.shape() == std::vector<int64_t>({t, half, 2}))
+      << "RoPE table " << cos_sin.DebugString() << " for " << t << " rows of " << heads
+      << " heads of " << d;
+  ParallelFor(t, 6 * heads * half, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* cs = cos_sin.data<float>() + i * half * 2;
+      for (int64_t head = 0; head < heads; ++head) {
+        float* v = x + i * stride + head * d;
+        for (int64_t p = 0; p < half; ++p) {
+          const float re = v[2 * p], im = v[2 * p + 1], c = cs[2 * p], s = cs[2 * p + 1];
+          v[2 * p] = re * c - im * s;
+          v[2 * p + 1] = re * s + im * c;
+        }
+      }
+    }
+  });
+}
+
 // Softmax-weighted sum for one query row against `n` keys: scores -> out[D].
 // keys(j) / values(j) return pointers to key/value j.
 template <typename KeyFn, typename ValueFn>
@@ -304,24 +328,9 @@ class CpuBackend : public Backend {
 
   void Rope(const Tensor& x, const Tensor& cos_sin) override {
     CheckF32(x);
-    CheckF32(cos_sin);
     CHECK_EQ(x.rank(), 3) << x.DebugString();
-    const int64_t t = x.dim(0), h = x.dim(1), half = x.dim(2) / 2;
-    CHECK(x.dim(2) % 2 == 0 && cos_sin.shape() == std::vector<int64_t>({t, half, 2}))
-        << x.DebugString() << " with table " << cos_sin.DebugString();
-    ParallelFor(t, 6 * h * half, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const float* cs = cos_sin.data<float>() + i * half * 2;
-        for (int64_t head = 0; head < h; ++head) {
-          float* v = x.data<float>() + (i * h + head) * half * 2;
-          for (int64_t p = 0; p < half; ++p) {
-            const float re = v[2 * p], im = v[2 * p + 1], c = cs[2 * p], s = cs[2 * p + 1];
-            v[2 * p] = re * c - im * s;
-            v[2 * p + 1] = re * s + im * c;
-          }
-        }
-      }
-    });
+    CHECK(x.dim(2) % 2 == 0) << x.DebugString();
+    RotateHeads(x.data<float>(), x.dim(0), x.dim(1) * x.dim(2), x.dim(1), x.dim(2), cos_sin);
   }
 
   void SegmentAttention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -360,36 +369,38 @@ class CpuBackend : public Backend {
     });
   }
 
-  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* cos_sin,
-                      const PagedBatch& batch, float scale, const Tensor& k_cache,
-                      const Tensor& v_cache, const Tensor& out) override {
+  void PagedAttention(const Tensor& qkv, const Tensor* cos_sin, const PagedBatch& batch,
+                      float scale, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& out) override {
+    for (const Tensor* t : {&qkv, &out, &k_cache, &v_cache}) CheckF32(*t);
+    CheckSameShape(k_cache, v_cache);
+    CHECK(qkv.rank() == 2 && out.rank() == 3 && k_cache.rank() == 4) << qkv.DebugString();
+    const int64_t t = out.dim(0), h = out.dim(1), d = out.dim(2), hkv = k_cache.dim(2);
+    const int64_t block_size = k_cache.dim(1), num_blocks = k_cache.dim(0);
+    const int64_t row = (h + 2 * hkv) * d, kv_row = hkv * d;
+    CHECK(qkv.dim(0) == t && qkv.dim(1) == row && h % hkv == 0 && d % 2 == 0)
+        << qkv.DebugString() << " for " << out.DebugString() << " and " << k_cache.DebugString();
+    CHECK_EQ(k_cache.dim(3), d) << k_cache.DebugString();
+    const float* q = qkv.data<float>();
+    const float* k = q + h * d;
+    const float* v = k + kv_row;
     if (cos_sin != nullptr) {
-      Rope(q, *cos_sin);
-      Rope(k, *cos_sin);
+      RotateHeads(qkv.data<float>(), t, row, h, d, *cos_sin);
+      RotateHeads(qkv.data<float>() + h * d, t, row, hkv, d, *cos_sin);
     }
     const std::vector<PagedSequence> sequences = ReadBatch(batch);
-    for (const Tensor* t : {&q, &k, &v, &out, &k_cache, &v_cache}) CheckF32(*t);
-    CheckSameShape(q, out);
-    CheckSameShape(k, v);
-    CheckSameShape(k_cache, v_cache);
-    CHECK(q.rank() == 3 && k.rank() == 3 && k_cache.rank() == 4);
-    const int64_t h = q.dim(1), d = q.dim(2), hkv = k.dim(1);
-    const int64_t block_size = k_cache.dim(1), num_blocks = k_cache.dim(0);
-    CHECK(k.dim(0) == q.dim(0) && k.dim(2) == d && h % hkv == 0);
-    CHECK(k_cache.dim(2) == hkv && k_cache.dim(3) == d) << k_cache.DebugString();
-    const int64_t kv_row = hkv * d;
     auto slot = [&](const PagedSequence& s, int64_t pos) {
       const int64_t block = s.block_table[pos / block_size];
       CHECK(block >= 0 && block < num_blocks);
       return (block * block_size + pos % block_size) * kv_row;
     };
     for (const PagedSequence& s : sequences) {
-      CHECK(s.q_begin >= 0 && s.q_len >= 0 && s.q_begin + s.q_len <= q.dim(0));
+      CHECK(s.q_begin >= 0 && s.q_len >= 0 && s.q_begin + s.q_len <= t);
       CHECK_LE(s.start_pos + s.q_len, static_cast<int64_t>(s.block_table.size()) * block_size);
       for (int64_t i = 0; i < s.q_len; ++i) {
-        const int64_t dst = slot(s, s.start_pos + i), src = (s.q_begin + i) * kv_row;
-        std::memcpy(k_cache.data<float>() + dst, k.data<float>() + src, kv_row * sizeof(float));
-        std::memcpy(v_cache.data<float>() + dst, v.data<float>() + src, kv_row * sizeof(float));
+        const int64_t dst = slot(s, s.start_pos + i), src = (s.q_begin + i) * row;
+        std::memcpy(k_cache.data<float>() + dst, k + src, kv_row * sizeof(float));
+        std::memcpy(v_cache.data<float>() + dst, v + src, kv_row * sizeof(float));
       }
     }
     // One work item per (sequence, new token, head).
@@ -406,12 +417,11 @@ class CpuBackend : public Backend {
             const int64_t head = item % h, kv_head = head / group;
             const int64_t n = s->start_pos + i + 1;  // causal: positions [0, start_pos + i]
             scores.resize(n);
-            const int64_t qrow = (s->q_begin + i) * h * d + head * d;
             AttendOne(
-                q.data<float>() + qrow, n, d, scale,
+                q + (s->q_begin + i) * row + head * d, n, d, scale,
                 [&](int64_t j) { return k_cache.data<float>() + slot(*s, j) + kv_head * d; },
                 [&](int64_t j) { return v_cache.data<float>() + slot(*s, j) + kv_head * d; },
-                scores.data(), out.data<float>() + qrow);
+                scores.data(), out.data<float>() + ((s->q_begin + i) * h + head) * d);
           }
         });
   }

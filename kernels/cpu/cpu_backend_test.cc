@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/testing/stacked_qkv.h"
 
 namespace pixtral::kernels {
 namespace {
@@ -229,7 +230,7 @@ TEST_F(CpuBackendTest, PagedAttentionIsCausalGqaOverScatteredBlocks) {
   std::vector<int32_t> table_a = {5, 1}, table_b = {3};
   std::vector<PagedSequence> seqs = {{0, 3, 0, table_a}, {3, 2, 0, table_b}};
   Tensor out = Empty({t, h, d});
-  backend_->PagedAttention(F32(q, {t, h, d}), F32(k, {t, hkv, d}), F32(v, {t, hkv, d}), nullptr,
+  backend_->PagedAttention(F32(StackQkv(q, k, v, t), {t, (h + 2 * hkv) * d}), nullptr,
                            *MakePagedBatch(*backend_, seqs), 0.5f, kc, vc, out);
   std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {3, 4}, {3, 5}};
   EXPECT_THAT(Host(out),
@@ -241,17 +242,17 @@ TEST_F(CpuBackendTest, PagedAttentionContinuesFromTheCache) {
   const int t = 5;
   std::vector<float> q = Random(t * h * d, 9), k = Random(t * hkv * d, 10),
                      v = Random(t * hkv * d, 11);
-  Tensor qt = F32(q, {t, h, d}), kt = F32(k, {t, hkv, d}), vt = F32(v, {t, hkv, d});
+  Tensor qkv = F32(StackQkv(q, k, v, t), {t, (h + 2 * hkv) * d});
   Tensor kc = Empty({4, block, hkv, d}), vc = Empty({4, block, hkv, d});
   std::vector<int32_t> table = {2, 0, 3};
   Tensor out = Empty({t, h, d});
   // Positions [0, 3) first, then [3, 5) as a second call.
   std::vector<PagedSequence> first = {{0, 3, 0, table}};
-  backend_->PagedAttention(qt.Rows(0, 3), kt.Rows(0, 3), vt.Rows(0, 3), nullptr,
-                           *MakePagedBatch(*backend_, first), 0.5f, kc, vc, out.Rows(0, 3));
+  backend_->PagedAttention(qkv.Rows(0, 3), nullptr, *MakePagedBatch(*backend_, first), 0.5f, kc, vc,
+                           out.Rows(0, 3));
   std::vector<PagedSequence> second = {{0, 2, 3, table}};
-  backend_->PagedAttention(qt.Rows(3, 2), kt.Rows(3, 2), vt.Rows(3, 2), nullptr,
-                           *MakePagedBatch(*backend_, second), 0.5f, kc, vc, out.Rows(3, 2));
+  backend_->PagedAttention(qkv.Rows(3, 2), nullptr, *MakePagedBatch(*backend_, second), 0.5f, kc,
+                           vc, out.Rows(3, 2));
   std::vector<std::pair<int, int>> ranges = {{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}};
   EXPECT_THAT(Host(out),
               Pointwise(FloatNear(1e-5), NaiveAttention(q, k, v, h, hkv, d, ranges, 0.5f)));

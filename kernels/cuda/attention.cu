@@ -22,10 +22,10 @@ constexpr int kAppendThreads = 256;
 constexpr int kAppendParts = 4;
 
 // Softmax(q·Kᵀ·scale)·V for one query row over n keys; key_at(j) / value_at(j) point at key and
-// value j (float or bf16). Every thread of the block must call it.
-template <typename KeyAt, typename ValueAt>
+// value j (float or bf16); out is f32 or bf16. Every thread of the block must call it.
+template <typename KeyAt, typename ValueAt, typename Out>
 __device__ void AttendRow(const float* q_row, int n, int head_dim, float scale, KeyAt key_at,
-                          ValueAt value_at, float* out) {
+                          ValueAt value_at, Out* out) {
   __shared__ float q[kMaxAttentionHeadDim];
   __shared__ float weights[kAttentionThreads];
   __shared__ float scratch[kAttentionThreads / kWarpSize];
@@ -67,12 +67,13 @@ __device__ void AttendRow(const float* q_row, int n, int head_dim, float scale, 
 #pragma unroll
   for (int i = 0; i < kDimsPerThread; ++i) {
     const int d = tid + i * kAttentionThreads;
-    if (d < head_dim) out[d] = acc[i] / running_sum;
+    if (d < head_dim) StoreFloat(out + d, acc[i] / running_sum);
   }
 }
 
-__device__ void FillNan(float* out, int head_dim) {
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[d] = NAN;
+template <typename Out>
+__device__ void FillNan(Out* out, int head_dim) {
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) StoreFloat(out + d, NAN);
 }
 
 // grid (tokens, heads).
@@ -153,7 +154,7 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
     return make_float2(x.x * r.x - x.y * r.y, x.x * r.y + x.y * r.x);
   };
   if (cs != nullptr) {
-    float2* __restrict__ q = reinterpret_cast<float2*>(p.q) + int64_t{token} * p.heads * half;
+    float2* __restrict__ q = reinterpret_cast<float2*>(p.q + int64_t{token} * p.qkv_stride);
     for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < p.heads * half;
          i += gridDim.y * blockDim.x) {
       q[i] = rotate(q[i], i);
@@ -170,8 +171,8 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
       reinterpret_cast<__nv_bfloat162*>(p.k_cache) + CacheOffset(p, s, pos) / 2;
   auto* __restrict__ v_cache =
       reinterpret_cast<__nv_bfloat162*>(p.v_cache) + CacheOffset(p, s, pos) / 2;
-  const float2* __restrict__ k = reinterpret_cast<const float2*>(p.k) + token * pairs;
-  const float2* __restrict__ v = reinterpret_cast<const float2*>(p.v) + token * pairs;
+  const float2* __restrict__ k = reinterpret_cast<const float2*>(p.k + token * p.qkv_stride);
+  const float2* __restrict__ v = reinterpret_cast<const float2*>(p.v + token * p.qkv_stride);
   for (int64_t i = blockIdx.y * blockDim.x + threadIdx.x; i < pairs; i += gridDim.y * blockDim.x) {
     k_cache[i] = __float22bfloat162_rn(rotate(k[i], static_cast<int>(i)));
     v_cache[i] = __float22bfloat162_rn(v[i]);
@@ -180,13 +181,13 @@ __global__ void AppendKvKernel(PagedAttentionParams p) {
 
 // grid (tokens, heads): causal attention of the token over positions [0, its position], for the
 // tokens of sequences with at most max_q_len new tokens (the others are PagedPrefillKernel's).
+template <typename Out>
 __global__ void PagedAttentionKernel(PagedAttentionParams p, int max_q_len) {
   StartAfterPriorKernels();
   const int token = blockIdx.x, head = blockIdx.y;
   const int s = FindSequence(p, token);
   if (s < 0 || p.sequences[s * 3 + 1] > max_q_len) return;
-  const int64_t q_row = int64_t{p.heads} * p.head_dim;
-  float* out = p.out + token * q_row + head * p.head_dim;
+  Out* out = static_cast<Out*>(p.out) + (int64_t{token} * p.heads + head) * p.head_dim;
   const int n = p.sequences[s * 3 + 2] + token - p.sequences[s * 3] + 1;
   if (!BlocksValid(p, s, n)) {
     FillNan(out, p.head_dim);
@@ -196,7 +197,7 @@ __global__ void PagedAttentionKernel(PagedAttentionParams p, int max_q_len) {
   const auto* k_cache = reinterpret_cast<const __nv_bfloat16*>(p.k_cache) + kv_head * p.head_dim;
   const auto* v_cache = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_head * p.head_dim;
   AttendRow(
-      p.q + token * q_row + head * p.head_dim, n, p.head_dim, p.scale,
+      p.q + token * p.qkv_stride + head * p.head_dim, n, p.head_dim, p.scale,
       [&](int j) { return k_cache + CacheOffset(p, s, j); },
       [&](int j) { return v_cache + CacheOffset(p, s, j); }, out);
 }
@@ -394,10 +395,10 @@ __device__ void AttendTile(int num_queries, int num_keys, int causal_offset, flo
   for (int i = 0; i < kRowsPerThread; ++i) {
     const int row = ty * kRowsPerThread + i;
     if (row >= num_queries) continue;
-    float* out = out_at(row);
+    auto* out = out_at(row);
     const float inv = 1.0f / row_sum[i];
 #pragma unroll
-    for (int c = 0; c < T::kDimsPerThread; ++c) out[T::Dim(c, tx)] = acc[i][c] * inv;
+    for (int c = 0; c < T::kDimsPerThread; ++c) StoreFloat(out + T::Dim(c, tx), acc[i][c] * inv);
   }
 }
 
@@ -644,12 +645,11 @@ __device__ void AttendTileMma(int num_queries, int num_keys, int causal_offset, 
     total += __shfl_xor_sync(0xffffffffu, total, 2);
     const int row = first_row + 8 * h;
     if (row >= num_queries) continue;
-    float* out = out_at(row);
+    auto* out = out_at(row);
     const float inv = 1.0f / total;
 #pragma unroll
     for (int dt = 0; dt < kDimTiles; ++dt) {
-      *reinterpret_cast<float2*>(out + dt * kMmaN + 2 * t) =
-          make_float2(o[dt][2 * h] * inv, o[dt][2 * h + 1] * inv);
+      StorePair(out + dt * kMmaN + 2 * t, o[dt][2 * h] * inv, o[dt][2 * h + 1] * inv);
     }
   }
 }
@@ -671,7 +671,7 @@ __device__ void AttendQueryTile(int num_queries, int num_keys, int causal_offset
 template <typename OutAt>
 __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
   for (int i = threadIdx.x; i < n * head_dim; i += blockDim.x)
-    out_at(i / head_dim)[i % head_dim] = NAN;
+    StoreFloat(out_at(i / head_dim) + i % head_dim, NAN);
 }
 
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
@@ -733,7 +733,7 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim), kMinBlocks)
 // Three blocks to an SM on the tensor-core path (168 registers at head_dim 128).
 constexpr int MinPrefillBlocks(int head_dim) { return UseMma(head_dim) ? 3 : 1; }
 
-template <int kHeadDim>
+template <int kHeadDim, typename Out>
 __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHeadDim))
     PagedPrefillKernel(PagedAttentionParams p) {
   StartAfterPriorKernels();
@@ -759,8 +759,10 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHead
   if (q_begin < 0 || q_begin + q_len > p.tokens || start_pos < 0) return;  // rows of no sequence
   const int first_query = q_begin + tile * kTileQueries;
   const int num_queries = min(kTileQueries, q_len - tile * kTileQueries);
-  const int64_t q_row = int64_t{p.heads} * kHeadDim;
-  auto out_at = [&](int i) { return p.out + (first_query + i) * q_row + head * kHeadDim; };
+  const int64_t out_row = int64_t{p.heads} * kHeadDim;
+  auto out_at = [&](int i) {
+    return static_cast<Out*>(p.out) + (first_query + i) * out_row + head * kHeadDim;
+  };
   const int num_keys = start_pos + q_len;
   if (!BlocksValid(p, s, num_keys)) {
     FillTileNan(num_queries, kHeadDim, out_at);
@@ -771,7 +773,7 @@ __global__ void __launch_bounds__(TiledThreads(kHeadDim), MinPrefillBlocks(kHead
   const auto* v_cache = reinterpret_cast<const __nv_bfloat16*>(p.v_cache) + kv_offset;
   AttendQueryTile<kHeadDim>(
       num_queries, num_keys, start_pos + tile * kTileQueries, p.scale,
-      [&](int i) { return p.q + (first_query + i) * q_row + head * kHeadDim; }, out_at,
+      [&](int i) { return p.q + (first_query + i) * p.qkv_stride + head * kHeadDim; }, out_at,
       [&](int j) { return k_cache + CacheOffset(p, s, j); },
       [&](int j) { return v_cache + CacheOffset(p, s, j); });
 }
@@ -802,6 +804,31 @@ bool HasTiledKernel(int head_dim) {
 // Upper bound on the query tiles of `n` segments or sequences over `tokens` tokens, plus one tile
 // of tokens after them: every one wastes less than a tile.
 int MaxTiles(int tokens, int n) { return (tokens + kTileQueries - 1) / kTileQueries + n + 1; }
+
+// The attention kernels after the append, writing Out (f32 or bf16).
+template <typename Out>
+cudaError_t LaunchPagedAttentionKernels(const PagedAttentionParams& p, cudaStream_t stream) {
+  // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.
+  const bool tiled = HasTiledKernel(p.head_dim);
+  cudaError_t error = cudaSuccess;
+  if (!tiled || p.has_decode) {
+    Launch(PagedAttentionKernel<Out>, dim3(p.tokens, p.heads), kAttentionThreads, 0, stream, p,
+           tiled ? 1 : INT_MAX);
+    error = cudaGetLastError();
+  }
+  if (error != cudaSuccess || !tiled || !p.has_prefill) return error;
+  const int tiles = MaxTiles(p.tokens, p.num_sequences);
+  switch (p.head_dim) {
+    case 16:
+      return LaunchTiled<16>(PagedPrefillKernel<16, Out>, p, tiles, 2, stream);
+    case 32:
+      return LaunchTiled<32>(PagedPrefillKernel<32, Out>, p, tiles, 2, stream);
+    case 64:
+      return LaunchTiled<64>(PagedPrefillKernel<64, Out>, p, tiles, 2, stream);
+    default:
+      return LaunchTiled<128>(PagedPrefillKernel<128, Out>, p, tiles, 2, stream);
+  }
+}
 
 constexpr int kMaxGridY = 65535;
 
@@ -844,25 +871,8 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, cudaStream_t str
   Launch(AppendKvKernel, dim3(p.tokens, kAppendParts), kAppendThreads, 0, stream, p);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
-  // Sequences with one new token (decode) take the per-query kernel, the others the tiled one.
-  const bool tiled = HasTiledKernel(p.head_dim);
-  if (!tiled || p.has_decode) {
-    Launch(PagedAttentionKernel, dim3(p.tokens, p.heads), kAttentionThreads, 0, stream, p,
-           tiled ? 1 : INT_MAX);
-    error = cudaGetLastError();
-  }
-  if (error != cudaSuccess || !tiled || !p.has_prefill) return error;
-  const int tiles = MaxTiles(p.tokens, p.num_sequences);
-  switch (p.head_dim) {
-    case 16:
-      return LaunchTiled<16>(PagedPrefillKernel<16>, p, tiles, 2, stream);
-    case 32:
-      return LaunchTiled<32>(PagedPrefillKernel<32>, p, tiles, 2, stream);
-    case 64:
-      return LaunchTiled<64>(PagedPrefillKernel<64>, p, tiles, 2, stream);
-    default:
-      return LaunchTiled<128>(PagedPrefillKernel<128>, p, tiles, 2, stream);
-  }
+  return p.out_bf16 ? LaunchPagedAttentionKernels<__nv_bfloat16>(p, stream)
+                    : LaunchPagedAttentionKernels<float>(p, stream);
 }
 
 }  // namespace pixtral::cuda

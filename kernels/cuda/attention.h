@@ -40,9 +40,10 @@ struct SegmentAttentionParams {
   float scale;
 };
 
-// q, out: f32 [tokens, heads, head_dim]; k, v: f32 [tokens, kv_heads, head_dim];
-// k_cache, v_cache: bf16 [num_blocks, block_size, kv_heads, head_dim]. sequences (i32
-// [num_sequences, 3]: q_begin, q_len, start_pos) and block_tables (i32 [num_sequences,
+// q, k, v: f32, row t of each at t * qkv_stride (the heads of one stacked wq/wk/wv product: q
+// [heads, head_dim], k and v [kv_heads, head_dim] each); out: f32 or (out_bf16) bf16 [tokens,
+// heads, head_dim]; k_cache, v_cache: bf16 [num_blocks, block_size, kv_heads, head_dim]. sequences
+// (i32 [num_sequences, 3]: q_begin, q_len, start_pos) and block_tables (i32 [num_sequences,
 // max_blocks], -1 padded) are device memory, as kernels::PagedBatch holds them. Rows of no
 // sequence are left untouched; a sequence whose block table is too short or names a block
 // outside the cache gets NaN rows.
@@ -50,7 +51,9 @@ struct PagedAttentionParams {
   float* q;  // written only where cos_sin rotates it in place
   const float* k;
   const float* v;
-  float* out;
+  int64_t qkv_stride;
+  void* out;
+  bool out_bf16 = false;
   uint16_t* k_cache;  // bf16 bit patterns
   uint16_t* v_cache;
   const int32_t* sequences;

@@ -450,22 +450,22 @@ class CudaBackend : public Backend {
               "SegmentAttention");
   }
 
-  void PagedAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* cos_sin,
-                      const PagedBatch& batch, float scale, const Tensor& k_cache,
-                      const Tensor& v_cache, const Tensor& out) override {
-    for (const Tensor* t : {&q, &k, &v, &out}) CheckF32(*t);
+  void PagedAttention(const Tensor& qkv, const Tensor* cos_sin, const PagedBatch& batch,
+                      float scale, const Tensor& k_cache, const Tensor& v_cache,
+                      const Tensor& out) override {
+    CheckF32(qkv);
+    CheckF32OrBf16(out);
     CHECK(k_cache.dtype() == DType::kBF16) << k_cache.DebugString();
-    CheckSameShape(q, out);
-    CheckSameShape(k, v);
     CheckSameShape(k_cache, v_cache);
-    CHECK(q.rank() == 3 && k.rank() == 3 && k_cache.rank() == 4);
-    const int64_t h = q.dim(1), d = q.dim(2), hkv = k.dim(1);
-    CHECK(k.dim(0) == q.dim(0) && k.dim(2) == d && h % hkv == 0);
-    CHECK(k_cache.dim(2) == hkv && k_cache.dim(3) == d) << k_cache.DebugString();
+    CHECK(qkv.rank() == 2 && out.rank() == 3 && k_cache.rank() == 4);
+    const int64_t t = out.dim(0), h = out.dim(1), d = out.dim(2), hkv = k_cache.dim(2);
+    const int64_t row = (h + 2 * hkv) * d;
+    CHECK(qkv.dim(0) == t && qkv.dim(1) == row && h % hkv == 0 && k_cache.dim(3) == d)
+        << qkv.DebugString() << " for " << out.DebugString() << " and " << k_cache.DebugString();
     if (cos_sin != nullptr) {
       CheckF32(*cos_sin);
-      CHECK(cos_sin->shape() == std::vector<int64_t>({q.dim(0), d / 2, 2}))
-          << cos_sin->DebugString() << " for " << q.DebugString();
+      CHECK(cos_sin->shape() == std::vector<int64_t>({t, d / 2, 2}))
+          << cos_sin->DebugString() << " for " << out.DebugString();
     }
     const Tensor& seqs = batch.sequences;
     const Tensor& tables = batch.block_tables;
@@ -476,11 +476,14 @@ class CudaBackend : public Backend {
     // Decode rows take the grouped split-KV kernel where it has an instance for the shape.
     const bool grouped_decode = batch.has_decode && batch.max_decode_context > 0 &&
                                 cuda::DecodeAttentionApplies(ToInt32(d), ToInt32(h), ToInt32(hkv));
+    float* q = qkv.data<float>();
     const cuda::PagedAttentionParams params{
-        .q = q.data<float>(),
-        .k = k.data<float>(),
-        .v = v.data<float>(),
-        .out = out.data<float>(),
+        .q = q,
+        .k = q + h * d,
+        .v = q + (h + hkv) * d,
+        .qkv_stride = row,
+        .out = out.data<void>(),
+        .out_bf16 = out.dtype() == DType::kBF16,
         .k_cache = k_cache.data<uint16_t>(),
         .v_cache = v_cache.data<uint16_t>(),
         .sequences = seqs.data<int32_t>(),
@@ -489,7 +492,7 @@ class CudaBackend : public Backend {
         .max_blocks = ToInt32(tables.dim(1)),
         .num_blocks = ToInt32(k_cache.dim(0)),
         .block_size = ToInt32(k_cache.dim(1)),
-        .tokens = ToInt32(q.dim(0)),
+        .tokens = ToInt32(t),
         .heads = ToInt32(h),
         .kv_heads = ToInt32(hkv),
         .head_dim = ToInt32(d),
@@ -500,7 +503,9 @@ class CudaBackend : public Backend {
     CheckCuda(cuda::LaunchPagedAttention(params, stream()), "PagedAttention");
     if (!grouped_decode) return;
     cuda::DecodeAttentionParams decode{.q = params.q,
+                                       .q_stride = params.qkv_stride,
                                        .out = params.out,
+                                       .out_bf16 = params.out_bf16,
                                        .k_cache = params.k_cache,
                                        .v_cache = params.v_cache,
                                        .sequences = params.sequences,

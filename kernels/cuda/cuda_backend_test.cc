@@ -38,6 +38,16 @@ int64_t Numel(const std::vector<int64_t>& shape) {
   return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
 }
 
+// Any f32 or bf16 tensor, widened on the host.
+std::vector<float> Widened(Backend& backend, const Tensor& t) {
+  if (t.dtype() == DType::kF32) return ToHost(backend, t);
+  std::vector<uint16_t> bits(t.numel());
+  backend.CopyToHost(t, bits.data());
+  std::vector<float> out;
+  for (uint16_t b : bits) out.push_back(Bf16ToFloat(b));
+  return out;
+}
+
 // The same tensor on both backends.
 struct Pair {
   Tensor cpu, gpu;
@@ -98,15 +108,6 @@ class CudaBackendTest : public ::testing::Test {
   // An f32 or a bf16 output, as `bf16` says.
   Pair PoisonedOf(bool bf16, std::vector<int64_t> shape) {
     return bf16 ? PoisonedBf16(std::move(shape)) : Poisoned(std::move(shape));
-  }
-  // Any f32 or bf16 tensor, widened on the host.
-  static std::vector<float> Widened(Backend& backend, const Tensor& t) {
-    if (t.dtype() == DType::kF32) return ToHost(backend, t);
-    std::vector<uint16_t> bits(t.numel());
-    backend.CopyToHost(t, bits.data());
-    std::vector<float> out;
-    for (uint16_t b : bits) out.push_back(Bf16ToFloat(b));
-    return out;
   }
   double AnyError(const Pair& p) {
     return RelativeError(Widened(*gpu_, p.gpu), Widened(*cpu_, p.cpu));
@@ -409,37 +410,37 @@ TEST_F(CudaBackendTest, SegmentAttentionGivesNanAfterTheSegments) {
   }
 }
 
-// The same steps of paged attention on both backends over one shared cache layout.
+// The same steps of paged attention on both backends over one shared cache layout; the GPU's
+// output in bf16 where `bf16_out` (as the decoder's attention feeds a bf16 product).
 class PagedAttentionSteps {
  public:
   PagedAttentionSteps(Backend& cpu, Backend& gpu, int64_t heads, int64_t kv_heads, int64_t head_dim,
-                      int64_t block_size, int64_t num_blocks)
+                      int64_t block_size, int64_t num_blocks, bool bf16_out = false)
       : cpu_(cpu),
         gpu_(gpu),
         h_(heads),
         hkv_(kv_heads),
         d_(head_dim),
+        bf16_out_(bf16_out),
         k_cache_(Cache({num_blocks, block_size, kv_heads, head_dim})),
         v_cache_(Cache({num_blocks, block_size, kv_heads, head_dim})) {}
 
   // Runs one step over `t` new rows and returns the relative error of the output.
   double Step(const std::vector<PagedSequence>& seqs, int64_t t) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(d_));
-    auto pair = [&](int64_t heads) {
-      const std::vector<int64_t> shape = {t, heads, d_};
-      const std::vector<float> data = Random(Numel(shape), ++seed_);
-      return Pair{*ToBackend(cpu_, data, shape), *ToBackend(gpu_, data, shape)};
-    };
-    Pair q = pair(h_), k = pair(hkv_), v = pair(hkv_);
+    const std::vector<int64_t> qkv_shape = {t, (h_ + 2 * hkv_) * d_};
+    const std::vector<float> data = Random(Numel(qkv_shape), ++seed_);
+    Pair qkv = {*ToBackend(cpu_, data, qkv_shape), *ToBackend(gpu_, data, qkv_shape)};
     const std::vector<int64_t> out_shape = {t, h_, d_};
     Pair out = {*cpu_.Alloc(DType::kF32, out_shape),
-                *ToBackend(gpu_, std::vector<float>(Numel(out_shape), NAN), out_shape)};
+                *gpu_.Alloc(bf16_out_ ? DType::kBF16 : DType::kF32, out_shape)};
+    // bf16 NaNs: two of them are an f32 NaN.
+    const std::vector<uint16_t> nan(Numel(out_shape) * (bf16_out_ ? 1 : 2), 0x7fc0);
+    gpu_.CopyFromHost(nan.data(), out.gpu);
     PagedBatch cpu_batch = *MakePagedBatch(cpu_, seqs), gpu_batch = *MakePagedBatch(gpu_, seqs);
-    cpu_.PagedAttention(q.cpu, k.cpu, v.cpu, nullptr, cpu_batch, scale, k_cache_.cpu, v_cache_.cpu,
-                        out.cpu);
-    gpu_.PagedAttention(q.gpu, k.gpu, v.gpu, nullptr, gpu_batch, scale, k_cache_.gpu, v_cache_.gpu,
-                        out.gpu);
-    return RelativeError(ToHost(gpu_, out.gpu), ToHost(cpu_, out.cpu));
+    cpu_.PagedAttention(qkv.cpu, nullptr, cpu_batch, scale, k_cache_.cpu, v_cache_.cpu, out.cpu);
+    gpu_.PagedAttention(qkv.gpu, nullptr, gpu_batch, scale, k_cache_.gpu, v_cache_.gpu, out.gpu);
+    return RelativeError(Widened(gpu_, out.gpu), ToHost(cpu_, out.cpu));
   }
 
  private:
@@ -450,6 +451,7 @@ class PagedAttentionSteps {
   Backend& cpu_;
   Backend& gpu_;
   const int64_t h_, hkv_, d_;
+  const bool bf16_out_;
   Pair k_cache_, v_cache_;
   uint32_t seed_ = 200;
 };
@@ -485,13 +487,10 @@ TEST_F(CudaBackendTest, PagedAttentionPrefillThenDecodeMatchesCpu) {
   uint32_t seed = 100;
   auto step = [&](std::vector<PagedSequence> seqs, int64_t t) {
     const float scale = 1.0f / std::sqrt(float{d});
-    Pair q = RandomF32({t, h, d}, ++seed), k = RandomF32({t, hkv, d}, ++seed),
-         v = RandomF32({t, hkv, d}, ++seed), out = Poisoned({t, h, d});
+    Pair qkv = RandomF32({t, (h + 2 * hkv) * d}, ++seed), out = Poisoned({t, h, d});
     PagedBatch cpu_batch = *MakePagedBatch(*cpu_, seqs), gpu_batch = *MakePagedBatch(*gpu_, seqs);
-    cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, nullptr, cpu_batch, scale, k_cache.cpu, v_cache.cpu,
-                         out.cpu);
-    gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, nullptr, gpu_batch, scale, k_cache.gpu, v_cache.gpu,
-                         out.gpu);
+    cpu_->PagedAttention(qkv.cpu, nullptr, cpu_batch, scale, k_cache.cpu, v_cache.cpu, out.cpu);
+    gpu_->PagedAttention(qkv.gpu, nullptr, gpu_batch, scale, k_cache.gpu, v_cache.gpu, out.gpu);
     return Error(out);
   };
   // Prefill: 40 tokens of a, 150 of b.
@@ -529,6 +528,26 @@ TEST_F(CudaBackendTest, PagedAttentionDecodeOfLongContextsMatchesCpu) {
   }
 }
 
+TEST_F(CudaBackendTest, PagedAttentionWritesBf16Output) {
+  // The decoder's attention output in bf16 (it feeds wo's bf16 product): prompt chunks on the
+  // tiled kernel, decode on the grouped kernel with and without a split, and the per-query
+  // kernel of a head size without a tiled one; each the f32 result rounded once.
+  for (const auto& [h, hkv, d, block_size] :
+       {std::tuple{32, 8, 128, 16}, {16, 8, 64, 7}, {4, 2, 48, 8}}) {
+    const int64_t blocks_each = 3000 / block_size + 2;
+    PagedAttentionSteps steps(*cpu_, *gpu_, h, hkv, d, block_size, 2 * blocks_each,
+                              /*bf16_out=*/true);
+    std::vector<int32_t> a(blocks_each), b(blocks_each);
+    for (int64_t i = 0; i < blocks_each; ++i) a[i] = 2 * i, b[i] = 2 * i + 1;
+    EXPECT_LE(steps.Step({{0, 2900, 0, a}, {2900, 70, 0, b}}, 2970), kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d << ", prompts";
+    EXPECT_LE(steps.Step({{0, 1, 2900, a}, {1, 1, 70, b}}, 2), kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d << ", decode";
+    EXPECT_LE(steps.Step({{0, 3, 71, b}, {3, 1, 2901, a}}, 4), kBf16Tolerance)
+        << h << "/" << hkv << " heads, head_dim " << d << ", decode beside a chunk";
+  }
+}
+
 TEST_F(CudaBackendTest, PagedAttentionWithRopeMatchesCpu) {
   // RoPE rotated in the append: q is rotated in place on both backends, k as it is stored.
   const int64_t h = 8, hkv = 2, d = 128, block_size = 16, t = 37;
@@ -542,29 +561,24 @@ TEST_F(CudaBackendTest, PagedAttentionWithRopeMatchesCpu) {
   std::iota(positions.begin(), positions.end(), 0);
   const std::vector<float> table_data = RopeTable1D(positions, d, 1e6f);
   Pair rope = F32(table_data, {t, d / 2, 2});
-  Pair q = RandomF32({t, h, d}, 71), k = RandomF32({t, hkv, d}, 72), v = RandomF32({t, hkv, d}, 73);
+  Pair qkv = RandomF32({t, (h + 2 * hkv) * d}, 71);
   Pair out = Poisoned({t, h, d});
   // One prompt chunk of t positions.
   const std::vector<PagedSequence> one = {{0, t, 0, table}};
   PagedBatch cpu_batch = *MakePagedBatch(*cpu_, one), gpu_batch = *MakePagedBatch(*gpu_, one);
-  cpu_->PagedAttention(q.cpu, k.cpu, v.cpu, &rope.cpu, cpu_batch, 0.1f, k_cache.cpu, v_cache.cpu,
-                       out.cpu);
-  gpu_->PagedAttention(q.gpu, k.gpu, v.gpu, &rope.gpu, gpu_batch, 0.1f, k_cache.gpu, v_cache.gpu,
-                       out.gpu);
+  cpu_->PagedAttention(qkv.cpu, &rope.cpu, cpu_batch, 0.1f, k_cache.cpu, v_cache.cpu, out.cpu);
+  gpu_->PagedAttention(qkv.gpu, &rope.gpu, gpu_batch, 0.1f, k_cache.gpu, v_cache.gpu, out.gpu);
   EXPECT_LE(Error(out), kBf16Tolerance);
-  EXPECT_LE(Error(q), kF32Tolerance);  // rotated in place alike
+  EXPECT_LE(Error(qkv), kF32Tolerance);  // q and k rotated in place alike, v as it was
   // A decode step at position t continues from the rotated cache.
   std::vector<int32_t> next = {static_cast<int32_t>(t)};
   Pair rope1 = F32(RopeTable1D(next, d, 1e6f), {1, d / 2, 2});
-  Pair q1 = RandomF32({1, h, d}, 74), k1 = RandomF32({1, hkv, d}, 75),
-       v1 = RandomF32({1, hkv, d}, 76);
+  Pair qkv1 = RandomF32({1, (h + 2 * hkv) * d}, 74);
   Pair out1 = Poisoned({1, h, d});
   const std::vector<PagedSequence> step = {{0, 1, static_cast<int32_t>(t), table}};
   cpu_batch = *MakePagedBatch(*cpu_, step), gpu_batch = *MakePagedBatch(*gpu_, step);
-  cpu_->PagedAttention(q1.cpu, k1.cpu, v1.cpu, &rope1.cpu, cpu_batch, 0.1f, k_cache.cpu,
-                       v_cache.cpu, out1.cpu);
-  gpu_->PagedAttention(q1.gpu, k1.gpu, v1.gpu, &rope1.gpu, gpu_batch, 0.1f, k_cache.gpu,
-                       v_cache.gpu, out1.gpu);
+  cpu_->PagedAttention(qkv1.cpu, &rope1.cpu, cpu_batch, 0.1f, k_cache.cpu, v_cache.cpu, out1.cpu);
+  gpu_->PagedAttention(qkv1.gpu, &rope1.gpu, gpu_batch, 0.1f, k_cache.gpu, v_cache.gpu, out1.gpu);
   EXPECT_LE(Error(out1), kBf16Tolerance);
 }
 
@@ -573,10 +587,10 @@ TEST_F(CudaBackendTest, PagedAttentionWithABadBlockGivesNan) {
   Tensor k_cache = *gpu_->Alloc(DType::kBF16, cache_shape);
   Tensor v_cache = *gpu_->Alloc(DType::kBF16, cache_shape);
   const std::vector<int32_t> table = {9};  // outside the cache's 4 blocks
-  Pair q = RandomF32({2, 1, 16}, 20), kv = RandomF32({2, 1, 16}, 21);
+  Pair qkv = RandomF32({2, 3 * 16}, 20);
   Pair out = RandomF32({2, 1, 16}, 22);
   PagedBatch batch = *MakePagedBatch(*gpu_, std::vector<PagedSequence>{{0, 2, 0, table}});
-  gpu_->PagedAttention(q.gpu, kv.gpu, kv.gpu, nullptr, batch, 0.25f, k_cache, v_cache, out.gpu);
+  gpu_->PagedAttention(qkv.gpu, nullptr, batch, 0.25f, k_cache, v_cache, out.gpu);
   for (float x : ToHost(*gpu_, out.gpu)) EXPECT_TRUE(std::isnan(x));
 }
 

@@ -64,6 +64,15 @@ struct MmaRing {
 
 __device__ __forceinline__ int Swizzled(int key, int chunk) { return chunk ^ (key & 7); }
 
+// Element i of the output, in its type.
+__device__ __forceinline__ void StoreOut(const DecodeAttentionParams& p, int64_t i, float v) {
+  if (p.out_bf16) {
+    StoreFloat(static_cast<__nv_bfloat16*>(p.out) + i, v);
+  } else {
+    StoreFloat(static_cast<float*>(p.out) + i, v);
+  }
+}
+
 // grid (num_sequences, kv_heads, splits), kMmaThreads threads, MmaRing<kHeadDim>::kBytes of
 // dynamic shared memory.
 template <int kHeadDim, int kGroup>
@@ -89,7 +98,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int g = lane / 4, t = lane % 4;
   const int first_head = kv_head * kGroup;
-  const int64_t q_row = int64_t{p.heads} * kHeadDim;
+  const int64_t out_row = int64_t{p.heads} * kHeadDim;
   const bool valid = __syncthreads_and(TableValid(p, s, n));
 
   // Row g of A: query head first_head + g, pre-scaled so that scores are in base 2; columns
@@ -97,7 +106,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   uint32_t qa[kSteps][2];
   {
     const float f = p.scale * kLog2e;
-    const float* src = p.q + q_begin * q_row + (first_head + g) * kHeadDim;
+    const float* src = p.q + q_begin * p.q_stride + (first_head + g) * kHeadDim;
 #pragma unroll
     for (int k = 0; k < kSteps; ++k) {
       if (g < kGroup) {
@@ -243,7 +252,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
     const int head = first_head + head_in_group;
     if (splits == 1) {
-      p.out[q_begin * q_row + head * kHeadDim + dim] = valid ? out / sum : NAN;
+      StoreOut(p, q_begin * out_row + head * kHeadDim + dim, valid ? out / sum : NAN);
     } else {
       const int64_t partial = (int64_t{s} * p.heads + head) * splits + split;
       p.split_out[partial * kHeadDim + dim] = valid ? out : NAN;
@@ -270,7 +279,7 @@ __global__ void MergeSplitsKernel(DecodeAttentionParams p, int splits) {
     sum += p.split_stats[(first + i) * 2 + 1] * w;
     o += p.split_out[(first + i) * p.head_dim + d] * w;
   }
-  p.out[int64_t{q_begin} * p.heads * p.head_dim + head * p.head_dim + d] = o / sum;
+  StoreOut(p, int64_t{q_begin} * p.heads * p.head_dim + head * p.head_dim + d, o / sum);
 }
 
 template <int kHeadDim, int kGroup>

@@ -33,8 +33,10 @@ struct DecodeSplit {
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
-  const float* q;           // [tokens, heads, head_dim]
-  float* out;               // [tokens, heads, head_dim]
+  const float* q;  // [tokens, heads, head_dim], token t's row at t * q_stride
+  int64_t q_stride;
+  void* out;  // f32 or (out_bf16) bf16 [tokens, heads, head_dim]
+  bool out_bf16;
   const uint16_t* k_cache;  // bf16 [num_blocks, block_size, kv_heads, head_dim]
   const uint16_t* v_cache;
   const int32_t* sequences;     // [num_sequences, 3]: q_begin, q_len, start_pos

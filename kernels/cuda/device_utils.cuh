@@ -19,6 +19,14 @@ __device__ __forceinline__ void StoreFloat(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);
 }
 
+// Two consecutive elements (8-byte or 4-byte aligned).
+__device__ __forceinline__ void StorePair(float* p, float a, float b) {
+  *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+__device__ __forceinline__ void StorePair(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+
 // Four consecutive elements as floats, and back (f32: one 16-byte access; bf16: one 8-byte
 // access). The address must be aligned to the access.
 __device__ __forceinline__ float4 Load4(const float* p) {

@@ -63,9 +63,9 @@ class NcclCommunicator : public Communicator {
 
   void Broadcast(const Tensor& t, int root) override {
     CHECK(root >= 0 && root < size_) << "Broadcast: root " << root << " of " << size_;
-    CheckNccl(ncclBroadcast(t.data<void>(), t.data<void>(), t.bytes(), ncclUint8, root, comm_,
-                            stream_),
-              "ncclBroadcast");
+    CheckNccl(
+        ncclBroadcast(t.data<void>(), t.data<void>(), t.bytes(), ncclUint8, root, comm_, stream_),
+        "ncclBroadcast");
   }
 
   void AllGather(const void* send, size_t bytes, void* recv) override {
@@ -130,8 +130,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> NewNcclCommunicators(
   std::iota(device_list.begin(), device_list.end(), 0);
   std::vector<ncclComm_t> raw(size);
   if (ncclResult_t r = ncclCommInitAll(raw.data(), size, device_list.data()); r != ncclSuccess) {
-    return absl::UnavailableError(absl::StrCat("NCCL: ncclCommInitAll over ", size,
-                                               " GPUs failed: ", ncclGetErrorString(r)));
+    return absl::UnavailableError(
+        absl::StrCat("NCCL: ncclCommInitAll over ", size, " GPUs failed: ", ncclGetErrorString(r)));
   }
   std::vector<std::unique_ptr<Communicator>> comms;
   for (int r = 0; r < size; ++r) {
