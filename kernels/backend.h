@@ -174,8 +174,9 @@ class Backend {
   // heads, then its Hkv k heads, then its Hkv v heads, as the stacked wq/wk/wv product gives them
   // (no copy into separate tensors); H (from out) must be a multiple of Hkv (GQA). out is f32, or
   // bf16 where MatMulInputDType(T) is (it feeds wo's MatMul). With `cos_sin` (as Rope takes it,
-  // [T, D/2, 2]), q and k are first rotated in place (RoPE), in the same pass as the append on a
-  // device backend; nullptr: they are used as they are.
+  // [T, D/2, 2]), q is rotated in place in qkv and k before it is stored (RoPE), in the same pass
+  // as the append on a device backend (qkv's k columns are left rotated or not); nullptr: they
+  // are used as they are.
   virtual void PagedAttention(const Tensor& qkv, const Tensor* cos_sin, const PagedBatch& batch,
                               float scale, const Tensor& k_cache, const Tensor& v_cache,
                               const Tensor& out) = 0;

@@ -13,7 +13,13 @@ namespace pixtral::cuda {
 namespace {
 
 constexpr int kElementsPerLane = 8;  // one 16-byte load of bf16
+// Positions a split holds at least: 256, or 128 for a step of very few (sequence, kv head)
+// pairs, which leaves most SMs idle otherwise (run 17 on an H200: batch 1 7.28 -> 7.15 ms at 128;
+// batch 16 7.91 -> 8.06, so only steps of at most kFewPairs pairs per kFewPairsSms SMs).
 constexpr int kMinSplitLen = 256;
+constexpr int kMinSplitLenFewPairs = 128;
+constexpr int kFewPairs = 16;
+constexpr int kFewPairsSms = 132;
 // Blocks an SM the split aims at: two fit (96 KB of shared memory each), so more only adds
 // waves of shorter splits and a longer merge (bench/NOTES.md run 12).
 constexpr int kBlocksPerSm = 2;
@@ -327,8 +333,11 @@ int EnvInt(const char* name, int fallback) {
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count) {
   // Tuning knobs for benchmarks (bench/NOTES.md): blocks an SM the split aims at, shortest split.
   static const int blocks_per_sm = EnvInt("PIXTRAL_DECODE_BLOCKS_PER_SM", kBlocksPerSm);
-  static const int min_split = EnvInt("PIXTRAL_DECODE_MIN_SPLIT", kMinSplitLen);
   const int64_t blocks = int64_t{num_sequences} * kv_heads;
+  const bool few = blocks * kFewPairsSms <= int64_t{kFewPairs} * sm_count;
+  static const int set_min_split = EnvInt("PIXTRAL_DECODE_MIN_SPLIT", 0);
+  const int min_split =
+      set_min_split > 0 ? set_min_split : (few ? kMinSplitLenFewPairs : kMinSplitLen);
   const int64_t wanted =
       (int64_t{blocks_per_sm} * sm_count + blocks - 1) / std::max<int64_t>(blocks, 1);
   const int64_t most = (max_context + min_split - 1) / min_split;
