@@ -29,7 +29,9 @@
 #                  SERVED_TEXT_STREAMS after SERVED_TEXT_PROMPT tokens first, for the comparison
 #                  (SERVED_DECODE_BENCH=0 skips it). On the model folder of MODEL_12B=1 (written if
 #                  missing). SERVED_BACKEND=cpu SERVED_MODEL=DIR runs the same on the CPU (a toy
-#                  folder); SERVED_ARGS adds served_bench flags (smaller sizes). Report JSON and
+#                  folder); SERVED_ARGS adds served_bench flags (smaller sizes); SERVED_MODEL_ARGS
+#                  make_random_model flags for the folder it writes (--n_layers 8: the wire and
+#                  the CPU parts at full size, the compute cut). Report JSON and
 #                  the services' logs into $OUT when set. With load_bench staged (LOAD_BENCH=1),
 #                  also a mixed load (SERVED_LOAD_ARGS).
 set -uo pipefail
@@ -174,7 +176,9 @@ if [ "${SERVED:-0}" = 1 ]; then
   rm -f "$served_out/gateway.port"
   if [ ! -e "$served_model/consolidated.safetensors" ]; then
     echo "== random Pixtral-12B folder (vision true) for the services"
-    timeout 300 "$dir/bin/make_random_model" --out "$served_model" --preset pixtral-12b || status=1
+    # shellcheck disable=SC2086
+    timeout 300 "$dir/bin/make_random_model" --out "$served_model" --preset pixtral-12b \
+      ${SERVED_MODEL_ARGS:-} || status=1
   fi
   # The gateway tokenizes: the folder needs tekken.json (the random folder has none).
   [ -e "$served_model/tekken.json" ] || gunzip -c "$dir/tekken.json.gz" >"$served_model/tekken.json"
