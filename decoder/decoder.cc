@@ -48,12 +48,12 @@ absl::StatusOr<int> BlocksInFreeMemory(kernels::Backend& backend, const DecoderC
 
 // Scratch the backend's ops may need inside a step of `rows` token rows over `sequences`
 // sequences of at most `positions` positions: the widest f32 input a product converts to bf16
-// (the attention output or the normed last rows), or decode attention's split partials (at most
-// one split per 256 positions, the CUDA backend's shortest, for each head of each sequence).
+// (the normed last rows), or decode attention's split partials (at most one split per 128
+// positions, the CUDA backend's shortest, for each head of each sequence).
 int64_t StepScratchBytes(const DecoderConfig& c, int64_t rows, int64_t sequences,
                          int64_t positions) {
   const int64_t conversion = rows * std::max<int64_t>(c.n_heads * c.head_dim, c.dim) * 2;
-  const int64_t partials = sequences * c.n_heads * ((positions + 255) / 256) * (c.head_dim + 2) * 4;
+  const int64_t partials = sequences * c.n_heads * ((positions + 127) / 128) * (c.head_dim + 2) * 4;
   return std::max(conversion, partials);
 }
 
