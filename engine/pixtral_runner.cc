@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/block_hash.h"
+#include "engine/image_keys.h"
 
 namespace pixtral {
 
@@ -26,8 +27,11 @@ absl::StatusOr<std::vector<uint64_t>> PixtralRunner::PromptKeys(const Prompt& pr
   PIXTRAL_RETURN_IF_ERROR(model_.decoder().CheckTokens(prompt.tokens));
   const int image_token = image_token_id();
   const int64_t image_tokens = std::count(prompt.tokens.begin(), prompt.tokens.end(), image_token);
-  if (!prompt.images.empty() && !prompt.image_features.empty()) {
+  if (!prompt.images.empty() && (!prompt.image_features.empty() || !prompt.image_keys.empty())) {
     return absl::InvalidArgumentError("a prompt carries images and image features at once");
+  }
+  if (prompt.image_keys.empty() && prompt.first_feature_image != 0) {
+    return absl::InvalidArgumentError("first_feature_image needs image keys");
   }
   // One key per [IMG] row, from the content that fills it.
   std::vector<uint64_t> row_keys;
@@ -51,6 +55,14 @@ absl::StatusOr<std::vector<uint64_t>> PixtralRunner::PromptKeys(const Prompt& pr
         row_keys.push_back(ImageRowKey(content, r));
       }
     }
+  } else if (!prompt.image_keys.empty()) {
+    if (!model_.config().vision.has_value()) {
+      return absl::InvalidArgumentError("this model takes no images");
+    }
+    // The sender's keys name the content: no need to hash the feature rows.
+    PIXTRAL_ASSIGN_OR_RETURN(
+        row_keys, KeyedImageRowKeys(prompt, image_token, model_.config().vision->image_end_token_id,
+                                    model_.config().vision->hidden_size));
   } else if (image_tokens > 0 || !prompt.image_features.empty()) {
     if (!model_.config().vision.has_value()) {
       return absl::InvalidArgumentError("this model takes no images");
@@ -107,11 +119,18 @@ absl::Status PixtralRunner::PreparePrompt(SequenceId sequence, const Prompt& pro
     images_encoded_ += std::ssize(encode);
     images_skipped_ += static_cast<int64_t>(first_image);
   } else {
+    // Rows of the images that were not sent must lie in the cached prefix (the request's pin
+    // holds them there); computing them from nothing would give wrong tokens.
+    const int64_t unsent_rows = RowsBeforeImage(prompt, prompt.first_feature_image);
+    if (cached_rows < unsent_rows) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the prefix cache no longer holds the ", unsent_rows - cached_rows,
+                       " image rows whose features were not sent"));
+    }
     const int64_t width = model_.config().vision->hidden_size;
     PIXTRAL_ASSIGN_OR_RETURN(
-        features.rows,
-        model_.AdaptEncoderRows(
-            absl::MakeConstSpan(prompt.image_features).subspan(cached_rows * width)));
+        features.rows, model_.AdaptEncoderRows(absl::MakeConstSpan(prompt.image_features)
+                                                   .subspan((cached_rows - unsent_rows) * width)));
   }
   features_[sequence] = std::move(features);
   return absl::OkStatus();

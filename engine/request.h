@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "decoder/kv_cache.h"
 #include "decoder/sampler.h"
 
 namespace pixtral {
@@ -17,6 +18,12 @@ struct PromptImage {
   std::vector<float> pixels;
 };
 
+// The key of an image's content (engine/block_hash.h) and how many feature rows it fills.
+struct ImageKey {
+  BlockKey key;
+  int64_t rows = 0;
+};
+
 // Token ids with [IMG] placeholders, and what fills those placeholders: either the images, in
 // order, or their features already computed by a vision worker (the vision encoder's output
 // before the vision-language adapter, f32 [count of [IMG] tokens, encoder width], row-major).
@@ -24,6 +31,13 @@ struct Prompt {
   std::vector<int32_t> tokens;
   std::vector<PromptImage> images;
   std::vector<float> image_features;
+  // Optional, with features: a content key per image, in [IMG] order, from the sender (who knows
+  // the pixels). The prefix cache then keys image row r by ImageRowKey(key, r) instead of
+  // hashing the feature rows, so a later prompt can match the image without sending it.
+  std::vector<ImageKey> image_keys;
+  // With image_keys: image_features hold the images from this one on; the earlier ones lie in
+  // the prefix cache, held there by GenerationRequest::prefix_pin.
+  int first_feature_image = 0;
 };
 
 struct GenerationRequest {
@@ -36,6 +50,9 @@ struct GenerationRequest {
   // Keep going past EOS (benchmarks, goldens); stop token ids still stop.
   bool ignore_eos = false;
   bool logprobs = false;
+  // A Scheduler::PinPrefix hold on the cached prefix this prompt relies on (0: none). The
+  // scheduler releases it when the request ends, or at once if Submit refuses the request.
+  int64_t prefix_pin = 0;
 };
 
 enum class FinishReason {

@@ -63,19 +63,25 @@ Scheduler::~Scheduler() { Stop(); }
 
 absl::StatusOr<Scheduler::Ticket> Scheduler::Submit(GenerationRequest request,
                                                     Callbacks callbacks) {
-  if (absl::Status status = ValidateRequest(request); !status.ok()) return status;
+  // A refused request gives its pin back: the caller has nothing left to hold it for.
+  const int64_t pin = request.prefix_pin;
+  auto refuse = [&](absl::Status status) {
+    Unpin(pin);
+    return status;
+  };
+  if (absl::Status status = ValidateRequest(request); !status.ok()) return refuse(status);
   absl::StatusOr<Sampler> sampler = Sampler::Create(request.sampling);
-  if (!sampler.ok()) return sampler.status();
+  if (!sampler.ok()) return refuse(sampler.status());
   const int64_t capacity = int64_t{runner_.num_blocks()} * runner_.block_size();
   const int64_t length = std::ssize(request.prompt.tokens) + request.max_tokens;
   if (length > capacity) {
-    return absl::ResourceExhaustedError(absl::StrCat("the prompt plus max_tokens (", length,
-                                                     " tokens) is longer than the whole KV cache (",
-                                                     capacity, " positions)"));
+    return refuse(absl::ResourceExhaustedError(
+        absl::StrCat("the prompt plus max_tokens (", length,
+                     " tokens) is longer than the whole KV cache (", capacity, " positions)")));
   }
   // Hashing the image content happens here, on the submitter's thread.
   absl::StatusOr<std::vector<uint64_t>> keys = runner_.PromptKeys(request.prompt);
-  if (!keys.ok()) return keys.status();
+  if (!keys.ok()) return refuse(keys.status());
 
   auto r = std::make_unique<Request>(Request{.request = std::move(request),
                                              .callbacks = std::move(callbacks),
@@ -83,11 +89,16 @@ absl::StatusOr<Scheduler::Ticket> Scheduler::Submit(GenerationRequest request,
   r->tokens = r->request.prompt.tokens;
   r->prompt_length = std::ssize(r->tokens);
   r->keys = *std::move(keys);
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (stopping_) return absl::UnavailableError("the scheduler is shutting down");
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (stopping_) {
+    lock.unlock();
+    return refuse(absl::UnavailableError("the scheduler is shutting down"));
+  }
   if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(waiting_.size(), " requests are already waiting for the decoder"));
+    const size_t waiting = waiting_.size();
+    lock.unlock();
+    return refuse(absl::ResourceExhaustedError(
+        absl::StrCat(waiting, " requests are already waiting for the decoder")));
   }
   r->ticket = next_ticket_++;
   const Ticket ticket = r->ticket;
@@ -103,9 +114,64 @@ void Scheduler::Cancel(Ticket ticket) {
   work_.notify_one();
 }
 
+absl::Status Scheduler::PinPrefix(const Prompt& prompt,
+                                  std::function<void(absl::StatusOr<PrefixPin>)> done) {
+  absl::StatusOr<std::vector<uint64_t>> keys = runner_.PromptKeys(prompt);
+  if (!keys.ok()) return keys.status();
+  PinJob job{.done = std::move(done)};
+  // As StartSequence matches: at least the last token is computed.
+  ExtendBlockKeys(absl::MakeConstSpan(*keys).first(keys->size() - 1), runner_.block_size(),
+                  job.blocks);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) return absl::UnavailableError("the scheduler is shutting down");
+  pin_jobs_.push_back(std::move(job));
+  work_.notify_one();
+  return absl::OkStatus();
+}
+
+void Scheduler::Unpin(int64_t pin) {
+  if (pin == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  unpins_.push_back(pin);
+  work_.notify_one();
+}
+
+void Scheduler::ServePins() {
+  std::vector<PinJob> jobs;
+  std::vector<int64_t> unpins;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs.swap(pin_jobs_);
+    unpins.swap(unpins_);
+  }
+  for (int64_t pin : unpins) ReleasePin(pin);
+  for (PinJob& job : jobs) {
+    PrefixPin pin;
+    if (options_.prefix_cache) {
+      // A hidden sequence that shares the cached blocks keeps them from being evicted.
+      const ModelRunner::SequenceId sequence = runner_.AddSequence();
+      const int attached = runner_.AttachCachedPrefix(sequence, job.blocks);
+      if (attached > 0) {
+        pin = {.id = next_pin_++, .positions = int64_t{attached} * runner_.block_size()};
+        pins_[pin.id] = sequence;
+      } else {
+        runner_.Release(sequence);
+      }
+    }
+    job.done(pin);
+  }
+}
+
+void Scheduler::ReleasePin(int64_t pin) {
+  auto it = pins_.find(pin);
+  if (it == pins_.end()) return;
+  runner_.Release(it->second);
+  pins_.erase(it);
+}
+
 bool Scheduler::HasWork() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return !waiting_.empty() || running_count_ > 0;
+  return !waiting_.empty() || running_count_ > 0 || !pin_jobs_.empty() || !unpins_.empty();
 }
 
 EngineStats Scheduler::stats() const {
@@ -116,6 +182,7 @@ EngineStats Scheduler::stats() const {
 void Scheduler::Step() {
   ++step_;
   step_stats_ = StepStats();
+  ServePins();
   DropCancelled();
   const std::vector<Planned> plan = Plan();
   step_stats_.rows = static_cast<int>(plan.size());
@@ -389,6 +456,7 @@ void Scheduler::Apply(Request& r, int64_t tokens, const ModelRunner::RowOutput& 
 void Scheduler::Finish(Request& r, absl::StatusOr<Completion> result) {
   if (r.finished) return;
   if (r.started()) runner_.Release(r.sequence);
+  ReleasePin(r.request.prefix_pin);
   r.sequence = -1;
   r.finished = true;
   {
@@ -410,7 +478,10 @@ void Scheduler::Start() {
     while (true) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        work_.wait(lock, [this] { return stopping_ || !waiting_.empty() || running_count_ > 0; });
+        work_.wait(lock, [this] {
+          return stopping_ || !waiting_.empty() || running_count_ > 0 || !pin_jobs_.empty() ||
+                 !unpins_.empty();
+        });
         if (stopping_) return;
       }
       Step();
@@ -427,16 +498,24 @@ void Scheduler::Stop() {
   if (thread_.joinable()) thread_.join();
   // What is left ends as cancelled, its cache freed.
   std::deque<std::unique_ptr<Request>> waiting;
+  std::vector<PinJob> jobs;
+  std::vector<int64_t> unpins;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     waiting.swap(waiting_);
+    jobs.swap(pin_jobs_);
+    unpins.swap(unpins_);
   }
+  for (PinJob& job : jobs) job.done(absl::UnavailableError("the scheduler is shutting down"));
   for (auto& request : waiting) running_.push_back(std::move(request));
   for (auto& request : running_) {
     request->completion.finish_reason = FinishReason::kCancelled;
     Finish(*request, request->completion);
   }
   running_.clear();
+  // Pins whose requests never came are given back with the rest.
+  for (const auto& [pin, sequence] : pins_) runner_.Release(sequence);
+  pins_.clear();
   std::lock_guard<std::mutex> lock(mutex_);
   running_count_ = 0;
 }

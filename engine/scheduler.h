@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "decoder/sampler.h"
@@ -95,6 +96,14 @@ class Scheduler {
 
   using Ticket = int64_t;
 
+  // A hold on the cached prefix of a prompt: its blocks cannot be evicted until the hold ends,
+  // so a decoder can tell a sender which image features it may leave out and still find the
+  // rest cached when the request is admitted (even after a preemption).
+  struct PrefixPin {
+    int64_t id = 0;         // for GenerationRequest::prefix_pin and Unpin; 0: nothing held
+    int64_t positions = 0;  // prompt positions the held blocks cover
+  };
+
   Scheduler(ModelRunner& runner, const Options& options);
   ~Scheduler();  // stops the thread; unfinished requests end as cancelled
 
@@ -106,6 +115,15 @@ class Scheduler {
   // Thread-safe. The request ends as kCancelled at the next step; unknown or finished tickets
   // are ignored.
   void Cancel(Ticket ticket);
+
+  // Thread-safe. Keys `prompt` on the caller's thread (a bad prompt is INVALID_ARGUMENT here, and
+  // `done` is not called), then at the start of the next step pins the longest cached prefix of
+  // all its positions but the last and calls `done` with the pin, on the stepping thread (keep it
+  // short; UNAVAILABLE when the scheduler stops first). The pin lasts until Unpin or the end of
+  // the request that carries it in prefix_pin.
+  absl::Status PinPrefix(const Prompt& prompt, std::function<void(absl::StatusOr<PrefixPin>)> done);
+  // Thread-safe. Releases the pin at the next step; 0 and unknown ids are ignored.
+  void Unpin(int64_t pin);
 
   // One step: ends cancelled requests, plans the rows (preempting if the cache is short),
   // admits waiting prompts, runs the model once and hands out the sampled tokens. Not to be
@@ -131,6 +149,14 @@ class Scheduler {
     int64_t tokens;
   };
 
+  struct PinJob {
+    std::vector<BlockKey> blocks;
+    std::function<void(absl::StatusOr<PrefixPin>)> done;
+  };
+
+  // Takes the pins asked for and releases the pins given back since the last step.
+  void ServePins();
+  void ReleasePin(int64_t pin);
   // Ends cancelled requests, waiting or running.
   void DropCancelled();
   // Blocks `request` needs beyond those it holds to hold `tokens` more positions.
@@ -161,12 +187,17 @@ class Scheduler {
   Ticket next_ticket_ = 1;                        // guarded by mutex_
   bool stopping_ = false;                         // guarded by mutex_
   EngineStats stats_;                             // guarded by mutex_
+  std::vector<PinJob> pin_jobs_;                  // guarded by mutex_
+  std::vector<int64_t> unpins_;                   // guarded by mutex_
 
   // Owned by the stepping thread: running requests in ticket order (the newest last).
   std::vector<std::unique_ptr<Request>> running_;
   int64_t step_ = 0;
   StepStats step_stats_;             // of the step in progress
   Ticket last_first_admission_ = 0;  // the newest ticket admitted so far
+  // Each pin's hidden sequence, which holds the pinned blocks.
+  absl::flat_hash_map<int64_t, ModelRunner::SequenceId> pins_;
+  int64_t next_pin_ = 1;
 
   std::thread thread_;
 };

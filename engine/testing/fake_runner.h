@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "decoder/kv_cache.h"
 #include "engine/block_hash.h"
+#include "engine/image_keys.h"
 #include "engine/model_runner.h"
 #include "kernels/cpu/cpu_backend.h"
 
@@ -60,6 +61,17 @@ class FakeRunner : public ModelRunner {
 
   absl::StatusOr<std::vector<uint64_t>> PromptKeys(const Prompt& prompt) const override {
     std::vector<uint64_t> keys;
+    if (!prompt.image_keys.empty()) {
+      absl::StatusOr<std::vector<uint64_t>> rows =
+          KeyedImageRowKeys(prompt, kFakeImageToken, /*image_end_token=*/-1, /*width=*/0);
+      if (!rows.ok()) return rows.status();
+      size_t row = 0;
+      for (int32_t t : prompt.tokens) {
+        if (t < 0 || t >= kFakeVocab) return absl::InvalidArgumentError("token out of range");
+        keys.push_back(t == kFakeImageToken ? (*rows)[row++] : TokenKey(t));
+      }
+      return keys;
+    }
     const int64_t images = std::count(prompt.tokens.begin(), prompt.tokens.end(), kFakeImageToken);
     const int64_t width = images > 0 ? std::ssize(prompt.image_features) / images : 0;
     int64_t row = 0;
@@ -98,6 +110,14 @@ class FakeRunner : public ModelRunner {
   }
   absl::Status PreparePrompt(SequenceId, const Prompt& prompt, int64_t first) override {
     prepared_from.push_back(first);
+    // As PixtralRunner: rows whose features were not sent must be cached.
+    const int64_t cached_rows =
+        std::count(prompt.tokens.begin(),
+                   prompt.tokens.begin() + std::min<int64_t>(first, std::ssize(prompt.tokens)),
+                   kFakeImageToken);
+    if (cached_rows < RowsBeforeImage(prompt, prompt.first_feature_image)) {
+      return absl::FailedPreconditionError("unsent image rows are not cached");
+    }
     if (std::find(prompt.tokens.begin(), prompt.tokens.end(), fail_prepare_token) !=
         prompt.tokens.end()) {
       return absl::InvalidArgumentError("injected bad prompt");
