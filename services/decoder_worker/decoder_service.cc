@@ -3,10 +3,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "engine/image_keys.h"
 #include "engine/run_on_scheduler.h"
 #include "services/common/grpc_status.h"
 #include "services/common/request_timings.h"
@@ -32,7 +36,8 @@ v1::FinishReason ToProto(FinishReason reason) {
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& header,
                                                       std::vector<float> image_features,
-                                                      const DecoderServiceOptions& options) {
+                                                      const DecoderServiceOptions& options,
+                                                      int first_feature_image) {
   GenerationRequest request;
   if (header.prompt_token_ids().empty()) return absl::InvalidArgumentError("empty prompt");
   int64_t image_tokens = 0;
@@ -48,7 +53,17 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& 
         absl::StrCat("the prompt has ", image_tokens, " image tokens but ",
                      header.image_feature_rows(), " feature rows were announced"));
   }
-  if (static_cast<int64_t>(image_features.size()) != image_tokens * options.feature_width) {
+  for (const v1::ImageKey& key : header.image_keys()) {
+    request.prompt.image_keys.push_back(
+        {.key = {.hi = key.hi(), .lo = key.lo()}, .rows = key.rows()});
+  }
+  request.prompt.first_feature_image = first_feature_image;
+  if (first_feature_image != 0 && header.image_keys().empty()) {
+    return absl::InvalidArgumentError("features left out of a prompt without image keys");
+  }
+  const int64_t sent_rows =
+      image_tokens - RowsBeforeImage(request.prompt, request.prompt.first_feature_image);
+  if (static_cast<int64_t>(image_features.size()) != sent_rows * options.feature_width) {
     return absl::InvalidArgumentError("image features do not match the announced rows");
   }
   const v1::SamplingParams& sampling = header.sampling();
@@ -74,6 +89,28 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& 
   return request;
 }
 
+absl::StatusOr<DecoderService::FeatureAsk> DecoderService::AskForFeatures(
+    const v1::GenerateHeader& header) {
+  if (header.image_keys().empty()) {
+    return absl::InvalidArgumentError("features_on_request needs image keys");
+  }
+  // The prompt as it stands with no features: enough to key it and match the prefix cache.
+  absl::StatusOr<GenerationRequest> keyed =
+      ToGenerationRequest(header, {}, options_, header.image_keys_size());
+  if (!keyed.ok()) return keyed.status();
+  absl::Notification pinned;
+  absl::StatusOr<Scheduler::PrefixPin> pin;
+  PIXTRAL_RETURN_IF_ERROR(scheduler_.PinPrefix(keyed->prompt, [&](auto p) {
+    pin = std::move(p);
+    pinned.Notify();
+  }));
+  pinned.WaitForNotification();  // one step at most: pins are served as each step starts
+  if (!pin.ok()) return pin.status();
+  return FeatureAsk{
+      .pin = pin->id,
+      .first_image = FirstNeededImage(keyed->prompt, pin->positions, options_.image_token_id)};
+}
+
 grpc::Status DecoderService::Generate(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GenerateOutput, v1::GenerateInput>* stream) {
@@ -88,25 +125,59 @@ grpc::Status DecoderService::Generate(
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "image_feature_rows must be between 0 and the prompt length");
   }
+  // Where this call's time went, for benchmarks (services/common/request_timings.h).
+  RequestTimings timings;
+  // With features on request: which images the prefix cache lacks, held until the request ends.
+  absl::StatusOr<FeatureAsk> ask = FeatureAsk{};
+  if (header.features_on_request()) {
+    const absl::Time start = absl::Now();
+    ask = AskForFeatures(header);
+    if (!ask.ok()) return ToGrpcStatus(ask.status());
+    timings.Add("prefix_match", absl::Now() - start);
+    v1::GenerateOutput answer;
+    answer.mutable_feature_request()->set_first_image(ask->first_image);
+    if (!stream->Write(answer)) {
+      scheduler_.Unpin(ask->pin);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+  }
+  // The pin goes to the scheduler with the request; every earlier exit gives it back.
+  absl::Cleanup unpin = [&] { scheduler_.Unpin(ask->pin); };
+  int64_t expected_rows = header.image_feature_rows();
+  for (int i = 0; i < ask->first_image && i < header.image_keys_size(); ++i) {
+    expected_rows -= header.image_keys(i).rows();
+  }
+  if (expected_rows < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the image keys hold more rows than image_feature_rows");
+  }
   std::vector<float> features;
   int64_t rows = 0;
-  while (rows < header.image_feature_rows()) {
+  while (rows < expected_rows) {
     if (!stream->Read(&input) || !input.has_image_features()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("expected ", header.image_feature_rows() - rows,
-                                       " more image feature rows"));
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("expected ", expected_rows - rows, " more image feature rows"));
     }
     absl::StatusOr<int64_t> added = AppendMatrix(input.image_features(), options_.feature_width,
-                                                 header.image_feature_rows() - rows, &features);
+                                                 expected_rows - rows, &features);
     if (!added.ok()) return ToGrpcStatus(added.status());
     rows += *added;
   }
+  // A sender that was asked for features half-closes after them: anything more is features of
+  // images it was not asked for.
+  if (header.features_on_request() && stream->Read(&input)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("more than the ", expected_rows,
+                                     " requested feature rows came (features from image ",
+                                     ask->first_image, " on were asked for)"));
+  }
   absl::StatusOr<GenerationRequest> request =
-      ToGenerationRequest(header, std::move(features), options_);
+      ToGenerationRequest(header, std::move(features), options_, ask->first_image);
   if (!request.ok()) return ToGrpcStatus(request.status());
+  request->prefix_pin = ask->pin;
+  std::move(unpin).Cancel();
   const int prompt_tokens = static_cast<int>(request->prompt.tokens.size());
-  // Where this call's time went, for benchmarks (services/common/request_timings.h).
-  RequestTimings timings;
   const absl::Time submitted = absl::Now();
   timings.Add("receive", submitted - received_header);
   bool first = true;

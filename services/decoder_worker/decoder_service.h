@@ -2,9 +2,11 @@
 // requests on the continuous-batching Scheduler and streams tokens back.
 //
 // A call reads its header (prompt ids, sampling) and then image-feature chunks until the rows the
-// header announced have arrived; the request then joins the running batch, and each sampled token
-// is written back as it comes. A client that cancels, disconnects or lets its deadline pass has
-// its request cancelled at the next step, which frees its KV cache.
+// header announced have arrived (with image keys and features_on_request, it first pins the
+// prompt's cached prefix and asks only for the features of the images after it); the request then
+// joins the running batch, and each sampled token is written back as it comes. A client that
+// cancels, disconnects or lets its deadline pass has its request cancelled at the next step, which
+// frees its KV cache.
 #ifndef PIXTRAL_SERVICES_DECODER_WORKER_DECODER_SERVICE_H_
 #define PIXTRAL_SERVICES_DECODER_WORKER_DECODER_SERVICE_H_
 
@@ -29,11 +31,13 @@ struct DecoderServiceOptions {
   int default_max_tokens = 256;
 };
 
-// Turns a Generate header plus the received feature rows into a GenerationRequest, or
-// INVALID_ARGUMENT naming what is wrong. Exposed for tests and the gateway's embedded path.
+// Turns a Generate header plus the received feature rows (those of the images from
+// `first_feature_image` on) into a GenerationRequest, or INVALID_ARGUMENT naming what is wrong.
+// Exposed for tests and the gateway's embedded path.
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& header,
                                                       std::vector<float> image_features,
-                                                      const DecoderServiceOptions& options);
+                                                      const DecoderServiceOptions& options,
+                                                      int first_feature_image = 0);
 
 class DecoderService final : public v1::Decoder::Service {
  public:
@@ -45,6 +49,13 @@ class DecoderService final : public v1::Decoder::Service {
       grpc::ServerReaderWriter<v1::GenerateOutput, v1::GenerateInput>* stream) override;
 
  private:
+  // What a features_on_request call asks the gateway for, and the pin that keeps the rest cached.
+  struct FeatureAsk {
+    int64_t pin = 0;
+    int first_image = 0;
+  };
+  absl::StatusOr<FeatureAsk> AskForFeatures(const v1::GenerateHeader& header);
+
   Scheduler& scheduler_;
   const DecoderServiceOptions options_;
 };

@@ -100,6 +100,48 @@ class DecoderServiceTest : public ::testing::Test {
     return !scheduler_->HasWork() && model_.live.empty() && model_.num_used_blocks() == 0;
   }
 
+  // A features_on_request call: the header, the decoder's FeatureRequest, then the rows of
+  // `image_rows[i]` for each image i it asked for (all of them when `send_all`).
+  grpc::Status CallOnRequest(const v1::GenerateHeader& header,
+                             const std::vector<std::vector<float>>& image_rows,
+                             std::vector<v1::GenerateOutput>* outputs, int* first_image,
+                             bool send_all = false) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto stream = stub_->Generate(&context);
+    v1::GenerateInput input;
+    *input.mutable_header() = header;
+    stream->Write(input);
+    v1::GenerateOutput output;
+    if (stream->Read(&output)) {
+      *first_image = output.has_feature_request() ? output.feature_request().first_image() : -1;
+      for (size_t i = send_all ? 0 : std::max(*first_image, 0); i < image_rows.size(); ++i) {
+        const int64_t rows = std::ssize(image_rows[i]) / kWidth;
+        *input.mutable_image_features() = MatrixToTensor(image_rows[i], rows, kWidth);
+        stream->Write(input);
+      }
+      stream->WritesDone();
+      while (stream->Read(&output)) outputs->push_back(output);
+    }
+    return stream->Finish();
+  }
+
+  // `prompt` with one key per image (`rows` each, content `seed`), features on request.
+  static v1::GenerateHeader KeyedHeader(std::vector<int32_t> prompt, int max_tokens,
+                                        const std::vector<std::pair<int, uint64_t>>& images) {
+    int rows = 0;
+    for (const auto& [n, seed] : images) rows += n;
+    v1::GenerateHeader header = Header(std::move(prompt), max_tokens, rows);
+    for (const auto& [n, seed] : images) {
+      v1::ImageKey* key = header.add_image_keys();
+      key->set_hi(seed);
+      key->set_lo(~seed);
+      key->set_rows(n);
+    }
+    header.set_features_on_request(true);
+    return header;
+  }
+
   FakeRunner model_{/*block_size=*/4, /*num_blocks=*/1 << 18};  // room for 1M-token streams
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<DecoderService> service_;
@@ -167,6 +209,108 @@ TEST_F(DecoderServiceTest, BadRequestsAreInvalidArgumentAndServingGoesOn) {
   std::vector<v1::GenerateOutput> outputs;
   EXPECT_TRUE(Call(Header({1, 2}, 2), {}, &outputs).ok());
   EXPECT_TRUE(CacheFreed());
+}
+
+// Two images at positions 1-2 and 5-6: the first two blocks of four hold both.
+const std::vector<int32_t> kTwoImages = {1,           kImageToken, kImageToken, 3, 4,
+                                         kImageToken, kImageToken, 2,           5};
+
+TEST_F(DecoderServiceTest, AKeyedTurnTwoNeedsNoFeatures) {
+  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
+                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  std::vector<v1::GenerateOutput> first_turn;
+  int first_image = -1;
+  ASSERT_TRUE(
+      CallOnRequest(KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), images, &first_turn, &first_image)
+          .ok());
+  EXPECT_EQ(first_image, 0);  // nothing cached yet
+
+  std::vector<int32_t> turn_two = kTwoImages;
+  turn_two.insert(turn_two.end(), {6, 7, 8});
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status =
+      CallOnRequest(KeyedHeader(turn_two, 4, {{2, 7}, {2, 8}}), images, &outputs, &first_image);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(first_image, 2);  // both images are cached: no features
+  EXPECT_THAT(Tokens(outputs), ElementsAreArray(Alone(turn_two, 4)));
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, AnotherImageKeyIsNotMatched) {
+  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
+                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  std::vector<v1::GenerateOutput> outputs;
+  int first_image = -1;
+  ASSERT_TRUE(
+      CallOnRequest(KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), images, &outputs, &first_image)
+          .ok());
+  outputs.clear();
+  // Same first image, another second one: only the second is asked for.
+  ASSERT_TRUE(
+      CallOnRequest(KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 9}}), images, &outputs, &first_image)
+          .ok());
+  EXPECT_EQ(first_image, 1);
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, BadKeyedRequestsAreInvalidArgumentAndFreeTheirPins) {
+  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
+                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  std::vector<v1::GenerateOutput> outputs;
+  int first_image = -1;
+  ASSERT_TRUE(
+      CallOnRequest(KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), images, &outputs, &first_image)
+          .ok());
+  struct Case {
+    const char* what;
+    v1::GenerateHeader header;
+    bool send_all;
+    const char* message;
+  } cases[] = {
+      {"rows vs [IMG]", KeyedHeader(kTwoImages, 3, {{2, 7}, {1, 8}}), false, "image tokens"},
+      {"a key with no rows", KeyedHeader(kTwoImages, 3, {{4, 7}, {0, 8}}), false, "no rows"},
+      {"features of cached images", KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), true,
+       "more than the 0 requested"},
+  };
+  for (const Case& c : cases) {
+    outputs.clear();
+    grpc::Status status = CallOnRequest(c.header, images, &outputs, &first_image, c.send_all);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.what;
+  }
+  v1::GenerateHeader no_keys = Header(kTwoImages, 3, 4);
+  no_keys.set_features_on_request(true);
+  outputs.clear();
+  EXPECT_EQ(Call(no_keys, {}, &outputs).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, KeysWithAllFeaturesKeyTheCacheWithoutAsking) {
+  const std::vector<float> rows(4 * kWidth, 0.5f);
+  v1::GenerateHeader header = KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}});
+  header.set_features_on_request(false);
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status = Call(header, {MatrixToTensor(rows, 4, kWidth)}, &outputs);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(outputs.front().has_feature_request());
+  EXPECT_THAT(Tokens(outputs), ElementsAreArray(Alone(kTwoImages, 3)));
+  // The next turn matches both images by their keys alone.
+  outputs.clear();
+  int first_image = -1;
+  ASSERT_TRUE(
+      CallOnRequest(KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), {}, &outputs, &first_image).ok());
+  EXPECT_EQ(first_image, 2);
+  EXPECT_TRUE(CacheFreed());
+}
+
+TEST_F(DecoderServiceTest, ABf16TensorOfTheWrongSizeIsRejected) {
+  const std::vector<float> row(kWidth, 1.0f);
+  v1::Tensor bf16 = MatrixToTensor(row, 1, kWidth, v1::Tensor::DTYPE_BF16);
+  bf16.mutable_data()->append("xx");
+  std::vector<v1::GenerateOutput> outputs;
+  grpc::Status status = Call(Header({1, kImageToken}, 3, 1), {bf16}, &outputs);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("bytes"));
 }
 
 TEST_F(DecoderServiceTest, ClientCancelFreesTheCache) {
