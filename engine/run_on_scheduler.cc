@@ -7,6 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "engine/image_keys.h"
+
 namespace pixtral {
 namespace {
 
@@ -75,6 +78,21 @@ absl::StatusOr<Completion> RunOnScheduler(
   }
   if (done->ok() && cancel_sent) (*done)->finish_reason = FinishReason::kCancelled;
   return *std::move(done);
+}
+
+absl::StatusOr<PinnedPrefix> PinPrefixAndWait(Scheduler& scheduler, const Prompt& prompt,
+                                              int image_token) {
+  absl::Notification pinned;
+  absl::StatusOr<Scheduler::PrefixPin> pin;
+  absl::Status asked = scheduler.PinPrefix(prompt, [&](absl::StatusOr<Scheduler::PrefixPin> p) {
+    pin = std::move(p);
+    pinned.Notify();
+  });
+  if (!asked.ok()) return asked;
+  pinned.WaitForNotification();  // `done` is called exactly once, by a step or by Stop()
+  if (!pin.ok()) return pin.status();
+  return PinnedPrefix{.pin = *pin,
+                      .first_needed_image = FirstNeededImage(prompt, pin->positions, image_token)};
 }
 
 }  // namespace pixtral

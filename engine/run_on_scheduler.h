@@ -29,6 +29,15 @@ absl::StatusOr<Completion> RunOnScheduler(
     const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
     const std::function<bool()>& cancelled);
 
+// Scheduler::PinPrefix, waiting (one step at most) for the pin, and which images of the keyed
+// `prompt` the pinned prefix does not cover: the features the request must bring.
+struct PinnedPrefix {
+  Scheduler::PrefixPin pin;
+  int first_needed_image = 0;
+};
+absl::StatusOr<PinnedPrefix> PinPrefixAndWait(Scheduler& scheduler, const Prompt& prompt,
+                                              int image_token);
+
 }  // namespace pixtral
 
 #endif  // PIXTRAL_ENGINE_RUN_ON_SCHEDULER_H_

@@ -6,7 +6,6 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
@@ -98,17 +97,9 @@ absl::StatusOr<DecoderService::FeatureAsk> DecoderService::AskForFeatures(
   absl::StatusOr<GenerationRequest> keyed =
       ToGenerationRequest(header, {}, options_, header.image_keys_size());
   if (!keyed.ok()) return keyed.status();
-  absl::Notification pinned;
-  absl::StatusOr<Scheduler::PrefixPin> pin;
-  PIXTRAL_RETURN_IF_ERROR(scheduler_.PinPrefix(keyed->prompt, [&](auto p) {
-    pin = std::move(p);
-    pinned.Notify();
-  }));
-  pinned.WaitForNotification();  // one step at most: pins are served as each step starts
-  if (!pin.ok()) return pin.status();
-  return FeatureAsk{
-      .pin = pin->id,
-      .first_image = FirstNeededImage(keyed->prompt, pin->positions, options_.image_token_id)};
+  PIXTRAL_ASSIGN_OR_RETURN(PinnedPrefix pinned,
+                           PinPrefixAndWait(scheduler_, keyed->prompt, options_.image_token_id));
+  return FeatureAsk{.pin = pinned.pin.id, .first_image = pinned.first_needed_image};
 }
 
 grpc::Status DecoderService::Generate(
