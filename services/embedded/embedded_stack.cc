@@ -54,7 +54,9 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
   }
   stack->vision_ = std::make_unique<CachedVisionStage>(
       stack->batcher_.get(), stack->image_cache_.get(), vision_width, patch_size);
-  stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(*stack->scheduler_);
+  const auto& vision_config = stack->model_->config().vision;
+  stack->decoder_ = std::make_unique<EmbeddedDecoderStage>(
+      *stack->scheduler_, vision_config.has_value() ? vision_config->image_token_id : -1);
   stack->pipeline_ = std::make_unique<ChatPipeline>(
       *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,
       ChatLimits{.max_context_tokens = stack->max_context_tokens_,

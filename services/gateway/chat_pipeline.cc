@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "services/common/metrics_catalog.h"
 #include "services/gateway/completion_text.h"
+#include "services/gateway/image_key.h"
 #include "services/gateway/tool_call_parser.h"
 
 namespace pixtral {
@@ -95,10 +96,23 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
         "the prompt (", encoded->tokens.size(), " tokens) plus max_tokens (", generation.max_tokens,
         ") exceeds the model's context of ", limits_.max_context_tokens, " tokens"));
   }
+  // The images go to the decoder as keys; their features are computed only for the images it
+  // asks for (none when an earlier turn left them all in its prefix cache).
+  PromptImages images;
   if (!encoded->images.empty()) {
-    absl::StatusOr<std::vector<float>> features = vision_.Encode(encoded->images, context);
-    if (!features.ok()) return features.status();
-    generation.prompt.image_features = *std::move(features);
+    const absl::Time keys_start = absl::Now();
+    for (const PreprocessedImage& image : encoded->images) {
+      images.keys.push_back({ImageContentKey(image), image.grid.rows * image.grid.cols});
+    }
+    if (context.timings != nullptr) context.timings->Add("image_keys", absl::Now() - keys_start);
+    images.features = [&](int first_image) -> absl::StatusOr<std::vector<float>> {
+      const absl::Span<const PreprocessedImage> all(encoded->images);
+      if (first_image < 0 || first_image > std::ssize(all)) {
+        return absl::InternalError("the decoder asked for an image the prompt does not have");
+      }
+      if (first_image == std::ssize(all)) return std::vector<float>();
+      return vision_.Encode(all.subspan(first_image), context);
+    };
   }
   ChatResult result;
   for (int id : encoded->tokens) {
@@ -125,40 +139,40 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
   if (context.timings != nullptr) context.timings->Add("before_decoder", absl::Now() - start);
   bool client_cancelled = false;
   absl::Status decode_error;
-  absl::StatusOr<Completion> completion = decoder_.Generate(
-      std::move(generation),
-      [&](absl::Span<const SampledToken> tokens) {
-        if (last_token == absl::InfinitePast() && !tokens.empty() && context.timings != nullptr) {
-          context.timings->Add("first_token", absl::Now() - start);
-        }
-        RecordTokenTimes(start, tokens.size(), last_token);
-        ChatDelta delta;
-        for (const SampledToken& token : tokens) {
-          if (tools_offered && result.token_ids.empty() && delta.token_ids.empty() &&
-              token.id == tool_calls_id_) {
-            calling_tools = true;
-          }
-          absl::StatusOr<std::string> piece = text.Add(token.id);
-          if (!piece.ok()) {
-            decode_error = piece.status();
-            return false;
-          }
-          (calling_tools ? calls_text : delta.text) += *piece;
-          delta.token_ids.push_back(token.id);
-          if (params.logprobs) delta.logprobs.push_back(token.logprob);
-          if (text.stopped()) break;
-        }
-        result.text += delta.text;
-        result.token_ids.insert(result.token_ids.end(), delta.token_ids.begin(),
-                                delta.token_ids.end());
-        result.logprobs.insert(result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
-        if (on_delta && !on_delta(delta)) {
-          client_cancelled = true;
-          return false;
-        }
-        return !text.stopped();
-      },
-      context);
+  auto on_tokens = [&](absl::Span<const SampledToken> tokens) {
+    if (last_token == absl::InfinitePast() && !tokens.empty() && context.timings != nullptr) {
+      context.timings->Add("first_token", absl::Now() - start);
+    }
+    RecordTokenTimes(start, tokens.size(), last_token);
+    ChatDelta delta;
+    for (const SampledToken& token : tokens) {
+      if (tools_offered && result.token_ids.empty() && delta.token_ids.empty() &&
+          token.id == tool_calls_id_) {
+        calling_tools = true;
+      }
+      absl::StatusOr<std::string> piece = text.Add(token.id);
+      if (!piece.ok()) {
+        decode_error = piece.status();
+        return false;
+      }
+      (calling_tools ? calls_text : delta.text) += *piece;
+      delta.token_ids.push_back(token.id);
+      if (params.logprobs) delta.logprobs.push_back(token.logprob);
+      if (text.stopped()) break;
+    }
+    result.text += delta.text;
+    result.token_ids.insert(result.token_ids.end(), delta.token_ids.begin(), delta.token_ids.end());
+    result.logprobs.insert(result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+    if (on_delta && !on_delta(delta)) {
+      client_cancelled = true;
+      return false;
+    }
+    return !text.stopped();
+  };
+  absl::StatusOr<Completion> completion =
+      images.keys.empty()
+          ? decoder_.Generate(std::move(generation), on_tokens, context)
+          : decoder_.GenerateWithImages(std::move(generation), images, on_tokens, context);
   if (!completion.ok()) return completion.status();
   if (!decode_error.ok()) return decode_error;
   if (client_cancelled) return absl::CancelledError("the client cancelled the completion");

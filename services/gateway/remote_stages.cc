@@ -1,6 +1,7 @@
 #include "services/gateway/remote_stages.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -222,11 +223,39 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
     GenerationRequest request,
     const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
     const CallContext& context) {
+  return Call(std::move(request), nullptr, on_tokens, context);
+}
+
+absl::StatusOr<Completion> RemoteDecoderStage::GenerateWithImages(
+    GenerationRequest request, const PromptImages& images,
+    const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+    const CallContext& context) {
+  if (!features_on_request_) {
+    return DecoderStage::GenerateWithImages(std::move(request), images, on_tokens, context);
+  }
+  return Call(std::move(request), &images, on_tokens, context);
+}
+
+absl::StatusOr<Completion> RemoteDecoderStage::Call(
+    GenerationRequest request, const PromptImages* images,
+    const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+    const CallContext& context) {
   v1::GenerateInput header_message;
   v1::GenerateHeader& header = *header_message.mutable_header();
   for (int32_t id : request.prompt.tokens) header.add_prompt_token_ids(id);
-  const int64_t rows = static_cast<int64_t>(request.prompt.image_features.size()) / feature_width_;
-  header.set_image_feature_rows(static_cast<int32_t>(rows));
+  int64_t total_rows = static_cast<int64_t>(request.prompt.image_features.size()) / feature_width_;
+  if (images != nullptr) {
+    total_rows = 0;
+    for (const ImageKey& image : images->keys) {
+      v1::ImageKey* key = header.add_image_keys();
+      key->set_hi(image.key.hi);
+      key->set_lo(image.key.lo);
+      key->set_rows(static_cast<int32_t>(image.rows));
+      total_rows += image.rows;
+    }
+    header.set_features_on_request(true);
+  }
+  header.set_image_feature_rows(static_cast<int32_t>(total_rows));
   v1::SamplingParams& sampling = *header.mutable_sampling();
   sampling.set_max_tokens(request.max_tokens);
   sampling.set_temperature(request.sampling.temperature);
@@ -238,6 +267,11 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
 
   Completion completion;
   bool consumer_stopped = false;
+  // An error of the vision stage while the decoder waited: returned as it is, not retried on
+  // another decoder.
+  absl::Status features_error;
+  // The features asked for, by first image, kept across attempts on other replicas.
+  std::map<int, std::vector<float>> asked;
   const absl::Time start = absl::Now();
   bool first = true;
   auto attempt = [&](grpc::Channel& channel, bool* received) {
@@ -247,7 +281,43 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
     CancelWatcher watcher(context, &client);
     auto stream = StubFor<v1::Decoder>(channel)->Generate(&client);
     bool sent = stream->Write(header_message);
-    const absl::Span<const float> features(request.prompt.image_features);
+    absl::Span<const float> features(request.prompt.image_features);
+    v1::GenerateOutput output;
+    if (images != nullptr && sent) {
+      // The decoder first says which images its prefix cache lacks.
+      if (!stream->Read(&output)) return stream->Finish();
+      if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
+        client.TryCancel();
+        stream->Finish();
+        return model;
+      }
+      const int first_image = output.feature_request().first_image();
+      if (!output.has_feature_request() || first_image < 0 ||
+          first_image > std::ssize(images->keys)) {
+        client.TryCancel();
+        stream->Finish();
+        return grpc::Status(grpc::StatusCode::INTERNAL,
+                            "the decoder worker did not say which image features it needs");
+      }
+      if (context.timings != nullptr) {
+        context.timings->Add("decoder_feature_request", absl::Now() - start);
+        context.timings->Add("images_skipped", first_image);
+      }
+      auto it = asked.find(first_image);
+      if (it == asked.end()) {
+        absl::StatusOr<std::vector<float>> computed = images->features(first_image);
+        if (!computed.ok()) {
+          features_error = computed.status();
+          *received = true;  // the decoder is not at fault: no failover
+          client.TryCancel();
+          stream->Finish();
+          return grpc::Status(grpc::StatusCode::CANCELLED, "no features");
+        }
+        it = asked.emplace(first_image, *std::move(computed)).first;
+      }
+      features = it->second;
+    }
+    const int64_t rows = static_cast<int64_t>(features.size()) / feature_width_;
     for (int64_t first = 0; sent && first < rows; first += kFeatureRowsPerMessage) {
       const int64_t count = std::min<int64_t>(kFeatureRowsPerMessage, rows - first);
       v1::GenerateInput chunk;
@@ -256,10 +326,9 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
       sent = stream->Write(chunk);
     }
     if (sent) stream->WritesDone();
-    v1::GenerateOutput output;
     std::vector<SampledToken> tokens;
     while (stream->Read(&output)) {
-      if (!*received) {
+      if (!*received && images == nullptr) {
         if (grpc::Status model = CheckWorkerModel(client, model_fingerprint_); !model.ok()) {
           client.TryCancel();
           stream->Finish();
@@ -292,6 +361,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Generate(
     return finished;
   };
   grpc::Status status = pool_.Call(attempt, context.request_id);
+  if (!features_error.ok()) return features_error;
   if (consumer_stopped) {
     completion.finish_reason = FinishReason::kCancelled;
     return completion;

@@ -53,21 +53,37 @@ class RemoteVisionStage final : public VisionStage {
 
 class RemoteDecoderStage final : public DecoderStage {
  public:
-  // `feature_width` is the width of the image feature rows sent along with a prompt.
-  RemoteDecoderStage(ReplicaPool& pool, int feature_width, std::string model_fingerprint = "")
+  // `feature_width` is the width of the image feature rows sent along with a prompt. With
+  // `features_on_request`, prompts with images go as keys and only the features the worker asks
+  // for follow; off, every feature is sent (for decoder workers from before image keys, which
+  // would wait for features that never come).
+  RemoteDecoderStage(ReplicaPool& pool, int feature_width, std::string model_fingerprint = "",
+                     bool features_on_request = true)
       : pool_(pool),
         feature_width_(feature_width),
-        model_fingerprint_(std::move(model_fingerprint)) {}
+        model_fingerprint_(std::move(model_fingerprint)),
+        features_on_request_(features_on_request) {}
 
   absl::StatusOr<Completion> Generate(
       GenerationRequest request,
       const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
       const CallContext& context) override;
+  absl::StatusOr<Completion> GenerateWithImages(
+      GenerationRequest request, const PromptImages& images,
+      const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+      const CallContext& context) override;
 
  private:
+  // One Generate call; with `images`, their keys first and only the features asked for.
+  absl::StatusOr<Completion> Call(
+      GenerationRequest request, const PromptImages* images,
+      const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+      const CallContext& context);
+
   ReplicaPool& pool_;
   const int feature_width_;
   const std::string model_fingerprint_;
+  const bool features_on_request_;
 };
 
 // The Encode request for `images`: normalized ones as F32 tensors, 8-bit RGB ones

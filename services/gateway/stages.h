@@ -42,9 +42,30 @@ class VisionStage {
   virtual int width() const = 0;
 };
 
+// A prompt's images as a decoder that matches images by content key can use them: the key of
+// each image ([IMG] order, with its rows) and a way to compute the features of the images from
+// `first_image` on (f32 [their rows, width], as VisionStage::Encode) once it knows which it lacks.
+struct PromptImages {
+  std::vector<ImageKey> keys;
+  std::function<absl::StatusOr<std::vector<float>>(int first_image)> features;
+};
+
 class DecoderStage {
  public:
   virtual ~DecoderStage() = default;
+
+  // Generate for a prompt whose [IMG] tokens `images` fill. A stage that can, asks for the
+  // features of only the images its prefix cache lacks; this default computes them all.
+  virtual absl::StatusOr<Completion> GenerateWithImages(
+      GenerationRequest request, const PromptImages& images,
+      const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
+      const CallContext& context) {
+    absl::StatusOr<std::vector<float>> features = images.features(0);
+    if (!features.ok()) return features.status();
+    request.prompt.image_features = *std::move(features);
+    request.prompt.image_keys = images.keys;
+    return Generate(std::move(request), on_tokens, context);
+  }
 
   // Generates for `request` (prompt ids and, for its [IMG] tokens, features from a VisionStage),
   // handing tokens to `on_tokens` as they come; returning false there cancels the request, which
