@@ -116,8 +116,8 @@ absl::Status FirstError(const std::vector<StreamRecord>& records) {
 nlohmann::json Breakdown(const std::map<std::string, double>& timing) {
   nlohmann::json j;
   for (const auto& [name, value] : timing) {
-    const bool count =
-        name == "vision_bytes" || name == "vision.images" || name == "vision.cache_hits";
+    const bool count = name == "vision_bytes" || name == "vision.images" ||
+                       name == "vision.cache_hits" || name == "images_skipped";
     j[name] = count ? value : value * 1000.0;
   }
   auto get = [&](const char* name) {

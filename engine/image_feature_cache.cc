@@ -1,6 +1,7 @@
 #include "engine/image_feature_cache.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "engine/block_hash.h"
 #include "services/common/metrics_catalog.h"
 
@@ -55,13 +56,16 @@ ImageFeatureCache::Stats ImageFeatureCache::stats() const {
 
 absl::StatusOr<std::vector<float>> EncodeWithCache(
     ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
-    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode) {
+    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,
+    absl::Duration* hash_time) {
   if (cache == nullptr) return encode(images);
   std::vector<BlockKey> keys;
   std::vector<Features> found;
   std::vector<Image> misses;
   for (const Image& image : images) {
+    const absl::Time hash_start = absl::Now();
     keys.push_back(ImageFeatureCache::Key(image));
+    if (hash_time != nullptr) *hash_time += absl::Now() - hash_start;
     found.push_back(cache->Find(keys.back()));
     if (found.back() == nullptr) misses.push_back(image);
   }

@@ -22,6 +22,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "decoder/kv_cache.h"
 #include "vision_encoder/vision_encoder.h"
@@ -64,10 +65,12 @@ class ImageFeatureCache {
 // The encoder output for `images` (each a whole number of patch_size patches), f32 [sum of
 // patches, encoder width] in order, with the cached images
 // taken from `cache` and the others encoded by one `encode` call (its rows in the same layout)
-// and stored. `cache` may be null (then it is `encode(images)`).
+// and stored. `cache` may be null (then it is `encode(images)`). `hash_time`, when given, gets
+// the time spent hashing the pixels for the cache's keys added.
 absl::StatusOr<std::vector<float>> EncodeWithCache(
     ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
-    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode);
+    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,
+    absl::Duration* hash_time = nullptr);
 
 }  // namespace pixtral
 

@@ -13,13 +13,19 @@
 //             for images sent as 8-bit RGB), tokenize (the whole chat encoding, images
 //             included), vision_call (the Encode calls as the gateway sees them), vision_bytes
 //             (pixel bytes sent), decoder_first_token (the Generate call until its first token),
-//             first_token and total (from the request's start).
+//             first_token and total (from the request's start), image_keys (hashing the images
+//             for their content keys), decoder_feature_request (the Generate call until the
+//             decoder said which images it needs), images_skipped (count: images whose features
+//             the decoder did not need).
 //   vision worker (vision. at the gateway): normalize (8-bit RGB to the encoder's floats),
-//             encode (the encoder, cache hits included), handler (the whole call), images,
+//             encode (the encoder, cache hits included), of that hash (the cache's keys) and
+//             encoder (the batched encoder calls), serialize (features into FeatureChunks),
+//             write (handing the chunks to gRPC), handler (the whole call), images,
 //             cache_hits (counts).
-//   decoder worker (decoder. at the gateway): receive (header to the last feature row read),
-//             first_token (submitted to the first token: queue, adapter, prefill and the first
-//             sample, which the engine computes in one step).
+//   decoder worker (decoder. at the gateway): prefix_match (keying the prompt and pinning its
+//             cached prefix, with features on request), receive (header to the last feature row
+//             read), first_token (submitted to the first token: queue, adapter, prefill and the
+//             first sample, which the engine computes in one step).
 #ifndef PIXTRAL_SERVICES_COMMON_REQUEST_TIMINGS_H_
 #define PIXTRAL_SERVICES_COMMON_REQUEST_TIMINGS_H_
 

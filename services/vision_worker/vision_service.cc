@@ -30,14 +30,22 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
   const std::vector<Image>& images = received->views;
   const int64_t total_patches = received->total_patches;
   int64_t encoded_images = 0;
+  // "encode" splits into the cache's hashing, the encoder (batched with other calls, so its
+  // time includes waiting for them) and what is left: the cache's copies.
+  absl::Duration hash_time, encoder_time;
   const absl::Time encode_start = absl::Now();
-  absl::StatusOr<std::vector<float>> features =
-      EncodeWithCache(cache_, images, options_.patch_size, [&](absl::Span<const Image> misses) {
+  absl::StatusOr<std::vector<float>> features = EncodeWithCache(
+      cache_, images, options_.patch_size,
+      [&](absl::Span<const Image> misses) {
         // Only the cache's misses run through the encoder.
         metrics::ImagesEncoded().Increment(static_cast<double>(misses.size()));
         encoded_images += std::ssize(misses);
-        return batcher_.Encode(misses);
-      });
+        const absl::Time encoder_start = absl::Now();
+        absl::StatusOr<std::vector<float>> out = batcher_.Encode(misses);
+        encoder_time += absl::Now() - encoder_start;
+        return out;
+      },
+      &hash_time);
   if (!features.ok()) return ToGrpcStatus(features.status());
   const absl::Duration encode_time = absl::Now() - encode_start;
   metrics::VisionLatency().Observe(absl::ToDoubleSeconds(encode_time));
@@ -45,6 +53,7 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
                                              " rgb8=", received->rgb8_images));
 
   const int64_t width = static_cast<int64_t>(features->size()) / total_patches;
+  absl::Duration serialize_time, write_time;
   const absl::Span<const float> all(*features);
   int64_t row = 0;
   for (int i = 0; i < static_cast<int>(images.size()); ++i) {
@@ -60,17 +69,25 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         chunk.set_grid_rows(static_cast<int32_t>(rows));
         chunk.set_grid_cols(static_cast<int32_t>(cols));
       }
+      const absl::Time serialize_start = absl::Now();
       *chunk.mutable_features() =
           MatrixToTensor(all.subspan((row + first) * width, count * width), count, width);
+      const absl::Time write_start = absl::Now();
+      serialize_time += write_start - serialize_start;
       if (!writer->Write(chunk)) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
+      write_time += absl::Now() - write_start;
     }
     row += rows * cols;
   }
   RequestTimings timings;
   timings.Add("normalize", received->normalize_time);
   timings.Add("encode", encode_time);
+  timings.Add("hash", hash_time);
+  timings.Add("encoder", encoder_time);
+  timings.Add("serialize", serialize_time);
+  timings.Add("write", write_time);
   timings.Add("images", static_cast<double>(images.size()));
   timings.Add("cache_hits", static_cast<double>(std::ssize(images) - encoded_images));
   timings.Add("handler", absl::Now() - handler_start);

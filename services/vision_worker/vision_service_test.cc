@@ -133,6 +133,14 @@ TEST_F(VisionServiceTest, Rgb8GivesTheFeaturesOfTheNormalizedFloats) {
   EXPECT_EQ(from_floats.timings.at("normalize"), 0);
   EXPECT_GT(from_floats.timings.at("encode"), 0);
   EXPECT_GE(from_floats.timings.at("handler"), from_floats.timings.at("encode"));
+  // "encode" is split: the encoder ran for the floats, the bytes were all cache hits.
+  EXPECT_GT(from_floats.timings.at("encoder"), 0);
+  EXPECT_EQ(from_bytes.timings.at("encoder"), 0);
+  EXPECT_GE(from_floats.timings.at("encode"),
+            from_floats.timings.at("encoder") + from_floats.timings.at("hash"));
+  EXPECT_GT(from_bytes.timings.at("hash"), 0);
+  EXPECT_GT(from_bytes.timings.at("serialize"), 0);
+  EXPECT_GE(from_bytes.timings.at("write"), 0);
 }
 
 TEST_F(VisionServiceTest, Rgb8FeaturesEqualTheEncoderOnTheFloats) {
