@@ -29,17 +29,55 @@ struct Hasher {
 
 constexpr uint64_t kImageFlag = uint64_t{1} << 63;
 
+uint64_t Load64(const unsigned char* p) {
+  uint64_t word;
+  std::memcpy(&word, p, 8);
+  return word;
+}
+
+uint64_t RotateLeft(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+// The bulk of a long input: Hasher's Add is one long dependency chain (two multiplies a word),
+// about 1.5 GB/s. Here four lanes take a word each of a 32-byte stripe, and each lane keeps two
+// accumulators (one per half of the key, with their own constants) updated by an
+// xxHash64-style round, so eight short chains run side by side. Every lane and the length
+// still go through Hasher at the end, so every byte reaches both halves of the key.
+constexpr size_t kLanes = 4;
+constexpr size_t kStripeBytes = 8 * kLanes;
+
+struct Lanes {
+  uint64_t hi[kLanes] = {0x60ea27eeadc0b5d6ULL, 0x82efa98ec4e6c89dULL, 0x452821e638d01377ULL,
+                         0xbe5466cf34e90c6cULL};
+  uint64_t lo[kLanes] = {0xc0ac29b7c97c50ddULL, 0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL,
+                         0xd1310ba698dfb5acULL};
+
+  void Add(const unsigned char* stripe) {
+    for (size_t l = 0; l < kLanes; ++l) {
+      const uint64_t word = Load64(stripe + 8 * l);
+      hi[l] = RotateLeft(hi[l] + word * 0xc2b2ae3d27d4eb4fULL, 31) * 0x9e3779b185ebca87ULL;
+      lo[l] = RotateLeft(lo[l] ^ (word * 0x165667b19e3779f9ULL), 27) * 0x85ebca77c2b2ae63ULL;
+    }
+  }
+  void MergeInto(Hasher& h) const {
+    for (size_t l = 0; l < kLanes; ++l) {
+      h.Add(hi[l]);
+      h.Add(lo[l]);
+    }
+  }
+};
+
 }  // namespace
 
 BlockKey HashBytes(const void* data, size_t size) {
-  Hasher h;
   const auto* bytes = static_cast<const unsigned char*>(data);
+  Hasher h;
   size_t i = 0;
-  for (; i + 8 <= size; i += 8) {
-    uint64_t word;
-    std::memcpy(&word, bytes + i, 8);
-    h.Add(word);
+  if (size >= kStripeBytes) {
+    Lanes lanes;
+    for (; i + kStripeBytes <= size; i += kStripeBytes) lanes.Add(bytes + i);
+    lanes.MergeInto(h);
   }
+  for (; i + 8 <= size; i += 8) h.Add(Load64(bytes + i));
   uint64_t tail = 0;
   std::memcpy(&tail, bytes + i, size - i);
   h.Add(tail);

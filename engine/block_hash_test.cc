@@ -51,5 +51,32 @@ TEST(BlockHashTest, ContentHashSeesEveryByteAndTheLength) {
   EXPECT_TRUE(HashBytes(data, 16) == HashBytes(data, 16));
 }
 
+TEST(BlockHashTest, LongInputsSeeEveryByteInEveryLane) {
+  std::vector<unsigned char> data(1000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7);
+  const BlockKey base = HashBytes(data.data(), data.size());
+  EXPECT_TRUE(HashBytes(data.data(), data.size()) == base);
+  for (size_t i = 0; i < data.size(); ++i) {
+    std::vector<unsigned char> flipped = data;
+    flipped[i] ^= 1;
+    const BlockKey key = HashBytes(flipped.data(), flipped.size());
+    EXPECT_NE(key.hi, base.hi) << i;  // both halves see the byte
+    EXPECT_NE(key.lo, base.lo) << i;
+  }
+}
+
+TEST(BlockHashTest, LongInputsSeeOrderAndLength) {
+  std::vector<uint64_t> words(64, 0);
+  words[0] = 1;  // lane 0 of the first stripe
+  const BlockKey first = HashBytes(words.data(), words.size() * 8);
+  std::swap(words[0], words[1]);  // the same word in the next lane
+  EXPECT_FALSE(HashBytes(words.data(), words.size() * 8) == first);
+  std::swap(words[1], words[4]);  // the same lane, the next stripe
+  EXPECT_FALSE(HashBytes(words.data(), words.size() * 8) == first);
+  std::vector<uint64_t> longer(65, 0);
+  longer[0] = 1;
+  EXPECT_FALSE(HashBytes(longer.data(), longer.size() * 8) == first);  // one more zero word
+}
+
 }  // namespace
 }  // namespace pixtral
