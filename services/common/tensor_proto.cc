@@ -26,6 +26,24 @@ v1::Tensor MatrixToTensor(absl::Span<const float> values, int64_t rows, int64_t 
   return tensor;
 }
 
+v1::Tensor MatrixToTensorExact(absl::Span<const float> values, int64_t rows, int64_t cols) {
+  v1::Tensor tensor;
+  tensor.set_dtype(v1::Tensor::DTYPE_BF16);
+  tensor.add_shape(rows);
+  tensor.add_shape(cols);
+  std::string* data = tensor.mutable_data();
+  data->resize(values.size() * 2);
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &values[i], 4);
+    // A bf16 is the top half of an f32 whose low half is zero: anything else would be rounded.
+    if ((bits & 0xffffu) != 0) return MatrixToTensor(values, rows, cols, v1::Tensor::DTYPE_F32);
+    const uint16_t top = static_cast<uint16_t>(bits >> 16);
+    std::memcpy(data->data() + 2 * i, &top, 2);
+  }
+  return tensor;
+}
+
 absl::StatusOr<int64_t> AppendMatrix(const v1::Tensor& tensor, int64_t cols, int64_t max_rows,
                                      std::vector<float>* out) {
   if (tensor.shape_size() != 2) {

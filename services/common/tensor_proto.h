@@ -16,6 +16,10 @@ namespace pixtral {
 v1::Tensor MatrixToTensor(absl::Span<const float> values, int64_t rows, int64_t cols,
                           v1::Tensor::DType dtype = v1::Tensor::DTYPE_F32);
 
+// f32 [rows, cols] -> Tensor, BF16 when every value is exactly a bf16 (features a vision worker
+// sent as BF16, relayed by the gateway: half the bytes, nothing rounded), else F32.
+v1::Tensor MatrixToTensorExact(absl::Span<const float> values, int64_t rows, int64_t cols);
+
 // Tensor -> f32 values appended to `out`; returns its row count. INVALID_ARGUMENT unless it is a
 // rank-2 F32 or BF16 tensor with `cols` columns, at most `max_rows` rows, and exactly the bytes
 // its shape needs.

@@ -321,7 +321,8 @@ absl::StatusOr<Completion> RemoteDecoderStage::Call(
     for (int64_t first = 0; sent && first < rows; first += kFeatureRowsPerMessage) {
       const int64_t count = std::min<int64_t>(kFeatureRowsPerMessage, rows - first);
       v1::GenerateInput chunk;
-      *chunk.mutable_image_features() = MatrixToTensor(
+      // Features the vision worker sent as bf16 go on as bf16; f32 ones stay f32.
+      *chunk.mutable_image_features() = MatrixToTensorExact(
           features.subspan(first * feature_width_, count * feature_width_), count, feature_width_);
       sent = stream->Write(chunk);
     }

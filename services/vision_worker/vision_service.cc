@@ -70,8 +70,8 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         chunk.set_grid_cols(static_cast<int32_t>(cols));
       }
       const absl::Time serialize_start = absl::Now();
-      *chunk.mutable_features() =
-          MatrixToTensor(all.subspan((row + first) * width, count * width), count, width);
+      *chunk.mutable_features() = MatrixToTensor(all.subspan((row + first) * width, count * width),
+                                                 count, width, options_.feature_dtype);
       const absl::Time write_start = absl::Now();
       serialize_time += write_start - serialize_start;
       if (!writer->Write(chunk)) {

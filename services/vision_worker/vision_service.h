@@ -3,7 +3,8 @@
 // request's images (batched with concurrent requests; an image whose pixels the feature cache holds
 // skips the encoder) and streams the encoder output back in chunks of rows.
 //
-// What crosses the wire is the encoder's output before the vision-language adapter, as f32: for
+// What crosses the wire is the encoder's output before the vision-language adapter, as f32 (or
+// bf16: VisionServiceOptions::feature_dtype): for
 // Pixtral-12B that is 1024 values per patch, a fifth of the 5120-wide adapted features, and the
 // decoder applies the adapter (see services/README.md for the measured sizes).
 #ifndef PIXTRAL_SERVICES_VISION_WORKER_VISION_SERVICE_H_
@@ -23,6 +24,10 @@ struct VisionServiceOptions {
   int max_images_per_request = 16;
   // Rows per FeatureChunk: 512 rows of 1024 f32 are 2 MB, under gRPC's default 4 MB.
   int rows_per_chunk = 512;
+  // How the features travel. BF16 halves the bytes (and the gateway relays them as BF16) and
+  // changes nothing for a CUDA decoder, whose adapter rounds its input to bf16 for every product
+  // of more than one row (kernels/backend.h MatMulInputDType); F32 keeps the CPU reference exact.
+  v1::Tensor::DType feature_dtype = v1::Tensor::DTYPE_F32;
 };
 
 class VisionService final : public v1::VisionEncoder::Service {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
 #include "common/image_processing.h"
 #include "common/testing/files.h"
 #include "common/testing/pixtral_tiny.h"
@@ -20,8 +21,10 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "proto/vision_worker.grpc.pb.h"
+#include "services/common/replica_pool.h"
 #include "services/common/request_timings.h"
 #include "services/common/server_runner.h"
+#include "services/common/tensor_proto.h"
 #include "services/gateway/remote_stages.h"
 
 namespace pixtral {
@@ -141,6 +144,33 @@ TEST_F(VisionServiceTest, Rgb8GivesTheFeaturesOfTheNormalizedFloats) {
   EXPECT_GT(from_bytes.timings.at("hash"), 0);
   EXPECT_GT(from_bytes.timings.at("serialize"), 0);
   EXPECT_GE(from_bytes.timings.at("write"), 0);
+}
+
+TEST_F(VisionServiceTest, Bf16FeaturesAreTheRoundedF32OnesAndTheGatewayRelaysThemAsBf16) {
+  VisionService bf16_service(*batcher_, {.feature_dtype = v1::Tensor::DTYPE_BF16}, &cache_);
+  auto server = RunningServer::Start({&bf16_service}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto f32_pool = ReplicaPool::Create({"127.0.0.1:" + std::to_string(server_->port())}, {});
+  auto bf16_pool = ReplicaPool::Create({"127.0.0.1:" + std::to_string((*server)->port())}, {});
+  ASSERT_TRUE(f32_pool.ok() && bf16_pool.ok());
+  const int width = model_->config().vision->hidden_size;
+  RemoteVisionStage f32_stage(**f32_pool, width), bf16_stage(**bf16_pool, width);
+  const std::vector<PreprocessedImage> images = {Load("astronaut.png", PixelForm::kF32)};
+  absl::StatusOr<std::vector<float>> f32 = f32_stage.Encode(images, {});
+  absl::StatusOr<std::vector<float>> bf16 = bf16_stage.Encode(images, {});
+  ASSERT_TRUE(f32.ok() && bf16.ok());
+  ASSERT_EQ(f32->size(), bf16->size());
+  for (size_t i = 0; i < f32->size(); ++i) {
+    ASSERT_EQ((*bf16)[i], Bf16ToFloat(FloatToBf16((*f32)[i]))) << i;
+  }
+  // What the gateway sends on to the decoder: bf16 stays bf16 (exactly), f32 stays f32.
+  const int64_t rows = std::ssize(*f32) / width;
+  EXPECT_EQ(MatrixToTensorExact(*bf16, rows, width).dtype(), v1::Tensor::DTYPE_BF16);
+  EXPECT_EQ(MatrixToTensorExact(*f32, rows, width).dtype(), v1::Tensor::DTYPE_F32);
+  std::vector<float> relayed;
+  ASSERT_TRUE(AppendMatrix(MatrixToTensorExact(*bf16, rows, width), width, rows, &relayed).ok());
+  EXPECT_EQ(relayed, *bf16);
+  (*server)->Shutdown();
 }
 
 TEST_F(VisionServiceTest, Rgb8FeaturesEqualTheEncoderOnTheFloats) {

@@ -27,6 +27,9 @@ ABSL_FLAG(int, max_images_per_request, 16, "Images in one Encode call at most.")
 ABSL_FLAG(int64_t, image_cache_bytes, int64_t{1} << 30,
           "Host memory for encoder outputs kept by image content (a 1024x1024 image takes 16 MiB); "
           "an image sent again skips the encoder. 0 turns the cache off.");
+ABSL_FLAG(std::string, feature_dtype, "auto",
+          "How features go to the gateway: f32 | bf16 | auto (bf16 with --backend=cuda, whose "
+          "decoder reads the adapter's input as bf16 anyway; f32 otherwise).");
 ABSL_FLAG(int64_t, max_batch_patches, 16384,
           "Patches encoded together at most when batching concurrent requests.");
 
@@ -52,6 +55,11 @@ absl::Status Run() {
   load.Done();
   EncodeBatcher batcher(*encoder, *backend,
                         {.max_patches_per_batch = absl::GetFlag(FLAGS_max_batch_patches)});
+  const std::string dtype = absl::GetFlag(FLAGS_feature_dtype);
+  if (dtype != "auto" && dtype != "f32" && dtype != "bf16") {
+    return absl::InvalidArgumentError("--feature_dtype must be f32, bf16 or auto");
+  }
+  const bool bf16 = dtype == "bf16" || (dtype == "auto" && absl::GetFlag(FLAGS_backend) == "cuda");
   const int64_t cache_bytes = absl::GetFlag(FLAGS_image_cache_bytes);
   std::unique_ptr<ImageFeatureCache> cache;
   if (cache_bytes > 0) cache = std::make_unique<ImageFeatureCache>(cache_bytes);
@@ -59,7 +67,8 @@ absl::Status Run() {
                         {.num_channels = vision.num_channels,
                          .patch_size = vision.patch_size,
                          .max_image_size = vision.image_size,
-                         .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request)},
+                         .max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request),
+                         .feature_dtype = bf16 ? v1::Tensor::DTYPE_BF16 : v1::Tensor::DTYPE_F32},
                         cache.get());
   PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint,
                            ModelFingerprint(absl::GetFlag(FLAGS_model_dir)));
