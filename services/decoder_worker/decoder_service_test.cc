@@ -26,6 +26,14 @@ using ::testing::HasSubstr;
 constexpr int kImageToken = kFakeImageToken;
 constexpr int kWidth = 4;
 
+v1::GenerateHeader Header(std::vector<int32_t> prompt, int max_tokens, int rows = 0) {
+  v1::GenerateHeader header;
+  for (int32_t t : prompt) header.add_prompt_token_ids(t);
+  header.mutable_sampling()->set_max_tokens(max_tokens);
+  header.set_image_feature_rows(rows);
+  return header;
+}
+
 class DecoderServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,14 +75,6 @@ class DecoderServiceTest : public ::testing::Test {
     v1::GenerateOutput output;
     while (stream->Read(&output)) outputs->push_back(output);
     return stream->Finish();
-  }
-
-  static v1::GenerateHeader Header(std::vector<int32_t> prompt, int max_tokens, int rows = 0) {
-    v1::GenerateHeader header;
-    for (int32_t t : prompt) header.add_prompt_token_ids(t);
-    header.mutable_sampling()->set_max_tokens(max_tokens);
-    header.set_image_feature_rows(rows);
-    return header;
   }
 
   static std::vector<int32_t> Tokens(const std::vector<v1::GenerateOutput>& outputs) {
@@ -311,6 +311,74 @@ TEST_F(DecoderServiceTest, ABf16TensorOfTheWrongSizeIsRejected) {
   grpc::Status status = Call(Header({1, kImageToken}, 3, 1), {bf16}, &outputs);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("bytes"));
+}
+
+// The race the pin closes: the decoder says it needs no features, then other requests take every
+// free block before the features (none) arrive. The held prefix survives, the tokens are right.
+TEST(DecoderServicePinTest, ACachedImageSurvivesPressureBetweenTheAnswerAndAdmission) {
+  FakeRunner model(/*block_size=*/4, /*num_blocks=*/8);
+  Scheduler scheduler(model, {.max_batch_size = 8});
+  scheduler.Start();
+  DecoderService service(scheduler, {.vocab_size = kFakeVocab,
+                                     .feature_width = kWidth,
+                                     .image_token_id = kImageToken,
+                                     .max_context_tokens = 32,
+                                     .default_max_tokens = 3});
+  auto server = RunningServer::Start({&service}, {.address = "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok());
+  auto stub = v1::Decoder::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", (*server)->port()), grpc::InsecureChannelCredentials()));
+  auto generate = [&](const v1::GenerateHeader& header, const std::vector<float>& features,
+                      const std::function<void()>& after_answer) {
+    grpc::ClientContext context;
+    auto stream = stub->Generate(&context);
+    v1::GenerateInput input;
+    *input.mutable_header() = header;
+    stream->Write(input);
+    v1::GenerateOutput output;
+    std::vector<int32_t> tokens;
+    if (header.features_on_request() && stream->Read(&output)) {
+      EXPECT_TRUE(output.has_feature_request());
+      if (after_answer) after_answer();
+      if (output.feature_request().first_image() == 0 && !features.empty()) {
+        *input.mutable_image_features() =
+            MatrixToTensor(features, std::ssize(features) / kWidth, kWidth);
+        stream->Write(input);
+      }
+    }
+    stream->WritesDone();
+    while (stream->Read(&output)) {
+      tokens.insert(tokens.end(), output.token_ids().begin(), output.token_ids().end());
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    return tokens;
+  };
+  const std::vector<float> image(2 * kWidth, 0.5f);
+  auto keyed = [](std::vector<int32_t> prompt) {
+    v1::GenerateHeader header = Header(prompt, 3, 2);
+    v1::ImageKey* key = header.add_image_keys();
+    key->set_hi(1);
+    key->set_rows(2);
+    header.set_features_on_request(true);
+    return header;
+  };
+  const std::vector<int32_t> turn1 = {1, kImageToken, kImageToken, 3, 4, 5, 6, 7, 8};
+  generate(keyed(turn1), image, nullptr);
+  std::vector<int32_t> turn2 = turn1;
+  turn2.insert(turn2.end(), {9, 11, 12});
+  const std::vector<int32_t> got = generate(keyed(turn2), image, [&] {
+    // Two text streams that need every unpinned block, evicting what is not held.
+    for (int32_t t : {2, 5}) {
+      generate(Header(std::vector<int32_t>(16, t), 4), {}, nullptr);
+    }
+  });
+  EXPECT_GT(model.cache().num_evictions(), 0);
+  FakeRunner fresh;
+  GenerationRequest want = TextRequest(turn2, 3);
+  EXPECT_THAT(got, ElementsAreArray((*Generate(fresh, {want}, {}))[0].tokens));
+  (*server)->Shutdown();
+  scheduler.Stop();
+  EXPECT_EQ(model.num_used_blocks(), 0);
 }
 
 TEST_F(DecoderServiceTest, ClientCancelFreesTheCache) {
