@@ -165,5 +165,57 @@ TEST_F(PixtralRunnerTest, ReceivedFeaturesAreCachedByContent) {
             (std::ssize(request.prompt.tokens) - 1) / 4 * 4);
 }
 
+// Keyed received features: the cache is keyed by the sender's keys, so a later prompt with the
+// first image left out (it is cached) still gets the tokens computed from scratch; the keys are
+// checked against the prompt's images.
+TEST_F(PixtralRunnerTest, KeyedFeaturesLetALaterPromptLeaveCachedImagesOut) {
+  std::unique_ptr<PixtralModel> model = Load(backend_.get());
+  PixtralRunner runner(*model);
+  VisionEncoder* vision = model->vision_encoder();
+  const std::vector<Image> views = ImageViews(multimodal_.prompt);
+  ASSERT_EQ(views.size(), 2u);
+  auto encoded = vision->Encode(views);
+  ASSERT_TRUE(encoded.ok());
+  GenerationRequest request = multimodal_;
+  request.prompt.images.clear();
+  request.prompt.image_features = kernels::ToHost(*backend_, *encoded);
+  for (int i = 0; i < 2; ++i) {
+    request.prompt.image_keys.push_back(
+        {.key = {.hi = 100u + i, .lo = 7}, .rows = vision->NumPatches(views[i])});
+  }
+
+  Prompt one_key = request.prompt;  // both images' rows under one key
+  one_key.image_keys = {
+      {.key = {1, 2},
+       .rows = std::ssize(request.prompt.image_features) / model->config().vision->hidden_size}};
+  EXPECT_EQ(runner.PromptKeys(one_key).status().code(), absl::StatusCode::kInvalidArgument);
+  Prompt shifted = request.prompt;  // the right total, the wrong split
+  shifted.image_keys[0].rows += 1;
+  shifted.image_keys[1].rows -= 1;
+  EXPECT_EQ(runner.PromptKeys(shifted).status().code(), absl::StatusCode::kInvalidArgument);
+  Prompt too_many = request.prompt;  // features of an image that was left out
+  too_many.first_feature_image = 1;
+  EXPECT_EQ(runner.PromptKeys(too_many).status().code(), absl::StatusCode::kInvalidArgument);
+
+  Scheduler scheduler(runner, {});
+  auto run = [&](const GenerationRequest& r) {
+    std::optional<absl::StatusOr<Completion>> done;
+    EXPECT_TRUE(
+        scheduler.Submit(r, {.on_done = [&](absl::StatusOr<Completion> c) { done = c; }}).ok());
+    while (scheduler.HasWork()) scheduler.Step();
+    EXPECT_TRUE(done.has_value() && done->ok()) << (done ? done->status() : absl::OkStatus());
+    return done.has_value() && done->ok() ? (**done).tokens : std::vector<int32_t>{};
+  };
+  EXPECT_EQ(run(request), FromScratch(multimodal_));
+  GenerationRequest later = request;
+  later.prompt.first_feature_image = 1;
+  const int64_t first_rows = request.prompt.image_keys[0].rows;
+  const int64_t width = model->config().vision->hidden_size;
+  later.prompt.image_features.erase(later.prompt.image_features.begin(),
+                                    later.prompt.image_features.begin() + first_rows * width);
+  EXPECT_EQ(run(later), FromScratch(multimodal_));
+  EXPECT_EQ(runner.num_used_blocks(), 0);
+}
+
 }  // namespace
 }  // namespace pixtral
