@@ -109,11 +109,12 @@ class ServedSkipTest : public ::testing::Test {
   }
   void TearDown() override { vision_server_->Shutdown(); }
 
-  std::unique_ptr<DistributedStack> Gateway(const DecoderWorker& decoder) {
+  std::unique_ptr<DistributedStack> Gateway(const DecoderWorker& decoder, bool image_keys = true) {
     auto stack = DistributedStack::Create(
         {.model_dir = dir_,
          .vision_workers = {"127.0.0.1:" + std::to_string(vision_server_->port())},
-         .decoder_workers = {decoder.address()}});
+         .decoder_workers = {decoder.address()},
+         .image_keys = image_keys});
     EXPECT_TRUE(stack.ok()) << stack.status();
     return stack.ok() ? *std::move(stack) : nullptr;
   }
@@ -181,6 +182,24 @@ TEST_F(ServedSkipTest, AnotherImageInTurnTwoIsEncoded) {
     ASSERT_TRUE(gateway->pipeline().Run(chat, Greedy(), {}, nullptr).ok());
   }
   EXPECT_EQ(counting_->calls, 2);
+  EXPECT_EQ(decoder->runner->num_used_blocks(), 0);
+}
+
+// A gateway for decoder workers from before image keys sends every feature, as it always did.
+TEST_F(ServedSkipTest, WithoutImageKeysEveryTurnSendsItsFeatures) {
+  std::unique_ptr<DecoderWorker> decoder = DecoderWorker::Start(dir_);
+  ASSERT_NE(decoder, nullptr);
+  std::unique_ptr<DistributedStack> old_style = Gateway(*decoder, /*image_keys=*/false);
+  ASSERT_NE(old_style, nullptr);
+  ChatCompletionRequest chat;
+  chat.messages.push_back(UserMessage{std::vector<ContentChunk>{
+      ImageChunk{VariantJpeg("", 64, 3)}, TextChunk{"What is in this picture?"}}});
+  absl::StatusOr<ChatResult> first = old_style->pipeline().Run(chat, Greedy(), {}, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<ChatResult> again = old_style->pipeline().Run(chat, Greedy(), {}, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(counting_->calls, 2);
+  EXPECT_EQ(again->token_ids, first->token_ids);
   EXPECT_EQ(decoder->runner->num_used_blocks(), 0);
 }
 

@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<DistributedStack>> DistributedStack::Create(
   const int width = stack->config_.vision->hidden_size;
   PIXTRAL_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(options.model_dir));
   stack->vision_ = std::make_unique<RemoteVisionStage>(*stack->vision_pool_, width, fingerprint);
-  stack->decoder_ = std::make_unique<RemoteDecoderStage>(*stack->decoder_pool_, width, fingerprint);
+  stack->decoder_ = std::make_unique<RemoteDecoderStage>(*stack->decoder_pool_, width, fingerprint,
+                                                         options.image_keys);
   stack->pipeline_ = std::make_unique<ChatPipeline>(
       *stack->front_end_.tokenizer, *stack->vision_, *stack->decoder_,
       ChatLimits{.max_context_tokens = kModelContextTokens,

@@ -39,6 +39,9 @@ struct DistributedStackOptions {
   // for an image that needs no resize; bench/NOTES.md has the measurement); kF32 for workers
   // that predate it.
   PixelForm vision_pixels = PixelForm::kRgb8IfSmaller;
+  // Images go to the decoder workers as content keys, and only the features a worker asks for
+  // follow (RemoteDecoderStage's features_on_request); false for workers that predate it.
+  bool image_keys = true;
 };
 
 class DistributedStack {

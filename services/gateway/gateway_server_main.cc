@@ -40,6 +40,10 @@ ABSL_FLAG(std::string, vision_pixels, "rgb8",
           "How images go to the vision workers: rgb8 (the decoded 8-bit RGB, resized and "
           "normalized by the worker, where smaller than the floats) | f32 (normalized floats, "
           "for workers that predate rgb8).");
+ABSL_FLAG(bool, image_keys, true,
+          "Send images to the decoder workers as content keys and only the features they ask for "
+          "(an image a worker's prefix cache holds is not encoded again); false sends every "
+          "feature, for decoder workers that predate image keys.");
 ABSL_FLAG(bool, embedded, false, "Run the vision encoder and the decoder in this process.");
 ABSL_FLAG(std::string, backend, "cpu", "Compute backend with --embedded: cpu | cuda.");
 ABSL_FLAG(int, tp, 1,
@@ -187,7 +191,8 @@ absl::Status Run() {
              .decoder_workers = absl::GetFlag(FLAGS_decoder_workers),
              .channel = channel,
              .front_end = front_end,
-             .vision_pixels = pixels == "rgb8" ? PixelForm::kRgb8IfSmaller : PixelForm::kF32}));
+             .vision_pixels = pixels == "rgb8" ? PixelForm::kRgb8IfSmaller : PixelForm::kF32,
+             .image_keys = absl::GetFlag(FLAGS_image_keys)}));
     pipeline = &distributed->pipeline();
     tokenizer = &distributed->tokenizer();
     options.model_info = distributed->model_info();
