@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "services/common/request_timings.h"
 #include "tools/random_model.h"
 
 namespace pixtral {
@@ -80,6 +81,32 @@ TEST_F(EmbeddedStackTest, ImageChatMatchesGenerateOnTheSamePrompt) {
   auto completions = Generate(sequences, {direct}, {});
   ASSERT_TRUE(completions.ok()) << completions.status();
   EXPECT_EQ(result->token_ids, (*completions)[0].tokens);
+}
+
+// The next turn's image is in the prefix cache: the embedded decoder stage does not ask for its
+// features, and the tokens equal those of the same chat on a fresh stack.
+TEST_F(EmbeddedStackTest, TurnTwoLeavesTheCachedImageOut) {
+  ChatCompletionRequest chat = Chat(
+      {ImageChunk{ReadFileOrFail("tests/data/images/chelsea.png")}, TextChunk{"Describe it."}});
+  const ChatParams params = {.max_tokens = 4, .ignore_eos = true};
+  absl::StatusOr<ChatResult> first = stack_->pipeline().Run(chat, params, {}, nullptr);
+  ASSERT_TRUE(first.ok()) << first.status();
+  chat.messages.push_back(AssistantMessage{first->text});
+  chat.messages.push_back(UserMessage{std::string("And the colours?")});
+  RequestTimings timings;
+  absl::StatusOr<ChatResult> second =
+      stack_->pipeline().Run(chat, params, {.timings = &timings}, nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(timings.values().at("images_skipped"), 1);
+
+  auto fresh = EmbeddedStack::Create({.model_dir = *dir_, .cache_tokens = 8192});
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  RequestTimings fresh_timings;
+  absl::StatusOr<ChatResult> want =
+      (*fresh)->pipeline().Run(chat, params, {.timings = &fresh_timings}, nullptr);
+  ASSERT_TRUE(want.ok()) << want.status();
+  EXPECT_EQ(fresh_timings.values().at("images_skipped"), 0);
+  EXPECT_EQ(second->token_ids, want->token_ids);
 }
 
 TEST_F(EmbeddedStackTest, StopStringCutsTheText) {
