@@ -75,7 +75,11 @@ class ServicesFaultsTest : public ::testing::Test {
         kGateway,
         {"--model_dir=" + *dir_,
          absl::StrCat("--vision_workers=", vision_[0]->address(), ",", vision_[1]->address()),
-         "--decoder_workers=" + decoder_->address()},
+         "--decoder_workers=" + decoder_->address(),
+         // Every image request then goes through a vision worker before the decoder sees it,
+         // as these tests of their failures need (with image keys the decoder would refuse the
+         // large image before any encoding, and answer repeated images from its cache).
+         "--image_keys=false"},
         "gateway");
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     gateway_ = gateway->release();
