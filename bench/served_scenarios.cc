@@ -128,7 +128,10 @@ nlohmann::json Breakdown(const std::map<std::string, double>& timing) {
     j["wire_vision"] = get("vision_call") - get("vision.handler");
   }
   if (timing.count("decoder_first_token") && timing.count("decoder.first_token")) {
-    j["wire_decoder"] = get("decoder_first_token") - get("decoder.first_token");
+    // With features on request the vision call runs inside the decoder call, which waits for it:
+    // that part is not the wire's.
+    const double vision_inside = timing.count("decoder_feature_request") ? get("vision_call") : 0;
+    j["wire_decoder"] = get("decoder_first_token") - get("decoder.first_token") - vision_inside;
   }
   return j;
 }
