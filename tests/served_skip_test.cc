@@ -11,8 +11,12 @@
 #include "decoder/pixtral_model.h"
 #include "engine/pixtral_runner.h"
 #include "engine/scheduler.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "proto/decoder_worker.grpc.pb.h"
 #include "services/common/model_fingerprint.h"
 #include "services/common/request_timings.h"
 #include "services/common/server_runner.h"
@@ -182,6 +186,50 @@ TEST_F(ServedSkipTest, AnotherImageInTurnTwoIsEncoded) {
     ASSERT_TRUE(gateway->pipeline().Run(chat, Greedy(), {}, nullptr).ok());
   }
   EXPECT_EQ(counting_->calls, 2);
+  EXPECT_EQ(decoder->runner->num_used_blocks(), 0);
+}
+
+// Keys that do not fit the prompt's images are INVALID_ARGUMENT at the real decoder worker
+// (which knows [IMG_END]), and it keeps serving.
+TEST_F(ServedSkipTest, KeysThatDoNotFitTheImagesAreRefused) {
+  std::unique_ptr<DecoderWorker> decoder = DecoderWorker::Start(dir_);
+  ASSERT_NE(decoder, nullptr);
+  std::unique_ptr<DistributedStack> gateway = Gateway(*decoder);
+  ASSERT_NE(gateway, nullptr);
+  ChatCompletionRequest chat;
+  chat.messages.push_back(UserMessage{std::vector<ContentChunk>{
+      ImageChunk{VariantJpeg("", 64, 4)}, TextChunk{"What is in this picture?"}}});
+  absl::StatusOr<EncodedChat> encoded = gateway->tokenizer().EncodeChatCompletion(chat);
+  ASSERT_TRUE(encoded.ok());
+  const int rows = encoded->images[0].grid.rows * encoded->images[0].grid.cols;
+  auto stub = v1::Decoder::NewStub(
+      grpc::CreateChannel(decoder->address(), grpc::InsecureChannelCredentials()));
+  auto call = [&](const std::vector<int>& key_rows, bool on_request) {
+    v1::GenerateHeader header;
+    for (int id : encoded->tokens) header.add_prompt_token_ids(id);
+    header.set_image_feature_rows(rows);
+    header.mutable_sampling()->set_max_tokens(2);
+    for (int n : key_rows) header.add_image_keys()->set_rows(n);
+    header.set_features_on_request(on_request);
+    grpc::ClientContext context;
+    auto stream = stub->Generate(&context);
+    v1::GenerateInput input;
+    *input.mutable_header() = header;
+    stream->Write(input);
+    stream->WritesDone();
+    v1::GenerateOutput output;
+    while (stream->Read(&output)) {
+    }
+    return stream->Finish();
+  };
+  for (const std::vector<int>& key_rows : {std::vector<int>{rows / 2, rows - rows / 2},
+                                           std::vector<int>{rows + 1}, std::vector<int>{}}) {
+    EXPECT_EQ(call(key_rows, /*on_request=*/true).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << key_rows.size();
+  }
+  // The right key, but no features although they were not asked for: refused, not hung.
+  EXPECT_EQ(call({rows}, /*on_request=*/false).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(gateway->pipeline().Run(chat, Greedy(), {}, nullptr).ok());
   EXPECT_EQ(decoder->runner->num_used_blocks(), 0);
 }
 
