@@ -31,6 +31,38 @@ v1::FinishReason ToProto(FinishReason reason) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
+// Reads the feature rows that follow the header: those of the images from `first_image` on.
+absl::StatusOr<std::vector<float>> ReadFeatures(
+    const v1::GenerateHeader& header, int first_image, int64_t width,
+    grpc::ServerReaderWriter<v1::GenerateOutput, v1::GenerateInput>& stream) {
+  int64_t expected = header.image_feature_rows();
+  for (int i = 0; i < first_image && i < header.image_keys_size(); ++i) {
+    expected -= header.image_keys(i).rows();
+  }
+  if (expected < 0) {
+    return absl::InvalidArgumentError("the image keys hold more rows than image_feature_rows");
+  }
+  std::vector<float> features;
+  v1::GenerateInput input;
+  for (int64_t rows = 0; rows < expected;) {
+    if (!stream.Read(&input) || !input.has_image_features()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected ", expected - rows, " more image feature rows"));
+    }
+    PIXTRAL_ASSIGN_OR_RETURN(const int64_t added, AppendMatrix(input.image_features(), width,
+                                                               expected - rows, &features));
+    rows += added;
+  }
+  // A sender that was asked for features half-closes after them: anything more is features of
+  // images it was not asked for.
+  if (header.features_on_request() && stream.Read(&input)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "more than the ", expected, " requested feature rows came (features from image ",
+        first_image, " on were asked for)"));
+  }
+  return features;
+}
+
 }  // namespace
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateHeader& header,
@@ -119,54 +151,28 @@ grpc::Status DecoderService::Generate(
   // Where this call's time went, for benchmarks (services/common/request_timings.h).
   RequestTimings timings;
   // With features on request: which images the prefix cache lacks, held until the request ends.
-  absl::StatusOr<FeatureAsk> ask = FeatureAsk{};
+  FeatureAsk ask;
+  // The pin goes to the scheduler with the request; every earlier exit gives it back.
+  absl::Cleanup unpin = [&] { scheduler_.Unpin(ask.pin); };
   if (header.features_on_request()) {
     const absl::Time start = absl::Now();
-    ask = AskForFeatures(header);
-    if (!ask.ok()) return ToGrpcStatus(ask.status());
+    absl::StatusOr<FeatureAsk> asked = AskForFeatures(header);
+    if (!asked.ok()) return ToGrpcStatus(asked.status());
+    ask = *asked;
     timings.Add("prefix_match", absl::Now() - start);
     v1::GenerateOutput answer;
-    answer.mutable_feature_request()->set_first_image(ask->first_image);
+    answer.mutable_feature_request()->set_first_image(ask.first_image);
     if (!stream->Write(answer)) {
-      scheduler_.Unpin(ask->pin);
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
   }
-  // The pin goes to the scheduler with the request; every earlier exit gives it back.
-  absl::Cleanup unpin = [&] { scheduler_.Unpin(ask->pin); };
-  int64_t expected_rows = header.image_feature_rows();
-  for (int i = 0; i < ask->first_image && i < header.image_keys_size(); ++i) {
-    expected_rows -= header.image_keys(i).rows();
-  }
-  if (expected_rows < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "the image keys hold more rows than image_feature_rows");
-  }
-  std::vector<float> features;
-  int64_t rows = 0;
-  while (rows < expected_rows) {
-    if (!stream->Read(&input) || !input.has_image_features()) {
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("expected ", expected_rows - rows, " more image feature rows"));
-    }
-    absl::StatusOr<int64_t> added = AppendMatrix(input.image_features(), options_.feature_width,
-                                                 expected_rows - rows, &features);
-    if (!added.ok()) return ToGrpcStatus(added.status());
-    rows += *added;
-  }
-  // A sender that was asked for features half-closes after them: anything more is features of
-  // images it was not asked for.
-  if (header.features_on_request() && stream->Read(&input)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("more than the ", expected_rows,
-                                     " requested feature rows came (features from image ",
-                                     ask->first_image, " on were asked for)"));
-  }
+  absl::StatusOr<std::vector<float>> features =
+      ReadFeatures(header, ask.first_image, options_.feature_width, *stream);
+  if (!features.ok()) return ToGrpcStatus(features.status());
   absl::StatusOr<GenerationRequest> request =
-      ToGenerationRequest(header, std::move(features), options_, ask->first_image);
+      ToGenerationRequest(header, *std::move(features), options_, ask.first_image);
   if (!request.ok()) return ToGrpcStatus(request.status());
-  request->prefix_pin = ask->pin;
+  request->prefix_pin = ask.pin;
   std::move(unpin).Cancel();
   const int prompt_tokens = static_cast<int>(request->prompt.tokens.size());
   const absl::Time submitted = absl::Now();
