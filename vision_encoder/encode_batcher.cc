@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace pixtral {
 
@@ -11,6 +12,8 @@ struct EncodeBatcher::Request {
   absl::Span<const Image> images;
   int64_t patches = 0;
   std::optional<absl::StatusOr<std::vector<float>>> result;  // set under mutex_
+  absl::Time queued = absl::Now();
+  Times times;  // set with result
 };
 
 EncodeBatcher::EncodeBatcher(VisionEncoder& encoder, kernels::Backend& backend,
@@ -35,7 +38,8 @@ int64_t EncodeBatcher::encoder_calls() const {
   return encoder_calls_;
 }
 
-absl::StatusOr<std::vector<float>> EncodeBatcher::Encode(absl::Span<const Image> images) {
+absl::StatusOr<std::vector<float>> EncodeBatcher::Encode(absl::Span<const Image> images,
+                                                         Times* times) {
   if (images.empty()) return std::vector<float>();
   if (absl::Status status = encoder_.Validate(images); !status.ok()) return status;
   Request request{images};
@@ -49,6 +53,7 @@ absl::StatusOr<std::vector<float>> EncodeBatcher::Encode(absl::Span<const Image>
   waiting_.push_back(&request);
   work_.notify_all();
   work_.wait(lock, [&request] { return request.result.has_value(); });
+  if (times != nullptr) *times = request.times;
   return *std::move(request.result);
 }
 
@@ -77,12 +82,14 @@ void EncodeBatcher::Run(std::vector<Request*>& batch) {
   for (const Request* request : batch) {
     images.insert(images.end(), request->images.begin(), request->images.end());
   }
+  const absl::Time start = absl::Now();
   absl::StatusOr<kernels::Tensor> encoded = encoder_.Encode(images);
   std::vector<float> all;
   if (encoded.ok()) {
     all.resize(encoded->numel());
     backend_.CopyToHost(*encoded, all.data());
   }
+  const absl::Time ran = absl::Now();
   const int64_t width = encoded.ok() ? encoded->dim(1) : 0;
   std::lock_guard<std::mutex> lock(mutex_);
   int64_t row = 0;
@@ -94,6 +101,11 @@ void EncodeBatcher::Run(std::vector<Request*>& batch) {
     request->result = std::vector<float>(all.begin() + row * width,
                                          all.begin() + (row + request->patches) * width);
     row += request->patches;
+  }
+  const Times times{.encoder = ran - start, .split = absl::Now() - ran};
+  for (Request* request : batch) {
+    request->times = times;
+    request->times.queued = start - request->queued;
   }
   work_.notify_all();
 }

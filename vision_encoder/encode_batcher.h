@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "kernels/backend.h"
 #include "vision_encoder/vision_encoder.h"
@@ -38,10 +39,18 @@ class EncodeBatcher {
   EncodeBatcher(VisionEncoder& encoder, kernels::Backend& backend, const Options& options);
   ~EncodeBatcher();  // fails what still waits with UNAVAILABLE and joins the thread
 
+  // Where one Encode call's time went (wall clock).
+  struct Times {
+    absl::Duration queued;   // waiting for the encoder (a batch before it ran)
+    absl::Duration encoder;  // the batch's encoder run and its copy to host memory (device
+                             // backends run asynchronously: the copy waits for the device)
+    absl::Duration split;    // cutting the batch's rows into each call's features
+  };
+
   // Thread-safe; blocks until the features are ready: f32 [sum of patches, hidden_size], image
   // by image, patches row-major. INVALID_ARGUMENT for invalid images; the pixels are borrowed
-  // until it returns.
-  absl::StatusOr<std::vector<float>> Encode(absl::Span<const Image> images);
+  // until it returns. `times` (may be null) gets where the time went.
+  absl::StatusOr<std::vector<float>> Encode(absl::Span<const Image> images, Times* times = nullptr);
 
   // Calls to the encoder so far, and images in them: what batching saved.
   int64_t encoder_calls() const;

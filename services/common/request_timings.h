@@ -18,8 +18,11 @@
 //             decoder said which images it needs), images_skipped (count: images whose features
 //             the decoder did not need).
 //   vision worker (vision. at the gateway): normalize (8-bit RGB to the encoder's floats),
-//             encode (the encoder, cache hits included), of that hash (the cache's keys) and
-//             encoder (the batched encoder calls), serialize (features into FeatureChunks),
+//             encode (the encoder, cache hits included), of that hash (the cache's keys),
+//             encoder (the batcher's call: encoder_queued waiting for a batch, encoder_run the
+//             encoder and the copy of its output to host memory, encoder_split the batch cut
+//             into calls) and cache_copies (the rest: the cache's lookups and copies),
+//             serialize (features into FeatureChunks),
 //             write (handing the chunks to gRPC), handler (the whole call), images,
 //             cache_hits (counts).
 //   decoder worker (decoder. at the gateway): prefix_match (keying the prompt and pinning its

@@ -30,9 +30,10 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
   const std::vector<Image>& images = received->views;
   const int64_t total_patches = received->total_patches;
   int64_t encoded_images = 0;
-  // "encode" splits into the cache's hashing, the encoder (batched with other calls, so its
-  // time includes waiting for them) and what is left: the cache's copies.
+  // "encode" splits into the cache's hashing, the batcher's queue, its encoder run with the copy
+  // to host memory, its split of the batch, and what is left: the cache's copies.
   absl::Duration hash_time, encoder_time;
+  EncodeBatcher::Times batcher_times;
   const absl::Time encode_start = absl::Now();
   absl::StatusOr<std::vector<float>> features = EncodeWithCache(
       cache_, images, options_.patch_size,
@@ -41,7 +42,7 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         metrics::ImagesEncoded().Increment(static_cast<double>(misses.size()));
         encoded_images += std::ssize(misses);
         const absl::Time encoder_start = absl::Now();
-        absl::StatusOr<std::vector<float>> out = batcher_.Encode(misses);
+        absl::StatusOr<std::vector<float>> out = batcher_.Encode(misses, &batcher_times);
         encoder_time += absl::Now() - encoder_start;
         return out;
       },
@@ -86,6 +87,10 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
   timings.Add("encode", encode_time);
   timings.Add("hash", hash_time);
   timings.Add("encoder", encoder_time);
+  timings.Add("encoder_queued", batcher_times.queued);
+  timings.Add("encoder_run", batcher_times.encoder);
+  timings.Add("encoder_split", batcher_times.split);
+  timings.Add("cache_copies", encode_time - hash_time - encoder_time);
   timings.Add("serialize", serialize_time);
   timings.Add("write", write_time);
   timings.Add("images", static_cast<double>(images.size()));

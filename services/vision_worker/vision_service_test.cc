@@ -141,6 +141,9 @@ TEST_F(VisionServiceTest, Rgb8GivesTheFeaturesOfTheNormalizedFloats) {
   EXPECT_EQ(from_bytes.timings.at("encoder"), 0);
   EXPECT_GE(from_floats.timings.at("encode"),
             from_floats.timings.at("encoder") + from_floats.timings.at("hash"));
+  EXPECT_GT(from_floats.timings.at("encoder_run"), 0);
+  EXPECT_LE(from_floats.timings.at("encoder_run") + from_floats.timings.at("encoder_queued"),
+            from_floats.timings.at("encoder"));
   EXPECT_GT(from_bytes.timings.at("hash"), 0);
   EXPECT_GT(from_bytes.timings.at("serialize"), 0);
   EXPECT_GE(from_bytes.timings.at("write"), 0);
