@@ -42,6 +42,7 @@ absl::StatusOr<std::vector<float>> ReadFeatures(
   if (expected < 0) {
     return absl::InvalidArgumentError("the image keys hold more rows than image_feature_rows");
   }
+  // Not reserved from `expected`: the header is the client's word, the rows are what came.
   std::vector<float> features;
   v1::GenerateInput input;
   for (int64_t rows = 0; rows < expected;) {
