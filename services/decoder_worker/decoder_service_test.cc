@@ -271,6 +271,8 @@ TEST_F(DecoderServiceTest, BadKeyedRequestsAreInvalidArgumentAndFreeTheirPins) {
       {"a key with no rows", KeyedHeader(kTwoImages, 3, {{4, 7}, {0, 8}}), false, "no rows"},
       {"features of cached images", KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 8}}), true,
        "more than the 0 requested"},
+      {"a cached image's features before the asked one's",
+       KeyedHeader(kTwoImages, 3, {{2, 7}, {2, 9}}), true, "more than the 2 requested"},
   };
   for (const Case& c : cases) {
     outputs.clear();
