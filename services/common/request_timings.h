@@ -27,8 +27,9 @@
 //             cache_hits (counts).
 //   decoder worker (decoder. at the gateway): prefix_match (keying the prompt and pinning its
 //             cached prefix, with features on request), receive (header to the last feature row
-//             read; with features on request it includes the gateway's vision call), first_token (submitted to the first token: queue, adapter, prefill and the
-//             first sample, which the engine computes in one step).
+//             read; with features on request it includes the gateway's vision call), first_token
+//             (submitted to the first token: queue, adapter, prefill and the first sample, which
+//             the engine computes in one step).
 #ifndef PIXTRAL_SERVICES_COMMON_REQUEST_TIMINGS_H_
 #define PIXTRAL_SERVICES_COMMON_REQUEST_TIMINGS_H_
 
