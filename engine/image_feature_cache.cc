@@ -54,61 +54,67 @@ ImageFeatureCache::Stats ImageFeatureCache::stats() const {
   return s;
 }
 
-absl::StatusOr<std::vector<float>> EncodeWithCache(
+absl::StatusOr<std::vector<Features>> EncodeEachWithCache(
     ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
     const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,
     absl::Duration* hash_time) {
-  if (cache == nullptr) return encode(images);
-  std::vector<BlockKey> keys;
-  std::vector<Features> found;
+  std::vector<BlockKey> keys(images.size());
+  std::vector<Features> found(images.size());
   std::vector<Image> misses;
-  for (const Image& image : images) {
-    const absl::Time hash_start = absl::Now();
-    keys.push_back(ImageFeatureCache::Key(image));
-    if (hash_time != nullptr) *hash_time += absl::Now() - hash_start;
-    found.push_back(cache->Find(keys.back()));
-    if (found.back() == nullptr) misses.push_back(image);
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (cache != nullptr) {
+      const absl::Time hash_start = absl::Now();
+      keys[i] = ImageFeatureCache::Key(images[i]);
+      if (hash_time != nullptr) *hash_time += absl::Now() - hash_start;
+      found[i] = cache->Find(keys[i]);
+    }
+    if (found[i] == nullptr) misses.push_back(images[i]);
   }
-  std::vector<float> encoded;
-  if (!misses.empty()) {
-    absl::StatusOr<std::vector<float>> out = encode(misses);
-    if (!out.ok()) return out.status();
-    encoded = *std::move(out);
-  }
+  if (misses.empty()) return found;
+  absl::StatusOr<std::vector<float>> out = encode(misses);
+  if (!out.ok()) return out.status();
+  std::vector<float> encoded = *std::move(out);
   int64_t missed_rows = 0;
   for (const Image& image : misses) {
     missed_rows += (image.height / patch_size) * (image.width / patch_size);
   }
   const int64_t width = missed_rows > 0 ? std::ssize(encoded) / missed_rows : 0;
-  std::vector<float> all;
-  int64_t total_rows = 0;
-  for (const Image& image : images) {
-    total_rows += (image.height / patch_size) * (image.width / patch_size);
-  }
-  all.reserve(total_rows * width);
   const size_t encoded_values = encoded.size();  // `encoded` may be moved from below
   size_t offset = 0;
   for (size_t i = 0; i < images.size(); ++i) {
-    if (found[i] == nullptr) {
-      const int64_t rows = (images[i].height / patch_size) * (images[i].width / patch_size);
-      if (offset + rows * width > encoded_values) {
-        return absl::InternalError("the encoder returned fewer rows than the images have");
-      }
-      // One image's rows (16 MiB for 1024x1024) are moved into the cache rather than copied.
-      auto features = offset == 0 && static_cast<size_t>(rows * width) == encoded_values
-                          ? std::make_shared<std::vector<float>>(std::move(encoded))
-                          : std::make_shared<std::vector<float>>(
-                                encoded.begin() + offset, encoded.begin() + offset + rows * width);
-      offset += rows * width;
-      cache->Insert(keys[i], features);
-      found[i] = std::move(features);
+    if (found[i] != nullptr) continue;
+    const int64_t rows = (images[i].height / patch_size) * (images[i].width / patch_size);
+    if (offset + rows * width > encoded_values) {
+      return absl::InternalError("the encoder returned fewer rows than the images have");
     }
-    all.insert(all.end(), found[i]->begin(), found[i]->end());
+    // A lone miss's rows are moved, not copied.
+    found[i] = offset == 0 && static_cast<size_t>(rows * width) == encoded_values
+                   ? std::make_shared<std::vector<float>>(std::move(encoded))
+                   : std::make_shared<std::vector<float>>(encoded.begin() + offset,
+                                                          encoded.begin() + offset + rows * width);
+    offset += rows * width;
+    if (cache != nullptr) cache->Insert(keys[i], found[i]);
   }
   if (offset != encoded_values) {
     return absl::InternalError(
         absl::StrCat("the encoder returned ", encoded_values, " values, the images take ", offset));
   }
+  return found;
+}
+
+absl::StatusOr<std::vector<float>> EncodeWithCache(
+    ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
+    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,
+    absl::Duration* hash_time) {
+  if (cache == nullptr) return encode(images);
+  absl::StatusOr<std::vector<Features>> each =
+      EncodeEachWithCache(cache, images, patch_size, encode, hash_time);
+  if (!each.ok()) return each.status();
+  size_t total = 0;
+  for (const Features& f : *each) total += f->size();
+  std::vector<float> all;
+  all.reserve(total);
+  for (const Features& f : *each) all.insert(all.end(), f->begin(), f->end());
   return all;
 }
 

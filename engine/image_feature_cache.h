@@ -62,11 +62,17 @@ class ImageFeatureCache {
   Stats stats_;
 };
 
-// The encoder output for `images` (each a whole number of patch_size patches), f32 [sum of
-// patches, encoder width] in order, with the cached images
-// taken from `cache` and the others encoded by one `encode` call (its rows in the same layout)
-// and stored. `cache` may be null (then it is `encode(images)`). `hash_time`, when given, gets
-// the time spent hashing the pixels for the cache's keys added.
+// Each image's encoder output (f32 [its patches, encoder width]), in order, for `images` (each a
+// whole number of patch_size patches): the cached ones taken from `cache`, the others encoded by
+// one `encode` call (f32 [their patches, width], in order) and stored. Shared, not copied: a
+// 1024x1024 image's rows are 16 MiB. `cache` may be null (everything encoded, nothing stored).
+// `hash_time`, when given, gets the time spent hashing the pixels for the cache's keys added.
+absl::StatusOr<std::vector<Features>> EncodeEachWithCache(
+    ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
+    const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,
+    absl::Duration* hash_time = nullptr);
+
+// The same, the images' rows concatenated: f32 [sum of patches, encoder width].
 absl::StatusOr<std::vector<float>> EncodeWithCache(
     ImageFeatureCache* cache, absl::Span<const Image> images, int64_t patch_size,
     const std::function<absl::StatusOr<std::vector<float>>(absl::Span<const Image>)>& encode,

@@ -48,6 +48,30 @@ TEST(ImageFeatureCacheTest, RepeatedImagesSkipTheEncoder) {
   EXPECT_EQ(cache.stats().misses, 3);
 }
 
+TEST(ImageFeatureCacheTest, EachImagesRowsAreSharedWithTheCacheNotCopied) {
+  ImageFeatureCache cache(1 << 20);
+  CountingEncoder encoder;
+  auto encode = [&](absl::Span<const Image> images) { return encoder(images); };
+  TestImage a(2, 1.0f), b(3, 2.0f);
+  auto each = EncodeEachWithCache(&cache, {a.view, b.view}, 2, encode);
+  ASSERT_TRUE(each.ok());
+  ASSERT_EQ(each->size(), 2u);
+  EXPECT_THAT(*(*each)[0], ElementsAre(1, 1));
+  EXPECT_THAT(*(*each)[1], ElementsAre(2, 2, 2));
+  // The cache holds the very rows handed out, and hands them out again.
+  EXPECT_EQ(cache.Find(ImageFeatureCache::Key(b.view)), (*each)[1]);
+  auto again = EncodeEachWithCache(&cache, {b.view}, 2, encode);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0], (*each)[1]);
+  EXPECT_THAT(encoder.calls, ElementsAre(2));
+  // Without a cache every image is encoded, each still on its own.
+  auto uncached = EncodeEachWithCache(nullptr, {b.view, a.view}, 2, encode);
+  ASSERT_TRUE(uncached.ok());
+  EXPECT_THAT(*(*uncached)[0], ElementsAre(2, 2, 2));
+  EXPECT_THAT(*(*uncached)[1], ElementsAre(1, 1));
+  EXPECT_THAT(encoder.calls, ElementsAre(2, 2));
+}
+
 TEST(ImageFeatureCacheTest, TheKeyIsTheContent) {
   TestImage a(2, 1.0f), same(2, 1.0f), other(2, 1.5f);
   EXPECT_TRUE(ImageFeatureCache::Key(a.view) == ImageFeatureCache::Key(same.view));

@@ -31,11 +31,13 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
   const int64_t total_patches = received->total_patches;
   int64_t encoded_images = 0;
   // "encode" splits into the cache's hashing, the batcher's queue, its encoder run with the copy
-  // to host memory, its split of the batch, and what is left: the cache's copies.
+  // to host memory, its split of the batch, and what is left: the cache's copies (one image
+  // alone: none).
   absl::Duration hash_time, encoder_time;
   EncodeBatcher::Times batcher_times;
   const absl::Time encode_start = absl::Now();
-  absl::StatusOr<std::vector<float>> features = EncodeWithCache(
+  // Each image's rows as the cache holds them (shared, not copied into one buffer).
+  absl::StatusOr<std::vector<Features>> features = EncodeEachWithCache(
       cache_, images, options_.patch_size,
       [&](absl::Span<const Image> misses) {
         // Only the cache's misses run through the encoder.
@@ -53,13 +55,12 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
   AddToRequestSummary(*context, absl::StrCat("images=", images.size(), " patches=", total_patches,
                                              " rgb8=", received->rgb8_images));
 
-  const int64_t width = static_cast<int64_t>(features->size()) / total_patches;
   absl::Duration serialize_time, write_time;
-  const absl::Span<const float> all(*features);
-  int64_t row = 0;
   for (int i = 0; i < static_cast<int>(images.size()); ++i) {
     const int64_t rows = images[i].height / options_.patch_size;
     const int64_t cols = images[i].width / options_.patch_size;
+    const absl::Span<const float> image_rows(*(*features)[i]);
+    const int64_t width = std::ssize(image_rows) / (rows * cols);
     for (int64_t first = 0; first < rows * cols; first += options_.rows_per_chunk) {
       if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       const int64_t count = std::min<int64_t>(options_.rows_per_chunk, rows * cols - first);
@@ -71,7 +72,7 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
         chunk.set_grid_cols(static_cast<int32_t>(cols));
       }
       const absl::Time serialize_start = absl::Now();
-      *chunk.mutable_features() = MatrixToTensor(all.subspan((row + first) * width, count * width),
+      *chunk.mutable_features() = MatrixToTensor(image_rows.subspan(first * width, count * width),
                                                  count, width, options_.feature_dtype);
       const absl::Time write_start = absl::Now();
       serialize_time += write_start - serialize_start;
@@ -80,7 +81,6 @@ grpc::Status VisionService::Encode(grpc::ServerContext* context, const v1::Encod
       }
       write_time += absl::Now() - write_start;
     }
-    row += rows * cols;
   }
   RequestTimings timings;
   timings.Add("normalize", received->normalize_time);
