@@ -64,6 +64,15 @@ absl::StatusOr<std::unique_ptr<DecodeStepBuffers>> DecodeStepBuffers::Create(
   return b;
 }
 
+int64_t StepScratchBytes(const DecodeStepShape& c, int64_t rows, int64_t sequences,
+                         int64_t positions) {
+  rows = std::max<int64_t>(rows, kMaxDecodeGraphRows);
+  positions = std::max(positions, DecodeContextBucket(positions));
+  const int64_t conversion = rows * std::max<int64_t>(c.heads * c.head_dim, c.dim) * 2;
+  const int64_t partials = sequences * c.heads * ((positions + 127) / 128) * (c.head_dim + 2) * 4;
+  return std::max(conversion, partials);
+}
+
 absl::Status AllocLayerActivations(kernels::Backend& b, const DecodeStepShape& c, int64_t t,
                                    LayerTensors& lt) {
   const int64_t hd = c.head_dim, nh = c.heads, nkv = c.kv_heads;

@@ -81,6 +81,15 @@ struct LayerTensors {
 absl::Status AllocLayerActivations(kernels::Backend& backend, const DecodeStepShape& shape,
                                    int64_t rows, LayerTensors& t);
 
+// Scratch a backend's ops may need inside a step of `rows` token rows over `sequences` sequences
+// of at most `positions` positions, on decode buffers or not (the buckets' padding included): the
+// widest f32 input a product converts to bf16 (the normed last rows), or decode attention's split
+// partials (at most one split per 128 positions, the CUDA backend's shortest, for each head of
+// each sequence). Reserved before a step (Backend::ReserveScratch), so that a device without the
+// memory fails the step with RESOURCE_EXHAUSTED instead of aborting inside an op.
+int64_t StepScratchBytes(const DecodeStepShape& shape, int64_t rows, int64_t sequences,
+                         int64_t positions);
+
 // The tensors of one decode step over `rows` rows: views into DecodeStepBuffers; the layers'
 // tensors, the token ids (i32 [rows]) and the logits (f32 [rows, vocab]).
 struct DecodeStepTensors : LayerTensors {

@@ -46,17 +46,6 @@ absl::StatusOr<int> BlocksInFreeMemory(kernels::Backend& backend, const DecoderC
   return num_blocks;
 }
 
-// Scratch the backend's ops may need inside a step of `rows` token rows over `sequences`
-// sequences of at most `positions` positions: the widest f32 input a product converts to bf16
-// (the normed last rows), or decode attention's split partials (at most one split per 128
-// positions, the CUDA backend's shortest, for each head of each sequence).
-int64_t StepScratchBytes(const DecoderConfig& c, int64_t rows, int64_t sequences,
-                         int64_t positions) {
-  const int64_t conversion = rows * std::max<int64_t>(c.n_heads * c.head_dim, c.dim) * 2;
-  const int64_t partials = sequences * c.n_heads * ((positions + 127) / 128) * (c.head_dim + 2) * 4;
-  return std::max(conversion, partials);
-}
-
 }  // namespace
 
 using kernels::Backend;
@@ -266,8 +255,7 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
     longest = std::max(longest, sequences_.at(in.sequence).length + std::ssize(in.tokens));
   }
   PIXTRAL_RETURN_IF_ERROR(backend_->ReserveScratch(
-      StepScratchBytes(config_, std::max<int64_t>(step_rows, kMaxDecodeGraphRows),
-                       std::ssize(batch), std::max(longest, DecodeContextBucket(longest)))));
+      StepScratchBytes(DecodeStepShape::Of(config_), step_rows, std::ssize(batch), longest)));
   if (graph_mode_ != DecodeGraphMode::kOff) {
     PIXTRAL_ASSIGN_OR_RETURN(Tensor logits, RunOnDecodeBuffers(batch));
     if (logits.defined()) return logits;

@@ -167,6 +167,8 @@ struct TpDecoder::Rank {
   // rank records the same keys in the same order.
   std::unique_ptr<DecodeStepBuffers> decode_buffers;
   DecodeGraphs graphs;
+  // The scratch reserved on this rank's backend so far (grown on the same steps on every rank).
+  int64_t reserved_scratch = 0;
   // How this rank ran the last step (read by Step on the caller's thread after the ranks).
   enum class Ran { kOrdinary, kBuffers, kReplayed, kNoBuffers } ran = Ran::kOrdinary;
 };
@@ -537,9 +539,33 @@ bool TpDecoder::RunRankOnDecodeBuffers(int r, const Plan& plan, Tensor& logits) 
 // Decoder::Run's layer loop on one rank's slices, with the two all-reduces of the row-parallel
 // products. Everything that can fail (allocations) happens before the first collective, and the
 // ranks agree on the outcome, so that no rank waits in a collective for one that gave up.
+absl::Status TpDecoder::ReserveRankScratch(Rank& rank, const Plan& plan) {
+  int64_t longest = 0;
+  for (const kernels::PagedSequence& s : plan.attention) {
+    longest = std::max<int64_t>(longest, s.start_pos + s.q_len);
+  }
+  const int64_t bytes = StepScratchBytes(RankShape(rank.shard), std::ssize(plan.ids),
+                                         std::ssize(plan.attention), longest);
+  if (bytes <= rank.reserved_scratch) return absl::OkStatus();
+  // Every rank computes the same size and grows on the same step: they agree on a failure here,
+  // before any collective of the step, so that none waits for a rank that gave up.
+  const absl::Status reserved = rank.backend->ReserveScratch(bytes);
+  int32_t ok = reserved.ok() ? 1 : 0;
+  std::vector<int32_t> all_ok(rank.comm->size());
+  rank.comm->AllGather(&ok, sizeof(ok), all_ok.data());
+  if (!reserved.ok()) return reserved;
+  if (std::count(all_ok.begin(), all_ok.end(), 0) > 0) {
+    return absl::ResourceExhaustedError(
+        "another tensor-parallel rank could not reserve its ops' scratch for the step");
+  }
+  rank.reserved_scratch = bytes;
+  return absl::OkStatus();
+}
+
 absl::Status TpDecoder::RunRank(int r, const Plan& plan, absl::Span<const StepInput> batch,
                                 Tensor& logits) {
   Rank& rank = *ranks_[r];
+  PIXTRAL_RETURN_IF_ERROR(ReserveRankScratch(rank, plan));
   if (plan.decode.has_value() && RunRankOnDecodeBuffers(r, plan, logits)) {
     return absl::OkStatus();
   }

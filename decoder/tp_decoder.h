@@ -125,6 +125,9 @@ class TpDecoder : public Decoder {
                         const std::shared_ptr<const void>& owner);
   // Validates the batch, reserves its blocks and flattens it into the step's plan.
   absl::StatusOr<Plan> Prepare(absl::Span<const StepInput> batch);
+  // Reserves the step's scratch on `rank` where it grows (Backend::ReserveScratch), the ranks
+  // agreeing on a failure: RESOURCE_EXHAUSTED on every rank, before any collective.
+  absl::Status ReserveRankScratch(Rank& rank, const Plan& plan);
   // Rank r's share of the step: its logits shard f32 [rows, its vocab] in `logits`.
   absl::Status RunRank(int r, const Plan& plan, absl::Span<const StepInput> batch,
                        kernels::Tensor& logits);
