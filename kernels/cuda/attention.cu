@@ -2,7 +2,6 @@
 
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/cuda/attention.h"
@@ -676,20 +675,12 @@ __device__ void FillTileNan(int n, int head_dim, OutAt out_at) {
 
 // grid (SegmentTiles(p), heads): tile blockIdx.x of the segments' query tiles in order, then the
 // tiles of the tokens after the last segment (NaN).
-// Four blocks to an SM at the vision encoder's head_dim 64 (128 registers, a few spilled), or
-// three without spills (PIXTRAL_VISION_ATTENTION_BLOCKS=3, to measure which is faster).
+// Four blocks to an SM at the vision encoder's head_dim 64 (127 registers, none spilled; three
+// blocks measured slower in run 15, when four still spilled a few).
 constexpr int MinSegmentBlocks(int head_dim) { return head_dim == 64 ? 4 : 1; }
 
-int VisionAttentionBlocks() {
-  static const int blocks = [] {
-    const char* set = std::getenv("PIXTRAL_VISION_ATTENTION_BLOCKS");
-    return set != nullptr && std::atoi(set) == 3 ? 3 : 4;
-  }();
-  return blocks;
-}
-
-template <int kHeadDim, int kMinBlocks = MinSegmentBlocks(kHeadDim)>
-__global__ void __launch_bounds__(TiledThreads(kHeadDim), kMinBlocks)
+template <int kHeadDim>
+__global__ void __launch_bounds__(TiledThreads(kHeadDim), MinSegmentBlocks(kHeadDim))
     SegmentAttentionTiledKernel(SegmentAttentionParams p) {
   StartAfterPriorKernels();
   const int head = blockIdx.y;
@@ -848,9 +839,7 @@ cudaError_t LaunchSegmentAttention(const SegmentAttentionParams& p, cudaStream_t
       return LaunchTiled<32>(SegmentAttentionTiledKernel<32>, p, tiles, 1, stream);
     case 64:
       if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
-      return VisionAttentionBlocks() == 3
-                 ? LaunchTiled<64>(SegmentAttentionTiledKernel<64, 3>, p, tiles, 2, stream)
-                 : LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, 2, stream);
+      return LaunchTiled<64>(SegmentAttentionTiledKernel<64>, p, tiles, 2, stream);
     case 128:
       if (p.k_bf16 == nullptr || p.v_bf16 == nullptr) return cudaErrorInvalidValue;
       return LaunchTiled<128>(SegmentAttentionTiledKernel<128>, p, tiles, 2, stream);
