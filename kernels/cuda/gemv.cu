@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
   const uint4* __restrict__ w = reinterpret_cast<const uint4*>(p.w + row * p.k);
   const int64_t chunks = p.k / 8;  // 16 bytes of weights: 8 values
   // The weights depend on no earlier kernel: their first loads go to L2 while the kernel before
-  // (whose output is x) still runs, which hides this kernel's ramp (launch.cuh).
+  // (whose output is x) may still run (launch.cuh).
   AllowNextKernel();
   if (row < p.n) {
 #pragma unroll
