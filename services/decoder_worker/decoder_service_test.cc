@@ -215,9 +215,13 @@ TEST_F(DecoderServiceTest, BadRequestsAreInvalidArgumentAndServingGoesOn) {
 const std::vector<int32_t> kTwoImages = {1,           kImageToken, kImageToken, 3, 4,
                                          kImageToken, kImageToken, 2,           5};
 
+// The two images' features (two rows each) that kTwoImages' [IMG] tokens take.
+std::vector<std::vector<float>> TwoImagesFeatures() {
+  return {std::vector<float>(2 * kWidth, 0.5f), std::vector<float>(2 * kWidth, 0.25f)};
+}
+
 TEST_F(DecoderServiceTest, AKeyedTurnTwoNeedsNoFeatures) {
-  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
-                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  const std::vector<std::vector<float>> images = TwoImagesFeatures();
   std::vector<v1::GenerateOutput> first_turn;
   int first_image = -1;
   ASSERT_TRUE(
@@ -237,8 +241,7 @@ TEST_F(DecoderServiceTest, AKeyedTurnTwoNeedsNoFeatures) {
 }
 
 TEST_F(DecoderServiceTest, AnotherImageKeyIsNotMatched) {
-  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
-                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  const std::vector<std::vector<float>> images = TwoImagesFeatures();
   std::vector<v1::GenerateOutput> outputs;
   int first_image = -1;
   ASSERT_TRUE(
@@ -254,8 +257,7 @@ TEST_F(DecoderServiceTest, AnotherImageKeyIsNotMatched) {
 }
 
 TEST_F(DecoderServiceTest, BadKeyedRequestsAreInvalidArgumentAndFreeTheirPins) {
-  const std::vector<std::vector<float>> images = {std::vector<float>(2 * kWidth, 0.5f),
-                                                  std::vector<float>(2 * kWidth, 0.25f)};
+  const std::vector<std::vector<float>> images = TwoImagesFeatures();
   std::vector<v1::GenerateOutput> outputs;
   int first_image = -1;
   ASSERT_TRUE(
