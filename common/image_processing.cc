@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "opencv2/core/utility.hpp"
 #include "opencv2/imgproc.hpp"
 
 namespace pixtral {
@@ -82,9 +83,15 @@ absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8
         table[c][v] = static_cast<float>((scaled - kMean[c]) / kStd[c]);
       }
     }
-    for (size_t at = 0; at < plane; ++at) {
-      for (int c = 0; c < 3; ++c) pixels[c * plane + at] = table[c][rgb[3 * at + c]];
-    }
+    // Rows in parallel on OpenCV's thread pool (every value is independent): a 1024x1024 image
+    // took ~10 ms on one core of the H200's host (bench/NOTES.md run 18).
+    cv::parallel_for_(cv::Range(0, out_height), [&](const cv::Range& rows) {
+      for (size_t at = static_cast<size_t>(rows.start) * out_width,
+                  end = static_cast<size_t>(rows.end) * out_width;
+           at < end; ++at) {
+        for (int c = 0; c < 3; ++c) pixels[c * plane + at] = table[c][rgb[3 * at + c]];
+      }
+    });
     return pixels;
   }
   // mistral_common resizes the float32 image (cv2.resize of np.float32), not the 8-bit one.
@@ -97,17 +104,20 @@ absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8
   } catch (const cv::Exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("image resize failed: ", e.what()));
   }
-  // Then x / 255 in float32 and (x - mean) / std in float64, rounded once to float32.
-  for (int y = 0; y < out_height; ++y) {
-    const auto* row = resized.ptr<cv::Vec3f>(y);
-    for (int x = 0; x < out_width; ++x) {
-      const size_t at = static_cast<size_t>(y) * out_width + x;
-      for (int c = 0; c < 3; ++c) {
-        const float scaled = row[x][c] / 255.0f;
-        pixels[c * plane + at] = static_cast<float>((scaled - kMean[c]) / kStd[c]);
+  // Then x / 255 in float32 and (x - mean) / std in float64, rounded once to float32; rows in
+  // parallel as above.
+  cv::parallel_for_(cv::Range(0, out_height), [&](const cv::Range& rows) {
+    for (int y = rows.start; y < rows.end; ++y) {
+      const auto* row = resized.ptr<cv::Vec3f>(y);
+      for (int x = 0; x < out_width; ++x) {
+        const size_t at = static_cast<size_t>(y) * out_width + x;
+        for (int c = 0; c < 3; ++c) {
+          const float scaled = row[x][c] / 255.0f;
+          pixels[c * plane + at] = static_cast<float>((scaled - kMean[c]) / kStd[c]);
+        }
       }
     }
-  }
+  });
   return pixels;
 }
 
