@@ -147,7 +147,12 @@ void Scheduler::ServePins() {
   for (int64_t pin : unpins) ReleasePin(pin);
   for (PinJob& job : jobs) {
     PrefixPin pin;
-    if (options_.prefix_cache) {
+    // At most as many pins as requests can be in the scheduler at once (running and waiting):
+    // pins beyond that are for requests that would be refused anyway, and unbounded pins could
+    // keep the whole cache from being evicted. Past the cap the answer is "nothing held", and
+    // the sender sends every feature.
+    const bool room = std::ssize(pins_) < int64_t{options_.max_batch_size} + options_.max_waiting;
+    if (options_.prefix_cache && room) {
       // A hidden sequence that shares the cached blocks keeps them from being evicted.
       const ModelRunner::SequenceId sequence = runner_.AddSequence();
       const int attached = runner_.AttachCachedPrefix(sequence, job.blocks);

@@ -120,7 +120,8 @@ class Scheduler {
   // `done` is not called), then at the start of the next step pins the longest cached prefix of
   // all its positions but the last and calls `done` with the pin, on the stepping thread (keep it
   // short; UNAVAILABLE when the scheduler stops first). The pin lasts until Unpin or the end of
-  // the request that carries it in prefix_pin.
+  // the request that carries it in prefix_pin. With max_batch_size + max_waiting pins held, a
+  // new one holds nothing (id 0).
   absl::Status PinPrefix(const Prompt& prompt, std::function<void(absl::StatusOr<PrefixPin>)> done);
   // Thread-safe. Releases the pin at the next step; 0 and unknown ids are ignored.
   void Unpin(int64_t pin);

@@ -161,5 +161,22 @@ TEST(SchedulerPinTest, StopAnswersPendingPinsAndReleasesHeldOnes) {
   EXPECT_EQ(model.num_used_blocks(), 0);
 }
 
+TEST(SchedulerPinTest, PinsStopAtWhatTheSchedulerCanHold) {
+  FakeRunner model(/*block_size=*/4, /*num_blocks=*/8);
+  Scheduler scheduler(model, {.max_batch_size = 1, .max_waiting = 1});
+  ASSERT_TRUE(RunAlone(scheduler, KeyedRequest({}, 0)).ok());
+  const GenerationRequest next = KeyedRequest({7, 8, 9, 11}, 1);
+  const Scheduler::PrefixPin first = Pin(scheduler, next.prompt);
+  const Scheduler::PrefixPin second = Pin(scheduler, next.prompt);
+  const Scheduler::PrefixPin third = Pin(scheduler, next.prompt);
+  EXPECT_NE(first.id, 0);
+  EXPECT_NE(second.id, 0);
+  EXPECT_EQ(third.id, 0);  // max_batch_size + max_waiting pins already held
+  EXPECT_EQ(third.positions, 0);
+  scheduler.Unpin(first.id);
+  scheduler.Step();
+  EXPECT_NE(Pin(scheduler, next.prompt).id, 0);  // room again
+}
+
 }  // namespace
 }  // namespace pixtral
