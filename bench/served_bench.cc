@@ -27,6 +27,9 @@ ABSL_FLAG(int, image_side, 1024, "Square image side, pixels.");
 ABSL_FLAG(int, text_streams, 64, "text: concurrent streams.");
 ABSL_FLAG(int, text_prompt_tokens, 512, "text: prompt tokens per stream.");
 ABSL_FLAG(int, text_output_tokens, 256, "text: output tokens per stream.");
+ABSL_FLAG(int, text_rounds, 1,
+          "text: requests each stream sends one after another; from 2 the report adds the steady "
+          "state (every stream past its first request, none done with its last).");
 ABSL_FLAG(int, admit_streams, 32, "admit: running text streams.");
 ABSL_FLAG(int, admit_prompt_tokens, 128, "admit: their prompt tokens.");
 ABSL_FLAG(int, admit_output_tokens, 256, "admit: their output tokens.");
@@ -46,6 +49,7 @@ absl::Status Run() {
   ServedOptions options{.text_streams = absl::GetFlag(FLAGS_text_streams),
                         .text_prompt_tokens = absl::GetFlag(FLAGS_text_prompt_tokens),
                         .text_output_tokens = absl::GetFlag(FLAGS_text_output_tokens),
+                        .text_rounds = absl::GetFlag(FLAGS_text_rounds),
                         .admit_streams = absl::GetFlag(FLAGS_admit_streams),
                         .admit_prompt_tokens = absl::GetFlag(FLAGS_admit_prompt_tokens),
                         .admit_output_tokens = absl::GetFlag(FLAGS_admit_output_tokens),

@@ -200,54 +200,92 @@ std::string VariantJpeg(const std::string& photo, int side, int variant) {
   return std::string(jpeg.begin(), jpeg.end());
 }
 
+// Output tokens per second of the deltas that arrived in (from, to] (a delta of several tokens
+// counts its share of the stream's tokens: good enough for a rate).
+double TokensPerSecondIn(const std::vector<StreamRecord>& records, Clock::time_point from,
+                         Clock::time_point to) {
+  if (to <= from) return 0.0;
+  int64_t in_window = 0;
+  for (const StreamRecord& r : records) {
+    for (const Clock::time_point arrival : r.arrivals) {
+      if (arrival > from && arrival <= to) {
+        in_window += std::max<int64_t>(1, r.tokens / std::max<int64_t>(1, r.arrivals.size()));
+      }
+    }
+  }
+  return in_window / (Ms(from, to) / 1000.0);
+}
+
+// The steady state of `rounds` closed-loop requests a stream (records[stream * rounds + round]):
+// from the moment every stream has finished its first request to the first moment one has
+// finished its last.
+nlohmann::json SteadyState(const std::vector<StreamRecord>& records, int streams, int rounds) {
+  Clock::time_point from = Clock::time_point::min(), to = Clock::time_point::max();
+  for (int i = 0; i < streams; ++i) {
+    const StreamRecord& first = records[i * rounds];
+    const StreamRecord& last = records[i * rounds + rounds - 1];
+    if (first.arrivals.empty() || last.arrivals.empty()) return nullptr;
+    from = std::max(from, first.arrivals.back());
+    to = std::min(to, last.arrivals.back());
+  }
+  return nlohmann::json{{"window_ms", to > from ? Ms(from, to) : 0.0},
+                        {"tokens_per_s", TokensPerSecondIn(records, from, to)}};
+}
+
 absl::StatusOr<nlohmann::json> RunTextScenario(const GatewayClient& client,
                                                const ServedOptions& o) {
-  std::vector<std::string> texts;
-  for (int i = 0; i < o.text_streams; ++i) {
+  const int rounds = std::max(o.text_rounds, 1);
+  std::vector<ChatCompletionRequest> chats;  // chats[stream * rounds + round]
+  for (int i = 0; i < o.text_streams * rounds; ++i) {
     absl::StatusOr<std::string> text = TextOfPromptTokens(client, o.text_prompt_tokens, 1000 + i);
     if (!text.ok()) return text.status();
-    texts.push_back(*std::move(text));
+    chats.push_back(TextChat(*text));
   }
   const Clock::time_point start = Clock::now();
-  std::vector<StreamRecord> records = RunConcurrent(client, o.text_streams, o.text_output_tokens,
-                                                    [&](int i) { return TextChat(texts[i]); });
+  std::vector<StreamRecord> records(chats.size());
+  std::vector<std::thread> threads;
+  for (int i = 0; i < o.text_streams; ++i) {
+    threads.emplace_back([&, i] {
+      for (int round = 0; round < rounds; ++round) {
+        const int at = i * rounds + round;
+        records[at] = RunStream(client, chats[at], o.text_output_tokens);
+        if (!records[at].status.ok()) break;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
   const double wall_ms = Ms(start, Clock::now());
   if (absl::Status s = FirstError(records); !s.ok()) return s;
-  // The window in which every stream decodes: from the last first token to the first last token.
+  // The window in which every stream's first request decodes: from the last first token to the
+  // first last token.
   Clock::time_point from = start, to = Clock::time_point::max();
   int64_t total = 0;
   std::vector<double> ttft, gaps, prompt;
-  for (const StreamRecord& r : records) {
+  for (size_t at = 0; at < records.size(); ++at) {
+    const StreamRecord& r = records[at];
     total += r.tokens;
     if (r.arrivals.empty()) continue;
-    from = std::max(from, r.arrivals.front());
-    to = std::min(to, r.arrivals.back());
+    if (at % rounds == 0) {
+      from = std::max(from, r.arrivals.front());
+      to = std::min(to, r.arrivals.back());
+    }
     ttft.push_back(r.ttft_ms());
     prompt.push_back(r.prompt_tokens);
     for (size_t k = 1; k < r.arrivals.size(); ++k)
       gaps.push_back(Ms(r.arrivals[k - 1], r.arrivals[k]));
   }
-  int64_t in_window = 0;
-  for (const StreamRecord& r : records) {
-    for (size_t k = 0; k < r.arrivals.size(); ++k) {
-      // Count the tokens of deltas inside the window (one delta is one token when streamed per
-      // step; a delta with more spreads them evenly, good enough for a rate).
-      if (r.arrivals[k] > from && r.arrivals[k] <= to) {
-        in_window += std::max<int64_t>(1, r.tokens / std::max<int64_t>(1, r.arrivals.size()));
-      }
-    }
-  }
-  const double window_ms = to > from ? Ms(from, to) : 0;
-  return nlohmann::json{
-      {"streams", o.text_streams},
-      {"prompt_tokens_median", Median(prompt)},
-      {"output_tokens", total},
-      {"wall_ms", wall_ms},
-      {"output_tokens_per_s", total / (wall_ms / 1000.0)},
-      {"all_decoding_window_ms", window_ms},
-      {"all_decoding_tokens_per_s", window_ms > 0 ? in_window / (window_ms / 1000.0) : 0.0},
-      {"ttft_median_ms", Median(ttft)},
-      {"inter_token_median_ms", Median(gaps)}};
+  nlohmann::json report{{"streams", o.text_streams},
+                        {"rounds", rounds},
+                        {"prompt_tokens_median", Median(prompt)},
+                        {"output_tokens", total},
+                        {"wall_ms", wall_ms},
+                        {"output_tokens_per_s", total / (wall_ms / 1000.0)},
+                        {"all_decoding_window_ms", to > from ? Ms(from, to) : 0.0},
+                        {"all_decoding_tokens_per_s", TokensPerSecondIn(records, from, to)},
+                        {"ttft_median_ms", Median(ttft)},
+                        {"inter_token_median_ms", Median(gaps)}};
+  if (rounds >= 2) report["steady"] = SteadyState(records, o.text_streams, rounds);
+  return report;
 }
 
 absl::StatusOr<nlohmann::json> RunAdmitScenario(const GatewayClient& client,

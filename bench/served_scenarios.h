@@ -29,6 +29,10 @@ struct ServedOptions {
   int text_streams = 64;
   int text_prompt_tokens = 512;
   int text_output_tokens = 256;
+  // text: requests each stream sends one after another (a closed loop, each with a prompt of its
+  // own). From 2 on the report adds the steady state: the window in which every stream has
+  // finished its first request and none its last, new prompts prefilling beside the decodes.
+  int text_rounds = 1;
   int admit_streams = 32;
   int admit_prompt_tokens = 128;
   int admit_output_tokens = 256;

@@ -96,6 +96,23 @@ TEST_F(ServedScenariosTest, TextCountsEveryStreamsTokens) {
             4 * 8 / ((*r)["ttft_median_ms"].get<double>() / 1000.0));
 }
 
+TEST_F(ServedScenariosTest, TextRoundsAddTheSteadyState) {
+  ServedOptions options = Small();
+  options.text_rounds = 3;
+  absl::StatusOr<nlohmann::json> r = RunTextScenario(*client_, options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["output_tokens"].get<int>(), 3 * 4 * 8);
+  ASSERT_TRUE((*r).contains("steady")) << r->dump(2);
+  const nlohmann::json& steady = (*r)["steady"];
+  ASSERT_TRUE(steady.is_object()) << r->dump(2);
+  EXPECT_GT(steady["window_ms"].get<double>(), 0) << r->dump(2);
+  EXPECT_GT(steady["tokens_per_s"].get<double>(), 0) << r->dump(2);
+  // One request a stream has no steady state.
+  absl::StatusOr<nlohmann::json> once = RunTextScenario(*client_, Small());
+  ASSERT_TRUE(once.ok()) << once.status();
+  EXPECT_FALSE((*once).contains("steady"));
+}
+
 TEST_F(ServedScenariosTest, AdmitSendsTheImageIntoRunningStreams) {
   absl::StatusOr<nlohmann::json> r = RunAdmitScenario(*client_, Small());
   ASSERT_TRUE(r.ok()) << r.status();
