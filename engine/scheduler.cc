@@ -176,6 +176,10 @@ void Scheduler::ReleasePin(int64_t pin) {
 
 bool Scheduler::HasWork() const {
   std::lock_guard<std::mutex> lock(mutex_);
+  return HasWorkLocked();
+}
+
+bool Scheduler::HasWorkLocked() const {
   return !waiting_.empty() || running_count_ > 0 || !pin_jobs_.empty() || !unpins_.empty();
 }
 
@@ -483,10 +487,7 @@ void Scheduler::Start() {
     while (true) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        work_.wait(lock, [this] {
-          return stopping_ || !waiting_.empty() || running_count_ > 0 || !pin_jobs_.empty() ||
-                 !unpins_.empty();
-        });
+        work_.wait(lock, [this] { return stopping_ || HasWorkLocked(); });
         if (stopping_) return;
       }
       Step();
@@ -504,12 +505,11 @@ void Scheduler::Stop() {
   // What is left ends as cancelled, its cache freed.
   std::deque<std::unique_ptr<Request>> waiting;
   std::vector<PinJob> jobs;
-  std::vector<int64_t> unpins;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     waiting.swap(waiting_);
     jobs.swap(pin_jobs_);
-    unpins.swap(unpins_);
+    unpins_.clear();  // every pin is released below
   }
   for (PinJob& job : jobs) job.done(absl::UnavailableError("the scheduler is shutting down"));
   for (auto& request : waiting) running_.push_back(std::move(request));

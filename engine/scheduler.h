@@ -131,7 +131,7 @@ class Scheduler {
   // called concurrently.
   void Step();
 
-  // Whether a request is waiting or running.
+  // Whether a request is waiting or running, or a pin is to be served or released.
   bool HasWork() const;
 
   // A thread that calls Step() while there is work and sleeps otherwise; Stop() joins it and
@@ -157,6 +157,7 @@ class Scheduler {
 
   // Takes the pins asked for and releases the pins given back since the last step.
   void ServePins();
+  bool HasWorkLocked() const;  // HasWork with mutex_ held
   void ReleasePin(int64_t pin);
   // Ends cancelled requests, waiting or running.
   void DropCancelled();
