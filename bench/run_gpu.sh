@@ -16,7 +16,8 @@
 #                  default kernels and with the tuned ones.
 #   PROFILE_BATCHES="1 16"  ncu's kernel times of one decode step at each batch size;
 #   PROFILE_PROMPT=1        of one 1024x1024 image prompt (vision + adapter, prefill);
-#   PROFILE_DETAIL=REGEX    ncu's full sections for the prompt's kernels matching REGEX.
+#   PROFILE_DETAIL=REGEX    ncu's full sections for the prompt's kernels matching REGEX;
+#   DECODE_DETAIL=REGEX     for one decode step's kernels matching REGEX at DETAIL_BATCH (64).
 #   PROMPT_SETTINGS="A=1 B=2"  prompt_bench again under each setting, as DECODE_SETTINGS.
 #   REF=DIR        then runs DIR/compiled_decode.py (the compiled-PyTorch peer) at the same
 #                  context, BATCHES from REF_BATCHES (default "1,16,64").
@@ -115,6 +116,25 @@ for batch in ${PROFILE_BATCHES:-}; do
     > "$csv" 2> "${OUT:-/tmp}/ncu_decode_b$batch.log" || status=1
   python3 bench/ncu_summary.py "$csv"
 done
+ncu_pipes=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+ncu_pipes+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active
+ncu_pipes+=,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active
+ncu_pipes+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active
+ncu_pipes+=,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
+# The lines of ncu's full sections worth reading in the log (the whole report goes to $OUT).
+ncu_detail_lines() {
+  grep -E "^  [A-Za-z].*Kernel|Duration|[Ss]tall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|L2 Hit|Executed Ipc|pipe_" "$1" | head -"${2:-80}"
+}
+if [ -n "${DECODE_DETAIL:-}" ] && [ -n "$model" ]; then
+  echo "== ncu --set full, one decode step at batch ${DETAIL_BATCH:-64}, kernels /${DECODE_DETAIL}/"
+  detail="${OUT:-/tmp}/ncu_decode_detail.txt"
+  ncu --clock-control none --profile-from-start off --set full --print-details all \
+    --metrics "$ncu_pipes" -k "regex:${DECODE_DETAIL}" --launch-count "${PROFILE_DETAIL_COUNT:-2}" \
+    "$dir/bin/decode_bench" --model "$model" --backend cuda --batch "${DETAIL_BATCH:-64}" \
+    --prompt_tokens "${DECODE_CONTEXT:-1000}" --warmup_steps 2 --steps 2 --profile_step 2 \
+    > "$detail" 2>&1 || status=1
+  ncu_detail_lines "$detail" 120
+fi
 if [ "${MODEL_12B:-0}" = 1 ]; then
   if [ "${PROFILE_PROMPT:-0}" = 1 ]; then
     echo "== ncu, one 1024x1024 image prompt: vision + adapter, then prefill (kernel, duration ns)"
@@ -130,18 +150,13 @@ if [ "${MODEL_12B:-0}" = 1 ]; then
     # matching the regex, e.g. "PagedPrefill|SegmentAttentionTiled", into $OUT.
     echo "== ncu --set full, one 1024x1024 image prompt, kernels /${PROFILE_DETAIL}/"
     detail="${OUT:-/tmp}/ncu_detail.txt"
-    pipes=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
-    pipes+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active
-    pipes+=,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active
-    pipes+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active
-    pipes+=,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
     ncu --clock-control none --profile-from-start off --set full --print-details all \
-      --metrics "$pipes" \
+      --metrics "$ncu_pipes" \
       -k "regex:${PROFILE_DETAIL}" --launch-count "${PROFILE_DETAIL_COUNT:-2}" \
       "$dir/bin/prompt_bench" --model /tmp/pixtral-12b --backend cuda --images 1 \
       --image_sizes 1024 --ttft=false --warmup 1 --repeats 1 --profile \
       > "$detail" 2>&1 || status=1
-    grep -E "^  [A-Za-z].*Kernel|Duration|[Ss]tall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Executed Ipc|pipe_" "$detail" | head -80
+    ncu_detail_lines "$detail"
   fi
   echo "== prompt_bench, ${PROMPT_IMAGES:-1,2,4} images of ${PROMPT_SIDES:-512,1024} px"
   timeout "${PROMPT_TIMEOUT:-400}" "$dir/bin/prompt_bench" --model /tmp/pixtral-12b \
