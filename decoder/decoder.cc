@@ -224,23 +224,40 @@ void Decoder::Layers(const LayerTensors& t) {
   const DecoderConfig& c = config_;
   const int64_t rows = t.x.dim(0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  // Each residual add is fused with the RmsNorm after it (the next layer's, past the MLP).
-  if (!layers_.empty()) b.RmsNorm(t.x, layers_[0].attention_norm, c.norm_eps, t.hn);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const BlockWeights& w = layers_[l];
-    // wq, wk, wv stacked: one pass over the weights; attention reads the three column ranges.
-    b.MatMul(t.hn, w.wqkv, nullptr, t.qkv);
-    b.PagedAttention(t.qkv, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l), t.attn);
-    b.MatMul(t.attn.Reshape({rows, c.n_heads * c.head_dim}), w.wo, nullptr, t.h);
-    b.AddRmsNorm(t.x, t.h, w.ffn_norm, c.norm_eps, t.hn);
-    b.MatMul(t.hn, w.w13, nullptr, t.gate_up);  // w1, w3 stacked
-    b.SwiGlu(t.gate_up, t.gate);
-    b.MatMul(t.gate, w.w2, nullptr, t.h);
-    if (l + 1 < layers_.size()) {
-      b.AddRmsNorm(t.x, t.h, layers_[l + 1].attention_norm, c.norm_eps, t.hn);
+  // Each block's pre-norm and residual add: inside its products where the backend fuses them
+  // (one decode row on the GPU), else one AddRmsNorm pass between the products.
+  const bool fused = b.FusesRmsNormIntoMatMul(rows);
+  const auto norm_then_product = [&](const Tensor& norm, const Tensor& w, const Tensor& y) {
+    if (fused) {
+      b.RmsNormMatMul(t.x, norm, c.norm_eps, w, t.hn, y);
+    } else {
+      b.MatMul(t.hn, w, nullptr, y);  // hn: normalized by the pass before
+    }
+  };
+  const auto product_into_residual = [&](const Tensor& a, const Tensor& w,
+                                         const Tensor* next_norm) {
+    if (fused) {
+      b.MatMulAddTo(a, w, t.h, t.x);
+      return;
+    }
+    b.MatMul(a, w, nullptr, t.h);
+    if (next_norm != nullptr) {
+      b.AddRmsNorm(t.x, t.h, *next_norm, c.norm_eps, t.hn);
     } else {
       b.Add(t.x, t.h, t.x);
     }
+  };
+  if (!fused && !layers_.empty()) b.RmsNorm(t.x, layers_[0].attention_norm, c.norm_eps, t.hn);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const BlockWeights& w = layers_[l];
+    // wq, wk, wv stacked: one pass over the weights; attention reads the three column ranges.
+    norm_then_product(w.attention_norm, w.wqkv, t.qkv);
+    b.PagedAttention(t.qkv, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l), t.attn);
+    product_into_residual(t.attn.Reshape({rows, c.n_heads * c.head_dim}), w.wo, &w.ffn_norm);
+    norm_then_product(w.ffn_norm, w.w13, t.gate_up);  // w1, w3 stacked
+    b.SwiGlu(t.gate_up, t.gate);
+    product_into_residual(t.gate, w.w2,
+                          l + 1 < layers_.size() ? &layers_[l + 1].attention_norm : nullptr);
   }
 }
 
@@ -293,8 +310,7 @@ absl::StatusOr<Tensor> Decoder::Run(absl::Span<const StepInput> batch) {
   PIXTRAL_RETURN_IF_ERROR(Embed(batch, ids_t, lt.x));
   Layers(lt);
   b.Gather(lt.x, rows_t, last);  // only the positions whose logits were asked for
-  b.RmsNorm(last, norm_, c.norm_eps, last);
-  b.MatMul(last, output_, nullptr, logits);
+  b.RmsNormMatMul(last, norm_, c.norm_eps, output_, last, logits);
   for (const StepInput& in : batch) sequences_[in.sequence].length += std::ssize(in.tokens);
   return logits;
 }
@@ -345,8 +361,7 @@ absl::StatusOr<Tensor> Decoder::RunOnDecodeBuffers(absl::Span<const StepInput> b
   const std::function<absl::Status()> ops = [this, t, ids = s.ids, logits = s.logits] {
     backend_->Gather(tok_embeddings_, ids, t.x);
     Layers(t);
-    backend_->RmsNorm(t.x, norm_, config_.norm_eps, t.hn);
-    backend_->MatMul(t.hn, output_, nullptr, logits);
+    backend_->RmsNormMatMul(t.x, norm_, config_.norm_eps, output_, t.hn, logits);
     return absl::OkStatus();
   };
   const DecodeGraphKey key{rows, context};

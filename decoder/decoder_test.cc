@@ -211,6 +211,38 @@ TEST_F(DecoderTest, BatchedStepsEqualEachSequenceAlone) {
   for (int i = 0; i < 3; ++i) EXPECT_LE(RelativeError(together[i], alone[i]), 1e-6) << i;
 }
 
+// The schedule with the norms and residual adds inside the products (the GPU's at one row) gives
+// the logits of the one with AddRmsNorm between them, for a prompt and batched decode steps.
+TEST_F(DecoderTest, NormsInsideTheProductsGiveTheSameLogits) {
+  std::unique_ptr<kernels::Backend> fused_backend =
+      kernels::NewCpuBackend({.norms_inside_products = true});
+  auto fused_model = PixtralModel::Load(kPixtralTinyDir, fused_backend.get(),
+                                        {.block_size = 4, .num_blocks = kNumBlocks});
+  ASSERT_TRUE(fused_model.ok()) << fused_model.status();
+  Decoder* decoders[2] = {&decoder(), &(*fused_model)->decoder()};
+  std::vector<std::vector<float>> logits[2];
+  const std::vector<int32_t> other = {1, 42, 43};
+  for (int d = 0; d < 2; ++d) {
+    const SequenceId a = decoders[d]->AddSequence(), b = decoders[d]->AddSequence();
+    auto prompt = decoders[d]->Forward({{.sequence = a, .tokens = prompt_}});
+    ASSERT_TRUE(prompt.ok()) << prompt.status();
+    logits[d].push_back((*prompt)[0]);
+    ASSERT_TRUE(decoders[d]->Forward({{.sequence = b, .tokens = other}}).ok());
+    const int32_t t = 77;
+    auto step = decoders[d]->Forward({{.sequence = a, .tokens = {&t, 1}}});  // one row
+    ASSERT_TRUE(step.ok()) << step.status();
+    logits[d].push_back((*step)[0]);
+    auto both = decoders[d]->Forward({{.sequence = a, .tokens = {&t, 1}},  // two rows
+                                      {.sequence = b, .tokens = {&t, 1}}});
+    ASSERT_TRUE(both.ok()) << both.status();
+    logits[d].insert(logits[d].end(), both->begin(), both->end());
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    EXPECT_LE(RelativeError(logits[1][i], logits[0][i]), 1e-6) << i;
+  }
+}
+
 TEST_F(DecoderTest, ReleasingASequenceReturnsAllItsBlocks) {
   SequenceId keep = decoder().AddSequence();
   ASSERT_TRUE(decoder().Forward({{.sequence = keep, .tokens = prompt_}}).ok());

@@ -144,6 +144,25 @@ class Backend {
   // pass. normed may be delta (or x), or a bf16 tensor of their shape.
   virtual void AddRmsNorm(const Tensor& x, const Tensor& delta, const Tensor& weight, float eps,
                           const Tensor& normed) = 0;
+  // y = RmsNorm(x) · wᵀ: a block's pre-norm and the product after it. The default runs them
+  // apart through `normed` (x's shape, in MatMulInputDType; may be x); a backend whose
+  // FusesRmsNormIntoMatMul(rows) is true normalizes inside the product and leaves it untouched.
+  virtual void RmsNormMatMul(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& w,
+                             const Tensor& normed, const Tensor& y) {
+    RmsNorm(x, norm_weight, eps, normed);
+    MatMul(normed, w, nullptr, y);
+  }
+  // x += a · wᵀ: a block's output product and the residual add. The default runs them apart
+  // through `product` (f32, x's shape).
+  virtual void MatMulAddTo(const Tensor& a, const Tensor& w, const Tensor& product,
+                           const Tensor& x) {
+    MatMul(a, w, nullptr, product);
+    Add(x, product, x);
+  }
+  // Whether RmsNormMatMul and MatMulAddTo of `rows` rows each run as one product. Where they do,
+  // a decoder layer uses them in place of AddRmsNorm between its products (one small pass fewer
+  // a norm); where not, AddRmsNorm's one pass beats the defaults' two.
+  virtual bool FusesRmsNormIntoMatMul(int64_t /*rows*/) const { return false; }
   // out = silu(gate) * up, element-wise (SwiGLU).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // SiluMul over the halves of a stacked w1/w3 product: gate_up [T, 2F], out [T, F] =

@@ -174,7 +174,13 @@ std::vector<PagedSequence> ReadBatch(const PagedBatch& batch) {
 
 class CpuBackend : public Backend {
  public:
+  explicit CpuBackend(CpuBackendOptions options) : options_(options) {}
+
   std::string_view name() const override { return "cpu"; }
+
+  bool FusesRmsNormIntoMatMul(int64_t /*rows*/) const override {
+    return options_.norms_inside_products;
+  }
 
   // Keeps the ops and calls them again at each replay; while they run, the ops that a device
   // backend cannot record (allocations, copies, sampling) are fatal, as they would be there.
@@ -535,11 +541,14 @@ class CpuBackend : public Backend {
     }
   }
 
+  const CpuBackendOptions options_;
   bool replaying_ = false;  // inside a RecordedOps::Replay
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> NewCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> NewCpuBackend(CpuBackendOptions options) {
+  return std::make_unique<CpuBackend>(options);
+}
 
 }  // namespace pixtral::kernels

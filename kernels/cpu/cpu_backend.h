@@ -14,7 +14,14 @@
 
 namespace pixtral::kernels {
 
-std::unique_ptr<Backend> NewCpuBackend();
+struct CpuBackendOptions {
+  // FusesRmsNormIntoMatMul true at every row count: a decoder then runs the layer schedule a
+  // device backend runs at one row (norms and residual adds inside the products, here through
+  // Backend's composed defaults), so that the schedule is tested on the CPU too.
+  bool norms_inside_products = false;
+};
+
+std::unique_ptr<Backend> NewCpuBackend(CpuBackendOptions options = {});
 
 }  // namespace pixtral::kernels
 

@@ -345,6 +345,28 @@ class CudaBackend : public Backend {
               "AddRmsNorm");
   }
 
+  // At one row the GEMV takes the norm and the residual add along (PIXTRAL_FUSED_NORMS=0: never,
+  // for timing the layers without).
+  bool FusesRmsNormIntoMatMul(int64_t rows) const override {
+    return fused_norms_ && rows == cuda::kGemvMaxRows && !f32_activations_;
+  }
+
+  void RmsNormMatMul(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& w,
+                     const Tensor& normed, const Tensor& y) override {
+    CHECK(norm_weight.rank() == 1 && norm_weight.dim(0) == x.shape().back())
+        << norm_weight.DebugString();
+    if (!FusedGemv(x, w, &norm_weight, eps, /*accumulate=*/false, y)) {
+      Backend::RmsNormMatMul(x, norm_weight, eps, w, normed, y);
+    }
+  }
+
+  void MatMulAddTo(const Tensor& a, const Tensor& w, const Tensor& product,
+                   const Tensor& x) override {
+    if (!FusedGemv(a, w, nullptr, 0.0f, /*accumulate=*/true, x)) {
+      Backend::MatMulAddTo(a, w, product, x);
+    }
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     for (const Tensor* t : {&gate, &up, &out}) {
       CheckF32(*t);
@@ -687,6 +709,32 @@ class CudaBackend : public Backend {
     }
   }
 
+  // y (+)= RmsNorm?(x) · wᵀ as one GEMV where FusesRmsNormIntoMatMul holds and the GEMV takes the
+  // operands (bf16 weights, f32 x and y); false, and nothing issued, where not.
+  bool FusedGemv(const Tensor& x, const Tensor& w, const Tensor* norm_weight, float eps,
+                 bool accumulate, const Tensor& y) {
+    const auto [t, k, n] = CheckMatMul(x, w, nullptr, y);
+    if (!FusesRmsNormIntoMatMul(t) || WeightTypeOf(w) != WeightType::kBF16 ||
+        x.dtype() != DType::kF32 || y.dtype() != DType::kF32) {
+      return false;
+    }
+    const cuda::GemvParams gemv{
+        .x = x.data<float>(),
+        .w = w.data<uint16_t>(),
+        .y = y.data<float>(),
+        .rows = t,
+        .k = k,
+        .n = n,
+        .sm_count = context_->sm_count(),
+        .norm_weight = norm_weight != nullptr ? norm_weight->data<void>() : nullptr,
+        .norm_weight_bf16 = norm_weight != nullptr && norm_weight->dtype() == DType::kBF16,
+        .eps = eps,
+        .accumulate = accumulate};
+    if (!cuda::GemvApplies(gemv)) return false;
+    CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: fused bf16 GEMV");
+    return true;
+  }
+
   // Device scratch of at least `bytes` for the op being issued: ops run in stream order, so each
   // op's use ends before the next one's begins. It grows outside recordings only (a recording's
   // ops ran once before, and sized it); a recording keeps the buffer it captured alive.
@@ -742,6 +790,7 @@ class CudaBackend : public Backend {
   // and GELU in a pass of their own after every product (as before the cuBLASLt epilogues).
   bool f32_activations_ = EnvIs("PIXTRAL_F32_ACTIVATIONS", "1");
   bool epilogues_ = !EnvIs("PIXTRAL_GEMM_EPILOGUES", "0");
+  bool fused_norms_ = !EnvIs("PIXTRAL_FUSED_NORMS", "0");
 };
 
 }  // namespace

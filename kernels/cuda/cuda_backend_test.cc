@@ -306,6 +306,41 @@ TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
   }
 }
 
+// At one row the GEMV normalizes x inside the product (RmsNormMatMul) and adds its result to the
+// residual (MatMulAddTo); other row counts run the ops apart. Small x (mean square 1e-4) makes eps
+// (1e-5) matter; k = 14336 is w2's width, n = 77 leaves a block part empty.
+TEST_F(CudaBackendTest, NormAndResidualInsideTheProductMatchCpu) {
+  EXPECT_TRUE(gpu_->FusesRmsNormIntoMatMul(1));
+  EXPECT_FALSE(gpu_->FusesRmsNormIntoMatMul(2));
+  for (const auto [rows, k, n, stddev] :
+       {std::tuple<int64_t, int64_t, int64_t, float>{1, 5120, 6144, 0.01f},
+        {1, 14336, 77, 2.0f},
+        {1, 256, 5120, 1.0f},
+        {3, 5120, 300, 1.0f}}) {
+    SCOPED_TRACE(testing::Message() << rows << " x " << k << " -> " << n);
+    // Past one row the products take bf16 activations and so round x once more.
+    const double tolerance = rows == 1 ? 1e-5 : kBf16Tolerance;
+    Pair x = RandomF32({rows, k}, 40, stddev), w = RandomBf16({n, k}, 41, 0.02f);
+    Pair g16 = RandomBf16({k}, 42), g32 = RandomF32({k}, 43);
+    for (const Pair* g : {&g16, &g32}) {
+      Pair y = Poisoned({rows, n});
+      Pair normed = {*cpu_->Alloc(cpu_->MatMulInputDType(rows), {rows, k}),
+                     *gpu_->Alloc(gpu_->MatMulInputDType(rows), {rows, k})};
+      cpu_->RmsNormMatMul(x.cpu, g->cpu, 1e-5f, w.cpu, normed.cpu, y.cpu);
+      gpu_->RmsNormMatMul(x.gpu, g->gpu, 1e-5f, w.gpu, normed.gpu, y.gpu);
+      EXPECT_LE(Error(y), tolerance) << (g == &g16 ? "bf16" : "f32") << " norm weight";
+    }
+    Pair a = RandomF32({rows, k}, 44), residual = RandomF32({rows, n}, 45);
+    Pair product = Poisoned({rows, n});
+    cpu_->MatMulAddTo(a.cpu, w.cpu, product.cpu, residual.cpu);
+    gpu_->MatMulAddTo(a.gpu, w.gpu, product.gpu, residual.gpu);
+    EXPECT_LE(Error(residual), tolerance);
+    if (rows == 1) {  // fused: the scratch is not written
+      for (float v : ToHost(*gpu_, product.gpu)) ASSERT_TRUE(std::isnan(v));
+    }
+  }
+}
+
 // Prompt row counts take the 256-thread vector kernels (row in registers) where the row is a
 // multiple of 4 of at most 8192 elements; others, and decode row counts, the 1024-thread one.
 TEST_F(CudaBackendTest, NormsOfPromptRowCountsMatchCpu) {

@@ -23,17 +23,34 @@ __device__ __forceinline__ float2 Bf16PairToFloat2(uint32_t u) {
   return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
 }
 
-__device__ __forceinline__ float Dot8(const float (&w)[8], const float* __restrict__ x) {
+// Eight float32 values of x from 16-byte aligned global memory (L1-cached: every warp reads them).
+__device__ __forceinline__ void Load8(const float* __restrict__ x, float (&v)[8]) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x));
   const float4 b = __ldg(reinterpret_cast<const float4*>(x) + 1);
-  return w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z +
-         w[7] * b.w;
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
+__device__ __forceinline__ void Load8(const uint16_t* __restrict__ x, float (&v)[8]) {
+  const uint4 packed = __ldg(reinterpret_cast<const uint4*>(x));
+  const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = Bf16PairToFloat2(words[i]);
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+
+// What the kernel applies to x before the products: nothing, or RmsNorm with a bf16 or f32 weight.
+enum class GemvNorm { kNone, kBf16Weight, kF32Weight };
+
 // Warps of a block: each weight row is split over `split` of them (1, 2, 4 or 8), so that
-// small matrices still spread over every SM with enough loads in flight.
+// small matrices still spread over every SM with enough loads in flight. With a norm, each warp
+// also sums the squares of the x values it reads: the row's statistics come from the same pass
+// as the products, whose sum is scaled by 1 / sqrt(mean(x²) + eps) at the end.
+template <GemvNorm kNorm>
 __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvParams p, int split) {
-  __shared__ float partial[kGemvWarps];
+  __shared__ float partial[kGemvWarps], partial_squares[kGemvWarps];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int part = warp % split;
   const int64_t row = int64_t{blockIdx.x} * (kGemvWarps / split) + warp / split;
@@ -50,13 +67,13 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
     }
   }
   WaitForPriorKernels();
-  float acc = 0.0f;
+  float acc = 0.0f, squares = 0.0f;
   if (row < p.n) {
 #pragma unroll 4
     for (int64_t c = part * kWarpSize + lane; c < chunks; c += kWarpSize * split) {
       // The weights are read once: keep them out of L1 for the activations.
       const uint4 packed = __ldcs(w + c);
-      float wf[8];
+      float wf[8], xf[8];
       const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -64,16 +81,40 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
         wf[2 * i] = f.x;
         wf[2 * i + 1] = f.y;
       }
-      acc += Dot8(wf, p.x + c * 8);
+      Load8(p.x + c * 8, xf);
+      if constexpr (kNorm != GemvNorm::kNone) {
+        float g[8];
+        if constexpr (kNorm == GemvNorm::kBf16Weight) {
+          Load8(static_cast<const uint16_t*>(p.norm_weight) + c * 8, g);
+        } else {
+          Load8(static_cast<const float*>(p.norm_weight) + c * 8, g);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          squares += xf[i] * xf[i];
+          xf[i] *= g[i];
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc += wf[i] * xf[i];
     }
   }
   const float sum = WarpReduce(acc, SumOp());
   if (lane == 0) partial[warp] = sum;
+  if constexpr (kNorm != GemvNorm::kNone) {
+    const float sum_squares = WarpReduce(squares, SumOp());
+    if (lane == 0) partial_squares[warp] = sum_squares;
+  }
   __syncthreads();
   if (row >= p.n || part != 0 || lane != 0) return;
   float total = 0.0f;
   for (int i = 0; i < split; ++i) total += partial[warp + i];
-  p.y[row] = total;
+  if constexpr (kNorm != GemvNorm::kNone) {
+    float total_squares = 0.0f;
+    for (int i = 0; i < split; ++i) total_squares += partial_squares[warp + i];
+    total *= rsqrtf(total_squares / static_cast<float>(p.k) + p.eps);
+  }
+  p.y[row] = p.accumulate ? p.y[row] + total : total;
 }
 
 // Blocks an SM the split aims for: 4, or PIXTRAL_GEMV_BLOCKS_PER_SM (for tuning runs). At 4 the
@@ -94,7 +135,8 @@ int64_t GemvBlocksPerSm() {
 bool GemvApplies(const GemvParams& p) {
   const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
   return p.rows == kGemvMaxRows && p.k > 0 && p.k % 8 == 0 && p.n > 0 &&
-         (p.n + kGemvWarps - 1) / kGemvWarps <= kMaxBlocks && aligned(p.x) && aligned(p.w);
+         (p.n + kGemvWarps - 1) / kGemvWarps <= kMaxBlocks && aligned(p.x) && aligned(p.w) &&
+         aligned(p.norm_weight);
 }
 
 cudaError_t LaunchGemvBf16(const GemvParams& p, cudaStream_t stream) {
@@ -107,7 +149,14 @@ cudaError_t LaunchGemvBf16(const GemvParams& p, cudaStream_t stream) {
   while (split < kGemvWarps && p.n * split < wave) split *= 2;
   const int rows_per_block = kGemvWarps / split;
   const auto blocks = static_cast<unsigned>((p.n + rows_per_block - 1) / rows_per_block);
-  Launch(GemvBf16Kernel, blocks, kGemvWarps * kWarpSize, 0, stream, p, split);
+  const unsigned threads = kGemvWarps * kWarpSize;
+  if (p.norm_weight == nullptr) {
+    Launch(GemvBf16Kernel<GemvNorm::kNone>, blocks, threads, 0, stream, p, split);
+  } else if (p.norm_weight_bf16) {
+    Launch(GemvBf16Kernel<GemvNorm::kBf16Weight>, blocks, threads, 0, stream, p, split);
+  } else {
+    Launch(GemvBf16Kernel<GemvNorm::kF32Weight>, blocks, threads, 0, stream, p, split);
+  }
   return cudaGetLastError();
 }
 

@@ -7,6 +7,9 @@
 // GEMMs are faster (on an H200 this kernel's 4-row products took 13.6 ms a Pixtral-12B step,
 // cuBLAS's 8-row ones 6.9).
 //
+// The pre-norm before a product and the residual add after one can ride along (RmsNormMatMul,
+// MatMulAddTo in kernels/backend.h), each sparing a decode step one small kernel a use.
+//
 //   GemvParams p{.x = x, .w = w_bf16, .y = y, .rows = 1, .k = 5120, .n = 4096};
 //   if (GemvApplies(p)) CUDA_CHECK(LaunchGemvBf16(p, stream));
 #ifndef PIXTRAL_KERNELS_CUDA_GEMV_H_
@@ -29,10 +32,16 @@ struct GemvParams {
   int64_t k;
   int64_t n;
   int sm_count = 132;  // the device's multiprocessors: the grid is sized by them
+  // Where set, x is RmsNorm'ed first: x / sqrt(mean(x²) + eps) * norm_weight[k] (bf16 or f32),
+  // its statistics gathered in the same pass over x as the products (no normalized copy of x).
+  const void* norm_weight = nullptr;
+  bool norm_weight_bf16 = true;
+  float eps = 0.0f;
+  bool accumulate = false;  // y += x · wᵀ (a residual add) instead of y = x · wᵀ
 };
 
 // Whether LaunchGemvBf16 takes these: rows == kGemvMaxRows, k a positive multiple of 8,
-// x and w 16-byte aligned, n positive and within the grid.
+// x, w and norm_weight 16-byte aligned, n positive and within the grid.
 bool GemvApplies(const GemvParams& params);
 
 // Returns cudaErrorInvalidValue where GemvApplies is false.
