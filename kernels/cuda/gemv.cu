@@ -30,8 +30,8 @@ __device__ __forceinline__ void Load8(const float* __restrict__ x, float (&v)[8]
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
-__device__ __forceinline__ void Load8(const uint16_t* __restrict__ x, float (&v)[8]) {
-  const uint4 packed = __ldg(reinterpret_cast<const uint4*>(x));
+// The eight floats of eight packed bf16 values.
+__device__ __forceinline__ void Unpack8(const uint4 packed, float (&v)[8]) {
   const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -39,6 +39,10 @@ __device__ __forceinline__ void Load8(const uint16_t* __restrict__ x, float (&v)
     v[2 * i] = f.x;
     v[2 * i + 1] = f.y;
   }
+}
+
+__device__ __forceinline__ void Load8(const uint16_t* __restrict__ x, float (&v)[8]) {
+  Unpack8(__ldg(reinterpret_cast<const uint4*>(x)), v);
 }
 
 // What the kernel applies to x before the products: nothing, or RmsNorm with a bf16 or f32 weight.
@@ -72,15 +76,8 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
 #pragma unroll 4
     for (int64_t c = part * kWarpSize + lane; c < chunks; c += kWarpSize * split) {
       // The weights are read once: keep them out of L1 for the activations.
-      const uint4 packed = __ldcs(w + c);
       float wf[8], xf[8];
-      const uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = Bf16PairToFloat2(words[i]);
-        wf[2 * i] = f.x;
-        wf[2 * i + 1] = f.y;
-      }
+      Unpack8(__ldcs(w + c), wf);
       Load8(p.x + c * 8, xf);
       if constexpr (kNorm != GemvNorm::kNone) {
         float g[8];
