@@ -62,6 +62,21 @@ ImageTokenGrid ComputeImageTokenGrid(int height, int width, const ImageEncoderCo
 absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8_t> rgb, int height,
                                                           int width, int out_height,
                                                           int out_width) {
+  if (out_height <= 0 || out_width <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("image sizes must be positive, got ", width, "x",
+                                                   height, " to ", out_width, "x", out_height));
+  }
+  std::vector<float> pixels(size_t{3} * out_height * out_width);
+  if (absl::Status status = ResizeAndNormalizeRgb8Into(rgb, height, width, out_height, out_width,
+                                                       absl::MakeSpan(pixels));
+      !status.ok()) {
+    return status;
+  }
+  return pixels;
+}
+
+absl::Status ResizeAndNormalizeRgb8Into(absl::Span<const uint8_t> rgb, int height, int width,
+                                        int out_height, int out_width, absl::Span<float> pixels) {
   if (height <= 0 || width <= 0 || out_height <= 0 || out_width <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("image sizes must be positive, got ", width, "x",
                                                    height, " to ", out_width, "x", out_height));
@@ -72,7 +87,11 @@ absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8
                                                    rgb.size()));
   }
   const size_t plane = static_cast<size_t>(out_height) * out_width;
-  std::vector<float> pixels(3 * plane);
+  if (pixels.size() != 3 * plane) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", out_width, "x", out_height,
+                                                   " image needs ", 3 * plane, " floats, got ",
+                                                   pixels.size()));
+  }
   if (height == out_height && width == out_width) {
     // cv::resize copies an image whose size is already right, so each value is one of 256 per
     // channel: a table of them gives the same floats at a fraction of the cost.
@@ -92,7 +111,7 @@ absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8
         for (int c = 0; c < 3; ++c) pixels[c * plane + at] = table[c][rgb[3 * at + c]];
       }
     });
-    return pixels;
+    return absl::OkStatus();
   }
   // mistral_common resizes the float32 image (cv2.resize of np.float32), not the 8-bit one.
   cv::Mat resized;
@@ -118,7 +137,7 @@ absl::StatusOr<std::vector<float>> ResizeAndNormalizeRgb8(absl::Span<const uint8
       }
     }
   });
-  return pixels;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PreprocessedImage> PreprocessRgbImage(const cv::Mat& rgb,

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -191,6 +192,43 @@ TEST(ResizeAndNormalizeRgb8Test, ResizedEqualsTheFormula) {
       ResizeAndNormalizeRgb8(absl::Span<const uint8_t>(rgb.data, rgb.total() * 3), 45, 70, 48, 80);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, ByFormula(rgb, 48, 80));
+}
+
+TEST(ResizeAndNormalizeRgb8Test, EveryValueOfEveryChannelEqualsTheFormula) {
+  // 256 pixels, no resize: each channel takes all 256 values (in three different orders).
+  std::vector<uint8_t> rgb;
+  for (int i = 0; i < 256; ++i) {
+    rgb.insert(rgb.end(), {static_cast<uint8_t>(i), static_cast<uint8_t>((i + 85) % 256),
+                           static_cast<uint8_t>(255 - i)});
+  }
+  absl::StatusOr<std::vector<float>> got = ResizeAndNormalizeRgb8(rgb, 16, 16, 16, 16);
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (int i = 0; i < 256; ++i) {
+    EXPECT_EQ((*got)[0 * 256 + i], Normalized(i, 0)) << "R " << i;
+    EXPECT_EQ((*got)[1 * 256 + i], Normalized((i + 85) % 256, 1)) << "G " << i;
+    EXPECT_EQ((*got)[2 * 256 + i], Normalized(255 - i, 2)) << "B " << i;
+  }
+}
+
+TEST(ResizeAndNormalizeRgb8Test, IntoWritesEveryValueOfTheVectorForm) {
+  // Into a buffer of NaNs (which compare unequal to everything): each value must be written.
+  for (const auto& [out_height, out_width] : std::vector<std::pair<int, int>>{{48, 64}, {48, 80}}) {
+    const cv::Mat rgb = Gradient(48, 64);
+    const absl::Span<const uint8_t> bytes(rgb.data, rgb.total() * 3);
+    std::vector<float> into(size_t{3} * out_height * out_width, std::nanf(""));
+    ASSERT_TRUE(
+        ResizeAndNormalizeRgb8Into(bytes, 48, 64, out_height, out_width, absl::MakeSpan(into))
+            .ok());
+    EXPECT_EQ(into, *ResizeAndNormalizeRgb8(bytes, 48, 64, out_height, out_width))
+        << out_width << "x" << out_height;
+  }
+}
+
+TEST(ResizeAndNormalizeRgb8Test, IntoRefusesAnOutputOfTheWrongSize) {
+  const std::vector<uint8_t> bytes(12, 0);
+  std::vector<float> small(3 * 16 * 16 - 1);
+  EXPECT_EQ(ResizeAndNormalizeRgb8Into(bytes, 2, 2, 16, 16, absl::MakeSpan(small)).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ResizeAndNormalizeRgb8Test, RejectsSizesThatDoNotMatchTheBytes) {

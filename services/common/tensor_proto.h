@@ -20,6 +20,9 @@ v1::Tensor MatrixToTensor(absl::Span<const float> values, int64_t rows, int64_t 
 // sent as BF16, relayed by the gateway: half the bytes, nothing rounded), else F32.
 v1::Tensor MatrixToTensorExact(absl::Span<const float> values, int64_t rows, int64_t cols);
 
+// The row count of a tensor AppendMatrix would take (the same checks); the same errors.
+absl::StatusOr<int64_t> CheckMatrix(const v1::Tensor& tensor, int64_t cols, int64_t max_rows);
+
 // Tensor -> f32 values appended to `out`; returns its row count. INVALID_ARGUMENT unless it is a
 // rank-2 F32 or BF16 tensor with `cols` columns, at most `max_rows` rows, and exactly the bytes
 // its shape needs.

@@ -3,6 +3,7 @@
 #ifndef PIXTRAL_SERVICES_EMBEDDED_CACHED_VISION_STAGE_H_
 #define PIXTRAL_SERVICES_EMBEDDED_CACHED_VISION_STAGE_H_
 
+#include <utility>
 #include <vector>
 
 #include "engine/image_feature_cache.h"
@@ -18,16 +19,18 @@ class CachedVisionStage final : public VisionStage {
   CachedVisionStage(EncodeBatcher* batcher, ImageFeatureCache* cache, int width, int patch_size)
       : batcher_(batcher), cache_(cache), width_(width), patch_size_(patch_size) {}
 
-  absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
-                                            const CallContext&) override {
+  absl::StatusOr<FeatureRows> Encode(absl::Span<const PreprocessedImage> images,
+                                     const CallContext&) override {
     if (batcher_ == nullptr) return absl::InvalidArgumentError("this model takes no images");
     std::vector<Image> views;
     for (const PreprocessedImage& image : images) {
       views.push_back({image.height, image.width, image.pixels});
     }
-    return EncodeWithCache(cache_, views, patch_size_, [this](absl::Span<const Image> misses) {
-      return batcher_->Encode(misses);
-    });
+    absl::StatusOr<std::vector<float>> features = EncodeWithCache(
+        cache_, views, patch_size_,
+        [this](absl::Span<const Image> misses) { return batcher_->Encode(misses); });
+    if (!features.ok()) return features.status();
+    return FeatureRows(*std::move(features));
   }
 
   int width() const override { return width_; }

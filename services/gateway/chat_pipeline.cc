@@ -105,12 +105,12 @@ absl::StatusOr<ChatResult> ChatPipeline::Run(
       images.keys.push_back({ImageContentKey(image), image.grid.rows * image.grid.cols});
     }
     if (context.timings != nullptr) context.timings->Add("image_keys", absl::Now() - keys_start);
-    images.features = [&](int first_image) -> absl::StatusOr<std::vector<float>> {
+    images.features = [&](int first_image) -> absl::StatusOr<FeatureRows> {
       const absl::Span<const PreprocessedImage> all(encoded->images);
       if (first_image < 0 || first_image > std::ssize(all)) {
         return absl::InternalError("the decoder asked for an image the prompt does not have");
       }
-      if (first_image == std::ssize(all)) return std::vector<float>();
+      if (first_image == std::ssize(all)) return FeatureRows();
       return vision_.Encode(all.subspan(first_image), context);
     };
   }

@@ -15,8 +15,8 @@ namespace {
 
 class NoVision : public VisionStage {
  public:
-  absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage>,
-                                            const CallContext&) override {
+  absl::StatusOr<FeatureRows> Encode(absl::Span<const PreprocessedImage>,
+                                     const CallContext&) override {
     return absl::UnimplementedError("no images in these tests");
   }
   int width() const override { return 1; }

@@ -41,7 +41,7 @@ class EmbeddedDecoderStage final : public DecoderStage {
     prompt.first_feature_image = static_cast<int>(images.keys.size());  // none yet
     absl::StatusOr<PinnedPrefix> pinned = PinPrefixAndWait(scheduler_, prompt, image_token_id_);
     if (!pinned.ok()) return pinned.status();
-    absl::StatusOr<std::vector<float>> features = images.features(pinned->first_needed_image);
+    absl::StatusOr<FeatureRows> features = images.features(pinned->first_needed_image);
     if (!features.ok()) {
       scheduler_.Unpin(pinned->pin.id);
       return features.status();
@@ -49,7 +49,7 @@ class EmbeddedDecoderStage final : public DecoderStage {
     if (context.timings != nullptr) {
       context.timings->Add("images_skipped", pinned->first_needed_image);
     }
-    prompt.image_features = *std::move(features);
+    prompt.image_features = std::move(*features).ToF32();
     prompt.first_feature_image = pinned->first_needed_image;
     request.prefix_pin = pinned->pin.id;  // the scheduler releases it with the request
     return Generate(std::move(request), on_tokens, context);

@@ -3,6 +3,8 @@
 // answer as the protocol says is an error, and a vision error reaches the caller as it is.
 #include <atomic>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +33,9 @@ class ScriptedDecoder final : public v1::Decoder::Service {
     if (first_image >= 0) output.mutable_feature_request()->set_first_image(first_image);
     stream->Write(output);
     while (stream->Read(&input)) {
+      if (input.image_features().dtype() == v1::Tensor::DTYPE_BF16) {
+        bf16_bytes += input.image_features().data();
+      }
       std::vector<float> values;
       if (AppendMatrix(input.image_features(), kWidth, 1 << 20, &values).ok()) {
         rows += std::ssize(values) / kWidth;
@@ -48,6 +53,7 @@ class ScriptedDecoder final : public v1::Decoder::Service {
   std::atomic<int64_t> rows{0};
   std::atomic<float> first_value{0};
   v1::GenerateHeader header;
+  std::string bf16_bytes;  // of the BF16 feature tensors received, in order
 };
 
 class RemoteDecoderStageTest : public ::testing::Test {
@@ -65,12 +71,12 @@ class RemoteDecoderStageTest : public ::testing::Test {
   PromptImages Images(std::vector<int>* asked) {
     PromptImages images;
     images.keys = {{.key = {1, 2}, .rows = 2}, {.key = {3, 4}, .rows = 3}};
-    images.features = [asked](int first) -> absl::StatusOr<std::vector<float>> {
+    images.features = [asked](int first) -> absl::StatusOr<FeatureRows> {
       asked->push_back(first);
       std::vector<float> rows;
       if (first <= 0) rows.insert(rows.end(), 2 * kWidth, 1.0f);
       if (first <= 1) rows.insert(rows.end(), 3 * kWidth, 2.0f);
-      return rows;
+      return FeatureRows(std::move(rows));
     };
     return images;
   }
@@ -125,12 +131,39 @@ TEST_F(RemoteDecoderStageTest, ADecoderThatDoesNotAskIsAnError) {
 TEST_F(RemoteDecoderStageTest, AVisionErrorReachesTheCallerAsItIs) {
   PromptImages images;
   images.keys = {{.key = {1, 2}, .rows = 2}, {.key = {3, 4}, .rows = 3}};
-  images.features = [](int) -> absl::StatusOr<std::vector<float>> {
+  images.features = [](int) -> absl::StatusOr<FeatureRows> {
     return absl::ResourceExhaustedError("vision busy");
   };
   absl::StatusOr<Completion> completion = Run(images);
   EXPECT_EQ(completion.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(completion.status().message(), "vision busy");
+}
+
+TEST_F(RemoteDecoderStageTest, Bf16FeaturesReachTheDecoderAsTheBytesTheVisionWorkerSent) {
+  // Twenty bf16 bit patterns spread over the 16 bits (a NaN with a payload first), one tensor
+  // as a vision worker sends it: the prompt's five rows.
+  std::string sent;
+  for (int bits = 0; bits < 5 * kWidth; ++bits) {
+    const uint16_t value = static_cast<uint16_t>(bits * 3277 + 0x7f81);  // spread over 16 bits
+    sent.append(reinterpret_cast<const char*>(&value), 2);
+  }
+  v1::Tensor tensor;
+  tensor.set_dtype(v1::Tensor::DTYPE_BF16);
+  tensor.add_shape(5);
+  tensor.add_shape(kWidth);
+  tensor.set_data(sent);
+  PromptImages images;
+  images.keys = {{.key = {1, 2}, .rows = 2}, {.key = {3, 4}, .rows = 3}};
+  images.features = [&tensor](int) -> absl::StatusOr<FeatureRows> {
+    FeatureRows rows;
+    if (absl::StatusOr<int64_t> added = rows.Append(tensor, kWidth, 5); !added.ok()) {
+      return added.status();
+    }
+    return rows;
+  };
+  ASSERT_TRUE(Run(images).ok());
+  EXPECT_EQ(service_.rows, 5);
+  EXPECT_EQ(service_.bf16_bytes, sent);
 }
 
 }  // namespace

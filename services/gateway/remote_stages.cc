@@ -130,8 +130,8 @@ v1::EncodeRequest ToEncodeRequest(absl::Span<const PreprocessedImage> images) {
   return request;
 }
 
-absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
-    absl::Span<const PreprocessedImage> images, const CallContext& context) {
+absl::StatusOr<FeatureRows> RemoteVisionStage::Encode(absl::Span<const PreprocessedImage> images,
+                                                      const CallContext& context) {
   // Consecutive images whose pixels together fit one call.
   std::vector<absl::Span<const PreprocessedImage>> groups;
   size_t first = 0;
@@ -148,32 +148,32 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::Encode(
   if (first < images.size() || images.empty()) groups.push_back(images.subspan(first));
   if (groups.size() == 1) return EncodeInOneCall(groups[0], context);
 
-  std::vector<absl::StatusOr<std::vector<float>>> results(groups.size());
+  std::vector<absl::StatusOr<FeatureRows>> results(groups.size());
   std::vector<std::thread> calls;
   for (size_t g = 1; g < groups.size(); ++g) {
     calls.emplace_back([&, g] { results[g] = EncodeInOneCall(groups[g], context); });
   }
   results[0] = EncodeInOneCall(groups[0], context);
   for (std::thread& call : calls) call.join();
-  std::vector<float> features;
-  for (absl::StatusOr<std::vector<float>>& result : results) {
+  FeatureRows features;
+  for (absl::StatusOr<FeatureRows>& result : results) {
     if (!result.ok()) return result.status();
-    features.insert(features.end(), result->begin(), result->end());
+    features.Append(*std::move(result));
   }
   return features;
 }
 
-absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
+absl::StatusOr<FeatureRows> RemoteVisionStage::EncodeInOneCall(
     absl::Span<const PreprocessedImage> images, const CallContext& context) {
   const absl::Time start = absl::Now();
   const v1::EncodeRequest request = ToEncodeRequest(images);
   int64_t total_rows = 0;
   for (const PreprocessedImage& image : images) total_rows += image.grid.rows * image.grid.cols;
 
-  std::vector<float> features;
+  FeatureRows features;
   auto attempt = [&](grpc::Channel& channel, bool* received) {
-    features.clear();
-    features.reserve(total_rows * width_);  // no regrowth copies of a 16 MiB image's rows
+    features = FeatureRows();
+    features.Reserve(total_rows * width_);
     grpc::ClientContext client;
     SetDeadline(context, &client);
     CancelWatcher watcher(context, &client);
@@ -190,8 +190,8 @@ absl::StatusOr<std::vector<float>> RemoteVisionStage::EncodeInOneCall(
         }
       }
       *received = true;
-      absl::StatusOr<int64_t> added =
-          AppendMatrix(chunk.features(), width_, total_rows - rows, &features);
+      // bf16 rows are kept as the bytes that came, for the decoder worker (feature_rows.h).
+      absl::StatusOr<int64_t> added = features.Append(chunk.features(), width_, total_rows - rows);
       if (!added.ok()) {
         bad = absl::InternalError(absl::StrCat("vision worker: ", added.status().message()));
         client.TryCancel();
@@ -272,7 +272,9 @@ absl::StatusOr<Completion> RemoteDecoderStage::Call(
   // another decoder.
   absl::Status features_error;
   // The features asked for, by first image, kept across attempts on other replicas.
-  std::map<int, std::vector<float>> asked;
+  std::map<int, FeatureRows> asked;
+  // Without `images`, every feature of the prompt (f32, from an in-process encoder's interface).
+  const FeatureRows all_features(std::move(request.prompt.image_features));
   const absl::Time start = absl::Now();
   bool first = true;
   auto attempt = [&](grpc::Channel& channel, bool* received) {
@@ -282,7 +284,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Call(
     CancelWatcher watcher(context, &client);
     auto stream = StubFor<v1::Decoder>(channel)->Generate(&client);
     bool sent = stream->Write(header_message);
-    absl::Span<const float> features(request.prompt.image_features);
+    const FeatureRows* features = &all_features;
     v1::GenerateOutput output;
     if (images != nullptr && sent) {
       // The decoder first says which images its prefix cache lacks.
@@ -306,7 +308,7 @@ absl::StatusOr<Completion> RemoteDecoderStage::Call(
       }
       auto it = asked.find(first_image);
       if (it == asked.end()) {
-        absl::StatusOr<std::vector<float>> computed = images->features(first_image);
+        absl::StatusOr<FeatureRows> computed = images->features(first_image);
         if (!computed.ok()) {
           features_error = computed.status();
           *received = true;  // the decoder is not at fault: no failover
@@ -316,15 +318,14 @@ absl::StatusOr<Completion> RemoteDecoderStage::Call(
         }
         it = asked.emplace(first_image, *std::move(computed)).first;
       }
-      features = it->second;
+      features = &it->second;
     }
-    const int64_t rows = static_cast<int64_t>(features.size()) / feature_width_;
+    const int64_t rows = features->size() / feature_width_;
     for (int64_t first = 0; sent && first < rows; first += kFeatureRowsPerMessage) {
       const int64_t count = std::min<int64_t>(kFeatureRowsPerMessage, rows - first);
       v1::GenerateInput chunk;
-      // Features the vision worker sent as bf16 go on as bf16; f32 ones stay f32.
-      *chunk.mutable_image_features() = MatrixToTensorExact(
-          features.subspan(first * feature_width_, count * feature_width_), count, feature_width_);
+      // Features the vision worker sent as bf16 go on as the bytes it sent; f32 ones stay f32.
+      *chunk.mutable_image_features() = features->ToTensor(first, count, feature_width_);
       sent = stream->Write(chunk);
     }
     if (sent) stream->WritesDone();

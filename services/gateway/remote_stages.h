@@ -36,14 +36,14 @@ class RemoteVisionStage final : public VisionStage {
         model_fingerprint_(std::move(model_fingerprint)),
         max_bytes_per_call_(max_bytes_per_call) {}
 
-  absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
-                                            const CallContext& context) override;
+  absl::StatusOr<FeatureRows> Encode(absl::Span<const PreprocessedImage> images,
+                                     const CallContext& context) override;
   int width() const override { return width_; }
 
  private:
   // One Encode call for `images`.
-  absl::StatusOr<std::vector<float>> EncodeInOneCall(absl::Span<const PreprocessedImage> images,
-                                                     const CallContext& context);
+  absl::StatusOr<FeatureRows> EncodeInOneCall(absl::Span<const PreprocessedImage> images,
+                                              const CallContext& context);
 
   ReplicaPool& pool_;
   const int width_;

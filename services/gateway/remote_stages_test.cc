@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -74,8 +75,9 @@ TEST_F(RemoteVisionStageTest, ImagesThatDoNotFitOneMessageGoInSeveralCalls) {
                           /*max_bytes_per_call=*/int64_t{7} << 19);  // 3.5 MiB
   const std::vector<PreprocessedImage> images = {Image(512, 1), Image(512, 2), Image(32, 3),
                                                  Image(512, 4)};
-  absl::StatusOr<std::vector<float>> features = stage.Encode(images, {});
+  absl::StatusOr<FeatureRows> features = stage.Encode(images, {});
   ASSERT_TRUE(features.ok()) << features.status();
+  EXPECT_FALSE(features->bf16());
   EXPECT_EQ(service_.largest_call_, 2);  // the small image shares a call
   EXPECT_EQ(service_.calls_, 3);
   // 1024 patches each for the large images, 4 for the small one, in order.
@@ -84,7 +86,7 @@ TEST_F(RemoteVisionStageTest, ImagesThatDoNotFitOneMessageGoInSeveralCalls) {
        std::vector<std::pair<int, float>>{{1024, 1}, {1024, 2}, {4, 3}, {1024, 4}}) {
     expected.insert(expected.end(), patches * kWidth, value);
   }
-  EXPECT_EQ(*features, expected);
+  EXPECT_EQ(std::move(*features).ToF32(), expected);
 }
 
 TEST_F(RemoteVisionStageTest, OneCallForAllWouldNotFit) {

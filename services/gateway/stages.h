@@ -14,6 +14,7 @@
 #include "common/image_processing.h"
 #include "decoder/generate.h"
 #include "services/common/request_timings.h"
+#include "services/gateway/feature_rows.h"
 
 namespace pixtral {
 
@@ -33,10 +34,11 @@ class VisionStage {
  public:
   virtual ~VisionStage() = default;
 
-  // The vision encoder's output for `images`, in order: f32 [sum of patches, width()], patches
-  // row-major within each image. Images may come normalized or as 8-bit RGB (PixelForm).
-  virtual absl::StatusOr<std::vector<float>> Encode(absl::Span<const PreprocessedImage> images,
-                                                    const CallContext& context) = 0;
+  // The vision encoder's output for `images`, in order: [sum of patches, width()], patches
+  // row-major within each image, f32 or as a vision worker sent it (feature_rows.h). Images may
+  // come normalized or as 8-bit RGB (PixelForm).
+  virtual absl::StatusOr<FeatureRows> Encode(absl::Span<const PreprocessedImage> images,
+                                             const CallContext& context) = 0;
 
   // Width of a feature row (the encoder's hidden size).
   virtual int width() const = 0;
@@ -44,10 +46,10 @@ class VisionStage {
 
 // A prompt's images as a decoder that matches images by content key can use them: the key of
 // each image ([IMG] order, with its rows) and a way to compute the features of the images from
-// `first_image` on (f32 [their rows, width], as VisionStage::Encode) once it knows which it lacks.
+// `first_image` on ([their rows, width], as VisionStage::Encode) once it knows which it lacks.
 struct PromptImages {
   std::vector<ImageKey> keys;
-  std::function<absl::StatusOr<std::vector<float>>(int first_image)> features;
+  std::function<absl::StatusOr<FeatureRows>(int first_image)> features;
 };
 
 class DecoderStage {
@@ -60,9 +62,9 @@ class DecoderStage {
       GenerationRequest request, const PromptImages& images,
       const std::function<bool(absl::Span<const SampledToken> tokens)>& on_tokens,
       const CallContext& context) {
-    absl::StatusOr<std::vector<float>> features = images.features(0);
+    absl::StatusOr<FeatureRows> features = images.features(0);
     if (!features.ok()) return features.status();
-    request.prompt.image_features = *std::move(features);
+    request.prompt.image_features = std::move(*features).ToF32();
     request.prompt.image_keys = images.keys;
     return Generate(std::move(request), on_tokens, context);
   }

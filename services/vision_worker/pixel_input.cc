@@ -1,6 +1,6 @@
 #include "services/vision_worker/pixel_input.h"
 
-#include <utility>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -45,8 +45,9 @@ absl::StatusOr<Image> ViewNormalized(int index, const v1::Tensor& t, const Pixel
 }
 
 // 8-bit RGB before resizing: resized and normalized into `out`.
-absl::Status NormalizeRgb8(int index, const v1::RgbImage& rgb, const PixelLimits& limits,
-                           std::vector<float>* out) {
+absl::StatusOr<absl::Span<const float>> NormalizeRgb8(int index, const v1::RgbImage& rgb,
+                                                      const PixelLimits& limits,
+                                                      std::unique_ptr<float[]>* out) {
   if (limits.num_channels != 3) {
     return Invalid(index, absl::StrCat("8-bit RGB needs a 3-channel encoder; this one has ",
                                        limits.num_channels));
@@ -59,25 +60,29 @@ absl::Status NormalizeRgb8(int index, const v1::RgbImage& rgb, const PixelLimits
   if (rgb.height() <= 0 || rgb.width() <= 0) {
     return Invalid(index, absl::StrCat("the RGB image is ", rgb.width(), "x", rgb.height()));
   }
-  const int64_t pixels = int64_t{rgb.height()} * rgb.width();
+  const int64_t source_pixels = int64_t{rgb.height()} * rgb.width();
   const int64_t target = int64_t{rgb.target_height()} * rgb.target_width();
-  if (pixels > kMaxSourcePixelsPerTargetPixel * target) {
+  if (source_pixels > kMaxSourcePixelsPerTargetPixel * target) {
     return Invalid(index, absl::StrCat("a ", rgb.width(), "x", rgb.height(),
                                        " RGB image has more than ", kMaxSourcePixelsPerTargetPixel,
                                        " times the pixels of its ", rgb.target_width(), "x",
                                        rgb.target_height(), " target; send it as F32"));
   }
-  if (static_cast<int64_t>(rgb.data().size()) != pixels * 3) {
+  if (static_cast<int64_t>(rgb.data().size()) != source_pixels * 3) {
     return Invalid(index, absl::StrCat("a ", rgb.width(), "x", rgb.height(), " RGB image needs ",
-                                       pixels * 3, " bytes, got ", rgb.data().size()));
+                                       source_pixels * 3, " bytes, got ", rgb.data().size()));
   }
-  absl::StatusOr<std::vector<float>> normalized = ResizeAndNormalizeRgb8(
-      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(rgb.data().data()),
-                                rgb.data().size()),
-      rgb.height(), rgb.width(), rgb.target_height(), rgb.target_width());
-  if (!normalized.ok()) return Invalid(index, normalized.status().message());
-  *out = *std::move(normalized);
-  return absl::OkStatus();
+  const size_t count = static_cast<size_t>(3 * target);
+  *out = std::make_unique_for_overwrite<float[]>(count);
+  const absl::Span<float> pixels(out->get(), count);
+  if (absl::Status status = ResizeAndNormalizeRgb8Into(
+          absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(rgb.data().data()),
+                                    rgb.data().size()),
+          rgb.height(), rgb.width(), rgb.target_height(), rgb.target_width(), pixels);
+      !status.ok()) {
+    return Invalid(index, status.message());
+  }
+  return pixels;
 }
 
 }  // namespace
@@ -95,7 +100,6 @@ absl::StatusOr<ReceivedImages> ReadImages(const v1::EncodeRequest& request,
   }
   ReceivedImages out;
   out.views.reserve(count);
-  out.normalized.reserve(count);  // views point into the inner buffers, which moves keep
   for (int i = 0; i < count; ++i) {
     const v1::ImageInput* input = request.inputs_size() > 0 ? &request.inputs(i) : nullptr;
     if (input == nullptr || input->has_normalized()) {
@@ -105,13 +109,12 @@ absl::StatusOr<ReceivedImages> ReadImages(const v1::EncodeRequest& request,
       out.views.push_back(*view);
     } else if (input->has_rgb8()) {
       const absl::Time start = absl::Now();
-      std::vector<float>& pixels = out.normalized.emplace_back();
-      if (absl::Status status = NormalizeRgb8(i, input->rgb8(), limits, &pixels); !status.ok()) {
-        return status;
-      }
+      absl::StatusOr<absl::Span<const float>> pixels =
+          NormalizeRgb8(i, input->rgb8(), limits, &out.normalized.emplace_back());
+      if (!pixels.ok()) return pixels.status();
       out.normalize_time += absl::Now() - start;
       ++out.rgb8_images;
-      out.views.push_back({input->rgb8().target_height(), input->rgb8().target_width(), pixels});
+      out.views.push_back({input->rgb8().target_height(), input->rgb8().target_width(), *pixels});
     } else {
       return Invalid(i, "no pixels");
     }

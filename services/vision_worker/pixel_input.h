@@ -9,6 +9,7 @@
 #define PIXTRAL_SERVICES_VISION_WORKER_PIXEL_INPUT_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,7 +34,9 @@ inline constexpr int64_t kMaxSourcePixelsPerTargetPixel = 4;
 
 struct ReceivedImages {
   std::vector<Image> views;  // one per image, in order; into the request or `normalized`
-  std::vector<std::vector<float>> normalized;  // the pixels of images that came as 8-bit RGB
+  // The pixels of images that came as 8-bit RGB: never zeroed, every value written once
+  // (ResizeAndNormalizeRgb8Into).
+  std::vector<std::unique_ptr<float[]>> normalized;
   int64_t total_patches = 0;
   int rgb8_images = 0;
   absl::Duration normalize_time;  // resizing and normalizing those

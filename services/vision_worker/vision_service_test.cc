@@ -159,20 +159,33 @@ TEST_F(VisionServiceTest, Bf16FeaturesAreTheRoundedF32OnesAndTheGatewayRelaysThe
   const int width = model_->config().vision->hidden_size;
   RemoteVisionStage f32_stage(**f32_pool, width), bf16_stage(**bf16_pool, width);
   const std::vector<PreprocessedImage> images = {Load("astronaut.png", PixelForm::kF32)};
-  absl::StatusOr<std::vector<float>> f32 = f32_stage.Encode(images, {});
-  absl::StatusOr<std::vector<float>> bf16 = bf16_stage.Encode(images, {});
-  ASSERT_TRUE(f32.ok() && bf16.ok());
-  ASSERT_EQ(f32->size(), bf16->size());
-  for (size_t i = 0; i < f32->size(); ++i) {
-    ASSERT_EQ((*bf16)[i], Bf16ToFloat(FloatToBf16((*f32)[i]))) << i;
+  absl::StatusOr<FeatureRows> f32_rows = f32_stage.Encode(images, {});
+  absl::StatusOr<FeatureRows> bf16_rows = bf16_stage.Encode(images, {});
+  ASSERT_TRUE(f32_rows.ok() && bf16_rows.ok());
+  EXPECT_FALSE(f32_rows->bf16());
+  EXPECT_TRUE(bf16_rows->bf16());  // kept as the bytes that came
+  const int64_t rows = f32_rows->size() / width;
+  // What the gateway sends on to the decoder: bf16 as the worker's bytes, f32 stays f32.
+  const v1::Tensor relayed = bf16_rows->ToTensor(0, rows, width);
+  EXPECT_EQ(relayed.dtype(), v1::Tensor::DTYPE_BF16);
+  EXPECT_EQ(f32_rows->ToTensor(0, rows, width).dtype(), v1::Tensor::DTYPE_F32);
+  std::string worker_bytes;
+  {
+    auto stub = v1::VisionEncoder::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    auto reader = stub->Encode(&context, ToEncodeRequest(images));
+    v1::FeatureChunk chunk;
+    while (reader->Read(&chunk)) worker_bytes += chunk.features().data();
+    ASSERT_TRUE(reader->Finish().ok());
   }
-  // What the gateway sends on to the decoder: bf16 stays bf16 (exactly), f32 stays f32.
-  const int64_t rows = std::ssize(*f32) / width;
-  EXPECT_EQ(MatrixToTensorExact(*bf16, rows, width).dtype(), v1::Tensor::DTYPE_BF16);
-  EXPECT_EQ(MatrixToTensorExact(*f32, rows, width).dtype(), v1::Tensor::DTYPE_F32);
-  std::vector<float> relayed;
-  ASSERT_TRUE(AppendMatrix(MatrixToTensorExact(*bf16, rows, width), width, rows, &relayed).ok());
-  EXPECT_EQ(relayed, *bf16);
+  EXPECT_EQ(relayed.data(), worker_bytes);
+  const std::vector<float> f32 = std::move(*f32_rows).ToF32();
+  const std::vector<float> bf16 = std::move(*bf16_rows).ToF32();
+  ASSERT_EQ(f32.size(), bf16.size());
+  for (size_t i = 0; i < f32.size(); ++i) {
+    ASSERT_EQ(bf16[i], Bf16ToFloat(FloatToBf16(f32[i]))) << i;
+  }
   (*server)->Shutdown();
 }
 
