@@ -16,10 +16,11 @@ absl::StatusOr<int64_t> FeatureRows::Append(const v1::Tensor& tensor, int64_t wi
   const bool came_bf16 = tensor.dtype() == v1::Tensor::DTYPE_BF16;
   if (empty()) {  // the first rows say how the rest are held
     bf16_ = came_bf16;
-    if (bf16_)
+    if (bf16_) {
       bits_.reserve(2 * reserve_);
-    else
+    } else {
       f32_.reserve(reserve_);
+    }
   }
   if (bf16_ && came_bf16) {
     bits_.append(tensor.data());
