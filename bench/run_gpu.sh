@@ -121,9 +121,12 @@ ncu_pipes+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active
 ncu_pipes+=,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active
 ncu_pipes+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active
 ncu_pipes+=,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
-# The lines of ncu's full sections worth reading in the log (the whole report goes to $OUT).
+# The lines of ncu's full sections worth reading in the log (the whole report goes to $OUT):
+# the sections' named figures and the pipe metrics asked for, not --print-details' raw counters
+# (l1tex__..., lts__...), which match "pipe_" by the hundred and push the figures out of `head`.
 ncu_detail_lines() {
-  grep -E "^  [A-Za-z].*Kernel|Duration|[Ss]tall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|L2 Hit|Executed Ipc|pipe_" "$1" | head -"${2:-80}"
+  grep -E "^  [A-Za-z].*Kernel|Duration|[Ss]tall|Issue Slots|Warp Cycles|Achieved Occupancy|Registers|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|L2 Hit|Executed Ipc|pipe_" "$1" |
+    grep -vE "^ +(l1tex|lts|dram)__|^ +(sm|smsp)__sass_" | head -"${2:-80}"
 }
 if [ -n "${DECODE_DETAIL:-}" ] && [ -n "$model" ]; then
   echo "== ncu --set full, one decode step at batch ${DETAIL_BATCH:-64}, kernels /${DECODE_DETAIL}/"
