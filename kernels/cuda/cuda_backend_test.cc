@@ -563,6 +563,33 @@ TEST_F(CudaBackendTest, PagedAttentionDecodeOfLongContextsMatchesCpu) {
   }
 }
 
+TEST_F(CudaBackendTest, PagedAttentionDecodeSplitMergeRepeatsMatchCpu) {
+  // The last split block of each (sequence, kv head) merges the splits and resets the pair's
+  // counter: many pairs at once, steps one after another with different split counts (a count
+  // left behind would merge too early or never), each against the CPU.
+  const int64_t h = 16, hkv = 8, d = 128, block_size = 16, sequences = 12;
+  const int64_t blocks_each = 1600 / block_size + 2;
+  PagedAttentionSteps steps(*cpu_, *gpu_, h, hkv, d, block_size, sequences * blocks_each);
+  std::vector<std::vector<int32_t>> tables(sequences, std::vector<int32_t>(blocks_each));
+  std::vector<PagedSequence> prompts;
+  int64_t rows = 0;
+  for (int64_t s = 0; s < sequences; ++s) {
+    for (int64_t i = 0; i < blocks_each; ++i)
+      tables[s][i] = static_cast<int32_t>(sequences * i + s);
+    const int32_t length = static_cast<int32_t>(200 + 120 * s);
+    prompts.push_back({static_cast<int32_t>(rows), length, 0, tables[s]});
+    rows += length;
+  }
+  ASSERT_LE(steps.Step(prompts, rows), kBf16Tolerance) << "prompts";
+  for (const int64_t decoding : {sequences, int64_t{3}, sequences, int64_t{1}}) {
+    std::vector<PagedSequence> decode;
+    for (int64_t s = 0; s < decoding; ++s) {
+      decode.push_back({static_cast<int32_t>(s), 1, prompts[s].q_len, tables[s]});
+    }
+    EXPECT_LE(steps.Step(decode, decoding), kBf16Tolerance) << decoding << " sequences decoding";
+  }
+}
+
 TEST_F(CudaBackendTest, PagedAttentionWritesBf16Output) {
   // The decoder's attention output in bf16 (it feeds wo's bf16 product): prompt chunks on the
   // tiled kernel, decode on the grouped kernel with and without a split, and the per-query
