@@ -550,7 +550,9 @@ class CudaBackend : public Backend {
       float* scratch = static_cast<float*>(Scratch(partials * (d + 2) * sizeof(float)));
       decode.split_out = scratch;
       decode.split_stats = scratch + partials * d;
-      decode.split_counters = SplitCounters(int64_t{decode.num_sequences} * hkv);
+      // PIXTRAL_DECODE_FUSED_MERGE=0: the merge as a kernel of its own (for a measurement).
+      static const bool fused_merge = !EnvIs("PIXTRAL_DECODE_FUSED_MERGE", "0");
+      if (fused_merge) decode.split_counters = SplitCounters(int64_t{decode.num_sequences} * hkv);
     }
     CheckCuda(cuda::LaunchDecodeAttention(decode, split, stream()), "PagedAttention: decode");
   }

@@ -85,7 +85,7 @@ __device__ __forceinline__ void StoreOut(const DecodeAttentionParams& p, int64_t
 // grid (num_sequences, kv_heads, splits), kMmaThreads threads, MmaRing<kHeadDim>::kBytes of
 // dynamic shared memory.
 template <int kHeadDim, int kGroup>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, kBlocksPerSm)
     DecodeAttentionMmaKernel(DecodeAttentionParams p, int splits, int split_len) {
   StartAfterPriorKernels();
   static_assert(kGroup <= 8, "query heads are rows g < 8 of the m16 tile");
@@ -276,22 +276,23 @@ __global__ void __launch_bounds__(kMmaThreads)
       if (dim == 0) p.split_stats[partial * 2] = m, p.split_stats[partial * 2 + 1] = sum;
     }
   }
-  if (splits == 1) return;
+  if (splits == 1 || p.split_counters == nullptr) return;  // else MergeSplitsKernel merges
 
-  // The last block of the pair to finish merges the splits' partials: each block's writes are
-  // made visible device-wide before it counts itself (threadfence-reduction pattern), and the
-  // last one resets the counter for the next launch.
+  // The last block of the pair to finish merges the splits' partials. As in a grid barrier of
+  // cooperative groups: the block's writes, ordered by the barrier, are made visible device-wide
+  // by one fence before the block counts itself; the last one resets the counter for the next
+  // launch and fences again before its threads read the other blocks' partials.
   __shared__ bool last;
-  __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
+    __threadfence();
     int32_t* counter = p.split_counters + int64_t{s} * p.kv_heads + kv_head;
     last = atomicAdd(counter, 1) == splits - 1;
     if (last) atomicExch(counter, 0);
+    __threadfence();
   }
   __syncthreads();
   if (!last) return;
-  __threadfence();
   for (int e = threadIdx.x; e < kGroup * kHeadDim; e += kMmaThreads) {
     const int head = first_head + e / kHeadDim, dim = e % kHeadDim;
     const int64_t first = (int64_t{s} * p.heads + head) * splits;
@@ -307,6 +308,27 @@ __global__ void __launch_bounds__(kMmaThreads)
     }
     StoreOut(p, q_begin * out_row + head * kHeadDim + dim, out / sum);
   }
+}
+
+// grid (num_sequences, heads), head_dim threads: out = the splits' outputs weighted by their
+// softmax mass.
+__global__ void MergeSplitsKernel(DecodeAttentionParams p, int splits) {
+  StartAfterPriorKernels();
+  const int s = blockIdx.x, head = blockIdx.y, d = threadIdx.x;
+  const int q_begin = p.sequences[s * 3], q_len = p.sequences[s * 3 + 1];
+  if (q_len != 1 || q_begin < 0 || q_begin >= p.tokens || d >= p.head_dim) return;
+  const int64_t first = (int64_t{s} * p.heads + head) * splits;
+  float m = -INFINITY;
+  for (int i = 0; i < splits; ++i) m = fmaxf(m, p.split_stats[(first + i) * 2]);
+  float sum = 0.0f, o = 0.0f;
+  for (int i = 0; i < splits; ++i) {
+    const float split_max = p.split_stats[(first + i) * 2];
+    if (split_max == -INFINITY) continue;  // a split past the sequence's end
+    const float w = exp2f(split_max - m);
+    sum += p.split_stats[(first + i) * 2 + 1] * w;
+    o += p.split_out[(first + i) * p.head_dim + d] * w;
+  }
+  StoreOut(p, int64_t{q_begin} * p.heads * p.head_dim + head * p.head_dim + d, o / sum);
 }
 
 template <int kHeadDim, int kGroup>
@@ -394,13 +416,15 @@ cudaError_t LaunchDecodeAttention(const DecodeAttentionParams& p, const DecodeSp
       p.kv_heads > kMaxGridY || split.splits < 1 || split.splits > kMaxGridY ||
       int64_t{p.num_blocks} * p.block_size > std::numeric_limits<int32_t>::max() ||
       split.split_len < 1 ||
-      (split.splits > 1 &&
-       (p.split_out == nullptr || p.split_stats == nullptr || p.split_counters == nullptr))) {
+      (split.splits > 1 && (p.split_out == nullptr || p.split_stats == nullptr))) {
     return cudaErrorInvalidValue;
   }
   if (p.num_sequences == 0 || p.tokens == 0) return cudaSuccess;
-  return p.head_dim == 64 ? LaunchMmaForGroup<64>(p, split, stream)
-                          : LaunchMmaForGroup<128>(p, split, stream);
+  const cudaError_t error = p.head_dim == 64 ? LaunchMmaForGroup<64>(p, split, stream)
+                                             : LaunchMmaForGroup<128>(p, split, stream);
+  if (error != cudaSuccess || split.splits == 1 || p.split_counters != nullptr) return error;
+  Launch(MergeSplitsKernel, dim3(p.num_sequences, p.heads), p.head_dim, 0, stream, p, split.splits);
+  return cudaGetLastError();
 }
 
 }  // namespace pixtral::cuda

@@ -56,7 +56,7 @@ struct DecodeAttentionParams {
   float* split_out = nullptr;
   float* split_stats = nullptr;
   // [num_sequences, kv_heads] zeros: the blocks of each pair count themselves there, and the
-  // last one, which merges, sets its count back to 0.
+  // last one, which merges, sets its count back to 0. nullptr: a second kernel merges.
   int32_t* split_counters = nullptr;
 };
 
