@@ -254,8 +254,13 @@ void Decoder::Layers(const LayerTensors& t) {
     norm_then_product(w.attention_norm, w.wqkv, t.qkv);
     b.PagedAttention(t.qkv, &t.rope, t.paged, scale, cache_->keys(l), cache_->values(l), t.attn);
     product_into_residual(t.attn.Reshape({rows, c.n_heads * c.head_dim}), w.wo, &w.ffn_norm);
-    norm_then_product(w.ffn_norm, w.w13, t.gate_up);  // w1, w3 stacked
-    b.SwiGlu(t.gate_up, t.gate);
+    // w1, w3 stacked; with the fused norm, SwiGLU inside the product too.
+    if (fused) {
+      b.RmsNormMatMulSwiGlu(t.x, w.ffn_norm, c.norm_eps, w.w13, t.hn, t.gate_up, t.gate);
+    } else {
+      b.MatMul(t.hn, w.w13, nullptr, t.gate_up);
+      b.SwiGlu(t.gate_up, t.gate);
+    }
     product_into_residual(t.gate, w.w2,
                           l + 1 < layers_.size() ? &layers_[l + 1].attention_norm : nullptr);
   }

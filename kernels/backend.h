@@ -152,6 +152,16 @@ class Backend {
     RmsNorm(x, norm_weight, eps, normed);
     MatMul(normed, w, nullptr, y);
   }
+  // out = SwiGlu(RmsNorm(x) · w13ᵀ): the MLP's pre-norm, its stacked w1/w3 product and the SwiGLU.
+  // The default runs them apart through `normed` (as RmsNormMatMul) and `gate_up` ([T, 2F]); a
+  // backend whose FusesRmsNormIntoMatMul(rows) is true may do all three in one product and leave
+  // both untouched.
+  virtual void RmsNormMatMulSwiGlu(const Tensor& x, const Tensor& norm_weight, float eps,
+                                   const Tensor& w13, const Tensor& normed, const Tensor& gate_up,
+                                   const Tensor& out) {
+    RmsNormMatMul(x, norm_weight, eps, w13, normed, gate_up);
+    SwiGlu(gate_up, out);
+  }
   // x += a · wᵀ: a block's output product and the residual add. The default runs them apart
   // through `product` (f32, x's shape).
   virtual void MatMulAddTo(const Tensor& a, const Tensor& w, const Tensor& product,

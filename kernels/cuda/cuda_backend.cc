@@ -362,6 +362,16 @@ class CudaBackend : public Backend {
     }
   }
 
+  void RmsNormMatMulSwiGlu(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& w13,
+                           const Tensor& normed, const Tensor& gate_up,
+                           const Tensor& out) override {
+    CHECK(norm_weight.rank() == 1 && norm_weight.dim(0) == x.shape().back())
+        << norm_weight.DebugString();
+    if (!FusedGemv(x, w13, &norm_weight, eps, /*accumulate=*/false, gate_up, &out)) {
+      Backend::RmsNormMatMulSwiGlu(x, norm_weight, eps, w13, normed, gate_up, out);
+    }
+  }
+
   void MatMulAddTo(const Tensor& a, const Tensor& w, const Tensor& product,
                    const Tensor& x) override {
     if (!FusedGemv(a, w, nullptr, 0.0f, /*accumulate=*/true, x)) {
@@ -716,9 +726,16 @@ class CudaBackend : public Backend {
 
   // y (+)= RmsNorm?(x) · wᵀ as one GEMV where FusesRmsNormIntoMatMul holds and the GEMV takes the
   // operands (bf16 weights, f32 x and y); false, and nothing issued, where not.
+  // With swiglu_out: SwiGlu(y) into swiglu_out, and y (the stacked w1/w3 product's shape) left
+  // untouched.
   bool FusedGemv(const Tensor& x, const Tensor& w, const Tensor* norm_weight, float eps,
-                 bool accumulate, const Tensor& y) {
+                 bool accumulate, const Tensor& y, const Tensor* swiglu_out = nullptr) {
     const auto [t, k, n] = CheckMatMul(x, w, nullptr, y);
+    if (swiglu_out != nullptr) {
+      CHECK(swiglu_out->shape() == std::vector<int64_t>({t, n / 2}) && n % 2 == 0)
+          << swiglu_out->DebugString() << " for " << y.DebugString();
+      if (swiglu_out->dtype() != DType::kF32) return false;
+    }
     if (!FusesRmsNormIntoMatMul(t) || WeightTypeOf(w) != WeightType::kBF16 ||
         x.dtype() != DType::kF32 || y.dtype() != DType::kF32) {
       return false;
@@ -726,7 +743,7 @@ class CudaBackend : public Backend {
     const cuda::GemvParams gemv{
         .x = x.data<float>(),
         .w = w.data<uint16_t>(),
-        .y = y.data<float>(),
+        .y = (swiglu_out != nullptr ? *swiglu_out : y).data<float>(),
         .rows = t,
         .k = k,
         .n = n,
@@ -734,7 +751,8 @@ class CudaBackend : public Backend {
         .norm_weight = norm_weight != nullptr ? norm_weight->data<void>() : nullptr,
         .norm_weight_bf16 = norm_weight != nullptr && norm_weight->dtype() == DType::kBF16,
         .eps = eps,
-        .accumulate = accumulate};
+        .accumulate = accumulate,
+        .swiglu = swiglu_out != nullptr};
     if (!cuda::GemvApplies(gemv)) return false;
     CheckCuda(cuda::LaunchGemvBf16(gemv, stream()), "MatMul: fused bf16 GEMV");
     return true;

@@ -306,8 +306,9 @@ TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
   }
 }
 
-// At one row the GEMV normalizes x inside the product (RmsNormMatMul) and adds its result to the
-// residual (MatMulAddTo); other row counts run the ops apart. Small x (mean square 1e-4) makes eps
+// At one row the GEMV normalizes x inside the product (RmsNormMatMul, RmsNormMatMulSwiGlu with
+// the SwiGLU after it) and adds its result to the residual (MatMulAddTo); other row counts run
+// the ops apart. Small x (mean square 1e-4) makes eps
 // (1e-5) matter; k = 14336 is w2's width, n = 77 leaves a block part empty.
 TEST_F(CudaBackendTest, NormAndResidualInsideTheProductMatchCpu) {
   EXPECT_TRUE(gpu_->FusesRmsNormIntoMatMul(1));
@@ -329,6 +330,18 @@ TEST_F(CudaBackendTest, NormAndResidualInsideTheProductMatchCpu) {
       cpu_->RmsNormMatMul(x.cpu, g->cpu, 1e-5f, w.cpu, normed.cpu, y.cpu);
       gpu_->RmsNormMatMul(x.gpu, g->gpu, 1e-5f, w.gpu, normed.gpu, y.gpu);
       EXPECT_LE(Error(y), tolerance) << (g == &g16 ? "bf16" : "f32") << " norm weight";
+    }
+    // The MLP's form: n stacked gate and up rows, SwiGLU inside the product at one row.
+    if (n % 2 == 0) {
+      Pair gate_up = Poisoned({rows, n}), out = Poisoned({rows, n / 2});
+      Pair normed = {*cpu_->Alloc(cpu_->MatMulInputDType(rows), {rows, k}),
+                     *gpu_->Alloc(gpu_->MatMulInputDType(rows), {rows, k})};
+      cpu_->RmsNormMatMulSwiGlu(x.cpu, g16.cpu, 1e-5f, w.cpu, normed.cpu, gate_up.cpu, out.cpu);
+      gpu_->RmsNormMatMulSwiGlu(x.gpu, g16.gpu, 1e-5f, w.gpu, normed.gpu, gate_up.gpu, out.gpu);
+      EXPECT_LE(Error(out), tolerance) << "SwiGLU";
+      if (rows == 1) {  // fused: the stacked product is not written
+        for (float v : ToHost(*gpu_, gate_up.gpu)) ASSERT_TRUE(std::isnan(v));
+      }
     }
     Pair a = RandomF32({rows, k}, 44), residual = RandomF32({rows, n}, 45);
     Pair product = Poisoned({rows, n});

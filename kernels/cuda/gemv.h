@@ -38,10 +38,14 @@ struct GemvParams {
   bool norm_weight_bf16 = true;
   float eps = 0.0f;
   bool accumulate = false;  // y += x · wᵀ (a residual add) instead of y = x · wᵀ
+  // w stacks w1 over w3 (n = 2F rows) and y [rows, F] = silu(x · w1ᵀ) * (x · w3ᵀ): SwiGLU in the
+  // product; not with accumulate.
+  bool swiglu = false;
 };
 
 // Whether LaunchGemvBf16 takes these: rows == kGemvMaxRows, k a positive multiple of 8,
-// x, w and norm_weight 16-byte aligned, n positive and within the grid.
+// x, w and norm_weight 16-byte aligned, n positive and within the grid (swiglu: as its comment
+// says).
 bool GemvApplies(const GemvParams& params);
 
 // Returns cudaErrorInvalidValue where GemvApplies is false.
