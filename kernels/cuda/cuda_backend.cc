@@ -166,14 +166,13 @@ class DeviceBuffer : public Buffer {
   Kind kind_;
 };
 
-// A CUDA graph instantiated from a stream capture. Holds the backend's buffers its kernels were
-// captured with (scratch, split counters), which the backend may replace by larger ones
-// afterwards.
+// A CUDA graph instantiated from a stream capture. Holds the scratch buffer its kernels were
+// captured with, which the backend may replace by a larger one afterwards.
 class CudaGraphOps : public RecordedOps {
  public:
   CudaGraphOps(std::shared_ptr<CudaContext> context, cudaGraphExec_t exec,
-               std::vector<std::shared_ptr<DeviceBuffer>> buffers)
-      : context_(std::move(context)), exec_(exec), buffers_(std::move(buffers)) {}
+               std::shared_ptr<DeviceBuffer> scratch)
+      : context_(std::move(context)), exec_(exec), scratch_(std::move(scratch)) {}
   ~CudaGraphOps() override {
     if (cudaGraphExecDestroy(exec_) != cudaSuccess) LOG(ERROR) << "CUDA backend: graph destroy";
   }
@@ -183,7 +182,7 @@ class CudaGraphOps : public RecordedOps {
  private:
   std::shared_ptr<CudaContext> context_;
   cudaGraphExec_t exec_;
-  std::vector<std::shared_ptr<DeviceBuffer>> buffers_;
+  std::shared_ptr<DeviceBuffer> scratch_;
 };
 
 WeightType WeightTypeOf(const Tensor& t) {
@@ -229,8 +228,7 @@ class CudaBackend : public Backend {
       return absl::InternalError(
           absl::StrCat("CUDA backend: cannot record a graph: ", cudaGetErrorString(error)));
     }
-    return std::make_unique<CudaGraphOps>(
-        context_, exec, std::vector<std::shared_ptr<DeviceBuffer>>{scratch_, split_counters_});
+    return std::make_unique<CudaGraphOps>(context_, exec, scratch_);
   }
 
   absl::StatusOr<Tensor> Alloc(DType dtype, std::vector<int64_t> shape) override {
@@ -560,9 +558,6 @@ class CudaBackend : public Backend {
       float* scratch = static_cast<float*>(Scratch(partials * (d + 2) * sizeof(float)));
       decode.split_out = scratch;
       decode.split_stats = scratch + partials * d;
-      // PIXTRAL_DECODE_FUSED_MERGE=0: the merge as a kernel of its own (for a measurement).
-      static const bool fused_merge = !EnvIs("PIXTRAL_DECODE_FUSED_MERGE", "0");
-      if (fused_merge) decode.split_counters = SplitCounters(int64_t{decode.num_sequences} * hkv);
     }
     CheckCuda(cuda::LaunchDecodeAttention(decode, split, stream()), "PagedAttention: decode");
   }
@@ -773,25 +768,6 @@ class CudaBackend : public Backend {
     return scratch_->data();
   }
 
-  // Decode attention's split counters (decode_attention.h), at least `count` of them: zeroed
-  // once, and every launch leaves them zero, so one buffer serves every step and recording. It
-  // grows outside recordings only, as the scratch does, from room for kMinSplitCounters pairs
-  // (8192 sequences of 8 kv heads, far past any decode step's batch).
-  int32_t* SplitCounters(int64_t count) {
-    const size_t bytes = static_cast<size_t>(std::max(count, kMinSplitCounters)) * sizeof(int32_t);
-    if (split_counters_ == nullptr || split_counters_->size() < bytes) {
-      CHECK(!recording_) << "CUDA backend: " << count
-                         << " split counters inside a recording (its ops never ran before)";
-      absl::StatusOr<std::shared_ptr<DeviceBuffer>> buffer =
-          DeviceBuffer::Create(context_, bytes, DeviceBuffer::Kind::kStreamOrdered);
-      CHECK(buffer.ok()) << "CUDA backend: split counters: " << buffer.status();
-      CheckCuda(cudaMemsetAsync((*buffer)->data(), 0, (*buffer)->size(), stream()),
-                "split counters");
-      split_counters_ = *std::move(buffer);
-    }
-    return static_cast<int32_t*>(split_counters_->data());
-  }
-
   // Replaces the scratch with one of at least `bytes` (half as large again as the old one where
   // that fits), freeing the old one in stream order, after its users.
   absl::Status GrowScratch(size_t bytes) {
@@ -827,9 +803,7 @@ class CudaBackend : public Backend {
   std::shared_ptr<CudaContext> context_;
   std::unique_ptr<cuda::TunedGemm> tuned_gemm_;
   std::shared_ptr<DeviceBuffer> scratch_;  // see Scratch
-  static constexpr int64_t kMinSplitCounters = 1 << 16;
-  std::shared_ptr<DeviceBuffer> split_counters_;  // see SplitCounters
-  bool recording_ = false;                        // inside Record's stream capture
+  bool recording_ = false;                 // inside Record's stream capture
   // PIXTRAL_F32_ACTIVATIONS=1: MatMulInputDType is always f32. PIXTRAL_GEMM_EPILOGUES=0: bias
   // and GELU in a pass of their own after every product (as before the cuBLASLt epilogues).
   bool f32_activations_ = EnvIs("PIXTRAL_F32_ACTIVATIONS", "1");

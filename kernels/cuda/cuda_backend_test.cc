@@ -577,9 +577,8 @@ TEST_F(CudaBackendTest, PagedAttentionDecodeOfLongContextsMatchesCpu) {
 }
 
 TEST_F(CudaBackendTest, PagedAttentionDecodeSplitMergeRepeatsMatchCpu) {
-  // The last split block of each (sequence, kv head) merges the splits and resets the pair's
-  // counter: many pairs at once, steps one after another with different split counts (a count
-  // left behind would merge too early or never), each against the CPU.
+  // Many (sequence, kv head) pairs at once, steps one after another with different split counts
+  // (each merge reading only its own step's partials), each against the CPU.
   const int64_t h = 16, hkv = 8, d = 128, block_size = 16, sequences = 12;
   const int64_t blocks_each = 1600 / block_size + 2;
   PagedAttentionSteps steps(*cpu_, *gpu_, h, hkv, d, block_size, sequences * blocks_each);

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <limits>
 
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/device_utils.cuh"
@@ -21,11 +20,9 @@ constexpr int kMinSplitLen = 256;
 constexpr int kMinSplitLenFewPairs = 128;
 constexpr int kFewPairs = 16;
 constexpr int kFewPairsSms = 132;
-// Blocks an SM holds at once (96 KB of shared memory each), which sets the split's waves.
+// Blocks an SM the split aims at: two fit (96 KB of shared memory each), so more only adds
+// waves of shorter splits and a longer merge (bench/NOTES.md run 12).
 constexpr int kBlocksPerSm = 2;
-// A split's fixed cost (the table check, q, the warps' merge, its partial), in positions: a
-// split of n positions costs about as long as n + this in the choice of the split.
-constexpr int kSplitCostPositions = 32;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kMaxGridY = 65535;
 
@@ -85,7 +82,7 @@ __device__ __forceinline__ void StoreOut(const DecodeAttentionParams& p, int64_t
 // grid (num_sequences, kv_heads, splits), kMmaThreads threads, MmaRing<kHeadDim>::kBytes of
 // dynamic shared memory.
 template <int kHeadDim, int kGroup>
-__global__ void __launch_bounds__(kMmaThreads, kBlocksPerSm)
+__global__ void __launch_bounds__(kMmaThreads)
     DecodeAttentionMmaKernel(DecodeAttentionParams p, int splits, int split_len) {
   StartAfterPriorKernels();
   static_assert(kGroup <= 8, "query heads are rows g < 8 of the m16 tile");
@@ -141,28 +138,20 @@ __global__ void __launch_bounds__(kMmaThreads, kBlocksPerSm)
   __nv_bfloat16* warp_ring = ring + warp * kMmaStages * 2 * Ring::kTileElements;
   auto slot_k = [&](int i) { return warp_ring + (i % kMmaStages) * 2 * Ring::kTileElements; };
   auto tile_begin = [&](int i) { return begin + (warp + i * kMmaWarps) * kTileKeys; };
-  // Lane l's cache row of key l % kTileKeys of tile i (-1 past the split's end): each issue reads
-  // the next one's, so that the table's latency hides behind a tile's products, and its lanes
-  // take the rows of their keys by shuffle instead of a division and a table read each.
-  auto key_row = [&](int i) -> int32_t {
-    const int pos = tile_begin(i) + lane % kTileKeys;
-    if (i >= my_tiles || pos >= end) return -1;
-    return table[pos / p.block_size] * p.block_size + pos % p.block_size;
-  };
-  int32_t next_rows = key_row(0);
   auto issue = [&](int i) {
-    const int32_t rows = next_rows;
-    next_rows = key_row(i + 1);
     if (i < my_tiles) {
       __nv_bfloat16* k_dst = slot_k(i);
       __nv_bfloat16* v_dst = k_dst + Ring::kTileElements;
+      const int first = tile_begin(i);
 #pragma unroll
       for (int e = lane; e < kTileKeys * Ring::kChunks; e += kWarpSize) {
         const int key = e / Ring::kChunks, chunk = e % Ring::kChunks;
-        const int32_t row = __shfl_sync(0xffffffffu, rows, key);
-        const bool in = row >= 0;
+        const int pos = first + key;
+        const bool in = pos < end;
+        const int64_t row =
+            in ? int64_t{table[pos / p.block_size]} * p.block_size + pos % p.block_size : 0;
         const int at = key * kHeadDim + Swizzled(key, chunk) * kElementsPerLane;
-        const int64_t from = int64_t{in ? row : 0} * kv_stride + chunk * kElementsPerLane;
+        const int64_t from = row * kv_stride + chunk * kElementsPerLane;
         CopyAsync16OrZero(k_dst + at, k_base + from, in);
         CopyAsync16OrZero(v_dst + at, v_base + from, in);
       }
@@ -276,38 +265,6 @@ __global__ void __launch_bounds__(kMmaThreads, kBlocksPerSm)
       if (dim == 0) p.split_stats[partial * 2] = m, p.split_stats[partial * 2 + 1] = sum;
     }
   }
-  if (splits == 1 || p.split_counters == nullptr) return;  // else MergeSplitsKernel merges
-
-  // The last block of the pair to finish merges the splits' partials. As in a grid barrier of
-  // cooperative groups: the block's writes, ordered by the barrier, are made visible device-wide
-  // by one fence before the block counts itself; the last one resets the counter for the next
-  // launch and fences again before its threads read the other blocks' partials.
-  __shared__ bool last;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    int32_t* counter = p.split_counters + int64_t{s} * p.kv_heads + kv_head;
-    last = atomicAdd(counter, 1) == splits - 1;
-    if (last) atomicExch(counter, 0);
-    __threadfence();
-  }
-  __syncthreads();
-  if (!last) return;
-  for (int e = threadIdx.x; e < kGroup * kHeadDim; e += kMmaThreads) {
-    const int head = first_head + e / kHeadDim, dim = e % kHeadDim;
-    const int64_t first = (int64_t{s} * p.heads + head) * splits;
-    float m = -INFINITY;
-    for (int i = 0; i < splits; ++i) m = fmaxf(m, __ldcg(p.split_stats + (first + i) * 2));
-    float sum = 0.0f, out = 0.0f;
-    for (int i = 0; i < splits; ++i) {
-      const float split_max = __ldcg(p.split_stats + (first + i) * 2);
-      if (split_max == -INFINITY) continue;  // a split past the sequence's end
-      const float weight = exp2f(split_max - m);
-      sum += __ldcg(p.split_stats + (first + i) * 2 + 1) * weight;
-      out += __ldcg(p.split_out + (first + i) * kHeadDim + dim) * weight;
-    }
-    StoreOut(p, q_begin * out_row + head * kHeadDim + dim, out / sum);
-  }
 }
 
 // grid (num_sequences, heads), head_dim threads: out = the splits' outputs weighted by their
@@ -374,33 +331,24 @@ int EnvInt(const char* name, int fallback) {
 }  // namespace
 
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count) {
-  // Tuning knobs for benchmarks (bench/NOTES.md): blocks an SM holds at once, shortest split.
+  // Tuning knobs for benchmarks (bench/NOTES.md): blocks an SM the split aims at, shortest split.
   static const int blocks_per_sm = EnvInt("PIXTRAL_DECODE_BLOCKS_PER_SM", kBlocksPerSm);
+  const int64_t blocks = int64_t{num_sequences} * kv_heads;
+  const bool few = blocks * kFewPairsSms <= int64_t{kFewPairs} * sm_count;
   static const int set_min_split = EnvInt("PIXTRAL_DECODE_MIN_SPLIT", 0);
-  const int64_t pairs = std::max<int64_t>(int64_t{num_sequences} * kv_heads, 1);
-  const bool few = pairs * kFewPairsSms <= int64_t{kFewPairs} * sm_count;
   const int min_split =
       set_min_split > 0 ? set_min_split : (few ? kMinSplitLenFewPairs : kMinSplitLen);
-  const int64_t slots = std::max<int64_t>(int64_t{blocks_per_sm} * sm_count, 1);
-  const int64_t context = std::max(max_context, 1);
-  // Past twice the splits that fill one wave, more only adds waves.
-  const int64_t most =
-      std::min((context + min_split - 1) / min_split, 2 * ((slots + pairs - 1) / pairs));
-  DecodeSplit best;
-  int64_t best_cost = -1;
-  for (int64_t wanted = 1; wanted <= std::max<int64_t>(most, 1); ++wanted) {
-    // Whole tiles of keys a split (only the last tile of a sequence is partial).
-    const int64_t len = ((context + wanted - 1) / wanted + kTileKeys - 1) / kTileKeys * kTileKeys;
-    const int64_t splits = (context + len - 1) / len;
-    const int64_t waves = (pairs * splits + slots - 1) / slots;
-    const int64_t cost = waves * (len + kSplitCostPositions);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best.splits = static_cast<int>(splits);
-      best.split_len = static_cast<int>(len);
-    }
-  }
-  return best;
+  const int64_t wanted =
+      (int64_t{blocks_per_sm} * sm_count + blocks - 1) / std::max<int64_t>(blocks, 1);
+  const int64_t most = (max_context + min_split - 1) / min_split;
+  DecodeSplit split;
+  split.splits = static_cast<int>(std::max<int64_t>(1, std::min(wanted, most)));
+  // Whole tiles of keys a split (only the last tile of a sequence is partial).
+  split.split_len = (max_context + split.splits - 1) / split.splits;
+  split.split_len = std::max((split.split_len + kTileKeys - 1) / kTileKeys * kTileKeys, 1);
+  split.splits = (max_context + split.split_len - 1) / split.split_len;
+  split.splits = std::max(split.splits, 1);
+  return split;
 }
 
 bool DecodeAttentionApplies(int head_dim, int heads, int kv_heads) {
@@ -414,7 +362,6 @@ cudaError_t LaunchDecodeAttention(const DecodeAttentionParams& p, const DecodeSp
                                   cudaStream_t stream) {
   if (!DecodeAttentionApplies(p.head_dim, p.heads, p.kv_heads) || p.num_sequences < 0 ||
       p.kv_heads > kMaxGridY || split.splits < 1 || split.splits > kMaxGridY ||
-      int64_t{p.num_blocks} * p.block_size > std::numeric_limits<int32_t>::max() ||
       split.split_len < 1 ||
       (split.splits > 1 && (p.split_out == nullptr || p.split_stats == nullptr))) {
     return cudaErrorInvalidValue;
@@ -422,7 +369,7 @@ cudaError_t LaunchDecodeAttention(const DecodeAttentionParams& p, const DecodeSp
   if (p.num_sequences == 0 || p.tokens == 0) return cudaSuccess;
   const cudaError_t error = p.head_dim == 64 ? LaunchMmaForGroup<64>(p, split, stream)
                                              : LaunchMmaForGroup<128>(p, split, stream);
-  if (error != cudaSuccess || split.splits == 1 || p.split_counters != nullptr) return error;
+  if (error != cudaSuccess || split.splits == 1) return error;
   Launch(MergeSplitsKernel, dim3(p.num_sequences, p.heads), p.head_dim, 0, stream, p, split.splits);
   return cudaGetLastError();
 }

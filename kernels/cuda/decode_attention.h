@@ -1,7 +1,7 @@
 // Decode attention over the paged bf16 KV cache: one new query token per sequence, all query
 // heads of a KV head's group in one thread block (each key and value row is read once for the
-// whole group), and long contexts split across blocks (split-KV) whose partial softmax states the
-// last of those blocks to finish merges (no second kernel).
+// whole group), and long contexts split across blocks (split-KV) whose partial softmax states a
+// second kernel merges.
 //
 // Block (sequence, kv head, split): 4 warps walk the split's positions in tiles of 16, each warp
 // through its own ring of cp.async copies in shared memory; both products run on tensor cores
@@ -10,8 +10,8 @@
 //
 //   DecodeAttentionParams p{...};
 //   const DecodeSplit split = ChooseDecodeSplit(p.num_sequences, p.kv_heads, max_context, sms);
-//   ... split.splits > 1: scratch for the partials, zeroed counters (kept, the kernel leaves them
-//   0) ... CUDA_CHECK(LaunchDecodeAttention(p, split, stream));
+//   ... allocate split.splits > 1 ? scratch : none ...
+//   CUDA_CHECK(LaunchDecodeAttention(p, split, stream));
 #ifndef PIXTRAL_KERNELS_CUDA_DECODE_ATTENTION_H_
 #define PIXTRAL_KERNELS_CUDA_DECODE_ATTENTION_H_
 
@@ -26,11 +26,10 @@ struct DecodeSplit {
   int split_len = 1;  // positions per split
 };
 
-// Splits of `max_context` positions, at least 256 positions each (a split's fixed cost and the
-// merge outweigh a shorter one) and whole tiles of 16 positions: the count whose waves of blocks
-// (two fit an SM at once) times their length is the least, so that no last wave runs mostly
-// empty. PIXTRAL_DECODE_BLOCKS_PER_SM and PIXTRAL_DECODE_MIN_SPLIT override the 2 and the 256
-// (for tuning runs).
+// Splits of `max_context` positions that give the grid about two blocks per SM (as many as fit
+// at once), at least 256 positions each (a split's fixed cost and the merge outweigh a shorter
+// one) and whole tiles of 16 positions. PIXTRAL_DECODE_BLOCKS_PER_SM and
+// PIXTRAL_DECODE_MIN_SPLIT override the 2 and the 256 (for tuning runs).
 DecodeSplit ChooseDecodeSplit(int num_sequences, int kv_heads, int max_context, int sm_count);
 
 struct DecodeAttentionParams {
@@ -55,9 +54,6 @@ struct DecodeAttentionParams {
   // [num_sequences, heads, splits, 2] (max, sum) of each split's softmax.
   float* split_out = nullptr;
   float* split_stats = nullptr;
-  // [num_sequences, kv_heads] zeros: the blocks of each pair count themselves there, and the
-  // last one, which merges, sets its count back to 0. nullptr: a second kernel merges.
-  int32_t* split_counters = nullptr;
 };
 
 // Whether LaunchDecodeAttention takes this shape (head_dim 64 or 128, 1, 2, 4 or 8 query heads
