@@ -308,8 +308,8 @@ TEST_F(CudaBackendTest, AddRmsNormMatchesCpuForBf16AndF32Weights) {
 
 // At one row the GEMV normalizes x inside the product (RmsNormMatMul, RmsNormMatMulSwiGlu with
 // the SwiGLU after it) and adds its result to the residual (MatMulAddTo); other row counts run
-// the ops apart. Small x (mean square 1e-4) makes eps
-// (1e-5) matter; k = 14336 is w2's width, n = 77 leaves a block part empty.
+// the ops apart. Small x (mean square 1e-4) makes eps (1e-5) matter; k = 14336 is w2's width,
+// n = 77 leaves a block part empty.
 TEST_F(CudaBackendTest, NormAndResidualInsideTheProductMatchCpu) {
   EXPECT_TRUE(gpu_->FusesRmsNormIntoMatMul(1));
   EXPECT_FALSE(gpu_->FusesRmsNormIntoMatMul(2));
@@ -586,8 +586,9 @@ TEST_F(CudaBackendTest, PagedAttentionDecodeSplitMergeRepeatsMatchCpu) {
   std::vector<PagedSequence> prompts;
   int64_t rows = 0;
   for (int64_t s = 0; s < sequences; ++s) {
-    for (int64_t i = 0; i < blocks_each; ++i)
+    for (int64_t i = 0; i < blocks_each; ++i) {
       tables[s][i] = static_cast<int32_t>(sequences * i + s);
+    }
     const int32_t length = static_cast<int32_t>(200 + 120 * s);
     prompts.push_back({static_cast<int32_t>(rows), length, 0, tables[s]});
     rows += length;

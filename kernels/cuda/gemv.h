@@ -7,8 +7,9 @@
 // GEMMs are faster (on an H200 this kernel's 4-row products took 13.6 ms a Pixtral-12B step,
 // cuBLAS's 8-row ones 6.9).
 //
-// The pre-norm before a product and the residual add after one can ride along (RmsNormMatMul,
-// MatMulAddTo in kernels/backend.h), each sparing a decode step one small kernel a use.
+// The pre-norm before a product, the SwiGLU after the stacked w1/w3 one and the residual add
+// after one can ride along (RmsNormMatMul, RmsNormMatMulSwiGlu, MatMulAddTo in
+// kernels/backend.h), each sparing a decode step one small kernel a use.
 //
 //   GemvParams p{.x = x, .w = w_bf16, .y = y, .rows = 1, .k = 5120, .n = 4096};
 //   if (GemvApplies(p)) CUDA_CHECK(LaunchGemvBf16(p, stream));
