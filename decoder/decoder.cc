@@ -258,7 +258,7 @@ void Decoder::Layers(const LayerTensors& t) {
     if (fused) {
       b.RmsNormMatMulSwiGlu(t.x, w.ffn_norm, c.norm_eps, w.w13, t.hn, t.gate_up, t.gate);
     } else {
-      b.MatMul(t.hn, w.w13, nullptr, t.gate_up);
+      norm_then_product(w.ffn_norm, w.w13, t.gate_up);
       b.SwiGlu(t.gate_up, t.gate);
     }
     product_into_residual(t.gate, w.w2,

@@ -353,8 +353,6 @@ class CudaBackend : public Backend {
 
   void RmsNormMatMul(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& w,
                      const Tensor& normed, const Tensor& y) override {
-    CHECK(norm_weight.rank() == 1 && norm_weight.dim(0) == x.shape().back())
-        << norm_weight.DebugString();
     if (!FusedGemv(x, w, &norm_weight, eps, /*accumulate=*/false, y)) {
       Backend::RmsNormMatMul(x, norm_weight, eps, w, normed, y);
     }
@@ -363,8 +361,6 @@ class CudaBackend : public Backend {
   void RmsNormMatMulSwiGlu(const Tensor& x, const Tensor& norm_weight, float eps, const Tensor& w13,
                            const Tensor& normed, const Tensor& gate_up,
                            const Tensor& out) override {
-    CHECK(norm_weight.rank() == 1 && norm_weight.dim(0) == x.shape().back())
-        << norm_weight.DebugString();
     if (!FusedGemv(x, w13, &norm_weight, eps, /*accumulate=*/false, gate_up, &out)) {
       Backend::RmsNormMatMulSwiGlu(x, norm_weight, eps, w13, normed, gate_up, out);
     }
@@ -722,9 +718,13 @@ class CudaBackend : public Backend {
   // y (+)= RmsNorm?(x) · wᵀ as one GEMV where FusesRmsNormIntoMatMul holds and the GEMV takes the
   // operands (bf16 weights, f32 x and y); false, and nothing issued, where not.
   // With swiglu_out: SwiGlu(y) into swiglu_out, and y (the stacked w1/w3 product's shape) left
-  // untouched.
+  // untouched. The shapes (the norm weight's too) are checked whether it fuses or not.
   bool FusedGemv(const Tensor& x, const Tensor& w, const Tensor* norm_weight, float eps,
                  bool accumulate, const Tensor& y, const Tensor* swiglu_out = nullptr) {
+    if (norm_weight != nullptr) {
+      CHECK(norm_weight->rank() == 1 && norm_weight->dim(0) == x.shape().back())
+          << norm_weight->DebugString();
+    }
     const auto [t, k, n] = CheckMatMul(x, w, nullptr, y);
     if (swiglu_out != nullptr) {
       CHECK(swiglu_out->shape() == std::vector<int64_t>({t, n / 2}) && n % 2 == 0)

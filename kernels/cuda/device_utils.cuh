@@ -19,6 +19,9 @@ __device__ __forceinline__ void StoreFloat(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);
 }
 
+// silu(g) = g * sigmoid(g), the gate of SwiGLU.
+__device__ __forceinline__ float Silu(float g) { return g / (1.0f + expf(-g)); }
+
 // Two consecutive elements (8-byte or 4-byte aligned).
 __device__ __forceinline__ void StorePair(float* p, float a, float b) {
   *reinterpret_cast<float2*>(p) = make_float2(a, b);

@@ -73,8 +73,10 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
 #pragma unroll
     for (int i = 0; i < kPrefetchChunks; ++i) {
       const int64_t c = part * kWarpSize + lane + int64_t{i} * kWarpSize * split;
-      if (c < chunks) PrefetchL2(w + c);
-      if (kSwiGlu && c < chunks) PrefetchL2(w_up + c);
+      if (c < chunks) {
+        PrefetchL2(w + c);
+        if constexpr (kSwiGlu) PrefetchL2(w_up + c);
+      }
     }
   }
   WaitForPriorKernels();
@@ -133,7 +135,7 @@ __global__ void __launch_bounds__(kGemvWarps* kWarpSize) GemvBf16Kernel(GemvPara
     total_up *= scale;
   }
   if constexpr (kSwiGlu) {
-    p.y[row] = total / (1.0f + expf(-total)) * total_up;  // as ops.cu's SwiGLU
+    p.y[row] = Silu(total) * total_up;
   } else {
     p.y[row] = p.accumulate ? p.y[row] + total : total;
   }

@@ -270,7 +270,7 @@ cudaError_t LaunchSiluMul(const SiluMulParams& params, cudaStream_t stream) {
   const SiluMulParams p = params;
   return LaunchElementWise(p.count, stream, [p] __device__(int64_t i) {
     const float g = p.gate[i];
-    p.out[i] = g / (1.0f + expf(-g)) * p.up[i];
+    p.out[i] = Silu(g) * p.up[i];
   });
 }
 
@@ -293,8 +293,7 @@ __global__ void SwiGluVecKernel(const G* gate_up, O* out, int64_t rows, int64_t 
          i += int64_t{gridDim.x} * blockDim.x) {
       const float4 g = Load4(gate + 4 * i), u = Load4(gate + cols + 4 * i);
       Store4(out + r * cols + 4 * i,
-             make_float4(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y,
-                         g.z / (1.0f + expf(-g.z)) * u.z, g.w / (1.0f + expf(-g.w)) * u.w));
+             make_float4(Silu(g.x) * u.x, Silu(g.y) * u.y, Silu(g.z) * u.z, Silu(g.w) * u.w));
     }
   }
 }
@@ -313,7 +312,7 @@ cudaError_t LaunchSwiGluTyped(const SwiGluParams& p, cudaStream_t stream) {
   return LaunchElementWise(p.rows * cols, stream, [gate_up, out, cols] __device__(int64_t i) {
     const int64_t r = i / cols, c = i % cols;
     const float g = LoadFloat(gate_up + r * 2 * cols + c);
-    StoreFloat(out + i, g / (1.0f + expf(-g)) * LoadFloat(gate_up + r * 2 * cols + cols + c));
+    StoreFloat(out + i, Silu(g) * LoadFloat(gate_up + r * 2 * cols + cols + c));
   });
 }
 
