@@ -10,6 +10,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
+const net = require('node:net');
 const OpenAI = require('openai');
 
 const [baseUrl, imagePath, orphanUrl, gatewayPid, guardedUrl, token] = process.argv.slice(2);
@@ -54,6 +55,24 @@ function chunkedPost(path, parts, headers = {}) {
     request.end();
   });
 }
+
+// Writes `bytes` to a new connection in one write and collects what the server sends until it
+// closes (a reset after the answer counts as a close); rejects if it has not closed in 5 s.
+function rawExchange(url, bytes) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: hostname, port });
+    let text = '';
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`not closed: ${text}`)); }, 5000);
+    const done = () => { clearTimeout(timer); resolve(text); };
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (d) => { text += d.toString('latin1'); });
+    socket.on('end', done);
+    socket.on('error', (e) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? done() : reject(e)));
+  });
+}
+
+const statusLines = (text) => text.match(/^HTTP\/1\.1 \d+/gm) || [];
 
 async function tokenizeCount(messages) {
   const response = await rawPost('/tokenize', JSON.stringify({ messages }));
@@ -273,6 +292,29 @@ test('errors: OpenAI error objects and status codes', async () => {
   // A header line beyond cpp-httplib's 8 KB is refused, not buffered.
   const hugeHeader = await chunkedPost('/v1/chat/completions', ['{}'], { 'x-big': 'y'.repeat(20000) });
   assert.ok(hugeHeader.status === 400 || hugeHeader.status === 'reset', `${hugeHeader.status}`);
+});
+
+// A refusal before the body is read ends the connection: the unread body (here a whole request
+// of its own) must never be served as the next request.
+test('refusals before the body close the connection; nothing after is read', async () => {
+  const smuggled = 'GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n';
+  const overLimit = await rawExchange(baseUrl,
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${64 << 20}\r\n\r\n${smuggled}`);
+  assert.deepEqual(statusLines(overLimit), ['HTTP/1.1 413'], overLimit);
+  assert.match(overLimit, /request_too_large/);
+  const malformed = await rawExchange(baseUrl,
+    `GET /v1/models HTTP/1.1\r\nx-big: ${'y'.repeat(20000)}\r\n\r\n${smuggled}`);
+  assert.ok(statusLines(malformed).length <= 1, malformed);
+  assert.ok(!/"object":"list"/.test(malformed), malformed);
+  const unauthorized = await rawExchange(guardedUrl,
+    `POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`);
+  assert.deepEqual(statusLines(unauthorized), ['HTTP/1.1 401'], unauthorized);
+  // A refusal after a whole request (an unknown path) keeps the connection for the next one.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const unknown = await rawRequest(baseUrl, 'GET', '/no/such/path', {}, undefined, agent);
+  const models = await rawRequest(baseUrl, 'GET', '/v1/models', {}, undefined, agent);
+  assert.deepEqual([unknown.status, models.status, models.socketReused], [404, 200, true]);
+  agent.destroy();
 });
 
 test('keep-alive: a second request reuses the connection', async () => {

@@ -1,6 +1,7 @@
 #include "services/gateway/http_server.h"
 
 #include <deque>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -34,6 +35,23 @@ void Reply(httplib::Response& response, int status, const json& body) {
 
 void ReplyError(httplib::Response& response, const HttpError& error) {
   Reply(response, error.http_status, error.body);
+}
+
+// Replies with `error` and then closes the connection, for answers sent before the request's body
+// was read (or when the request could not be parsed): what is left on the socket must not be read
+// as the next request. cpp-httplib 0.11 keeps a connection open whatever the Connection header
+// says; it closes one whose content provider fails, so this provider writes the whole body and
+// then reports failure.
+void ReplyErrorAndClose(httplib::Response& response, const HttpError& error) {
+  response.status = error.http_status;
+  response.set_header("Connection", "close");
+  auto body = std::make_shared<std::string>(
+      error.body.dump(-1, ' ', false, json::error_handler_t::replace));
+  response.set_content_provider(body->size(), "application/json",
+                                [body](size_t offset, size_t length, httplib::DataSink& sink) {
+                                  sink.write(body->data() + offset, length);
+                                  return false;
+                                });
 }
 
 // `status` as a public client may see it (PublicError logs what it hides under `request_id`).
@@ -132,8 +150,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
         self->options_.tokens->Check(req.get_header_value("Authorization"));
     if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
-    res.set_header("Connection", "close");  // a body, if one follows, is not read
-    ReplyError(res, MakeHttpError(401, allowed.message(), "invalid_api_key"));
+    ReplyErrorAndClose(res, MakeHttpError(401, allowed.message(), "invalid_api_key"));
     return httplib::Server::HandlerResponse::Handled;
   });
 
@@ -148,8 +165,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
       res.set_header("X-Request-Id", request_id);
       std::string body;
       if (absl::Status read = self->ReadBody(req, reader, &body); !read.ok()) {
-        res.set_header("Connection", "close");  // what is left of the body is not read
-        return ReplyError(res, PublicHttpError(read, request_id));
+        return ReplyErrorAndClose(res, PublicHttpError(read, request_id));
       }
       (self->*handle)(request_id, body, res);
     });
@@ -163,17 +179,26 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
     res.status = self->draining_ || self->stopping_ ? 503 : 200;
   });
   // cpp-httplib's own refusals (unknown path, 413 for a body over the limit, malformed HTTP)
-  // have no body: give them OpenAI's error object. Handlers' errors already have one.
+  // have no body: give them OpenAI's error object. Handlers' errors already have one (a body, or
+  // ReplyErrorAndClose's provider, which sets the Content-Type). After a malformed request or an
+  // unread body the connection is closed.
   server.set_error_handler(
       httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (!res.body.empty() || res.has_header("Content-Type")) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
         std::string message = absl::StrCat("HTTP ", res.status);
         if (res.status == 400) message = "malformed HTTP request";
         if (res.status == 404) message = absl::StrCat("no route for ", req.method, " ", req.path);
         if (res.status == 405) message = absl::StrCat(req.method, " is not allowed here");
         if (res.status == 413) message = "the request body is larger than the server accepts";
-        ReplyError(
-            res, MakeHttpError(res.status, message, res.status == 413 ? "request_too_large" : ""));
+        const HttpError error =
+            MakeHttpError(res.status, message, res.status == 413 ? "request_too_large" : "");
+        if (res.status == 404 || res.status == 405) {
+          ReplyError(res, error);
+        } else {
+          ReplyErrorAndClose(res, error);
+        }
         return httplib::Server::HandlerResponse::Handled;
       }));
   server.set_exception_handler(
