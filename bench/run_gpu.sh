@@ -34,7 +34,8 @@
 #                  make_random_model flags for the folder it writes (--n_layers 8: the wire and
 #                  the CPU parts at full size, the compute cut). Report JSON and
 #                  the services' logs into $OUT when set. With load_bench staged (LOAD_BENCH=1),
-#                  also a mixed load (SERVED_LOAD_ARGS).
+#                  also a mixed load (SERVED_LOAD_ARGS). SERVED_STEP_BUDGET and SERVED_MIXED_BUDGET:
+#                  the decoder worker's --step_token_budget and --mixed_step_token_budget.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-.device}"
@@ -190,6 +191,9 @@ if [ "${SERVED:-0}" = 1 ]; then
   streams="${SERVED_TEXT_STREAMS:-64}"
   prompt="${SERVED_TEXT_PROMPT:-512}"
   port="${SERVED_PORT:-19000}"  # gateway; workers +1 and +2, metrics +10 to +12
+  step_budget="${SERVED_STEP_BUDGET:-2048}"
+  mixed_budget="${SERVED_MIXED_BUDGET:-0}"  # the decoder worker's --mixed_step_token_budget
+  admit_budget=$((mixed_budget > 0 ? mixed_budget : step_budget))
   served_start=$(date +%s)
   rm -f "$served_out/gateway.port"
   if [ ! -e "$served_model/consolidated.safetensors" ]; then
@@ -216,7 +220,8 @@ if [ "${SERVED:-0}" = 1 ]; then
   trap stop_services EXIT
   "$dir/bin/decoder_worker" --model_dir "$served_model" --backend "$served_backend" \
     --host 127.0.0.1 --port $((port + 2)) --metrics_port $((port + 12)) --cache_tokens "${SERVED_CACHE_TOKENS:-65536}" \
-    --max_batch_size "${SERVED_MAX_BATCH:-64}" --step_token_budget "${SERVED_STEP_BUDGET:-2048}" \
+    --max_batch_size "${SERVED_MAX_BATCH:-64}" --step_token_budget "$step_budget" \
+    --mixed_step_token_budget "$mixed_budget" \
     --shutdown_grace 2s 2>"$served_out/served_decoder.log" &
   pids+=($!)
   "$dir/bin/vision_worker" --model_dir "$served_model" --backend "$served_backend" \
@@ -252,7 +257,7 @@ if [ "${SERVED:-0}" = 1 ]; then
     timeout "${SERVED_TIMEOUT:-200}" "$dir/bin/served_bench" --gateway 127.0.0.1:$((port + 0)) \
       --photo "$dir/photo.jpg" --scenarios "${SERVED_SCENARIOS:-text,admit,multiturn,image}" \
       --text_streams "$streams" --text_prompt_tokens "$prompt" --out "$served_out/served.json" \
-      --step_token_budget "${SERVED_STEP_BUDGET:-2048}" \
+      --step_token_budget "$admit_budget" \
       ${SERVED_ARGS:-} || status=1
     if [ -x "$dir/bin/load_bench" ]; then
       # A mixed load (staged with LOAD_BENCH=1): text and image chats, repeats, two turns.

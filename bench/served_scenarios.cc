@@ -341,9 +341,10 @@ absl::StatusOr<nlohmann::json> RunAdmitScenario(const GatewayClient& client,
   const double usual = Median(before);
   const double max_during = during.empty() ? 0 : *std::max_element(during.begin(), during.end());
   // Issue 8's bound: twice the usual step plus one chunk's prefill, the chunk's time estimated as
-  // the decoder's time to the image's first token over the chunks its prompt takes.
-  const int chunks =
-      (image_record.prompt_tokens + o.step_token_budget - 1) / std::max(o.step_token_budget, 1);
+  // the decoder's time to the image's first token over the chunks its prompt takes (each step's
+  // budget less the running streams' decode rows).
+  const int chunk_tokens = std::max(o.step_token_budget - o.admit_streams, 1);
+  const int chunks = (image_record.prompt_tokens + chunk_tokens - 1) / chunk_tokens;
   const auto decoder = image_record.timing.find("decoder.first_token");
   const double chunk_ms =
       decoder == image_record.timing.end() || chunks == 0 ? 0 : decoder->second * 1000.0 / chunks;

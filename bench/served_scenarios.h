@@ -42,7 +42,8 @@ struct ServedOptions {
   int image_output_tokens = 8;
   int repeats = 3;           // multiturn and image: chats / requests measured (after one warm-up)
   int image_variant = 4000;  // image: the first request's picture (others follow)
-  int step_token_budget = 2048;  // admit: the decoder worker's, for the bound it reports
+  // admit: tokens in the decoder worker's steps that have decode rows, for the bound it reports
+  int step_token_budget = 2048;
 };
 
 absl::StatusOr<nlohmann::json> RunTextScenario(const GatewayClient& client,

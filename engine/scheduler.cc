@@ -294,9 +294,13 @@ std::vector<Scheduler::Planned> Scheduler::Plan() {
   for (const auto& r : running_) {
     if (!r->decoding()) continue;
     plan.push_back({r.get(), 1});
-    --budget;
     planned_blocks += BlocksNeeded(*r, 1);
   }
+  const int64_t decode_rows = std::ssize(plan);
+  if (decode_rows > 0 && options_.mixed_step_token_budget > 0) {
+    budget = std::min<int64_t>(budget, options_.mixed_step_token_budget);
+  }
+  budget -= decode_rows;
   // Then the chunks of prompts already being prefilled, oldest first.
   for (const auto& r : running_) {
     if (r->decoding() || budget <= 0) continue;

@@ -2,9 +2,9 @@
 //
 // Each Step() is one ModelRunner::Step (one batched forward): a decode row for every running
 // sequence, then chunks of the prompts being prefilled, oldest first, until the step holds
-// `step_token_budget` tokens. Several prompts can prefill in one step, and a long prompt takes
-// at most the budget left after the decode rows, so running streams never wait more than one
-// step for it. KV blocks are taken as sequences grow; a prompt is admitted when the free blocks
+// `step_token_budget` tokens (`mixed_step_token_budget` in a step with decode rows). Several
+// prompts can prefill in one step, and a long prompt takes at most the budget left after the
+// decode rows, so running streams never wait more than one step for it. KV blocks are taken as sequences grow; a prompt is admitted when the free blocks
 // hold its whole prompt (its cached prefix aside), and when a step cannot get the blocks its decode
 // rows need, the newest running sequence is preempted (its blocks freed; it is recomputed later,
 // prompt and generated tokens, from the prefix cache as far as it still holds them). Requests are
@@ -80,6 +80,12 @@ class Scheduler {
     int max_waiting = 256;
     // Tokens in one step: decode rows plus prompt chunks.
     int step_token_budget = 2048;
+    // Tokens in a step that has decode rows, if smaller (0: step_token_budget). Prompt chunks
+    // that ride along with the decode rows cost little while the step stays bound by reading
+    // the weights; a full budget of prompt tokens turns the step compute-bound, and every running
+    // stream waits for it. The price: prompts that arrive under load take more steps to their
+    // first token. Must exceed max_batch_size, or prompts wait for streams to finish.
+    int mixed_step_token_budget = 0;
     // Share full blocks across requests (off: every prompt computed from scratch).
     bool prefix_cache = true;
     // Optional: called on the stepping thread after each Step() (keep it short).

@@ -265,6 +265,30 @@ TEST(SchedulerTest, ALongPromptNeverStallsRunningStreams) {
   EXPECT_EQ(a.tokens(), Alone(TextRequest({1, 2}, 20)));
 }
 
+// With decode rows in the step, prompts get only the mixed budget; alone, the whole budget.
+TEST(SchedulerTest, StepsWithDecodeRowsTakeTheMixedBudget) {
+  FakeRunner model;
+  Scheduler scheduler(model, {.step_token_budget = 16, .mixed_step_token_budget = 6});
+  Outcome first, a, b;
+  const GenerationRequest first_request = TextRequest(Range(1, 20), 8);
+  ASSERT_TRUE(scheduler.Submit(first_request, first.Callbacks()).ok());
+  scheduler.Step();  // nothing decodes yet: 16 of its 20 prompt tokens
+  scheduler.Step();  // still prefilling: its last 4
+  ASSERT_EQ(first.streamed.size(), 1u);
+  const GenerationRequest a_request = TextRequest(Range(2, 7), 3);
+  const GenerationRequest b_request = TextRequest(Range(3, 7), 3);
+  ASSERT_TRUE(scheduler.Submit(a_request, a.Callbacks()).ok());
+  ASSERT_TRUE(scheduler.Submit(b_request, b.Callbacks()).ok());
+  scheduler.Step();  // one decode row and 5 of a's prompt tokens
+  scheduler.Step();  // one decode row, a's last 2 and 3 of b's
+  EXPECT_THAT(model.step_tokens, ElementsAre(16, 4, 6, 6));
+  RunUntilIdle(scheduler);
+  EXPECT_EQ(scheduler.stats().max_decode_gap_steps, 1);
+  EXPECT_EQ(first.tokens(), Alone(first_request));
+  EXPECT_EQ(a.tokens(), Alone(a_request));
+  EXPECT_EQ(b.tokens(), Alone(b_request));
+}
+
 TEST(SchedulerTest, SeveralPromptsPrefillInOneStep) {
   FakeRunner model;
   Scheduler scheduler(model, {.step_token_budget = 16});

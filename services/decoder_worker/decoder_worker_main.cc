@@ -44,6 +44,10 @@ ABSL_FLAG(int, max_batch_size, 32, "Sequences running (decoding or prefilling) a
 ABSL_FLAG(int, step_token_budget, 2048,
           "Tokens in one model step: every running sequence's decode row plus chunks of the "
           "prompts being prefilled, so a long prompt delays running streams by one chunk at most.");
+ABSL_FLAG(int, mixed_step_token_budget, 0,
+          "Tokens in a step that has decode rows, if smaller than --step_token_budget (0: the "
+          "same): prompts that arrive under load then prefill in chunks small enough to ride "
+          "along with the decode rows. Must exceed --max_batch_size.");
 ABSL_FLAG(bool, prefix_cache, true,
           "Share full KV blocks across requests with the same prefix (tokens and image features).");
 ABSL_FLAG(int, max_waiting, 256,
@@ -101,11 +105,17 @@ absl::Status Run() {
   if (absl::GetFlag(FLAGS_step_token_budget) <= 0 || absl::GetFlag(FLAGS_max_batch_size) <= 0) {
     return absl::InvalidArgumentError("--step_token_budget and --max_batch_size must be positive");
   }
+  const int mixed_budget = absl::GetFlag(FLAGS_mixed_step_token_budget);
+  if (mixed_budget != 0 && mixed_budget <= absl::GetFlag(FLAGS_max_batch_size)) {
+    return absl::InvalidArgumentError(
+        "--mixed_step_token_budget must be 0 or larger than --max_batch_size");
+  }
   PixtralRunner runner(*model);
   Scheduler scheduler(runner, {.eos_id = tekken->eos_id(),
                                .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
                                .max_waiting = absl::GetFlag(FLAGS_max_waiting),
                                .step_token_budget = absl::GetFlag(FLAGS_step_token_budget),
+                               .mixed_step_token_budget = mixed_budget,
                                .prefix_cache = absl::GetFlag(FLAGS_prefix_cache),
                                .on_step = RecordStep});
   metrics::KvCacheBlocksTotal().Set(runner.num_blocks());
