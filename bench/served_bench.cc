@@ -36,9 +36,10 @@ ABSL_FLAG(int, admit_output_tokens, 256, "admit: their output tokens.");
 ABSL_FLAG(int, admit_after_tokens, 16, "admit: tokens every stream has before the image.");
 ABSL_FLAG(int, image_output_tokens, 8, "Output tokens of image requests.");
 ABSL_FLAG(int, repeats, 3, "multiturn: chats; image: requests.");
-ABSL_FLAG(int, step_token_budget, 2048,
-          "admit: tokens in the decoder worker's steps that have decode rows (its "
-          "--mixed_step_token_budget, or --step_token_budget without one), for the reported bound.");
+ABSL_FLAG(
+    int, step_token_budget, 2048,
+    "admit: tokens in the decoder worker's steps that have decode rows (its "
+    "--mixed_step_token_budget, or --step_token_budget without one), for the reported bound.");
 ABSL_FLAG(int, timeout_s, 600, "Deadline of each call.");
 ABSL_FLAG(int, ready_timeout_s, 60,
           "Retry the warm-up this long while the gateway is unavailable.");

@@ -166,12 +166,17 @@ TEST_F(CudaBackendTest, MatMulBf16FewRowsMatchesCpu) {
   EXPECT_LE(Error(y), 1e-5);
 }
 
-// Prompt-sized products (past TunedGemm::kMaxTunedRows: tuned per bucket of rows; 1037 and 1100
-// share a bucket, so the second reuses the first's algorithm) with every combination of bf16 or
-// f32 input and output, bias of either type, and GELU (cuBLASLt's epilogue or the pass after).
+// Prompt-sized products (past TunedGemm::kMaxExactRows: tuned per bucket of rows; 1037 and 1100
+// share a bucket, as 200 and 193 (in 224) do, so the second reuses the first's algorithm) with
+// every combination of bf16 or f32 input and output, bias of either type, and GELU (cuBLASLt's
+// epilogue or the pass after).
 TEST_F(CudaBackendTest, MatMulOfPromptShapesWithEpiloguesMatchesCpu) {
-  for (const auto& [t, k, n] :
-       {std::tuple{1100, 256, 640}, {1037, 256, 640}, {600, 1024, 136}, {9, 64, 72}}) {
+  for (const auto& [t, k, n] : {std::tuple{1100, 256, 640},
+                                {1037, 256, 640},
+                                {200, 256, 640},
+                                {193, 256, 640},
+                                {600, 1024, 136},
+                                {9, 64, 72}}) {
     for (const bool x16 : {false, true}) {
       for (const bool y16 : {false, true}) {
         for (const int bias_kind : {0, 1, 2}) {  // none, f32, bf16

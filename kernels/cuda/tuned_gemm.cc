@@ -64,8 +64,8 @@ absl::Status TunedGemm::Init() {
 }
 
 int64_t TunedGemm::RowBucket(int64_t rows) {
-  if (rows <= kMaxTunedRows) return rows;
-  const int64_t step = rows <= 8192 ? 512 : 2048;
+  if (rows <= kMaxExactRows) return rows;
+  const int64_t step = rows <= kMaxTunedRows ? 32 : rows <= 8192 ? 512 : 2048;
   return (rows + step - 1) / step * step;
 }
 
@@ -147,8 +147,9 @@ int TunedGemm::Fastest(const GemmParams& p, const Plan& plan,
 absl::Status TunedGemm::MakePlan(const GemmParams& p, Plan& plan) {
   if (absl::Status s = Describe(p, plan); !s.ok()) return s;
   const bool prompt = p.rows > kMaxTunedRows;
+  const bool shared = p.rows > kMaxExactRows && (!prompt || tune_prompts_);
   const Key bucket = KeyOf(p, RowBucket(p.rows));
-  if (prompt && tune_prompts_) {
+  if (shared) {
     // Another row count of this bucket was tuned: its winner, where cuBLASLt takes it here.
     if (auto it = bucket_algos_.find(bucket); it != bucket_algos_.end()) {
       cublasLtMatmulHeuristicResult_t check{};
@@ -186,7 +187,7 @@ absl::Status TunedGemm::MakePlan(const GemmParams& p, Plan& plan) {
   }
   plan.algo = results[best].algo;
   plan.workspace = results[best].workspaceSize;
-  if (prompt && tune_prompts_) bucket_algos_.emplace(bucket, plan.algo);
+  if (shared) bucket_algos_.emplace(bucket, plan.algo);
   return CudaError(cudaGetLastError(), "timing");
 }
 

@@ -4,10 +4,13 @@
 // (a few to a few hundred token rows against a large weight matrix) the fastest of its candidates
 // is often another. TunedGemm asks cuBLASLt for its candidates the first time a shape is seen,
 // times each on the real operands with device events, and keeps the fastest for that shape.
-// Prompt shapes (more than kMaxTunedRows rows) are timed once per bucket of row counts (fewer
-// candidates, fewer runs) and the bucket's winner is reused for every row count in it when
-// cuBLASLt accepts it for that shape (cublasLtMatmulAlgoCheck); PIXTRAL_TUNE_PROMPT_GEMMS=0 takes
-// the heuristic's first candidate for them instead, untimed.
+// Decode batches (up to kMaxExactRows rows) are tuned row count by row count. Larger shapes are
+// timed once per bucket of row counts and the bucket's winner is reused for every row count in
+// it when cuBLASLt accepts it for that shape (cublasLtMatmulAlgoCheck): decode rows with small
+// prompt chunks (up to kMaxTunedRows) with every candidate, prompt shapes with fewer candidates
+// and runs; PIXTRAL_TUNE_PROMPT_GEMMS=0 takes the heuristic's first candidate for prompt shapes
+// instead, untimed. (A steady serving load brings a new row count every few steps: tuned one by
+// one, each would stall a step for tens of milliseconds.)
 //
 // The output is f32 or bf16, and the epilogue may add a bias (per output column) and apply GELU,
 // so a product's consumer can read bf16 straight from it with no conversion pass.
@@ -54,7 +57,9 @@ struct GemmParams {
 
 class TunedGemm {
  public:
-  // Shapes with more rows than this (prompt chunks) are tuned per bucket of row counts.
+  // Shapes with more rows than this share the tuning of their bucket of row counts.
+  static constexpr int64_t kMaxExactRows = 64;
+  // Shapes with more rows than this (prompt chunks) are tuned with fewer candidates.
   static constexpr int64_t kMaxTunedRows = 512;
 
   explicit TunedGemm(cudaStream_t stream);
@@ -68,9 +73,10 @@ class TunedGemm {
   // applies the epilogue itself. Other errors are failures.
   absl::Status Run(const GemmParams& params);
 
-  // The bucket of row counts whose tuning a prompt shape of `rows` rows shares (exposed for
-  // the host-side tests): rows itself up to kMaxTunedRows, then rounded up to a multiple of 512
-  // up to 8192, of 2048 beyond.
+  // The bucket of row counts whose tuning a shape of `rows` rows shares: rows itself up to
+  // kMaxExactRows, then rounded up to a multiple of 32 up to kMaxTunedRows (as the decode graphs
+  // bucket their rows, so each of those is tuned for itself), of 512 up to 8192,
+  // of 2048 beyond.
   static int64_t RowBucket(int64_t rows);
 
  private:
@@ -98,7 +104,7 @@ class TunedGemm {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   absl::flat_hash_map<Key, std::unique_ptr<Plan>> plans_;
-  // The winner of each prompt bucket, keyed as plans_ with the bucket for rows.
+  // The winner of each bucket, keyed as plans_ with the bucket for rows.
   absl::flat_hash_map<Key, cublasLtMatmulAlgo_t> bucket_algos_;
   // Keys whose epilogue cuBLASLt has no algorithm for: answered at once the next time.
   absl::flat_hash_set<Key> unsupported_;
