@@ -1,5 +1,7 @@
 #include "services/gateway/http_server.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -53,6 +55,11 @@ void ReplyErrorAndClose(httplib::Response& response, const HttpError& error) {
                                   return false;
                                 });
 }
+
+// How far past the body limit a refused body is still read (and dropped) to its end, so that
+// the connection can carry its 413: a close with unread bytes sends a reset, which can destroy
+// the answer before the client reads it. Beyond this the body is not read at all.
+uint64_t DrainBytes(uint64_t limit) { return std::min<uint64_t>(limit, uint64_t{8} << 20); }
 
 // `status` as a public client may see it (PublicError logs what it hides under `request_id`).
 HttpError PublicHttpError(const absl::Status& status, const std::string& request_id) {
@@ -131,7 +138,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   HttpServer* self = http.get();
   const int threads = options.threads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+  // cpp-httplib refuses (and reads to its end, however long) a Content-Length over this; ReadBody
+  // refuses those itself first, unread.
+  const uint64_t body_limit = static_cast<uint64_t>(options.max_body_bytes);
+  server.set_payload_max_length(static_cast<size_t>(body_limit + DrainBytes(body_limit)));
   server.set_read_timeout(
       std::chrono::microseconds(absl::ToInt64Microseconds(options.read_timeout)));
   server.set_write_timeout(
@@ -164,8 +174,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
       const std::string request_id = RequestIdOrNew(req.get_header_value("X-Request-Id"));
       res.set_header("X-Request-Id", request_id);
       std::string body;
-      if (absl::Status read = self->ReadBody(req, reader, &body); !read.ok()) {
-        return ReplyErrorAndClose(res, PublicHttpError(read, request_id));
+      bool unread = false;
+      if (absl::Status read = self->ReadBody(req, reader, &body, &unread); !read.ok()) {
+        const HttpError error = PublicHttpError(read, request_id);
+        return unread ? ReplyErrorAndClose(res, error) : ReplyError(res, error);
       }
       (self->*handle)(request_id, body, res);
     });
@@ -254,25 +266,28 @@ void HttpServer::Models(httplib::Response& response) {
 }
 
 absl::Status HttpServer::ReadBody(const httplib::Request& request,
-                                  const httplib::ContentReader& reader, std::string* body) const {
-  const size_t limit = static_cast<size_t>(options_.max_body_bytes);
+                                  const httplib::ContentReader& reader, std::string* body,
+                                  bool* unread) const {
+  const uint64_t limit = static_cast<uint64_t>(options_.max_body_bytes);
+  const uint64_t drain_limit = limit + DrainBytes(limit);
   const absl::Status too_large = absl::ResourceExhaustedError(
       absl::StrCat("the request body is larger than the server accepts (", limit, " bytes)"));
   uint64_t length = 0;
   if (request.has_header("Content-Length") &&
-      absl::SimpleAtoi(request.get_header_value("Content-Length"), &length) && length > limit) {
+      absl::SimpleAtoi(request.get_header_value("Content-Length"), &length) &&
+      length > drain_limit) {
+    *unread = true;
     return too_large;
   }
-  bool within_limit = true;
+  uint64_t received = 0;
   const bool read = reader([&](const char* data, size_t size) {
-    if (body->size() + size > limit) {
-      within_limit = false;
-      return false;
-    }
-    body->append(data, size);
-    return true;
+    received += size;
+    if (received <= limit) body->append(data, size);
+    return received <= drain_limit;
   });
-  if (!within_limit) return too_large;
+  // The reader fails once the receiver stops it (past drain_limit) or the body breaks off.
+  *unread = !read;
+  if (received > limit) return too_large;
   if (!read) return absl::InvalidArgumentError("the request body could not be read");
   return absl::OkStatus();
 }

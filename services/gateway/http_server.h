@@ -114,9 +114,12 @@ class HttpServer {
   };
 
   // The body into `body`: RESOURCE_EXHAUSTED (413) once it outgrows max_body_bytes, by its
-  // Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be read.
+  // Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be read. A body up to
+  // kBodyDrainBytes past the limit is still read to its end (and dropped), so that its 413 is
+  // not lost to the reset a close with unread bytes sends; `*unread` tells whether the refusal
+  // left bytes on the connection (then it must be closed).
   absl::Status ReadBody(const httplib::Request& request, const httplib::ContentReader& reader,
-                        std::string* body) const;
+                        std::string* body, bool* unread) const;
   // The POST handlers: `request_id` names the call in public errors and the log.
   void ChatCompletions(const std::string& request_id, const std::string& body,
                        httplib::Response& response);
