@@ -34,6 +34,9 @@ ABSL_FLAG(std::string, backend, "cpu", "With --model_dir: cpu | cuda.");
 ABSL_FLAG(int, cache_tokens, 65536, "With --model_dir: KV cache tokens.");
 ABSL_FLAG(int, max_batch_size, 64, "With --model_dir: running sequences at most.");
 ABSL_FLAG(int, step_token_budget, 2048, "With --model_dir: tokens per engine step.");
+ABSL_FLAG(int, mixed_step_token_budget, 0,
+          "With --model_dir: tokens in an engine step that has decode rows, if smaller (0: the "
+          "same).");
 ABSL_FLAG(bool, prefix_cache, true, "With --model_dir: share KV blocks across requests.");
 ABSL_FLAG(int, sessions, 32, "Chat sessions to run.");
 ABSL_FLAG(int, max_turns, 2, "Turns per session: uniform in [1, max_turns].");
@@ -87,12 +90,14 @@ absl::Status Run() {
       return absl::InvalidArgumentError("pass --gateway or --model_dir");
     }
     PIXTRAL_ASSIGN_OR_RETURN(
-        stack, EmbeddedStack::Create({.model_dir = absl::GetFlag(FLAGS_model_dir),
-                                      .backend = absl::GetFlag(FLAGS_backend),
-                                      .cache_tokens = absl::GetFlag(FLAGS_cache_tokens),
-                                      .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
-                                      .step_token_budget = absl::GetFlag(FLAGS_step_token_budget),
-                                      .prefix_cache = absl::GetFlag(FLAGS_prefix_cache)}));
+        stack, EmbeddedStack::Create(
+                   {.model_dir = absl::GetFlag(FLAGS_model_dir),
+                    .backend = absl::GetFlag(FLAGS_backend),
+                    .cache_tokens = absl::GetFlag(FLAGS_cache_tokens),
+                    .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
+                    .step_token_budget = absl::GetFlag(FLAGS_step_token_budget),
+                    .mixed_step_token_budget = absl::GetFlag(FLAGS_mixed_step_token_budget),
+                    .prefix_cache = absl::GetFlag(FLAGS_prefix_cache)}));
     service = std::make_unique<GatewayService>(
         stack->pipeline(), stack->tokenizer().tekken(),
         GatewayOptions{.max_concurrent_requests = 1 << 20, .model_info = stack->model_info()});

@@ -66,8 +66,13 @@ class EngineLoadTest : public ::testing::Test {
   }
 
   static EmbeddedStackOptions Options() {
-    // 20 blocks of 16: six sessions' conversations do not fit at once.
-    return {.model_dir = *dir_, .cache_tokens = 320, .max_batch_size = 8, .step_token_budget = 48};
+    // 20 blocks of 16: six sessions' conversations do not fit at once. Steps with decode rows
+    // take at most 24 tokens, so prompts also prefill in chunks beside running streams.
+    return {.model_dir = *dir_,
+            .cache_tokens = 320,
+            .max_batch_size = 8,
+            .step_token_budget = 48,
+            .mixed_step_token_budget = 24};
   }
 
   static std::string* dir_;

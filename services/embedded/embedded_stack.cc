@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Create(
       Scheduler::Options{.eos_id = stack->front_end_.tokenizer->tekken().eos_id(),
                          .max_batch_size = options.max_batch_size,
                          .step_token_budget = std::max(options.step_token_budget, 1),
+                         .mixed_step_token_budget = options.mixed_step_token_budget,
                          .prefix_cache = options.prefix_cache});
   stack->scheduler_->Start();
   int vision_width = 0, patch_size = 1;

@@ -36,8 +36,10 @@ struct EmbeddedStackOptions {
   int cache_tokens = 32768;
   int cache_block_size = 16;
   int max_batch_size = 32;
-  // Tokens in one model step (decode rows plus prompt chunks), and prefix caching.
+  // Tokens in one model step (decode rows plus prompt chunks), in one that has decode rows if
+  // smaller (0: the same; Scheduler::Options), and prefix caching.
   int step_token_budget = 2048;
+  int mixed_step_token_budget = 0;
   bool prefix_cache = true;
   // Host memory for encoder outputs kept by image content; 0: no image-feature cache.
   int64_t image_cache_bytes = int64_t{1} << 30;
