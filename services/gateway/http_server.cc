@@ -5,8 +5,10 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -56,10 +58,17 @@ void ReplyErrorAndClose(httplib::Response& response, const HttpError& error) {
                                 });
 }
 
+// 401 with the challenge for a bearer token; `close`: the request left bytes unread.
+void ReplyUnauthorized(httplib::Response& response, const absl::Status& why, bool close) {
+  response.set_header("WWW-Authenticate", "Bearer");
+  const HttpError error = MakeHttpError(401, why.message(), "invalid_api_key");
+  close ? ReplyErrorAndClose(response, error) : ReplyError(response, error);
+}
+
 // How far past the body limit a refused body is still read (and dropped) to its end, so that
-// the connection can carry its 413: a close with unread bytes sends a reset, which can destroy
-// the answer before the client reads it. Beyond this the body is not read at all.
-uint64_t DrainBytes(uint64_t limit) { return std::min<uint64_t>(limit, uint64_t{8} << 20); }
+// the connection can carry its 413 or 401: a close with unread bytes sends a reset, which can
+// destroy the answer before the client reads it. Beyond this the body is not read at all.
+constexpr uint64_t kBodyDrainBytes = uint64_t{4} << 20;
 
 // `status` as a public client may see it (PublicError logs what it hides under `request_id`).
 HttpError PublicHttpError(const absl::Status& status, const std::string& request_id) {
@@ -141,7 +150,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   // cpp-httplib refuses (and reads to its end, however long) a Content-Length over this; ReadBody
   // refuses those itself first, unread.
   const uint64_t body_limit = static_cast<uint64_t>(options.max_body_bytes);
-  server.set_payload_max_length(static_cast<size_t>(body_limit + DrainBytes(body_limit)));
+  server.set_payload_max_length(static_cast<size_t>(body_limit + kBodyDrainBytes));
   server.set_read_timeout(
       std::chrono::microseconds(absl::ToInt64Microseconds(options.read_timeout)));
   server.set_write_timeout(
@@ -149,42 +158,51 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   server.set_keep_alive_timeout(absl::ToInt64Seconds(options.keep_alive_timeout));
   server.set_keep_alive_max_count(options.keep_alive_max_requests);
 
-  // The token is checked before routing, so a caller without one gets 401 before its body is
-  // read and learns nothing, not even which paths exist. /health stays open for probes and load
-  // balancers (it tells nothing but whether the server is serving).
-  server.set_pre_routing_handler([self](const httplib::Request& req, httplib::Response& res) {
-    if (self->options_.tokens == nullptr || req.path == "/health") {
+  using PostHandler =
+      void (HttpServer::*)(const std::string&, const std::string&, httplib::Response&);
+  const std::pair<const char*, PostHandler> post_routes[] = {
+      {"/v1/chat/completions", &HttpServer::ChatCompletions},
+      {"/tokenize", &HttpServer::Tokenize},
+      {"/detokenize", &HttpServer::Detokenize}};
+  absl::flat_hash_set<std::string> post_paths;
+  for (const auto& [path, handle] : post_routes) post_paths.insert(path);
+
+  // The token is checked before routing, so a caller without one gets 401 and learns nothing,
+  // not even which paths exist. The POST routes check it in their handlers instead, after
+  // reading the body (dropped) as far as a refused body is read, so that the 401 is not lost to
+  // the reset of a close with unread bytes. /health stays open for probes and load balancers (it
+  // tells nothing but whether the server is serving).
+  server.set_pre_routing_handler([self, post_paths = std::move(post_paths)](
+                                     const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/health" || (req.method == "POST" && post_paths.contains(req.path))) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    const absl::Status allowed =
-        self->options_.tokens->Check(req.get_header_value("Authorization"));
+    const absl::Status allowed = self->CheckToken(req);
     if (allowed.ok()) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", "Bearer");
-    ReplyErrorAndClose(res, MakeHttpError(401, allowed.message(), "invalid_api_key"));
+    ReplyUnauthorized(res, allowed, /*close=*/true);
     return httplib::Server::HandlerResponse::Handled;
   });
 
   // Bodies are read through a content reader so that the size limit also holds for chunked
   // bodies, which cpp-httplib 0.11 would otherwise collect without bound.
-  using PostHandler =
-      void (HttpServer::*)(const std::string&, const std::string&, httplib::Response&);
-  const auto post = [self, &server](const char* path, PostHandler handle) {
+  for (const auto& [path, handle] : post_routes) {
     server.Post(path, [self, handle](const httplib::Request& req, httplib::Response& res,
                                      const httplib::ContentReader& reader) {
       const std::string request_id = RequestIdOrNew(req.get_header_value("X-Request-Id"));
       res.set_header("X-Request-Id", request_id);
+      const absl::Status allowed = self->CheckToken(req);
       std::string body;
       bool unread = false;
-      if (absl::Status read = self->ReadBody(req, reader, &body, &unread); !read.ok()) {
+      const absl::Status read =
+          self->ReadBody(req, reader, allowed.ok() ? &body : nullptr, &unread);
+      if (!allowed.ok()) return ReplyUnauthorized(res, allowed, unread);
+      if (!read.ok()) {
         const HttpError error = PublicHttpError(read, request_id);
         return unread ? ReplyErrorAndClose(res, error) : ReplyError(res, error);
       }
       (self->*handle)(request_id, body, res);
     });
-  };
-  post("/v1/chat/completions", &HttpServer::ChatCompletions);
-  post("/tokenize", &HttpServer::Tokenize);
-  post("/detokenize", &HttpServer::Detokenize);
+  }
   server.Get("/v1/models",
              [self](const httplib::Request&, httplib::Response& res) { self->Models(res); });
   server.Get("/health", [self](const httplib::Request&, httplib::Response& res) {
@@ -265,11 +283,16 @@ void HttpServer::Models(httplib::Response& response) {
   Reply(response, 200, {{"object", "list"}, {"data", json::array({std::move(model)})}});
 }
 
+absl::Status HttpServer::CheckToken(const httplib::Request& request) const {
+  if (options_.tokens == nullptr) return absl::OkStatus();
+  return options_.tokens->Check(request.get_header_value("Authorization"));
+}
+
 absl::Status HttpServer::ReadBody(const httplib::Request& request,
                                   const httplib::ContentReader& reader, std::string* body,
                                   bool* unread) const {
   const uint64_t limit = static_cast<uint64_t>(options_.max_body_bytes);
-  const uint64_t drain_limit = limit + DrainBytes(limit);
+  const uint64_t drain_limit = limit + kBodyDrainBytes;
   const absl::Status too_large = absl::ResourceExhaustedError(
       absl::StrCat("the request body is larger than the server accepts (", limit, " bytes)"));
   uint64_t length = 0;
@@ -282,7 +305,7 @@ absl::Status HttpServer::ReadBody(const httplib::Request& request,
   uint64_t received = 0;
   const bool read = reader([&](const char* data, size_t size) {
     received += size;
-    if (received <= limit) body->append(data, size);
+    if (received <= limit && body != nullptr) body->append(data, size);
     return received <= drain_limit;
   });
   // The reader fails once the receiver stops it (past drain_limit) or the body breaks off.

@@ -113,11 +113,13 @@ class HttpServer {
     bool include_usage = false;
   };
 
-  // The body into `body`: RESOURCE_EXHAUSTED (413) once it outgrows max_body_bytes, by its
-  // Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be read. A body up to
-  // kBodyDrainBytes past the limit is still read to its end (and dropped), so that its 413 is
-  // not lost to the reset a close with unread bytes sends; `*unread` tells whether the refusal
-  // left bytes on the connection (then it must be closed).
+  // OK when no token is required or the request carries one; else why not (for the 401).
+  absl::Status CheckToken(const httplib::Request& request) const;
+  // The body into `body` (null: read and dropped): RESOURCE_EXHAUSTED (413) once it outgrows
+  // max_body_bytes, by its Content-Length or as its chunks arrive; INVALID_ARGUMENT if it cannot be
+  // read. A body up to 4 MiB past the limit is still read to its end (and dropped), so that its
+  // 413 is not lost to the reset a close with unread bytes sends; `*unread` tells whether the
+  // refusal left bytes on the connection (then it must be closed).
   absl::Status ReadBody(const httplib::Request& request, const httplib::ContentReader& reader,
                         std::string* body, bool* unread) const;
   // The POST handlers: `request_id` names the call in public errors and the log.
