@@ -4,11 +4,12 @@
 // sequence, then chunks of the prompts being prefilled, oldest first, until the step holds
 // `step_token_budget` tokens (`mixed_step_token_budget` in a step with decode rows). Several
 // prompts can prefill in one step, and a long prompt takes at most the budget left after the
-// decode rows, so running streams never wait more than one step for it. KV blocks are taken as sequences grow; a prompt is admitted when the free blocks
-// hold its whole prompt (its cached prefix aside), and when a step cannot get the blocks its decode
-// rows need, the newest running sequence is preempted (its blocks freed; it is recomputed later,
-// prompt and generated tokens, from the prefix cache as far as it still holds them). Requests are
-// admitted in arrival order, preempted ones included.
+// decode rows, so running streams never wait more than one step for it. KV blocks are taken as
+// sequences grow; a prompt is admitted when the free blocks hold its whole prompt (its cached
+// prefix aside), and when a step cannot get the blocks its decode rows need, the newest running
+// sequence is preempted (its blocks freed; it is recomputed later, prompt and generated tokens,
+// from the prefix cache as far as it still holds them). Requests are admitted in arrival order,
+// preempted ones included.
 //
 // Full blocks are published to the prefix cache as they fill, so a prompt that starts with an
 // earlier prompt (the next turn of a chat, the same system prompt or image) skips what is cached.
