@@ -24,7 +24,13 @@ for target in $(grep -E '^//.* +PASSED in' /tmp/pixtral-bazel-test.log | awk '{p
   fi
 done
 failed=$(grep -cE '^//.* +(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' /tmp/pixtral-bazel-test.log || true)
+# A target marked flaky that failed and then passed on a retry: passed, and named.
+flaky=($(grep -E '^//.* +FLAKY' /tmp/pixtral-bazel-test.log | awk '{print $1}' || true))
+passed=$((passed + ${#flaky[@]}))
 echo "tests: ${passed} passed, ${#skipped[@]} skipped, ${failed} failed"
+if [ "${#flaky[@]}" -gt 0 ]; then
+  echo "passed only on a retry (flaky): ${flaky[*]}"
+fi
 if [ "${#skipped[@]}" -gt 0 ]; then
   echo "skipped (no GPU here; bench/run_gpu.sh runs them on a GPU machine): ${skipped[*]}"
 fi
