@@ -31,26 +31,26 @@ using json = nlohmann::json;
 // comment this often: clients and proxies see it is alive, and a client that left is noticed.
 constexpr absl::Duration kStreamHeartbeat = absl::Seconds(1);
 
+// JSON as the API writes it: compact, invalid UTF-8 replaced rather than thrown on.
+std::string JsonText(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void Reply(httplib::Response& response, int status, const json& body) {
   response.status = status;
-  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
-                       "application/json");
+  response.set_content(JsonText(body), "application/json");
 }
 
-void ReplyError(httplib::Response& response, const HttpError& error) {
-  Reply(response, error.http_status, error.body);
-}
-
-// Replies with `error` and then closes the connection, for answers sent before the request's body
-// was read (or when the request could not be parsed): what is left on the socket must not be read
-// as the next request. cpp-httplib 0.11 keeps a connection open whatever the Connection header
-// says; it closes one whose content provider fails, so this provider writes the whole body and
-// then reports failure.
-void ReplyErrorAndClose(httplib::Response& response, const HttpError& error) {
+// `close`: the connection is closed after the answer, for answers sent while bytes of the
+// request are left unread (or when it could not be parsed): they must not be read as the next
+// request. cpp-httplib 0.11 keeps a connection open whatever the Connection header says; it
+// closes one whose content provider fails, so this provider writes the whole body and then
+// reports failure.
+void ReplyError(httplib::Response& response, const HttpError& error, bool close = false) {
+  if (!close) return Reply(response, error.http_status, error.body);
   response.status = error.http_status;
   response.set_header("Connection", "close");
-  auto body = std::make_shared<std::string>(
-      error.body.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto body = std::make_shared<std::string>(JsonText(error.body));
   response.set_content_provider(body->size(), "application/json",
                                 [body](size_t offset, size_t length, httplib::DataSink& sink) {
                                   sink.write(body->data() + offset, length);
@@ -61,8 +61,7 @@ void ReplyErrorAndClose(httplib::Response& response, const HttpError& error) {
 // 401 with the challenge for a bearer token; `close`: the request left bytes unread.
 void ReplyUnauthorized(httplib::Response& response, const absl::Status& why, bool close) {
   response.set_header("WWW-Authenticate", "Bearer");
-  const HttpError error = MakeHttpError(401, why.message(), "invalid_api_key");
-  close ? ReplyErrorAndClose(response, error) : ReplyError(response, error);
+  ReplyError(response, MakeHttpError(401, why.message(), "invalid_api_key"), close);
 }
 
 // How far past the body limit a refused body is still read (and dropped) to its end, so that
@@ -75,9 +74,7 @@ HttpError PublicHttpError(const absl::Status& status, const std::string& request
   return HttpErrorOf(PublicError(status, request_id));
 }
 
-std::string SseEvent(const json& data) {
-  return absl::StrCat("data: ", data.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
-}
+std::string SseEvent(const json& data) { return absl::StrCat("data: ", JsonText(data), "\n\n"); }
 
 // Counts one completion in `running` for as long as it lives (moved into a stream's worker).
 class Running {
@@ -197,8 +194,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
           self->ReadBody(req, reader, allowed.ok() ? &body : nullptr, &unread);
       if (!allowed.ok()) return ReplyUnauthorized(res, allowed, unread);
       if (!read.ok()) {
-        const HttpError error = PublicHttpError(read, request_id);
-        return unread ? ReplyErrorAndClose(res, error) : ReplyError(res, error);
+        return ReplyError(res, PublicHttpError(read, request_id), unread);
       }
       (self->*handle)(request_id, body, res);
     });
@@ -210,7 +206,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
   });
   // cpp-httplib's own refusals (unknown path, 413 for a body over the limit, malformed HTTP)
   // have no body: give them OpenAI's error object. Handlers' errors already have one (a body, or
-  // ReplyErrorAndClose's provider, which sets the Content-Type). After a malformed request or an
+  // ReplyError's closing provider, which sets the Content-Type). After a malformed request or an
   // unread body the connection is closed.
   server.set_error_handler(
       httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
@@ -222,13 +218,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(ChatPipeline& pipe
         if (res.status == 404) message = absl::StrCat("no route for ", req.method, " ", req.path);
         if (res.status == 405) message = absl::StrCat(req.method, " is not allowed here");
         if (res.status == 413) message = "the request body is larger than the server accepts";
-        const HttpError error =
-            MakeHttpError(res.status, message, res.status == 413 ? "request_too_large" : "");
-        if (res.status == 404 || res.status == 405) {
-          ReplyError(res, error);
-        } else {
-          ReplyErrorAndClose(res, error);
-        }
+        // A 404 or 405 came after the whole request; the others (400, 413) leave bytes unread.
+        const bool close = res.status != 404 && res.status != 405;
+        ReplyError(res,
+                   MakeHttpError(res.status, message, res.status == 413 ? "request_too_large" : ""),
+                   close);
         return httplib::Server::HandlerResponse::Handled;
       }));
   server.set_exception_handler(
