@@ -286,6 +286,10 @@ test('errors: OpenAI error objects and status codes', async () => {
                                     Array.from({ length: 6 }, () => 'x'.repeat(512 << 10)));
   assert.equal(chunked.status, 413);
   assert.equal(JSON.parse(chunked.text).error.code, 'request_too_large');
+  // Past that (2 MB limit + 4 MiB) the server stops reading and closes: a 413 or a reset.
+  const unbounded = await chunkedPost('/v1/chat/completions',
+                                      Array.from({ length: 16 }, () => 'x'.repeat(512 << 10)));
+  assert.ok([413, 'reset'].includes(unbounded.status), `${unbounded.status}`);
   // Under the limit, a chunked body is read as any other.
   const small = await chunkedPost('/tokenize', ['{"prompt": ', '"hello"}']);
   assert.equal(small.status, 200, small.text);

@@ -150,6 +150,21 @@ ServerProcess* ServicesFaultsTest::vision_[2] = {nullptr, nullptr};
 ServerProcess* ServicesFaultsTest::decoder_ = nullptr;
 ServerProcess* ServicesFaultsTest::gateway_ = nullptr;
 
+// A step budget for steps with decode rows that leaves prompts no room is a usage error: the worker
+// exits before serving (it would otherwise stall prompts behind full batches). One token more is
+// accepted.
+TEST_F(ServicesFaultsTest, DecoderWorkerRefusesAMixedBudgetWithinItsBatch) {
+  const std::vector<std::string> args = {"--model_dir=" + *dir_, "--port=0", "--max_batch_size=8"};
+  std::vector<std::string> refused = args, accepted = args;
+  refused.push_back("--mixed_step_token_budget=8");
+  accepted.push_back("--mixed_step_token_budget=9");
+  auto bad = ServerProcess::Start(kDecoderWorker, refused, "decoder-bad-budget");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("exited with 1"));
+  auto good = ServerProcess::Start(kDecoderWorker, accepted, "decoder-mixed-budget");
+  ASSERT_TRUE(good.ok()) << good.status();
+}
+
 TEST_F(ServicesFaultsTest, CancelledAndExpiredStreamsReturnTheirCache) {
   // Three streams hold most of the cache; the client cancels them mid-way.
   std::vector<std::unique_ptr<OpenStream>> streams;

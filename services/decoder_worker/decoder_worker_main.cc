@@ -76,6 +76,15 @@ absl::Status Run() {
   if (cache_tokens <= 0 || block_size <= 0) {
     return absl::InvalidArgumentError("--cache_tokens and --cache_block_size must be positive");
   }
+  // The scheduler's flags, before the load: a usage error should not wait for the weights.
+  if (absl::GetFlag(FLAGS_step_token_budget) <= 0 || absl::GetFlag(FLAGS_max_batch_size) <= 0) {
+    return absl::InvalidArgumentError("--step_token_budget and --max_batch_size must be positive");
+  }
+  const int mixed_budget = absl::GetFlag(FLAGS_mixed_step_token_budget);
+  if (mixed_budget != 0 && mixed_budget <= absl::GetFlag(FLAGS_max_batch_size)) {
+    return absl::InvalidArgumentError(
+        "--mixed_step_token_budget must be 0 or larger than --max_batch_size");
+  }
   // Checked before any device starts: a bad --tp is a usage error, not a failed load.
   PIXTRAL_ASSIGN_OR_RETURN(
       TensorParallelOptions tp,
@@ -102,14 +111,6 @@ absl::Status Run() {
   }
   PIXTRAL_ASSIGN_OR_RETURN(std::unique_ptr<TekkenTokenizer> tekken,
                            TekkenTokenizer::FromFile(dir + "/tekken.json"));
-  if (absl::GetFlag(FLAGS_step_token_budget) <= 0 || absl::GetFlag(FLAGS_max_batch_size) <= 0) {
-    return absl::InvalidArgumentError("--step_token_budget and --max_batch_size must be positive");
-  }
-  const int mixed_budget = absl::GetFlag(FLAGS_mixed_step_token_budget);
-  if (mixed_budget != 0 && mixed_budget <= absl::GetFlag(FLAGS_max_batch_size)) {
-    return absl::InvalidArgumentError(
-        "--mixed_step_token_budget must be 0 or larger than --max_batch_size");
-  }
   PixtralRunner runner(*model);
   Scheduler scheduler(runner, {.eos_id = tekken->eos_id(),
                                .max_batch_size = absl::GetFlag(FLAGS_max_batch_size),
